@@ -1,0 +1,39 @@
+# The README's commands. Each target creates .venv when missing and installs into it first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export YOLO_OFFLINE := 1
+export RAY_AUTH_MODE := disabled
+export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
+
+.PHONY: install demo test lint ui bench clean
+
+$(STAMP): pyproject.toml edge_agent/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# pip, not uv: torch==2.14.1 / torchvision==0.29.1 come from this machine's local wheels.
+	$(PY) -m pip install --disable-pip-version-check -q -e ./edge_agent -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: install lint
+	$(PY) -m pytest
+
+demo: install
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/flywheel demo
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+bench: install
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,140 @@
+"""The lake layout: every key devices and the cloud agree on is built and parsed here.
+
+    landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.mp4   clip (H.264)
+    landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.json  sidecar, written LAST
+    landing/status/device=D/<ts>.json                              status reports
+    landing/corrections/<batch>.json                               correction batches
+    depot/...  datasets/<version>/  models/<model_id>/             cloud-owned
+    releases/<channel>/manifest.json (+ manifest.json.sig)          what the fleet should run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from edge_agent.contract.errors import ContractError
+from edge_agent.contract.ids import validate_id, validate_key
+
+LANDING_CLIPS = "landing/clips"
+LANDING_STATUS = "landing/status"
+LANDING_CORRECTIONS = "landing/corrections"
+DEPOT = "depot"
+DATASETS = "datasets"
+MODELS = "models"
+RELEASES = "releases"
+
+CLIP_EXT = ".mp4"
+SIDECAR_EXT = ".json"
+CLIP_ID_LEN = 32  # hex chars of the clip's sha256: content-derived, so re-uploads are idempotent
+
+_CLIP_KEY_RE = re.compile(
+    r"landing/clips/date=(?P<date>\d{4}-\d{2}-\d{2})/store=(?P<store>[^/]+)/device=(?P<device>[^/]+)"
+    r"/(?P<clip_id>[^/]+)(?P<ext>\.mp4|\.json)")
+
+
+def clip_id_from_sha256(sha256_hex: str) -> str:
+    """The clip id is derived from the clip's content, never from a clock or a counter."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256_hex):
+        raise ContractError("sha256", f"must be 64 lowercase hex characters, got {sha256_hex!r}")
+    return sha256_hex[:CLIP_ID_LEN]
+
+
+def clip_id_for_bytes(data: bytes) -> str:
+    return clip_id_from_sha256(hashlib.sha256(data).hexdigest())
+
+
+def validate_date(value: str | date, field: str = "date") -> str:
+    text = value.isoformat() if isinstance(value, date) else value
+    try:
+        date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ContractError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}") from None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ContractError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}")
+    return text
+
+
+def clip_prefix(day: str | date, store_id: str, device_id: str) -> str:
+    return (f"{LANDING_CLIPS}/date={validate_date(day)}/store={validate_id(store_id, 'store_id')}"
+            f"/device={validate_id(device_id, 'device_id')}")
+
+
+def clip_key(day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
+    return f"{clip_prefix(day, store_id, device_id)}/{validate_id(clip_id, 'clip_id')}{CLIP_EXT}"
+
+
+def sidecar_key(day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
+    return f"{clip_prefix(day, store_id, device_id)}/{validate_id(clip_id, 'clip_id')}{SIDECAR_EXT}"
+
+
+def day_prefix(day: str | date) -> str:
+    return f"{LANDING_CLIPS}/date={validate_date(day)}"
+
+
+@dataclass(frozen=True)
+class ClipKey:
+    """A parsed landing key: which clip, and whether this object is the video or its sidecar."""
+
+    date: str
+    store_id: str
+    device_id: str
+    clip_id: str
+    kind: Literal["clip", "sidecar"]
+
+    @property
+    def clip_key(self) -> str:
+        return clip_key(self.date, self.store_id, self.device_id, self.clip_id)
+
+    @property
+    def sidecar_key(self) -> str:
+        return sidecar_key(self.date, self.store_id, self.device_id, self.clip_id)
+
+
+def parse_clip_key(key: str) -> ClipKey:
+    """Parse a landing clip or sidecar key; raise ContractError naming what is wrong."""
+    validate_key(key)
+    m = _CLIP_KEY_RE.fullmatch(key)
+    if not m:
+        raise ContractError("key", f"not a landing clip key: {key!r}")
+    return ClipKey(
+        date=validate_date(m["date"]),
+        store_id=validate_id(m["store"], "store_id"),
+        device_id=validate_id(m["device"], "device_id"),
+        clip_id=validate_id(m["clip_id"], "clip_id"),
+        kind="clip" if m["ext"] == CLIP_EXT else "sidecar",
+    )
+
+
+def timestamp_id(at: datetime) -> str:
+    """A sortable, key-safe UTC timestamp: 20261125T101500.123456Z."""
+    if at.tzinfo is None:
+        raise ContractError("timestamp", "must be timezone-aware")
+    return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def status_key(device_id: str, at: datetime) -> str:
+    return f"{LANDING_STATUS}/device={validate_id(device_id, 'device_id')}/{timestamp_id(at)}.json"
+
+
+def corrections_key(batch_id: str) -> str:
+    return f"{LANDING_CORRECTIONS}/{validate_id(batch_id, 'batch_id')}.json"
+
+
+def dataset_prefix(version: str) -> str:
+    return f"{DATASETS}/{validate_id(version, 'dataset_version')}"
+
+
+def model_prefix(model_id: str) -> str:
+    return f"{MODELS}/{validate_id(model_id, 'model_id')}"
+
+
+def release_manifest_key(channel: str) -> str:
+    return f"{RELEASES}/{validate_id(channel, 'channel')}/manifest.json"
+
+
+def release_signature_key(channel: str) -> str:
+    return f"{release_manifest_key(channel)}.sig"

