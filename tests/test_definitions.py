@@ -1,0 +1,51 @@
+"""The Dagster code location loads, per deployment, and holds only real definitions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("deployment", ["local", "cluster"])
+def test_definitions_build_and_resolve(deployment: str) -> None:
+    from flywheel.definitions import build_definitions
+
+    defs = build_definitions(deployment)
+    repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
+    assert "lake" in repo.get_top_level_resources()
+    for job in repo.get_all_jobs():
+        assert job.name
+
+
+def test_workspace_loads_in_dagster(tmp_path: Path) -> None:
+    # What `dagster dev` / the webserver does with workspace.yaml: load the code location.
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_unknown_deployment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resources.deployments import current_deployment
+
+    monkeypatch.setenv("FLYWHEEL_DEPLOYMENT", "prod-ish")
+    with pytest.raises(ValueError, match="must be one of"):
+        current_deployment()
+
+
+def test_lake_resource_gives_a_working_lake(tmp_path: Path) -> None:
+    from resources.lake import LocalLakeResource
+
+    lake = LocalLakeResource(root=str(tmp_path / "lake")).lake()
+    lake.put("x/y", b"1")
+    assert lake.get("x/y") == b"1"
+    assert isinstance(LocalLakeResource(root="r"), dg.ConfigurableResource)
