@@ -1,0 +1,269 @@
+"""The agent: the inference loop plus its off-loop helpers (capture worker, uploader, housekeeping).
+
+The inference loop (`process`) runs the device model on every frame, computes the signals the
+active rules need, evaluates the rules, and feeds the pre/post-roll recorder. Everything slow
+(encoding, disk, network, status reports, rule and model reloads) runs on other threads at lower
+OS priority; the loop only ever does an O(1) non-blocking hand-off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from edge_agent.capture.recorder import Firing, FrameRecord, Recorder
+from edge_agent.capture.spool import Spool, atomic_write
+from edge_agent.capture.worker import CaptureWorker, lower_thread_priority
+from edge_agent.contract import dump_document
+from edge_agent.contract.layout import status_key
+from edge_agent.lake import Lake, LakeError
+from edge_agent.model import Prediction
+from edge_agent.sources import Frame, check_frame
+from edge_agent.telemetry import Telemetry
+from edge_agent.triggers.rules import RuleSet, RuleSetWatcher
+from edge_agent.triggers.signals import BarcodeReader, MotionDetector, SignalFrame, WeightTracker
+from edge_agent.upload import Backoff, TokenBucket, Uploader, UploadWindows
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+
+
+class Predictor(Protocol):
+    version: str
+
+    def predict(self, image) -> Prediction: ...
+
+
+@dataclass
+class CaptureSettings:
+    pre_roll_s: float = 1.0
+    post_roll_s: float = 1.0
+    max_clip_s: float = 10.0
+    queue_size: int = 4
+    niceness: int = 10
+    encoders: tuple[str, ...] = ()
+    encoder_threads: int = 1
+    copy_frames: bool = False
+
+
+@dataclass
+class UploadSettings:
+    bandwidth_bytes_per_s: float | None = None
+    burst_bytes: float | None = None
+    windows: tuple[str, ...] = ()
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 30.0
+    niceness: int = 10
+
+
+class Agent:
+    def __init__(self, *, device_id: str, store_id: str, model: Predictor, rules: RuleSet,
+                 spool: Spool, lake: Lake | None, capture: CaptureSettings | None = None,
+                 upload: UploadSettings | None = None, status_interval_s: float = 60.0,
+                 rules_watcher: RuleSetWatcher | None = None, rules_reload_s: float = 5.0,
+                 model_loader=None, telemetry: Telemetry | None = None) -> None:
+        self.device_id, self.store_id = device_id, store_id
+        self.model = model
+        self.rules = rules
+        self.spool = spool
+        self.lake = lake
+        self.telemetry = telemetry or Telemetry()
+        cap = capture or CaptureSettings()
+        up = upload or UploadSettings()
+        self.recorder = Recorder(cap.pre_roll_s, cap.post_roll_s, cap.max_clip_s, cap.copy_frames)
+        self.worker = CaptureWorker(spool, self.telemetry, device_id=device_id, store_id=store_id,
+                                    agent_version=AGENT_VERSION, queue_size=cap.queue_size,
+                                    niceness=cap.niceness, encoders=cap.encoders,
+                                    threads=cap.encoder_threads)
+        self.uploader = None
+        if lake is not None:
+            self.uploader = Uploader(
+                lake, spool, self.telemetry,
+                bucket=TokenBucket(up.bandwidth_bytes_per_s or None, up.burst_bytes or None),
+                windows=UploadWindows.parse(up.windows),
+                backoff=Backoff(up.backoff_base_s, up.backoff_cap_s), niceness=up.niceness)
+        self.status_interval_s = status_interval_s
+        self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
+        self.model_loader = model_loader  # () -> (stamp, Predictor | None) for hot model swaps
+        self._motion = MotionDetector()
+        self._barcodes: BarcodeReader | None = None
+        self._weight = WeightTracker()
+        self._epoch: datetime | None = None
+        self._stop = threading.Event()
+        self._house = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+        self._started = False
+        self.recovered = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        self.recovered = self.spool.scan()  # resume after a restart: partials out, complete ones queued
+        self.worker.start()
+        if self.uploader is not None:
+            self.uploader.start()
+        self._house.start()
+        self._started = True
+        return self
+
+    def close(self, *, drain_timeout: float = 0.0) -> dict:
+        """Stop: flush the open capture, let the encoder finish, optionally wait for uploads."""
+        job = self.recorder.flush(self.model.version, self.rules.version)
+        if job is not None:
+            self.telemetry.add("captures")
+            self.worker.submit(job)
+        self.worker.stop(drain=True)
+        if self.uploader is not None and drain_timeout > 0:
+            self.uploader.wait_drained(drain_timeout)
+        if self.uploader is not None:
+            self.uploader.stop()
+        self._stop.set()
+        if self._house.is_alive():
+            self._house.join(10)
+        self.publish_status()
+        return self.telemetry.snapshot()
+
+    def __enter__(self) -> Agent:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the inference loop -----------------------------------------------------------------------
+
+    def run(self, frames: Iterable[Frame], *, stop: threading.Event | None = None,
+            max_frames: int | None = None) -> int:
+        n = 0
+        for frame in frames:
+            if (stop is not None and stop.is_set()) or self._stop.is_set():
+                break
+            self.process(frame)
+            n += 1
+            if max_frames is not None and n >= max_frames:
+                break
+        return n
+
+    def process(self, frame: Frame) -> list[Firing]:
+        """One frame through model, signals, rules and the ring buffer. Never blocks on I/O."""
+        why = check_frame(frame)
+        if why is not None:
+            self.telemetry.add("corrupt_frames")
+            log.warning("skipping corrupt frame: %s", why)
+            return []
+        image = frame.image
+        pred = self.model.predict(image)
+        self.telemetry.latency(pred.latency_ms)
+        rules = self.rules  # one read: a hot reload swaps the attribute between frames
+        need = rules.signals
+        sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
+                         aisle=frame.location[0] if frame.location else None, store=self.store_id)
+        if "motion" in need:
+            sf.motion = self._motion.update(image)
+        if "barcode" in need:
+            if self._barcodes is None:
+                self._barcodes = BarcodeReader()
+            sf.barcodes = self._barcodes.read(image)
+        if "weight" in need:
+            sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
+        firings = []
+        fired = rules.evaluate(sf)
+        if fired:
+            values = sf.values()
+            for rule, value in fired:
+                firings.append(Firing(rule.name, rule.expr, rule.priority, value, values))
+                self.telemetry.fire(rule.name)
+        if frame.wall is not None:
+            wall = frame.wall
+        else:
+            if self._epoch is None:
+                self._epoch = datetime.now(UTC) - timedelta(seconds=frame.t)
+            wall = self._epoch + timedelta(seconds=frame.t)
+        rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
+                          frame.weight_g, frame.location, firings)
+        job = self.recorder.push(rec, self.model.version, rules.version)
+        if job is not None:
+            self.telemetry.add("captures")
+            self.worker.submit(job)
+        self.telemetry.add("frames")
+        return firings
+
+    # -- housekeeping: status, rule and model reloads ---------------------------------------------
+
+    def set_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.telemetry.add("rule_reloads")
+        log.info("rule set %s active", rules.version)
+
+    def _housekeeping(self) -> None:
+        lower_thread_priority(10)
+        next_status = time.monotonic() + self.status_interval_s
+        next_rules = time.monotonic() + self.rules_reload_s
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            if now >= next_rules:
+                next_rules = now + self.rules_reload_s
+                self.reload_rules()
+                if self.model_loader is not None:
+                    self._maybe_swap_model()
+            if now >= next_status:
+                next_status = now + self.status_interval_s
+                self.publish_status()
+
+    def reload_rules(self) -> bool:
+        if self.rules_watcher is None:
+            return False
+        new = self.rules_watcher.poll()
+        if self.rules_watcher.last_error:
+            self.telemetry.add("rule_errors")
+            log.error("rule file rejected, keeping %s: %s", self.rules.version,
+                      self.rules_watcher.last_error)
+            self.rules_watcher.last_error = None
+        if new is not None:
+            self.set_rules(new)
+            return True
+        return False
+
+    def _maybe_swap_model(self) -> None:
+        try:
+            new = self.model_loader()
+        except Exception as e:  # a broken new slot must not take the running model down
+            log.error("model reload failed, keeping %s: %s", self.model.version, e)
+            return
+        if new is not None:
+            self.model = new
+            log.info("model %s active", new.version)
+
+    def status_document(self) -> bytes:
+        report = self.telemetry.report(
+            device_id=self.device_id, store_id=self.store_id, agent_version=AGENT_VERSION,
+            model_version=self.model.version, rule_set_version=self.rules.version,
+            spool_bytes=self.spool.used_bytes, spool_clips=len(self.spool))
+        return dump_document(report)
+
+    def publish_status(self) -> bool:
+        """Write a status report to the lake and a local status.json (for `edge-agent status`)."""
+        doc = self.status_document()
+        local = {"report": json.loads(doc), "totals": self.telemetry.snapshot(),
+                 "spool_discarded": dict(self.spool.discarded),
+                 "last_upload_error": self.uploader.last_error if self.uploader else None}
+        try:
+            atomic_write(Path(self.spool.root) / "status.json",
+                         json.dumps(local, indent=2, default=str).encode())
+        except OSError as e:
+            log.warning("cannot write local status: %s", e)
+        if self.lake is None:
+            return False
+        try:
+            self.lake.put(status_key(self.device_id, datetime.now(UTC)), doc)
+            return True
+        except LakeError as e:
+            self.telemetry.add("status_failures")
+            log.warning("status report not uploaded: %s", e)
+            return False

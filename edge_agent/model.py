@@ -1,0 +1,119 @@
+"""The device model: ONNX Runtime on every frame, loaded from the agent's active model slot.
+
+Model directory layout (the OTA client swaps `active` atomically):
+
+    <model_dir>/slots/a/model.onnx   + model.json  {"model_version", "labels", "input_size": [h, w],
+    <model_dir>/slots/b/...                         "mean": [..3], "std": [..3]}
+    <model_dir>/active               a text file naming the slot ("a"), or a symlink to slots/a
+
+A slot may also be given directly (a directory holding model.onnx). Labels are SKUs; the label
+"" or "none" means "no product" (prediction None).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NONE_LABELS = ("", "none", "empty", "__none__")
+
+
+class ModelError(RuntimeError):
+    """The model slot is missing, inconsistent or fails to load."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str | None  # top-1 SKU, None for "no product"
+    confidence: float  # softmax probability of the top-1 class
+    latency_ms: float
+
+
+def resolve_slot(model_dir: str | Path) -> Path:
+    """The directory of the active slot."""
+    root = Path(model_dir)
+    if (root / "model.onnx").is_file():
+        return root
+    active = root / "active"
+    if active.is_symlink() or active.is_dir():
+        slot = active.resolve()
+    elif active.is_file():
+        name = active.read_text().strip()
+        if name not in {p.name for p in (root / "slots").glob("*")}:
+            raise ModelError(f"{active}: names slot {name!r}, which does not exist under {root / 'slots'}")
+        slot = root / "slots" / name
+    else:
+        raise ModelError(f"{root}: no model.onnx and no 'active' slot pointer")
+    if not (slot / "model.onnx").is_file():
+        raise ModelError(f"{slot}: active slot has no model.onnx")
+    return slot
+
+
+def active_stamp(model_dir: str | Path) -> tuple[str, int]:
+    """Cheap change detector for hot model swaps: (slot path, model mtime)."""
+    slot = resolve_slot(model_dir)
+    return str(slot), (slot / "model.onnx").stat().st_mtime_ns
+
+
+class DeviceModel:
+    """One ONNX classifier; `predict(rgb_uint8_hwc)` -> Prediction."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.slot = resolve_slot(model_dir)
+        meta_path = self.slot / "model.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{meta_path}: missing (model_version, labels)") from None
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{meta_path}: not valid JSON: {e}") from None
+        self.version = str(meta.get("model_version", ""))
+        self.labels: list[str] = list(meta.get("labels", []))
+        if not self.version or not self.labels:
+            raise ModelError(f"{meta_path}: needs model_version and labels")
+        opts = ort.SessionOptions()
+        # The inference loop is the device's primary job: a fixed, small thread budget keeps its
+        # latency predictable and leaves cores to the encoder.
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self._sess = ort.InferenceSession(str(self.slot / "model.onnx"), opts,
+                                              providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for corrupt files
+            raise ModelError(f"{self.slot / 'model.onnx'}: cannot load: {e}") from None
+        inp = self._sess.get_inputs()[0]
+        self._input = inp.name
+        shape = inp.shape
+        size = meta.get("input_size") or [shape[2], shape[3]]
+        self.input_hw = (int(size[0]), int(size[1]))
+        self._mean = np.asarray(meta.get("mean", [0.0, 0.0, 0.0]), np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(meta.get("std", [1.0, 1.0, 1.0]), np.float32).reshape(1, 3, 1, 1)
+        out_dim = self._sess.get_outputs()[0].shape[-1]
+        if isinstance(out_dim, int) and out_dim != len(self.labels):
+            raise ModelError(f"{self.slot}: model has {out_dim} outputs but {len(self.labels)} labels")
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        h, w = self.input_hw
+        H, W = image.shape[:2]
+        ys = (np.arange(h) * H // h).astype(np.intp)  # nearest-neighbour resize: no extra deps
+        xs = (np.arange(w) * W // w).astype(np.intp)
+        x = image[ys][:, xs].astype(np.float32) * (1.0 / 255.0)
+        x = x.transpose(2, 0, 1)[None]
+        return np.ascontiguousarray((x - self._mean) / self._std)
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        start = time.perf_counter()
+        logits = self._sess.run(None, {self._input: self.preprocess(image)})[0][0]
+        z = logits.astype(np.float64) - float(np.max(logits))
+        p = np.exp(z)
+        p /= p.sum()
+        k = int(np.argmax(p))
+        label = self.labels[k]
+        return Prediction(None if label.lower() in NONE_LABELS else label, float(p[k]),
+                          (time.perf_counter() - start) * 1000.0)

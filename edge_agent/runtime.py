@@ -1,0 +1,98 @@
+"""Assemble an agent and its frame source from an `AgentConfig` (what `edge-agent run` does)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge_agent.agent import Agent, CaptureSettings, UploadSettings
+from edge_agent.capture.spool import Spool
+from edge_agent.config import AgentConfig
+from edge_agent.lake import Lake, S3Options, open_lake
+from edge_agent.model import DeviceModel, active_stamp
+from edge_agent.sources import AvSource, ReconnectingSource
+from edge_agent.triggers.rules import RuleSetWatcher
+
+log = logging.getLogger(__name__)
+
+
+def open_config_lake(cfg: AgentConfig) -> Lake:
+    uri = cfg.upload.lake
+    if "://" not in uri:
+        return Lake.at_path(cfg.path(uri))
+    return open_lake(uri, S3Options(endpoint=cfg.upload.endpoint or None))
+
+
+def model_loader(model_dir: Path, threads: int):
+    """A callable for hot swaps: returns a new DeviceModel when the active slot changed, else None."""
+    stamp = [active_stamp(model_dir)]
+
+    def load():
+        now = active_stamp(model_dir)
+        if now == stamp[0]:
+            return None
+        model = DeviceModel(model_dir, threads=threads)  # raises on a broken slot: old one stays
+        stamp[0] = now
+        return model
+
+    return load
+
+
+def build_agent(cfg: AgentConfig, *, lake: Lake | None = None) -> Agent:
+    model_dir = cfg.path(cfg.model.dir)
+    model = DeviceModel(model_dir, threads=cfg.model.threads)
+    spool = Spool(cfg.path(cfg.spool.dir), cap_bytes=cfg.spool.cap_bytes,
+                  min_free_bytes=cfg.spool.min_free_bytes, policy=cfg.spool.policy)
+    c, u = cfg.capture, cfg.upload
+    watcher = RuleSetWatcher(cfg.rules_file, cfg.rules) if cfg.rules_file else None
+    return Agent(
+        device_id=cfg.device_id, store_id=cfg.store_id, model=model, rules=cfg.rules, spool=spool,
+        lake=lake if lake is not None else open_config_lake(cfg),
+        capture=CaptureSettings(c.pre_roll_s, c.post_roll_s, c.max_clip_s, c.queue_size, c.niceness,
+                                tuple(c.encoders), c.encoder_threads, c.copy_frames),
+        upload=UploadSettings(u.bandwidth_bytes_per_s or None, u.burst_bytes or None,
+                              tuple(u.windows), u.backoff_base_s, u.backoff_cap_s, u.niceness),
+        status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
+        rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads))
+
+
+def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSource:
+    s = cfg.source
+    url = s.url
+    if "://" not in url and not url.startswith("/dev/"):
+        url = str(cfg.path(url))
+
+    def on_error(cause: str, e: Exception) -> None:
+        if agent is not None:
+            agent.telemetry.add("source_errors")
+
+    return ReconnectingSource(
+        lambda: AvSource(url, format=s.format or None, fps=s.fps or None),
+        max_reconnects=None if s.max_reconnects < 0 else s.max_reconnects,
+        backoff_s=s.reconnect_backoff_s, on_error=on_error)
+
+
+def run_from_config(cfg: AgentConfig, *, max_frames: int | None = None,
+                    drain_timeout: float = 0.0) -> dict:
+    """Run until the source ends, SIGINT/SIGTERM, or max_frames; returns the final counters."""
+    agent = build_agent(cfg)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    source = build_source(cfg, agent)
+    agent.start()
+    log.info("agent %s started: model %s, rules %s, %d spooled clip(s) recovered", cfg.device_id,
+             agent.model.version, agent.rules.version, agent.recovered)
+    try:
+        agent.run(source, stop=stop, max_frames=max_frames)
+    finally:
+        source.close()
+    return agent.close(drain_timeout=drain_timeout)
