@@ -1,0 +1,188 @@
+"""Drive simulated carts through real edge agents: the fleet, on one machine.
+
+Each cart is an in-process `edge_agent.Agent` with its own spool directory, model slot and device
+id, fed back-to-back simulated cart sessions (flywheel.sim) for the requested minutes of simulated
+time. Only the device view (image, t, weight, location) reaches the agent; the ground truth stays
+here. Carts advance in lock-step, one frame each per tick, so their uploads interleave like a real
+fleet's. Clips land in the lake exactly as devices would write them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from edge_agent.agent import Agent, CaptureSettings, UploadSettings
+from edge_agent.capture.spool import Spool
+from edge_agent.lake import Lake
+from edge_agent.model import DeviceModel
+from edge_agent.sources import Frame
+from edge_agent.triggers.rules import RuleSet, build_rule_set
+from flywheel.fleet.bootstrap import install_model_slot
+
+log = logging.getLogger(__name__)
+
+# What a cart captures by default: barcode scans in motion, an uncertain model while something
+# moves, the load cell stepping, and (first in the upload queue) the model contradicting a barcode.
+DEFAULT_RULES = {
+    "version": "fleet-default-1",
+    "rules": [
+        {"name": "mismatch", "when": "disagreement", "priority": 0},
+        {"name": "uncertain", "when": "all(motion(7), low_confidence(0.55))", "priority": 1},
+        {"name": "scan", "when": "all(motion, barcode)", "priority": 3},
+        {"name": "insert", "when": "weight_change(50)", "priority": 4},
+    ],
+}
+
+
+@dataclass
+class FleetSummary:
+    carts: int
+    minutes: float
+    frames: int = 0
+    sessions: int = 0
+    captures: int = 0
+    spooled: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    still_spooled: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    fires: dict[str, int] = field(default_factory=dict)
+    upload_failures: int = 0
+    inference_p99_ms: float = 0.0
+    devices: list[str] = field(default_factory=list)
+    lake: str = ""
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def reconciles(self) -> bool:
+        """Every capture is accounted for: uploaded, dropped with a cause, or still spooled."""
+        return self.captures == self.uploaded + self.dropped + self.still_spooled
+
+    def lines(self) -> list[str]:
+        drops = ", ".join(f"{k}={v}" for k, v in sorted(self.drops.items())) or "none"
+        fires = ", ".join(f"{k}={v}" for k, v in sorted(self.fires.items())) or "none"
+        return [
+            f"fleet: {self.carts} cart(s), {self.minutes:g} simulated minute(s), {self.sessions} "
+            f"session(s), {self.frames} frames -> {self.lake}",
+            f"  rule firings: {fires}",
+            f"  captured {self.captures}  uploaded {self.uploaded} ({self.uploaded_bytes / 1e6:.2f} MB)"
+            f"  dropped {self.dropped} ({drops})  still spooled {self.still_spooled}",
+            f"  upload failures (retried) {self.upload_failures}  inference p99 "
+            f"{self.inference_p99_ms:.2f} ms  counts reconcile: {self.reconciles()}",
+        ]
+
+
+def _cart_frames(world, store: str, cart: int, seed: int, n_frames: int, start: datetime,
+                 counter: Counter) -> Iterator[Frame]:
+    """Back-to-back sessions of one cart, with continuous time, until n_frames are out."""
+    t_offset, k, emitted = 0.0, 0, 0
+    while emitted < n_frames:
+        session = world.session(store, seed * 1_000_003 + cart * 1009 + k)
+        counter["sessions"] += 1
+        k += 1
+        last_t = 0.0
+        for sf in session:
+            d = sf.device
+            last_t = d.t
+            t = t_offset + d.t
+            yield Frame(d.image, t, weight_g=d.weight_g,
+                        location=(d.location.aisle, d.location.position_m),
+                        wall=start + timedelta(seconds=t))
+            emitted += 1
+            if emitted >= n_frames:
+                return
+        t_offset += last_t + 2.0  # a couple of seconds between shoppers
+
+
+def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int = 0,
+                   day: date | str | None = None, *, work_dir: str | Path | None = None,
+                   rules: RuleSet | None = None, fps: float = 10.0, stores: int = 3,
+                   spool_cap_bytes: int = 512 * 1024 * 1024, drain_timeout_s: float = 120.0,
+                   progress: bool = True) -> FleetSummary:
+    """Run `carts` simulated carts for `minutes` of simulated time each; returns the summary."""
+    from flywheel.sim import default_world
+
+    if carts < 1 or minutes <= 0:
+        raise ValueError("carts must be >= 1 and minutes > 0")
+    day = date.fromisoformat(day) if isinstance(day, str) else (day or datetime.now(UTC).date())
+    world = default_world(seed, stores)
+    rules = rules or build_rule_set(DEFAULT_RULES["version"], DEFAULT_RULES["rules"])
+    labels = ["none", *(p.ean for p in world.catalog.products)]
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fleet-")
+        work_dir = tmp.name
+    work = Path(work_dir)
+    model_dir = install_model_slot(work / "model", labels, version="bootstrap-0", seed=seed,
+                                   background=world.basket)
+    n_frames = max(1, int(round(minutes * 60 * fps)))
+    counter: Counter = Counter()
+    agents: list[Agent] = []
+    feeds: list[Iterator[Frame]] = []
+    start_of_day = datetime.combine(day, time(9, 0), tzinfo=UTC)
+    try:
+        for i in range(carts):
+            store = world.store_names[i % len(world.store_names)]
+            device = f"cart-{store}-{i:03d}"
+            agent = Agent(
+                device_id=device, store_id=store, model=DeviceModel(model_dir), rules=rules,
+                spool=Spool(work / "spool" / device, cap_bytes=spool_cap_bytes), lake=lake,
+                capture=CaptureSettings(pre_roll_s=1.0, post_roll_s=1.0, max_clip_s=8.0, queue_size=8),
+                upload=UploadSettings(backoff_base_s=0.1, backoff_cap_s=2.0),
+                status_interval_s=30.0)
+            agents.append(agent.start())
+            feeds.append(_cart_frames(world, store, i, seed, n_frames,
+                                      start_of_day + timedelta(minutes=7 * i), counter))
+        _drive(agents, feeds, n_frames, progress)
+        totals = [a.close(drain_timeout=drain_timeout_s) for a in agents]
+        summary = FleetSummary(carts=carts, minutes=minutes, sessions=counter["sessions"],
+                               devices=[a.device_id for a in agents], lake=lake.uri)
+        drops: Counter = Counter()
+        fires: Counter = Counter()
+        for a, t in zip(agents, totals, strict=True):
+            summary.frames += t["frames"]
+            summary.captures += t["captures"]
+            summary.spooled += t["spooled"]
+            summary.uploaded += t["uploaded_clips"]
+            summary.uploaded_bytes += t["uploaded_bytes"]
+            summary.upload_failures += t["upload_failures"]
+            summary.still_spooled += len(a.spool)
+            summary.inference_p99_ms = max(summary.inference_p99_ms, t["inference_latency_ms"]["p99"])
+            drops.update(t["drops"])
+            fires.update(t["fires"])
+        summary.drops, summary.fires = dict(drops), dict(fires)
+        return summary
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _drive(agents: list[Agent], feeds: list[Iterator[Frame]], n_frames: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    live = list(zip(agents, feeds, strict=True))
+    with tqdm(total=n_frames * len(agents), unit="frame", disable=not progress,
+              desc="fleet") as bar:
+        while live:
+            still = []
+            for agent, feed in live:
+                frame = next(feed, None)
+                if frame is None:
+                    continue
+                agent.process(frame)
+                bar.update(1)
+                still.append((agent, feed))
+            live = still
+            if bar.n % 200 < len(agents):
+                t = [a.telemetry.totals for a in agents]
+                bar.set_postfix(captured=sum(x.captures for x in t),
+                                uploaded=sum(x.uploaded_clips for x in t),
+                                dropped=sum(sum(x.drops.values()) for x in t))
