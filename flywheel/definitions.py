@@ -7,10 +7,12 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+import jobs.depot
 from resources.deployments import resources_for
 
 # One `defs` per stage module in jobs/; add a stage here when it lands.
-STAGE_DEFS: list[dg.Definitions] = []
+# (import the modules, not their `defs`: a second Definitions at module scope breaks code loading)
+STAGE_DEFS: list[dg.Definitions] = [jobs.depot.defs]
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

@@ -2,6 +2,9 @@
 
     landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.mp4   clip (H.264)
     landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.json  sidecar, written LAST
+    landing/arrivals/YYYYMMDD/HH/<ts>~<date>~<store>~<device>~<clip_id>
+                                                                   empty marker put after the sidecar:
+                                                                   the arrival log, in upload-time order
     landing/status/device=D/<ts>.json                              status reports
     landing/corrections/<batch>.json                               correction batches
     depot/...  datasets/<version>/  models/<model_id>/             cloud-owned
@@ -22,6 +25,7 @@ from edge_agent.contract.ids import validate_id, validate_key
 LANDING_CLIPS = "landing/clips"
 LANDING_STATUS = "landing/status"
 LANDING_CORRECTIONS = "landing/corrections"
+LANDING_ARRIVALS = "landing/arrivals"
 DEPOT = "depot"
 DATASETS = "datasets"
 MODELS = "models"
@@ -114,6 +118,35 @@ def timestamp_id(at: datetime) -> str:
     if at.tzinfo is None:
         raise ContractError("timestamp", "must be timezone-aware")
     return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def arrival_key(at: datetime, day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
+    """The arrival marker a device puts (empty) right after a clip's sidecar.
+
+    Clip keys sort by content hash, so a new clip usually lands BEHIND any start-after cursor over
+    landing/clips/; arrival keys sort by upload time (hour folders keep local listings cheap), so the
+    cloud's sensor finds every new clip with one listing after its cursor: O(new) per tick.
+    `~` cannot occur in ids, so the key parses back unambiguously (`parse_arrival_key`).
+    """
+    ts = timestamp_id(at)
+    parts = [validate_date(day), validate_id(store_id, "store_id"), validate_id(device_id, "device_id"),
+             validate_id(clip_id, "clip_id")]
+    return f"{LANDING_ARRIVALS}/{ts[:8]}/{ts[9:11]}/{ts}~{'~'.join(parts)}"
+
+
+def parse_arrival_key(key: str) -> tuple[str, ClipKey]:
+    """(upload timestamp id, the clip's sidecar ClipKey) of an arrival marker key."""
+    validate_key(key)
+    name = key.rsplit("/", 1)[-1]
+    fields = name.split("~")
+    if not key.startswith(LANDING_ARRIVALS + "/") or len(fields) != 5:
+        raise ContractError("key", f"not an arrival key: {key!r}")
+    ts, day, store, device, clip_id = fields
+    if not re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z", ts):
+        raise ContractError("key", f"arrival key has a bad timestamp: {ts!r}")
+    return ts, ClipKey(date=validate_date(day), store_id=validate_id(store, "store_id"),
+                       device_id=validate_id(device, "device_id"), clip_id=validate_id(clip_id, "clip_id"),
+                       kind="sidecar")
 
 
 def status_key(device_id: str, at: datetime) -> str:

@@ -1,0 +1,74 @@
+"""Pixels: decode a clip with PyAV, choose the frames worth keeping, measure them, encode images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+class DecodeError(Exception):
+    """The clip bytes are not a decodable H.264 MP4 (truncated, corrupt, wrong codec)."""
+
+
+def decode_clip(data: bytes, wanted: set[int] | None = None) -> tuple[dict[int, np.ndarray], int]:
+    """Decode every frame (H.264 needs it); convert to RGB only the `wanted` indices (all if None).
+
+    Returns ({index: HxWx3 uint8}, frames decoded)."""
+    import av
+
+    out: dict[int, np.ndarray] = {}
+    n = 0
+    try:
+        with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if wanted is None or n in wanted:
+                    out[n] = frame.to_ndarray(format="rgb24")
+                n += 1
+    except (av.error.FFmpegError, IndexError, ValueError) as e:
+        raise DecodeError(f"{type(e).__name__}: {e}") from e
+    if n == 0:
+        raise DecodeError("no video frames decoded")
+    return out, n
+
+
+def sample_indices(frame_count: int, every: int, extra: set[int]) -> list[int]:
+    """Every Nth frame plus the `extra` ones (trigger and barcode frames), in order."""
+    base = set(range(0, frame_count, max(every, 1)))
+    return sorted(base | {i for i in extra if 0 <= i < frame_count})
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def blur_score(rgb: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of luma: low = blurry (the classic focus measure)."""
+    y = luma(rgb.astype(np.float32))
+    lap = (y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1])
+    return float(lap.var())
+
+
+def brightness(rgb: np.ndarray) -> float:
+    """Mean luma, 0..255."""
+    return float(luma(rgb.astype(np.float32)).mean())
+
+
+def to_jpeg(rgb: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    if max_side is not None:
+        img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def from_image_bytes(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))

@@ -1,0 +1,260 @@
+"""Ingest one capture day: validate, quarantine, decode, sample, measure, write Parquet.
+
+The day's landing prefix is the source of truth; the output `depot/frames/date=D/part.parquet`
+holds one row per sampled frame. A run keeps the rows of clips already ingested (no decode twice)
+and adds the clips that became complete, sorted by frame id, so re-running a day gives the same
+rows and never duplicates. Bad clips are quarantined and reported; good ones still ingest.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from edge_agent.contract.errors import ContractError
+from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, day_prefix, parse_clip_key
+from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
+from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.depot import quarantine as q
+from flywheel.depot.config import DepotConfig, frames_key, thumb_key
+from flywheel.depot.frames import (
+    DecodeError,
+    blur_score,
+    brightness,
+    decode_clip,
+    sample_indices,
+    to_jpeg,
+)
+from flywheel.depot.landing import split_key
+
+FRAME_COLUMNS = [
+    "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
+    "model_version", "rule_set_version", "agent_version", "is_trigger_frame", "frame_triggers",
+    "triggers", "barcode", "weight_g", "weight_change_g", "aisle", "x_m", "prediction", "confidence",
+    "blur", "brightness", "width", "height", "thumb_key", "clip_key", "clip_sha256", "image_jpeg",
+]
+
+
+@dataclass
+class IngestReport:
+    day: str
+    clips_ingested: list[str] = field(default_factory=list)
+    clips_already: int = 0  # ingested by an earlier run: kept, not decoded again
+    pending: list[str] = field(default_factory=list)  # incomplete but younger than the timeout
+    rejections: list[q.Rejection] = field(default_factory=list)  # one per quarantined object
+    rejected_clips: int = 0  # clips (or stray objects) quarantined
+    frames_decoded: int = 0
+    frames_written: int = 0  # rows added by this run
+    rows_total: int = 0  # rows in the day's Parquet after this run
+    frames_key: str = ""
+
+    @property
+    def reject_rate(self) -> float:
+        n = len(self.clips_ingested) + self.rejected_clips
+        return self.rejected_clips / n if n else 0.0
+
+
+class Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def _age_s(lake: Lake, key: str, now: datetime) -> float:
+    try:
+        return (now - lake.head(key).last_modified).total_seconds()
+    except ObjectNotFound:
+        return 0.0
+
+
+def validate_clip(lake: Lake, stem: str, config: DepotConfig) -> tuple[ClipSidecar, bytes]:
+    """The checks, cheapest first: key, size (head only), sidecar contract, bytes vs sidecar."""
+    try:
+        ck = parse_clip_key(stem + CLIP_EXT)
+    except ContractError as e:
+        raise Reject(q.BAD_KEY, str(e)) from None
+    size = lake.head(stem + CLIP_EXT).size
+    if size > config.max_clip_bytes:
+        raise Reject(q.OVERSIZE, f"{size} bytes > limit {config.max_clip_bytes}")
+    raw = lake.get(stem + SIDECAR_EXT)
+    try:
+        sc = parse_sidecar(raw)
+    except ContractError as e:
+        code = q.UNKNOWN_SCHEMA_VERSION if e.field in ("schema_version", "schema") else q.BAD_SIDECAR
+        raise Reject(code, str(e)) from None
+    expect = {"clip_id": ck.clip_id, "device_id": ck.device_id, "store_id": ck.store_id,
+              "capture_date": ck.date}
+    got = {"clip_id": sc.clip_id, "device_id": sc.device_id, "store_id": sc.store_id,
+           "capture_date": sc.capture_date}
+    if got != expect:
+        bad = {k: got[k] for k in got if got[k] != expect[k]}
+        raise Reject(q.SIDECAR_MISMATCH, f"sidecar disagrees with its key: {bad}")
+    if size != sc.clip.size_bytes:
+        raise Reject(q.SIZE_MISMATCH, f"clip is {size} bytes, sidecar says {sc.clip.size_bytes}")
+    data = lake.get(stem + CLIP_EXT)
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != sc.clip.sha256:
+        raise Reject(q.SHA256_MISMATCH, f"clip sha256 {sha[:16]}..., sidecar says {sc.clip.sha256[:16]}...")
+    return sc, data
+
+
+def _series_at(ts: list[float], values: list[Any], t: float) -> Any:
+    """The last sample at or before t (what the device knew at that moment)."""
+    if not ts:
+        return None
+    i = bisect.bisect_right(ts, t) - 1
+    return values[max(i, 0)]
+
+
+def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
+              ) -> tuple[list[dict[str, Any]], dict[int, np.ndarray], int]:
+    """Rows for the sampled frames of one validated clip, plus their pixels (for thumbnails)."""
+    trigger_frames: dict[int, list[str]] = {}
+    for t in sc.triggers:
+        trigger_frames.setdefault(t.frame, []).append(t.rule)
+    extra = set(trigger_frames) | {b.frame for b in sc.barcode_reads}
+    wanted = sample_indices(sc.clip.frame_count, config.frame_every, extra)
+    pixels, decoded = decode_clip(data, set(wanted))
+    if decoded < sc.clip.frame_count:
+        raise DecodeError(f"decoded {decoded} frames, sidecar says {sc.clip.frame_count}")
+    w_ts = [s.t for s in sc.weight_series]
+    w_g = [s.grams for s in sc.weight_series]
+    l_ts = [s.t for s in sc.location_series]
+    locs = [(s.aisle, s.x_m) for s in sc.location_series]
+    weight_change = (w_g[-1] - w_g[0]) if len(w_g) >= 2 else 0.0
+    barcode = sc.barcode_reads[0].text if sc.barcode_reads else None
+    rules = ",".join(sorted({t.rule for t in sc.triggers}))
+    rows = []
+    for i in wanted:
+        rgb = pixels[i]
+        fp = sc.frames[i]
+        loc = _series_at(l_ts, locs, fp.t) or (None, None)
+        rows.append({
+            "frame_id": f"{sc.clip_id}-{i:06d}",
+            "clip_id": sc.clip_id, "frame_index": i, "t_s": fp.t,
+            "captured_at": sc.started_at.astimezone(UTC) + timedelta(seconds=fp.t),
+            "date": sc.capture_date, "store_id": sc.store_id, "device_id": sc.device_id,
+            "model_version": sc.model_version, "rule_set_version": sc.rule_set_version,
+            "agent_version": sc.agent_version, "is_trigger_frame": i in trigger_frames,
+            "frame_triggers": ",".join(trigger_frames.get(i, [])), "triggers": rules,
+            "barcode": barcode, "weight_g": _series_at(w_ts, w_g, fp.t),
+            "weight_change_g": weight_change, "aisle": loc[0], "x_m": loc[1],
+            "prediction": fp.prediction, "confidence": fp.confidence,
+            "blur": round(blur_score(rgb), 4), "brightness": round(brightness(rgb), 4),
+            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "thumb_key": thumb_key(sc.capture_date, sc.clip_id, i), "clip_key": clip_key,
+            "clip_sha256": sc.clip.sha256, "image_jpeg": to_jpeg(rgb, config.jpeg_quality),
+        })
+    return rows, pixels, decoded
+
+
+def frames_schema():  # noqa: ANN201 - pyarrow imported lazily
+    import pyarrow as pa
+
+    return pa.schema([
+        ("frame_id", pa.string()), ("clip_id", pa.string()), ("frame_index", pa.int32()),
+        ("t_s", pa.float64()), ("captured_at", pa.timestamp("us", tz="UTC")), ("date", pa.string()),
+        ("store_id", pa.string()), ("device_id", pa.string()), ("model_version", pa.string()),
+        ("rule_set_version", pa.string()), ("agent_version", pa.string()),
+        ("is_trigger_frame", pa.bool_()), ("frame_triggers", pa.string()), ("triggers", pa.string()),
+        ("barcode", pa.string()), ("weight_g", pa.float64()), ("weight_change_g", pa.float64()),
+        ("aisle", pa.string()), ("x_m", pa.float64()), ("prediction", pa.string()),
+        ("confidence", pa.float64()), ("blur", pa.float64()), ("brightness", pa.float64()),
+        ("width", pa.int32()), ("height", pa.int32()), ("thumb_key", pa.string()),
+        ("clip_key", pa.string()), ("clip_sha256", pa.string()), ("image_jpeg", pa.binary()),
+    ])
+
+
+def read_frames(lake: Lake, day: str, columns: list[str] | None = None):  # noqa: ANN201
+    """The day's frames table (pyarrow), or None when the day has no Parquet yet."""
+    import pyarrow.parquet as pq
+
+    try:
+        raw = lake.get(frames_key(day))
+    except ObjectNotFound:
+        return None
+    return pq.read_table(io.BytesIO(raw), columns=columns)
+
+
+def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = frames_schema()
+    new = pa.Table.from_pylist(rows, schema=schema)
+    if existing is not None:
+        new = pa.concat_tables([existing.select(schema.names).cast(schema), new])
+    table = new
+    # one row per frame id, in frame-id order: identical output however the day was ingested
+    ids = table.column("frame_id").to_pylist()
+    first = {}
+    for i, fid in enumerate(ids):
+        first.setdefault(fid, i)
+    order = sorted(first.values(), key=lambda i: ids[i])
+    table = table.take(pa.array(order, pa.int64()))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=2048)
+    lake.put(frames_key(day), buf.getvalue())
+    return table.num_rows
+
+
+def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
+               now: datetime | None = None) -> IngestReport:
+    config = config or DepotConfig()
+    now = now or datetime.now(UTC)
+    report = IngestReport(day=day, frames_key=frames_key(day))
+    existing = read_frames(lake, day)
+    done = set(existing.column("clip_id").to_pylist()) if existing is not None else set()
+    stems: dict[str, set[str]] = {}
+    for info in lake.list(day_prefix(day)):
+        stem, ext = split_key(info.key)
+        stems.setdefault(stem, set()).add(ext)
+    rows: list[dict[str, Any]] = []
+    for stem, exts in sorted(stems.items()):
+        clip_id = stem.rsplit("/", 1)[-1]
+        if clip_id in done:
+            report.clips_already += 1
+            continue
+        keys = [stem + e for e in sorted(exts)]
+        try:
+            if "" in exts:
+                raise Reject(q.BAD_KEY, "not a .mp4 clip or .json sidecar")
+            try:
+                parse_clip_key(keys[0])
+            except ContractError as e:
+                raise Reject(q.BAD_KEY, str(e)) from None
+            if exts != {CLIP_EXT, SIDECAR_EXT}:
+                (only,) = exts
+                if _age_s(lake, keys[0], now) < config.pending_timeout_s:
+                    report.pending.append(stem)
+                    continue
+                code = q.CLIP_WITHOUT_SIDECAR if only == CLIP_EXT else q.SIDECAR_WITHOUT_CLIP
+                raise Reject(code, f"no {'sidecar' if only == CLIP_EXT else 'clip'} after "
+                                   f"{config.pending_timeout_s:.0f} s")
+            sc, data = validate_clip(lake, stem, config)
+            try:
+                clip_out, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT)
+            except DecodeError as e:
+                raise Reject(q.UNDECODABLE, str(e)) from None
+        except Reject as r:
+            report.rejected_clips += 1
+            for key in keys:
+                report.rejections.append(q.quarantine(lake, key, r.reason, r.detail, now=now))
+            continue
+        for row in clip_out:  # thumbnails: what search results and the UI show
+            lake.put(row["thumb_key"], to_jpeg(pixels[row["frame_index"]], 85, config.thumb_px))
+        rows.extend(clip_out)
+        report.clips_ingested.append(sc.clip_id)
+        report.frames_decoded += decoded
+    report.frames_written = len(rows)
+    if rows or existing is None:
+        report.rows_total = write_frames(lake, day, rows, existing)
+    else:
+        report.rows_total = existing.num_rows
+    return report
