@@ -1,0 +1,84 @@
+"""Configuration of the Learner as small frozen dataclasses; every field says what it controls.
+
+They serialise to plain dicts (`asdict`), which is what goes into dataset ids, checkpoints and model
+cards, so a number here changes the content hash of whatever it produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+EMPTY_CLASS = "empty"  # the label of frames with no item in view (sku is null, is_empty is true)
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Deterministic train/val split by group: all frames of one group land on the same side."""
+
+    by: Literal["session_id", "device_id"] = "session_id"  # the group that never straddles splits
+    val_fraction: float = 0.2  # share of groups (not frames) that go to validation
+    salt: str = "flywheel-split-v1"  # changing it reshuffles the split and changes the dataset id
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset version is built from, besides its member frames."""
+
+    task: Literal["classify", "detect"] = "classify"
+    include_empty: bool = True  # classify: keep empty frames as the EMPTY_CLASS class
+    split: SplitRule = field(default_factory=SplitRule)
+    shard_rows: int = 2000  # frames per Parquet shard under datasets/<version>/data/
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run of ultralytics YOLO on CPU, small and offline-safe."""
+
+    task: Literal["classify", "detect"] = "classify"
+    model_yaml: str = "yolov8n-cls.yaml"  # architecture built from yaml: no pretrained download
+    imgsz: int = 64  # square input side; classify frames are stretched to imgsz x imgsz
+    epochs: int = 5
+    batch: int = 32
+    seed: int = 0
+    lr0: float = 0.002  # AdamW: 0.01 (the SGD default) diverges on tiny data
+    optimizer: str = "AdamW"  # explicit: 'auto' picks by dataset size and prints a long notice
+    patience: int = 100  # early stopping patience in epochs (large = off for short runs)
+    fliplr: float = 0.0  # packaging text mirrored never occurs in a cart: no horizontal flips
+    scale: float = 0.3  # classify: RandomResizedCrop area in (1 - scale, 1)
+    hsv_v: float = 0.4  # brightness jitter: production stores are dimmer than the lab
+    hsv_s: float = 0.4
+    auto_augment: str | None = None  # RandAugment costs CPU time per image; off by default
+    num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def for_task(cls, task: str, **overrides) -> TrainConfig:
+        if task == "detect":
+            overrides = {"model_yaml": "yolov8n.yaml", "imgsz": 96, **overrides}
+        return cls(task=task, **overrides)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """Explicit rules a candidate must pass before any release; all thresholds in one place."""
+
+    target_metric: str = "production_top1"  # the metric that must improve (see evaluate.py)
+    min_improvement: float = 0.0  # delta: candidate - production >= this on the target metric
+    max_slice_regression: float = 0.05  # epsilon: no slice may drop by more than this
+    min_slice_size: int = 30  # slices with fewer frames are reported but not gated (too noisy)
+    latency_budget_ms: float = 25.0  # p95 ONNX Runtime CPU latency, batch 1
+    onnx_max_abs_diff: float = 1e-3  # max |p_onnx - p_torch| on the golden inputs
+    onnx_min_top1_agreement: float = 1.0  # share of golden inputs where argmax agrees
+    bootstrap_min_target: float = 0.0  # with no production model: the target must reach this
+
+    def as_dict(self) -> dict:
+        return asdict(self)

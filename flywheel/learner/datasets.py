@@ -1,0 +1,242 @@
+"""Content-addressed dataset versions: `datasets/<version>/manifest.json` + Parquet shards.
+
+The version id is a hash of the member frame ids, their labels, the split rule and the task, so the
+same inputs always give the same id and any change of membership, label or split gives a new one.
+The train/val split is by group (session or device): all frames of one cart session sit on one side,
+so near-duplicate neighbouring frames never leak from train into validation.
+
+Everything a trainer needs is checked here, before any training starts: an empty dataset, a single
+class, labels outside the catalog, a split side with no data, frames of the frozen test sets, and
+(for a stored version) shards that are missing or do not match their recorded sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from edge_agent.contract.layout import dataset_prefix
+from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.learner.config import EMPTY_CLASS, DatasetSpec, SplitRule
+from flywheel.learner.errors import DatasetError
+
+MANIFEST_SCHEMA = "flywheel.dataset/v1"
+MIN_CLASSES = 2
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    version: str  # "ds-" + 24 hex chars of the content hash
+    manifest: dict  # the stored manifest (members summary, splits, class balance, shards)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def prefix(self) -> str:
+        return dataset_prefix(self.version)
+
+
+def canonical_json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+# -- labelling and splitting -------------------------------------------------------------------------
+
+def label_frames(frames: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Add a `label` column (SKU, or EMPTY_CLASS) and drop frames the task cannot use.
+
+    Returns the members and the rejects by reason (counts only: they go into metadata)."""
+    rejects: dict[str, int] = {}
+    is_empty = pl.col("is_empty").fill_null(False)
+    labelled = frames.with_columns(
+        pl.when(is_empty).then(pl.lit(EMPTY_CLASS)).otherwise(pl.col("sku")).alias("label"))
+    no_label = labelled.filter(pl.col("label").is_null())
+    if no_label.height:
+        rejects["no_label"] = no_label.height  # an item in view but nobody said which
+    labelled = labelled.filter(pl.col("label").is_not_null())
+    if spec.task == "classify" and not spec.include_empty:
+        n = labelled.filter(pl.col("label") == EMPTY_CLASS).height
+        if n:
+            rejects["empty_excluded"] = n
+        labelled = labelled.filter(pl.col("label") != EMPTY_CLASS)
+    if spec.task == "detect":
+        no_box = labelled.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
+        if no_box.height:
+            rejects["detect_no_box"] = no_box.height
+        labelled = labelled.filter((pl.col("label") == EMPTY_CLASS) | pl.col("item_box").is_not_null())
+    dup = labelled.height - labelled["frame_id"].n_unique()
+    if dup:
+        rejects["duplicate_frame_id"] = dup
+        labelled = labelled.unique(subset="frame_id", keep="first", maintain_order=True)
+    return labelled.sort("frame_id"), rejects
+
+
+def _unit_hash(salt: str, group: str) -> float:
+    h = hashlib.sha256(f"{salt}|{group}".encode()).hexdigest()
+    return int(h[:15], 16) / float(16**15)
+
+
+def assign_splits(groups: Iterable[str], rule: SplitRule) -> dict[str, str]:
+    """group -> 'train' | 'val'. A group's side depends only on its own hash (stable as the data
+    grows); if that leaves a side empty with two or more groups, the lowest hashes go to val."""
+    groups = sorted(set(groups))
+    u = {g: _unit_hash(rule.salt, g) for g in groups}
+    out = {g: ("val" if u[g] < rule.val_fraction else "train") for g in groups}
+    n_val = sum(v == "val" for v in out.values())
+    if len(groups) >= 2 and (n_val == 0 or n_val == len(groups)):
+        k = min(len(groups) - 1, max(1, round(rule.val_fraction * len(groups))))
+        ranked = sorted(groups, key=lambda g: u[g])
+        out = {g: ("val" if i < k else "train") for i, g in enumerate(ranked)}
+    return out
+
+
+def version_id(members: pl.DataFrame, spec: DatasetSpec) -> str:
+    """Hash of (frame_id, label, box) of every member, the split rule and the task."""
+    h = hashlib.sha256()
+    h.update(canonical_json({"schema": MANIFEST_SCHEMA, "task": spec.task,
+                             "include_empty": spec.include_empty, "split": spec.split.as_dict()}))
+    boxes = members["item_box"].to_list() if spec.task == "detect" else [None] * members.height
+    for fid, label, box in zip(members["frame_id"], members["label"], boxes, strict=True):
+        h.update(canonical_json([fid, label, box]))
+    return "ds-" + h.hexdigest()[:24]
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+def validate_members(members: pl.DataFrame, catalog: set[str] | None,
+                     frozen_frame_ids: set[str] | None = None) -> None:
+    """Raise DatasetError for data no training should start on; the message carries the numbers."""
+    if members.height == 0:
+        raise DatasetError("dataset is empty: 0 labelled frames (nothing to train on)")
+    labels = members["label"].unique().sort().to_list()
+    if len(labels) < MIN_CLASSES:
+        raise DatasetError(f"dataset has a single class {labels} in {members.height} frames; "
+                           f"training needs at least {MIN_CLASSES} classes")
+    if catalog is not None:
+        unknown = sorted(set(labels) - set(catalog) - {EMPTY_CLASS})
+        if unknown:
+            n = members.filter(pl.col("label").is_in(unknown)).height
+            raise DatasetError(f"{len(unknown)} label(s) not in the catalog ({n} frames): "
+                               f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    if frozen_frame_ids:
+        leaked = members.filter(pl.col("frame_id").is_in(list(frozen_frame_ids)))
+        if leaked.height:
+            raise DatasetError(f"{leaked.height} frame(s) belong to a frozen standard test set "
+                               f"(e.g. {leaked['frame_id'][0]}); training must never read them")
+    if "split" in members.columns:
+        for side in ("train", "val"):
+            if members.filter(pl.col("split") == side).height == 0:
+                raise DatasetError(f"the {side} split is empty ({members.height} frames in "
+                                   f"{members['session_id'].n_unique()} sessions); need more groups")
+
+
+def class_balance(members: pl.DataFrame) -> dict:
+    counts = (members.group_by("label", "split").len().sort("label", "split")
+              .pivot(on="split", index="label", values="len").fill_null(0))
+    for side in ("train", "val"):
+        if side not in counts.columns:
+            counts = counts.with_columns(pl.lit(0, dtype=pl.UInt32).alias(side))
+    rows = {r["label"]: {"train": int(r["train"]), "val": int(r["val"])}
+            for r in counts.iter_rows(named=True)}
+    train_counts = [v["train"] for v in rows.values() if v["train"] > 0]
+    return {
+        "per_class": rows,
+        "imbalance_ratio": (max(train_counts) / min(train_counts)) if train_counts else None,
+        "classes_missing_in_val": sorted(k for k, v in rows.items() if v["val"] == 0),
+        "classes_missing_in_train": sorted(k for k, v in rows.items() if v["train"] == 0),
+    }
+
+
+# -- building and storing --------------------------------------------------------------------------
+
+def build_members(frames: pl.DataFrame, spec: DatasetSpec, catalog: set[str] | None,
+                  frozen_frame_ids: set[str] | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Label, validate and split frames. Raises DatasetError before anything is written."""
+    members, rejects = label_frames(frames, spec)
+    validate_members(members, catalog, frozen_frame_ids)
+    sides = assign_splits(members[spec.split.by].to_list(), spec.split)
+    members = members.with_columns(
+        pl.col(spec.split.by).replace_strict(sides, return_dtype=pl.String).alias("split"))
+    validate_members(members, catalog)
+    return members, rejects
+
+
+def write_dataset_version(lake: Lake, frames: pl.DataFrame, spec: DatasetSpec,
+                          catalog: set[str] | None, sources: list[str],
+                          frozen_frame_ids: set[str] | None = None) -> tuple[DatasetVersion, bool]:
+    """Build and store a version; returns (version, created). An existing version is not rewritten:
+    same id means same content, so a re-run is a no-op."""
+    members, rejects = build_members(frames, spec, catalog, frozen_frame_ids)
+    version = version_id(members, spec)
+    prefix = dataset_prefix(version)
+    manifest_key = f"{prefix}/manifest.json"
+    if lake.exists(manifest_key):
+        return load_dataset_version(lake, version), False
+    shards = []
+    for i, start in enumerate(range(0, members.height, spec.shard_rows)):
+        part = members.slice(start, spec.shard_rows)
+        buf = io.BytesIO()
+        part.write_parquet(buf, compression="zstd")
+        data = buf.getvalue()
+        key = f"{prefix}/data/part-{i:05d}.parquet"
+        lake.put(key, data)
+        shards.append({"key": key, "rows": part.height, "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()})
+    balance = class_balance(members)
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "version": version,
+        "spec": spec.as_dict(),
+        "sources": sorted(sources),
+        "classes": sorted(members["label"].unique().to_list()),
+        "counts": {"members": members.height,
+                   "train": members.filter(pl.col("split") == "train").height,
+                   "val": members.filter(pl.col("split") == "val").height,
+                   "groups": members[spec.split.by].n_unique(),
+                   "rejects": rejects},
+        "class_balance": balance,
+        "shards": shards,
+    }
+    # the manifest goes last: its presence means every shard is complete
+    lake.put(manifest_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    return DatasetVersion(version, manifest), True
+
+
+def load_dataset_version(lake: Lake, version: str) -> DatasetVersion:
+    try:
+        manifest = json.loads(lake.get(f"{dataset_prefix(version)}/manifest.json"))
+    except ObjectNotFound:
+        raise DatasetError(f"dataset version {version} has no manifest in {lake.uri}") from None
+    return DatasetVersion(version, manifest)
+
+
+def read_members(lake: Lake, ds: DatasetVersion, catalog: set[str] | None = None,
+                 with_images: bool = True) -> pl.DataFrame:
+    """Read and verify every shard (presence and sha256), then re-validate the members."""
+    parts = []
+    for shard in ds.manifest["shards"]:
+        try:
+            data = lake.get(shard["key"])
+        except ObjectNotFound:
+            raise DatasetError(f"dataset version {ds.version}: file {shard['key']} is missing "
+                               f"from {lake.uri} ({len(ds.manifest['shards'])} shard(s) expected)"
+                               ) from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != shard["sha256"]:
+            raise DatasetError(f"dataset version {ds.version}: file {shard['key']} is corrupt "
+                               f"(sha256 {digest[:12]} != recorded {shard['sha256'][:12]})")
+        df = pl.read_parquet(io.BytesIO(data))
+        parts.append(df if with_images else df.drop("image_png"))
+    members = pl.concat(parts) if parts else pl.DataFrame()
+    if members.height != ds.manifest["counts"]["members"]:
+        raise DatasetError(f"dataset version {ds.version}: {members.height} rows in shards, manifest "
+                           f"says {ds.manifest['counts']['members']}")
+    validate_members(members, catalog)
+    return members

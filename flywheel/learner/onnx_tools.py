@@ -1,0 +1,90 @@
+"""ONNX export and its validation: ONNX Runtime on golden inputs against the torch model.
+
+A candidate whose ONNX output disagrees with torch would behave differently on the device than in
+every number the gate looked at, so the comparison is part of the registry entry and of the gate.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def torch_outputs(weights: Path, inputs: np.ndarray) -> np.ndarray:
+    """Run the ultralytics checkpoint's torch model (eval mode) on NCHW float32 inputs."""
+    import torch
+    from ultralytics import YOLO
+
+    net = YOLO(str(weights)).model.float().eval()
+    with torch.inference_mode():
+        out = net(torch.from_numpy(np.ascontiguousarray(inputs)))
+    if isinstance(out, list | tuple):  # classify eval returns (probs, logits); detect (y, feats)
+        out = out[0]
+    return out.detach().cpu().numpy().astype(np.float32)
+
+
+def onnx_session(path: Path | str | bytes):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # like a device core; also keeps tests off each other's cores
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), sess_options=opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(session, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    outs = [session.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0,), np.float32)
+
+
+def export_onnx(weights: Path, imgsz: int) -> Path:
+    """ultralytics export, dynamic batch, opset 17, simplified; returns the .onnx path."""
+    from ultralytics import YOLO
+
+    return Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True,
+                                          opset=17, device="cpu", verbose=False))
+
+
+def compare_outputs(torch_out: np.ndarray, onnx_out: np.ndarray, max_abs_diff: float,
+                    min_top1_agreement: float, task: str = "classify") -> dict:
+    """The numbers the gate reads: max |diff| and (classify) argmax agreement."""
+    if torch_out.shape != onnx_out.shape:
+        return {"passed": False, "reason": f"shape {onnx_out.shape} != torch {torch_out.shape}",
+                "max_abs_diff": float("inf"), "top1_agreement": 0.0, "n": int(len(torch_out))}
+    diff = float(np.max(np.abs(torch_out - onnx_out))) if torch_out.size else 0.0
+    agree = (float(np.mean(torch_out.argmax(1) == onnx_out.argmax(1)))
+             if task == "classify" and len(torch_out) else 1.0)
+    passed = diff <= max_abs_diff and agree >= min_top1_agreement
+    reason = "" if passed else (f"max |onnx - torch| = {diff:.3g} (limit {max_abs_diff:g}), "
+                                f"top-1 agreement {agree:.3f} (min {min_top1_agreement:g})")
+    return {"passed": passed, "reason": reason, "max_abs_diff": diff, "top1_agreement": agree,
+            "n": int(len(torch_out)), "max_abs_diff_limit": max_abs_diff,
+            "min_top1_agreement": min_top1_agreement}
+
+
+def golden_inputs(real: np.ndarray, imgsz: int, n_synthetic: int = 4, seed: int = 0) -> np.ndarray:
+    """Real frames plus fixed synthetic ones (black, white, seeded noise) that probe the ranges."""
+    rng = np.random.default_rng(seed)
+    synth = [np.zeros((3, imgsz, imgsz), np.float32), np.ones((3, imgsz, imgsz), np.float32)]
+    synth += [rng.random((3, imgsz, imgsz), dtype=np.float32) for _ in range(max(0, n_synthetic - 2))]
+    parts = [real.astype(np.float32)] if len(real) else []
+    return np.concatenate(parts + [np.stack(synth)]) if synth else real
+
+
+def latency_ms(session, imgsz: int, runs: int = 50, warmup: int = 5) -> dict:
+    """ONNX Runtime CPU latency at batch 1 (one thread, like a device core)."""
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    name = session.get_inputs()[0].name
+    for _ in range(warmup):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(None, {name: x})
+        times.append((time.perf_counter() - t) * 1000.0)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "mean_ms": float(np.mean(times)), "runs": runs, "batch": 1, "threads": 1}

@@ -1,0 +1,151 @@
+"""The Learner's steps as plain functions; the Dagster assets in assets/learner.py are thin calls.
+
+    import_from_simulator -> build_dataset -> train_candidate (Ray) -> evaluate_candidate -> gate
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.lake import Lake
+from flywheel.learner import depot_sets, registry
+from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+from flywheel.learner.datasets import DatasetVersion, write_dataset_version
+from flywheel.learner.gate import GateDecision, decide, write_decision
+from flywheel.learner.train import TrainRequest, TrainResult, run_training
+
+DATASET_POINTER = "depot/learner/latest_dataset.json"  # which version the next training uses
+CANDIDATE_POINTER = "depot/learner/latest_candidate.json"  # which model the evaluation looks at
+
+
+@dataclass(frozen=True)
+class SimSources:
+    """What the simulator exports as the loop's starting data (sizes kept small for CPU)."""
+
+    seed: int = 0  # world + dataset seed: the same seed gives byte-identical Parquet files
+    n_per_sku: int = 24  # bootstrap frames per core SKU
+    n_test: int = 200  # frames per frozen standard test set
+
+
+def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.Imported]:
+    """Catalog, manual collection and frozen standard sets from the simulator, into the depot."""
+    from flywheel.sim import default_world
+    from flywheel.sim.export import (
+        build_bootstrap_dataset,
+        build_manual_test_set,
+        build_production_test_set,
+        export_dataset,
+    )
+
+    world = default_world(src.seed)
+    out = {"catalog": depot_sets.import_catalog(lake, world.catalog.to_json())}
+    with tempfile.TemporaryDirectory() as tmp:
+        def parquet(frames, name: str) -> bytes:
+            path = Path(tmp) / f"{name}.parquet"
+            export_dataset(frames, path)
+            return path.read_bytes()
+
+        out["manual_collection"] = depot_sets.import_manual_collection(
+            lake, parquet(build_bootstrap_dataset(src.seed, src.n_per_sku, world=world), "bootstrap"))
+        out[depot_sets.MANUAL_SET] = depot_sets.import_standard_set(
+            lake, depot_sets.MANUAL_SET,
+            parquet(build_manual_test_set(src.seed, src.n_test, world=world), "manual"))
+        for store in world.store_names:
+            name = f"store_{store}"
+            out[name] = depot_sets.import_standard_set(
+                lake, name, parquet(build_production_test_set(store, src.seed, src.n_test, world=world),
+                                    name))
+    return out
+
+
+def build_dataset(lake: Lake, spec: DatasetSpec) -> tuple[DatasetVersion, bool]:
+    """Today's sources: the manual collection. Validated and leakage-guarded against the frozen
+    standard sets; the pointer tells training which version to use."""
+    current, frames = depot_sets.read_manual_collection(lake)
+    frozen_frames, frozen_sessions = depot_sets.frozen_ids(lake)
+    leaked_sessions = set(frames["session_id"].unique().to_list()) & frozen_sessions
+    if leaked_sessions:
+        from flywheel.learner.errors import DatasetError
+
+        raise DatasetError(f"{len(leaked_sessions)} session(s) appear in both the training sources "
+                           f"and a frozen standard test set, e.g. {sorted(leaked_sessions)[0]}")
+    ds, created = write_dataset_version(lake, frames, spec, depot_sets.catalog_skus(lake),
+                                        [current["key"]], frozen_frames)
+    registry.put_json(lake, DATASET_POINTER, {"version": ds.version})
+    return ds, created
+
+
+def latest_dataset_version(lake: Lake) -> str:
+    return registry.get_json(lake, DATASET_POINTER)["version"]
+
+
+def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules,
+                    runner: Callable[[TrainRequest], TrainResult] = run_training,
+                    dataset_version: str | None = None) -> TrainResult:
+    """Train on the latest dataset version through `runner` (train_on_ray in the asset)."""
+    version = dataset_version or latest_dataset_version(lake)
+    req = TrainRequest(
+        lake_uri=lake.uri, lake_s3=lake.s3, dataset_version=version, config=config,
+        model_id=registry.new_model_id(config.task, version, config.as_dict()),
+        parent_model_id=registry.production_model_id(lake), code_version=registry.code_version(),
+        catalog=tuple(sorted(depot_sets.catalog_skus(lake))), rules=rules)
+    result = runner(req)
+    registry.put_json(lake, CANDIDATE_POINTER, {"model_id": result.model_id})
+    return result
+
+
+def latest_candidate(lake: Lake) -> str:
+    return registry.get_json(lake, CANDIDATE_POINTER)["model_id"]
+
+
+def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_sets: list[str]) -> dict:
+    from flywheel.learner.evaluate import evaluate_model
+    from flywheel.learner.onnx_tools import latency_ms, onnx_session
+
+    card = registry.read_card(lake, model_id)
+    if card["task"] != "classify":
+        raise NotImplementedError(f"evaluation of task {card['task']!r} on the standard sets")
+    session = onnx_session(lake.get(registry.key(model_id, "model.onnx")))
+    return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets,
+                          latency_ms(session, card["imgsz"]))
+
+
+def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
+    """Candidate and production on the same frozen sets with the same code: comparable numbers."""
+    from flywheel.learner.evaluate import comparison_report
+
+    model_id = model_id or latest_candidate(lake)
+    test_sets, versions = depot_sets.read_standard_sets(lake)
+    prod_sets = depot_sets.production_set_names(list(test_sets))
+    candidate = evaluate_registered(lake, model_id, test_sets, prod_sets)
+    production_id = registry.production_model_id(lake)
+    production = None
+    if production_id and production_id != model_id:
+        production = evaluate_registered(lake, production_id, test_sets, prod_sets)
+    else:
+        production_id = None
+    evaluation = {"candidate_id": model_id, "candidate": candidate, "production_id": production_id,
+                  "production": production, "test_set_versions": versions,
+                  "report_md": comparison_report(model_id, candidate, production_id, production)}
+    registry.put_json(lake, registry.key(model_id, "evaluation.json"), evaluation)
+    lake.put(registry.key(model_id, "report.md"), evaluation["report_md"].encode())
+    return evaluation
+
+
+def gate_candidate(lake: Lake, rules: GateRules, model_id: str | None = None) -> GateDecision:
+    """Decide from the stored evaluation and the card's ONNX validation; record gate.json."""
+    model_id = model_id or latest_candidate(lake)
+    card = registry.read_card(lake, model_id)
+    evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
+    decision = decide(model_id, evaluation["candidate"], card["onnx_validation"], rules,
+                      evaluation.get("production_id"), evaluation.get("production"))
+    write_decision(lake, decision)
+    return decision
+
+
+def summary(evaluation: dict) -> str:
+    return json.dumps(evaluation["candidate"]["metrics"], indent=1, sort_keys=True)

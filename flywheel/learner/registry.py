@@ -1,0 +1,139 @@
+"""The model registry in the lake.
+
+    models/<model_id>/weights.pt            ultralytics checkpoint + `flywheel` meta (config, dataset)
+    models/<model_id>/model.onnx            what devices run (ONNX Runtime, NCHW float32)
+    models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test)
+    models/<model_id>/model.json            the card: classes, preprocessing, files, lineage, training
+    models/<model_id>/evaluation.json       metrics on the frozen standard sets (+ report.md)
+    models/<model_id>/gate.json             the last gate decision
+    models/production.json                  the production pointer; only the release stage moves it
+
+Every file of an entry is written before the card, and the card before anything points at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_agent.contract.layout import MODELS, model_prefix
+from edge_agent.lake import Lake, ObjectExists, ObjectNotFound
+from flywheel.learner.errors import RegistryError
+
+PRODUCTION_KEY = f"{MODELS}/production.json"
+CARD_SCHEMA = "flywheel.model/v1"
+
+
+def code_version() -> str:
+    """git sha of the code that trained (with -dirty when the tree has local changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def new_model_id(task: str, dataset_version: str, config: dict, at: datetime | None = None) -> str:
+    """Sortable by time, and names its inputs: cls-20261125T101500-<hash of dataset + config>."""
+    at = at or datetime.now(UTC)
+    digest = hashlib.sha256(json.dumps([dataset_version, config], sort_keys=True).encode()).hexdigest()
+    short = {"classify": "cls", "detect": "det"}.get(task, task)
+    return f"{short}-{at.strftime('%Y%m%dT%H%M%S')}-{digest[:8]}"
+
+
+def key(model_id: str, name: str) -> str:
+    return f"{model_prefix(model_id)}/{name}"
+
+
+def put_json(lake: Lake, k: str, obj: object) -> None:
+    lake.put(k, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+
+def get_json(lake: Lake, k: str) -> dict:
+    return json.loads(lake.get(k))
+
+
+def put_file(lake: Lake, model_id: str, name: str, path: Path) -> dict:
+    data = Path(path).read_bytes()
+    lake.put(key(model_id, name), data)
+    return {"key": key(model_id, name), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_card(lake: Lake, model_id: str) -> dict:
+    try:
+        return get_json(lake, key(model_id, "model.json"))
+    except ObjectNotFound:
+        raise RegistryError(f"model {model_id} is not in the registry at {lake.uri}") from None
+
+
+def fetch_file(lake: Lake, model_id: str, name: str, dest_dir: Path) -> Path:
+    """Download one registry file, verifying the sha256 recorded in the card."""
+    card = read_card(lake, model_id)
+    entry = card.get("files", {}).get(name)
+    data = lake.get(key(model_id, name))
+    if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise RegistryError(f"model {model_id}: {name} does not match the sha256 in its card")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    out = dest_dir / f"{model_id}-{name}"
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return out
+
+
+# -- the production pointer -------------------------------------------------------------------------
+
+def read_production(lake: Lake) -> dict | None:
+    try:
+        return get_json(lake, PRODUCTION_KEY)
+    except ObjectNotFound:
+        return None
+
+
+def production_model_id(lake: Lake) -> str | None:
+    pointer = read_production(lake)
+    return pointer["model_id"] if pointer else None
+
+
+def _pointer(model_id: str, by: str, reason: str, previous: str | None) -> dict:
+    return {"model_id": model_id, "by": by, "reason": reason, "previous": previous,
+            "at": datetime.now(UTC).isoformat()}
+
+
+def _require_passed_gate(lake: Lake, model_id: str) -> dict:
+    read_card(lake, model_id)
+    try:
+        gate = get_json(lake, key(model_id, "gate.json"))
+    except ObjectNotFound:
+        raise RegistryError(f"model {model_id} has no gate decision; run the evaluation gate first"
+                            ) from None
+    if not gate.get("passed"):
+        raise RegistryError(f"model {model_id} failed its gate: {'; '.join(gate.get('reasons', []))}")
+    return gate
+
+
+def set_production(lake: Lake, model_id: str, *, by: str, reason: str) -> dict:
+    """Move the production pointer (the release stage calls this after re-checking the gate)."""
+    _require_passed_gate(lake, model_id)
+    pointer = _pointer(model_id, by, reason, production_model_id(lake))
+    put_json(lake, PRODUCTION_KEY, pointer)
+    return pointer
+
+
+def bootstrap_production(lake: Lake, model_id: str, *, by: str = "bootstrap") -> dict | None:
+    """The first model becomes production when there is none (conditional create: of two racing
+    bootstraps only one wins). Returns the pointer, or None when production already existed."""
+    _require_passed_gate(lake, model_id)
+    pointer = _pointer(model_id, by, "bootstrap: no production model existed", None)
+    try:
+        lake.put(PRODUCTION_KEY, json.dumps(pointer, indent=1, sort_keys=True).encode(), if_absent=True)
+    except ObjectExists:
+        return None
+    return pointer

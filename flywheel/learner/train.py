@@ -1,0 +1,186 @@
+"""One training run: dataset version in, registry entry out. Runs in-process or as a Ray task.
+
+The Ray task gets only a picklable request (lake URI + options, dataset version, config) and does
+all heavy work where it runs: it reads and verifies the dataset from the lake, materialises it on
+its local disk, trains, writes the checkpoint atomically with its config and dataset version,
+exports ONNX and validates it on golden inputs, and registers the model. On KubeRay that keeps the
+data path lake -> worker, never through the Dagster process.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from edge_agent.lake import Lake, S3Options
+from flywheel.learner import registry
+from flywheel.learner.config import EMPTY_CLASS, GateRules, TrainConfig
+from flywheel.learner.datasets import load_dataset_version, read_members
+from flywheel.learner.errors import DatasetError
+
+N_GOLDEN_REAL = 16  # validation frames in the golden set (plus synthetic probes)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    lake_uri: str
+    lake_s3: S3Options | None  # None for file:// lakes
+    dataset_version: str
+    config: TrainConfig
+    model_id: str
+    parent_model_id: str | None = None  # the production model at the time (lineage)
+    code_version: str = "unknown"
+    catalog: tuple[str, ...] | None = None  # known SKUs; labels outside it fail before training
+    rules: GateRules = field(default_factory=GateRules)  # ONNX agreement limits
+
+
+@dataclass
+class TrainResult:
+    model_id: str
+    dataset_version: str
+    classes: list[str]
+    curves: list[dict]  # one row per epoch: losses and validation metrics
+    seconds_train: float  # wall time of model.train (materialisation excluded)
+    seconds_total: float
+    n_train: int
+    n_val: int
+    card: dict
+    onnx_validation: dict
+    where: str = ""  # "ray:<node>/<pid>" or "in-process"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _read_curves(results_csv: Path) -> list[dict]:
+    if not results_csv.exists():
+        return []
+    with results_csv.open() as f:
+        return [{k.strip(): float(v) for k, v in row.items() if k and v not in (None, "")}
+                for row in csv.DictReader(f)]
+
+
+def _save_checkpoint(best: Path, dest: Path, meta: dict) -> None:
+    """Add config + dataset version to the ultralytics checkpoint; temp file + os.replace."""
+    import torch
+
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt["flywheel"] = meta
+    tmp = dest.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, dest)
+
+
+def run_training(req: TrainRequest) -> TrainResult:
+    """Train, export, validate and register one model. Raises DatasetError before training."""
+    from flywheel.learner import yolo_env
+
+    t0 = time.perf_counter()
+    yolo_env.configure()
+    cfg = req.config
+    lake = Lake(req.lake_uri, s3=req.lake_s3)
+    ds = load_dataset_version(lake, req.dataset_version)
+    if ds.manifest["spec"]["task"] != cfg.task:
+        raise DatasetError(f"dataset {ds.version} is for task {ds.manifest['spec']['task']!r}, "
+                           f"the training config for {cfg.task!r}")
+    catalog = set(req.catalog) if req.catalog is not None else None
+    members = read_members(lake, ds, catalog)  # verifies files + re-validates: before training
+    classes = ds.classes
+    from ultralytics import YOLO
+
+    from flywheel.learner import onnx_tools
+    from flywheel.learner.materialize import materialize_classify, materialize_detect
+    from flywheel.learner.preprocess import png_batch, preprocessing_doc
+
+    with tempfile.TemporaryDirectory(prefix="flywheel-train-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        if cfg.task == "classify":
+            data = str(materialize_classify(members, classes, tmp / "data", cfg.imgsz))
+            extra = {"scale": cfg.scale, "auto_augment": cfg.auto_augment}
+        else:
+            data = str(materialize_detect(members, classes, tmp / "data"))
+            extra = {"mosaic": 0.0}  # 4-image mosaics of tiny frames cost time and teach little
+        model = YOLO(cfg.model_yaml, task=cfg.task)
+        t_train = time.perf_counter()
+        model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
+                    device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
+                    optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
+                    hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False, verbose=False,
+                    project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
+        seconds_train = time.perf_counter() - t_train
+        run_dir = tmp / "runs" / "run"
+        best = run_dir / "weights" / "best.pt"
+        if not best.exists():
+            best = run_dir / "weights" / "last.pt"
+        curves = _read_curves(run_dir / "results.csv")
+        meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),
+                "classes": classes, "code_version": req.code_version,
+                "parent_model": req.parent_model_id}
+        ckpt = tmp / "weights.pt"
+        _save_checkpoint(best, ckpt, meta)
+
+        # golden inputs: validation frames + synthetic probes, torch vs ONNX Runtime
+        val = members.filter(pl.col("split") == "val").head(N_GOLDEN_REAL)
+        real = (png_batch(val["image_png"].to_list(), cfg.imgsz) if cfg.task == "classify"
+                else np.zeros((0, 3, cfg.imgsz, cfg.imgsz), np.float32))
+        golden = onnx_tools.golden_inputs(real, cfg.imgsz)
+        onnx_path = onnx_tools.export_onnx(ckpt, cfg.imgsz)
+        expected = onnx_tools.torch_outputs(ckpt, golden)
+        got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(onnx_path), golden)
+        validation = onnx_tools.compare_outputs(expected, got, req.rules.onnx_max_abs_diff,
+                                                req.rules.onnx_min_top1_agreement, cfg.task)
+        np.savez_compressed(tmp / "golden.npz", inputs=golden, expected=expected)
+
+        files = {name: registry.put_file(lake, req.model_id, name, path) for name, path in
+                 (("weights.pt", ckpt), ("model.onnx", onnx_path), ("golden.npz", tmp / "golden.npz"))}
+    n_train = members.filter(pl.col("split") == "train").height
+    n_val = members.height - n_train
+    card = {
+        "schema": registry.CARD_SCHEMA,
+        "model_id": req.model_id,
+        "task": cfg.task,
+        "architecture": cfg.model_yaml,
+        "classes": classes if cfg.task == "classify" else [c for c in classes if c != EMPTY_CLASS],
+        "empty_class": EMPTY_CLASS if EMPTY_CLASS in classes else None,
+        "imgsz": cfg.imgsz,
+        "preprocessing": preprocessing_doc(cfg.imgsz),
+        "files": files,
+        "lineage": {"dataset_version": ds.version, "code_version": req.code_version,
+                    "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
+                    "dataset_sources": ds.manifest.get("sources", [])},
+        "training": {"epochs": len(curves), "seconds_train": seconds_train, "n_train": n_train,
+                     "n_val": n_val, "final": curves[-1] if curves else {}},
+        "onnx_validation": validation,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    registry.put_json(lake, registry.key(req.model_id, "training_curves.json"), curves)
+    registry.put_json(lake, registry.key(req.model_id, "model.json"), card)  # the card goes last
+    return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
+                       time.perf_counter() - t0, n_train, n_val, card, validation, _where())
+
+
+def _where() -> str:
+    ray = sys.modules.get("ray")  # never import ray just to ask: in-process runs do not need it
+    if ray is not None and ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode == ray.WORKER_MODE:
+            return f"ray:{ctx.get_node_id()[:8]}/pid{os.getpid()}"
+    return "in-process"
+
+
+def train_on_ray(req: TrainRequest) -> TrainResult:
+    """Run `run_training` as a Ray task reserving `config.num_cpus` CPUs (no retries: a failed
+    training must surface, not silently run twice)."""
+    import ray
+
+    task = ray.remote(num_cpus=req.config.num_cpus, max_retries=0)(run_training)
+    return ray.get(task.remote(req))

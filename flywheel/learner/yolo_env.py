@@ -1,0 +1,45 @@
+"""Offline-safe ultralytics: a project config dir with a font, no downloads, no telemetry.
+
+Must run before `ultralytics` is first imported in a process (it reads YOLO_CONFIG_DIR at import),
+so every entry point that trains, exports or loads a YOLO model calls `configure()` first, including
+the Ray worker that trains.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FONT = REPO_ROOT / "flywheel" / "sim" / "fonts" / "DejaVuSans.ttf"
+
+
+def default_config_dir() -> Path:
+    return Path(os.environ.get("FLYWHEEL_YOLO_CONFIG_DIR", REPO_ROOT / "var" / "yolo_config"))
+
+
+def configure(config_dir: str | Path | None = None) -> Path:
+    """Set YOLO_OFFLINE / YOLO_CONFIG_DIR and place the font ultralytics would otherwise download."""
+    cfg = Path(os.environ.get("YOLO_CONFIG_DIR") or config_dir or default_config_dir())
+    font_dst = cfg / "Ultralytics" / "Arial.ttf"
+    if not font_dst.exists():
+        font_dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = font_dst.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(FONT, tmp)
+        os.replace(tmp, font_dst)  # atomic: parallel workers may race here
+    os.environ["YOLO_CONFIG_DIR"] = str(cfg)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    import ultralytics.utils as uu
+
+    # Ray Tune's callback would try to report from a plain Ray task; hub/wandb/etc. need network.
+    wanted = {"raytune": False, "sync": False, "wandb": False, "mlflow": False, "tensorboard": False,
+              "clearml": False, "comet": False, "dvc": False, "neptune": False, "hub": False,
+              "vscode_msg": False, "openvino_msg": False,
+              "runs_dir": str(cfg / "runs"), "weights_dir": str(cfg / "weights"),
+              "datasets_dir": str(cfg / "datasets")}
+    changes = {k: v for k, v in wanted.items() if k in uu.SETTINGS and uu.SETTINGS[k] != v}
+    if changes:
+        uu.SETTINGS.update(changes)
+    return cfg
