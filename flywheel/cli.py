@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "flywheel.demo",
     "flywheel.fleet.cli",
+    "flywheel.sim.cli",
 ]
 
 
