@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from resources.lake import LocalLakeResource, S3LakeResource
+from resources.ray import LocalRayCluster, kuberay_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "cluster")
@@ -31,7 +32,8 @@ def local_lake_root() -> str:
 
 
 def local_resources() -> dict[str, Any]:
-    return {"lake": LocalLakeResource(root=local_lake_root())}
+    return {"lake": LocalLakeResource(root=local_lake_root()),
+            "ray": LocalRayCluster(num_cpus=2)}
 
 
 def cluster_resources() -> dict[str, Any]:
@@ -42,6 +44,7 @@ def cluster_resources() -> dict[str, Any]:
             access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
             secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
         ),
+        "ray": kuberay_cluster(),
     }
 
 
