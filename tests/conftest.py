@@ -38,3 +38,19 @@ def local_lake(tmp_path: Path):
     from edge_agent.lake import Lake
 
     return Lake.at_path(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """ONE local Ray runtime for the whole test session (2 CPUs; `ray.init` costs 5-9 s here).
+    resources.ray.LocalRayCluster reuses it and leaves it running after each Dagster run."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"YOLO_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}})
+        started = True
+    yield ray
+    if started:
+        ray.shutdown()

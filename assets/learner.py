@@ -1,0 +1,205 @@
+"""Learner assets: simulator imports -> dataset version -> candidate model (trained on Ray) ->
+evaluation on the frozen standard sets, gated by a blocking check. Thin: the work is in
+`flywheel.learner`; these wire resources, config and metadata for the UI."""
+
+from typing import Literal
+
+import dagster as dg
+from dagster_ray import RayResource
+
+from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
+from resources.lake import LakeResource
+
+GROUP = "learner"
+SIM_STORES = ("A", "B", "C")  # the simulator world's default stores: one frozen set each
+STANDARD_SETS = ("manual", *(f"store_{s}" for s in SIM_STORES))
+GATE_RULES = GateRules()  # the release gate's thresholds (shown on every check result)
+
+
+class SourcesConfig(dg.Config):
+    seed: int = 0  # simulator world + dataset seed (byte-identical exports per seed)
+    n_per_sku: int = 24  # bootstrap "manually collected" frames per core SKU
+    n_test: int = 200  # frames per frozen standard test set
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    specs=[
+        dg.AssetSpec("sku_catalog", group_name=GROUP,
+                     description="The product catalog (EAN-13 SKUs) labels are checked against; "
+                                 "depot/catalog/<sha>.json."),
+        dg.AssetSpec("manual_collection", group_name=GROUP,
+                     description="Bootstrap labelled frames from the lab (simulator's manual "
+                                 "distribution), depot/manual_collection/<sha>.parquet."),
+        *[dg.AssetSpec(f"standard_set_{n}", group_name=GROUP,
+                       description=f"Frozen standard test set '{n}' (content-hashed; once imported "
+                                   "never replaced; training never reads it).")
+          for n in STANDARD_SETS],
+    ],
+)
+def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
+    from flywheel.learner.pipeline import SimSources, import_from_simulator
+
+    imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
+                                                             config.n_test))
+    names = {"catalog": "sku_catalog", "manual_collection": "manual_collection",
+             **{n: f"standard_set_{n}" for n in STANDARD_SETS}}
+    for name, asset_key in names.items():
+        imp = imported[name]
+        if imp.drift_sha256:
+            context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
+                                f"frozen version {imp.sha256[:16]} is kept")
+        yield dg.MaterializeResult(
+            asset_key=asset_key, data_version=dg.DataVersion(imp.sha256[:16]),
+            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows,
+                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)})
+
+
+class DatasetConfig(dg.Config):
+    task: Literal["classify", "detect"] = "classify"
+    split_by: Literal["session_id", "device_id"] = "session_id"  # never split a session
+    val_fraction: float = 0.2  # share of groups in validation
+    include_empty: bool = True  # keep empty frames as the "empty" class (classify)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=["manual_collection", "sku_catalog", *[f"standard_set_{n}" for n in STANDARD_SETS]],
+    check_specs=[dg.AssetCheckSpec(
+        "val_class_coverage", asset="dataset_version",
+        description="share of classes that have validation frames (a split by session can leave "
+                    "rare classes train-only)")],
+    description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
+                "id = hash(member ids, labels, split rule); split by session; validated (empty, "
+                "single class, unknown SKUs, frozen-set frames) before anything is written.")
+def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
+                    lake: LakeResource) -> dg.MaterializeResult:
+    from flywheel.learner.pipeline import build_dataset
+    from flywheel.learner.plots import class_balance_png, png_markdown
+
+    spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
+                       split=SplitRule(by=config.split_by, val_fraction=config.val_fraction))
+    ds, created = build_dataset(lake.lake(), spec)
+    m = ds.manifest
+    balance = m["class_balance"]
+    n_classes = len(m["classes"])
+    covered = (n_classes - len(balance["classes_missing_in_val"])) / max(n_classes, 1)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(ds.version),
+        metadata={
+            "version": ds.version, "newly_written": created, "manifest": f"{ds.prefix}/manifest.json",
+            "members": m["counts"]["members"], "train": m["counts"]["train"], "val": m["counts"]["val"],
+            "groups": m["counts"]["groups"], "classes": n_classes, "rejects": m["counts"]["rejects"],
+            "imbalance_ratio": balance["imbalance_ratio"],
+            "classes_missing_in_val": balance["classes_missing_in_val"],
+            "class_balance": dg.MetadataValue.md(
+                png_markdown(class_balance_png(balance["per_class"]), "class balance")),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="val_class_coverage", passed=covered >= 0.5,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"actual": covered, "threshold": 0.5,
+                      "missing": balance["classes_missing_in_val"]})],
+    )
+
+
+class TrainingConfig(dg.Config):
+    task: Literal["classify", "detect"] = "classify"
+    model_yaml: str = ""  # empty: yolov8n-cls.yaml (classify) / yolov8n.yaml (detect), no weights
+    imgsz: int = 0  # 0: 64 (classify) / 96 (detect)
+    epochs: int = 10
+    batch: int = 32
+    seed: int = 0
+    num_cpus: int = 2  # CPUs the Ray training task reserves
+
+    def train_config(self) -> TrainConfig:
+        overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
+                     "num_cpus": self.num_cpus}
+        if self.model_yaml:
+            overrides["model_yaml"] = self.model_yaml
+        if self.imgsz:
+            overrides["imgsz"] = self.imgsz
+        return TrainConfig.for_task(self.task, **overrides)
+
+
+@dg.asset(
+    group_name=GROUP, deps=["dataset_version"],
+    description="A candidate model trained on the latest dataset version as a Ray task (dagster-ray), "
+                "registered at models/<model_id>/ with weights, validated ONNX, golden inputs, card "
+                "(classes, preprocessing, lineage).")
+def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: LakeResource,
+                    ray: RayResource) -> dg.MaterializeResult:
+    from flywheel.learner.pipeline import train_candidate
+    from flywheel.learner.plots import png_markdown, training_curves_png
+    from flywheel.learner.train import train_on_ray
+
+    result = train_candidate(lake.lake(), config.train_config(), GATE_RULES, runner=train_on_ray)
+    final = result.curves[-1] if result.curves else {}
+    epochs = max(len(result.curves), 1)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(result.model_id),
+        metadata={
+            "model_id": result.model_id, "dataset_version": result.dataset_version,
+            "ran_on": result.where, "ray_cluster": ray.display_name,
+            "classes": len(result.classes), "n_train": result.n_train, "n_val": result.n_val,
+            "epochs": len(result.curves), "seconds_train": round(result.seconds_train, 2),
+            "seconds_per_epoch_per_1000_images": round(
+                result.seconds_train / epochs / max(result.n_train, 1) * 1000, 3),
+            "val_top1": final.get("metrics/accuracy_top1"),
+            "onnx_max_abs_diff": result.onnx_validation.get("max_abs_diff"),
+            "onnx_agrees": result.onnx_validation.get("passed"),
+            "card": f"models/{result.model_id}/model.json",
+            "parent_model": result.card["lineage"]["parent_model"] or "none",
+            "code_version": result.card["lineage"]["code_version"],
+            "training_curves": dg.MetadataValue.md(
+                png_markdown(training_curves_png(result.curves), "training curves")),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP, deps=["candidate_model"],
+    description="The candidate and the production model on every frozen standard set with ONNX "
+                "Runtime: top-1, per-SKU, per-slice accuracy, ECE, CPU latency; report.md compares.")
+def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    from flywheel.learner.pipeline import evaluate_candidate
+    from flywheel.learner.plots import png_markdown, slices_png
+
+    ev = evaluate_candidate(lake.lake())
+    cand = ev["candidate"]
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand["metrics"].items()}
+    prod_slices = ev["production"]["slices"] if ev["production"] else None
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(ev["candidate_id"]),
+        metadata={
+            "candidate": ev["candidate_id"], "production": ev["production_id"] or "none",
+            **metrics,
+            "test_set_versions": {k: v[:16] for k, v in ev["test_set_versions"].items()},
+            "report": dg.MetadataValue.md(ev["report_md"]),
+            "slices": dg.MetadataValue.md(png_markdown(slices_png(cand["slices"], prod_slices),
+                                                       "slices")),
+        },
+    )
+
+
+@dg.asset_check(asset="candidate_evaluation", blocking=True,
+                description="The release gate: target metric improves by >= delta, no slice regresses "
+                            "by > epsilon, ONNX latency within budget, ONNX agrees with torch.")
+def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    from flywheel.learner.pipeline import gate_candidate
+
+    decision = gate_candidate(lake.lake(), GATE_RULES)
+    metadata: dict = {"candidate": decision.candidate_id, "production": decision.production_id or "none",
+                      "decision": dg.MetadataValue.md(decision.markdown())}
+    for r in decision.rules:
+        metadata[f"{r.name}.actual"] = r.actual
+        metadata[f"{r.name}.threshold"] = r.threshold
+    target = next((r for r in decision.rules if r.name == "target_metric"), None)
+    metadata["actual"] = target.actual if target else None
+    metadata["threshold"] = target.threshold if target else None
+    if not decision.passed:
+        metadata["reasons"] = "; ".join(decision.reasons)
+    return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata,
+                               description=("passed" if decision.passed else
+                                            "BLOCKED: " + "; ".join(decision.reasons)))

@@ -1,0 +1,22 @@
+"""The Learner's job and its weekly schedule: import -> dataset -> train (Ray) -> evaluate -> gate."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+train_and_evaluate = dg.define_asset_job(
+    "train_and_evaluate",
+    selection=dg.AssetSelection.groups("learner"),
+    description="Build the dataset version, train a candidate on Ray, evaluate it on the frozen "
+                "standard sets and run the blocking release gate.",
+)
+
+weekly_training = dg.ScheduleDefinition(
+    name="weekly_train_and_evaluate",
+    job=train_and_evaluate,
+    cron_schedule="0 3 * * 1",  # Mondays 03:00 UTC: a week of corrections in, a release by midweek
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(jobs=[train_and_evaluate], schedules=[weekly_training])
