@@ -1,0 +1,168 @@
+"""The uploader: token bucket, windows, backoff, verification, and faults that lie, cut and garble."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from edge_agent.capture.spool import Spool
+from edge_agent.contract import parse_sidecar
+from edge_agent.faults import FaultyLake
+from edge_agent.telemetry import Telemetry
+from edge_agent.upload import (
+    Backoff,
+    TokenBucket,
+    Uploader,
+    UploadWindows,
+    VerifyError,
+    verify_remote,
+)
+from tests.edge_agent.conftest import lake_clips
+from tests.edge_agent.test_capture import make_job, spool_one
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def test_token_bucket_holds_the_long_run_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000.0, burst_bytes=500, clock=clock, sleep=clock.sleep)
+    sizes = [random.Random(k).randint(100, 3000) for k in range(200)]
+    for n in sizes:
+        bucket.acquire(n)
+    # everything beyond the initial burst went out at exactly the cap
+    assert clock.t == pytest.approx((sum(sizes) - 500) / 1000.0, rel=1e-9)
+    assert TokenBucket(None).acquire(10**9) == 0.0
+    with pytest.raises(ValueError):
+        TokenBucket(-5)
+
+
+def test_upload_windows() -> None:
+    w = UploadWindows.parse(["22:00-06:00", "12:00-12:30"])
+    at = lambda h, m: datetime(2026, 11, 25, h, m, tzinfo=UTC)  # noqa: E731
+    assert w.open_at(at(23, 0)) and w.open_at(at(3, 0)) and w.open_at(at(12, 15))
+    assert not w.open_at(at(8, 0)) and not w.open_at(at(12, 30))
+    assert UploadWindows.parse([]).open_at(at(8, 0))
+    for bad in ("25:00-01:00", "noon", "1:00-2:00"):
+        with pytest.raises(ValueError, match="upload window"):
+            UploadWindows.parse([bad])
+
+
+def test_backoff_is_exponential_with_full_jitter() -> None:
+    b = Backoff(base_s=0.1, cap_s=2.0, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(12)]
+    bounds = [min(2.0, 0.1 * 2 ** (k + 1)) for k in range(12)]
+    assert all(0 <= d <= hi for d, hi in zip(delays, bounds, strict=True))
+    assert len(set(delays)) == 12  # jittered, not a fixed ladder
+    b.reset()
+    assert b.failures == 0
+
+
+def test_verify_remote_catches_size_and_content(local_lake) -> None:
+    data = b"x" * 1000
+    local_lake.put("a/b.mp4", data)
+    verify_remote(local_lake, "a/b.mp4", data, hashlib.sha256(data).hexdigest())
+    local_lake.put("a/b.mp4", b"y" * 1000)
+    with pytest.raises(VerifyError, match="sha256"):
+        verify_remote(local_lake, "a/b.mp4", data, hashlib.sha256(data).hexdigest())
+    local_lake.put("a/b.mp4", b"short")
+    with pytest.raises(VerifyError, match="size"):
+        verify_remote(local_lake, "a/b.mp4", data, hashlib.sha256(data).hexdigest())
+
+
+def _fill_spool(tmp_path, n: int) -> Spool:
+    spool = Spool(tmp_path / "spool", cap_bytes=10**9)
+    for k in range(n):
+        spool_one(spool, make_job(seed=k, priority=k % 3), tmp_path, 1000 + k)
+    return spool
+
+
+def assert_lake_consistent(lake, expected: int) -> None:
+    """Every sidecar's clip is there, complete and matches its checksum; no stray objects."""
+    clips, sidecars = lake_clips(lake)
+    assert len(sidecars) == expected and len(clips) == expected
+    for key in sidecars:
+        sc = parse_sidecar(lake.get(key))
+        data = lake.get(key[:-5] + ".mp4")
+        assert len(data) == sc.clip.size_bytes
+        assert hashlib.sha256(data).hexdigest() == sc.clip.sha256
+
+
+def test_uploads_survive_random_faults_exactly_once(tmp_path, local_lake) -> None:
+    spool = _fill_spool(tmp_path, 8)
+    faulty = FaultyLake(local_lake, rate=0.4, seed=3)
+    tel = Telemetry()
+    up = Uploader(faulty, spool, tel, backoff=Backoff(0.01, 0.05))
+    up.start()
+    assert up.wait_drained(60)
+    up.stop()
+    assert sum(faulty.injected.values()) > 5
+    assert set(faulty.injected) >= {"error", "cut", "garble", "lost_ack"}
+    assert tel.totals.uploaded_clips == 8 and tel.totals.upload_failures > 0
+    assert len(spool) == 0
+    assert_lake_consistent(local_lake, 8)
+
+
+def test_priority_order_and_restart_resume(tmp_path, local_lake) -> None:
+    spool = _fill_spool(tmp_path, 6)
+    order: list[int] = []
+    tel = Telemetry()
+    up = Uploader(local_lake, spool, tel)
+    # upload two by hand (what the thread does), in the spool's order: priority, then age
+    for _ in range(2):
+        e = spool.checkout()
+        order.append(e.priority)
+        up.upload(e)
+    assert order == [0, 0]
+    # a crash after the sidecar landed but before the spool entry was removed: re-upload is a no-op
+    e = spool.checkout()
+    local_lake.put(e.clip_key, e.clip_path.read_bytes())
+    local_lake.put(e.sidecar_key, e.sidecar_path.read_bytes())
+    spool.release(e)
+    restarted = Spool(tmp_path / "spool", cap_bytes=10**9)
+    assert restarted.scan() == 4
+    tel2 = Telemetry()
+    up2 = Uploader(local_lake, restarted, tel2)
+    up2.start()
+    assert up2.wait_drained(30)
+    up2.stop()
+    assert tel2.totals.uploaded_clips == 4 and tel2.totals.already_uploaded == 1
+    assert_lake_consistent(local_lake, 6)
+
+
+def test_uploader_waits_for_its_window(tmp_path, local_lake) -> None:
+    spool = _fill_spool(tmp_path, 1)
+    now = [datetime(2026, 11, 25, 8, 0, tzinfo=UTC)]
+    up = Uploader(local_lake, spool, Telemetry(), windows=UploadWindows.parse(["22:00-06:00"]),
+                  now=lambda: now[0])
+    up.start()
+    assert not up.wait_drained(1.5)
+    assert len(spool) == 1 and lake_clips(local_lake) == ([], [])
+    now[0] = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
+    assert up.wait_drained(10)
+    up.stop()
+    assert_lake_consistent(local_lake, 1)
+
+
+def test_stop_interrupts_bandwidth_wait(tmp_path, local_lake) -> None:
+    spool = _fill_spool(tmp_path, 3)
+    up = Uploader(local_lake, spool, Telemetry(), bucket=TokenBucket(10.0, burst_bytes=1))
+    up.start()
+    t = threading.Timer(0.5, up.stop)
+    t.start()
+    t.join()
+    up._thread.join(10)
+    assert not up._thread.is_alive()
+    assert len(spool) == 3  # nothing was lost by stopping mid-wait
