@@ -97,6 +97,7 @@ class Agent:
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
         self._epoch: datetime | None = None
+        self._last_t: float | None = None
         self._stop = threading.Event()
         self._house = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._started = False
@@ -115,10 +116,7 @@ class Agent:
 
     def close(self, *, drain_timeout: float = 0.0) -> dict:
         """Stop: flush the open capture, let the encoder finish, optionally wait for uploads."""
-        job = self.recorder.flush(self.model.version, self.rules.version)
-        if job is not None:
-            self.telemetry.add("captures")
-            self.worker.submit(job)
+        self._submit(self.recorder.flush(self.model.version, self.rules.version))
         self.worker.stop(drain=True)
         if self.uploader is not None and drain_timeout > 0:
             self.uploader.wait_drained(drain_timeout)
@@ -158,6 +156,13 @@ class Agent:
             log.warning("skipping corrupt frame: %s", why)
             return []
         image = frame.image
+        if self._last_t is not None and frame.t < self._last_t:
+            # The source restarted its clock (a new file, a reconnect without offsets): close the
+            # open capture so no clip mixes two timelines, and forget time-based history.
+            self._submit(self.recorder.flush(self.model.version, self.rules.version))
+            self._weight = WeightTracker()
+            self._epoch = None
+        self._last_t = frame.t
         pred = self.model.predict(image)
         self.telemetry.latency(pred.latency_ms)
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
@@ -187,12 +192,14 @@ class Agent:
             wall = self._epoch + timedelta(seconds=frame.t)
         rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
                           frame.weight_g, frame.location, firings)
-        job = self.recorder.push(rec, self.model.version, rules.version)
+        self._submit(self.recorder.push(rec, self.model.version, rules.version))
+        self.telemetry.add("frames")
+        return firings
+
+    def _submit(self, job) -> None:
         if job is not None:
             self.telemetry.add("captures")
             self.worker.submit(job)
-        self.telemetry.add("frames")
-        return firings
 
     # -- housekeeping: status, rule and model reloads ---------------------------------------------
 

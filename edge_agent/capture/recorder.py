@@ -87,7 +87,8 @@ class Recorder:
         return None
 
     def flush(self, model_version: str, rule_set_version: str) -> CaptureJob | None:
-        """Close a capture in progress (end of stream)."""
+        """Close a capture in progress (end of stream, or time jumped back); empty the ring."""
+        self._ring.clear()
         return self._close(model_version, rule_set_version) if self._active else None
 
     def _close(self, model_version: str, rule_set_version: str) -> CaptureJob:

@@ -1,0 +1,138 @@
+"""The agent end to end on a local lake: frames in, the right moments captured, verified clips out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.contract import parse_sidecar, parse_status_report
+from edge_agent.triggers import build_rule_set
+from tests.edge_agent.conftest import EAN_A, lake_clips, scene, scripted_frames
+
+
+def test_captures_what_the_rules_ask_for_and_records_why(local_lake, make_agent) -> None:
+    rules = build_rule_set("r2", [
+        {"name": "scan", "when": "all(motion, barcode)", "priority": 3},
+        {"name": "insert", "when": "weight_change(200)", "priority": 4},
+        {"name": "promo", "when": f'campaign("sku:{EAN_A}")', "priority": 0},
+    ])
+    agent = make_agent(local_lake, rules=rules)
+    events = {
+        range(10, 16): {"moving": True, "barcode": EAN_A},  # scan with a barcode in view
+        range(40, 45): {"weight": 450},  # an item lands (the weight stays up afterwards)
+        range(45, 200): {"weight": 450},
+    }
+    for f in scripted_frames(120, events):
+        agent.process(f)
+    totals = agent.close(drain_timeout=30)
+    assert totals["captures"] == 2 and totals["uploaded_clips"] == 2 and totals["drops"] == {}
+    assert totals["fires"]["scan"] >= 4 and totals["fires"]["insert"] >= 5
+    clips, sidecars = lake_clips(local_lake)
+    assert len(clips) == 2 and len(sidecars) == 2
+    docs = sorted((parse_sidecar(local_lake.get(k)) for k in sidecars), key=lambda d: d.started_at)
+    scan, insert = docs
+    scan_rules = {t.rule.split(":")[0] for t in scan.triggers}
+    assert scan_rules == {"scan", "promo"}
+    assert scan.priority == 0  # the campaign's priority wins
+    first = next(t for t in scan.triggers if t.rule.startswith("scan"))
+    assert first.signals["barcode"] == EAN_A and first.signals["motion"] > 8
+    assert [b.text for b in scan.barcode_reads][:1] == [EAN_A]
+    assert {t.rule.split(":")[0] for t in insert.triggers} == {"insert"}
+    assert insert.triggers[0].value >= 200
+    assert insert.model_version == "test-model-1" and insert.rule_set_version == "r2"
+    # pre-roll: the scan clip starts ~0.3 s before the first firing frame (15 fps)
+    assert scan.triggers[0].frame in (4, 5)
+    assert all(f.prediction in (None, "4006381333931", "5012345678900") for f in scan.frames)
+    status = [o.key for o in local_lake.list("landing/status/device=cart-test-01")]
+    report = parse_status_report(local_lake.get(status[-1]))
+    assert report.device_id == "cart-test-01" and report.model_version == "test-model-1"
+
+
+def test_hot_rule_swap_between_frames(local_lake, make_agent) -> None:
+    agent = make_agent(local_lake, rules=build_rule_set("a", {"never": "low_confidence(0.0001)"}))
+    for f in scripted_frames(20, {range(0, 20): {"moving": True}}):
+        agent.process(f)
+    assert agent.telemetry.totals.captures == 0
+    agent.set_rules(build_rule_set("b", {"move": "motion"}))
+    for f in scripted_frames(30, {range(5, 10): {"moving": True}}):
+        agent.process(f)
+    totals = agent.close(drain_timeout=30)
+    assert totals["captures"] == 1 and totals["rule_reloads"] == 1
+    (side,) = lake_clips(local_lake)[1]
+    assert parse_sidecar(local_lake.get(side)).rule_set_version == "b"
+
+
+def test_corrupt_frames_are_counted_and_skipped(local_lake, make_agent) -> None:
+    from edge_agent.sources import Frame
+
+    agent = make_agent(local_lake)
+    bad = [Frame(np.zeros((240, 320), np.uint8), 0.0), Frame(np.zeros((241, 320, 3), np.uint8), 0.1),
+           Frame(np.zeros((240, 320, 3), np.float32), 0.2), Frame(scene(0), float("nan")), "junk"]
+    for f in bad:
+        assert agent.process(f) == []
+    for f in scripted_frames(10):
+        agent.process(f)
+    totals = agent.close()
+    assert totals["corrupt_frames"] == 5 and totals["frames"] == 10
+
+
+def write_video(path: Path, n: int = 60, fps: int = 15) -> Path:
+    from edge_agent.capture.encoder import encode_clip
+
+    imgs = [scene(i, moving=20 <= i < 30) for i in range(n)]
+    encode_clip(imgs, [i / fps for i in range(n)], path)
+    return path
+
+
+def write_config(tmp_path: Path, model_dir: Path, lake_dir: Path, **over) -> Path:
+    video = write_video(tmp_path / "aisle.mp4")
+    cfg = f"""
+device_id = "cart-cli-01"
+store_id = "A"
+[source]
+url = "{video}"
+max_reconnects = 0
+[model]
+dir = "{model_dir}"
+[triggers]
+version = "cli-1"
+[[triggers.rules]]
+name = "move"
+when = "motion(8)"
+priority = 2
+[capture]
+pre_roll_s = 0.2
+post_roll_s = 0.2
+[spool]
+dir = "spool"
+cap_bytes = {over.get("cap_bytes", 50_000_000)}
+[upload]
+lake = "{lake_dir.as_uri()}"
+bandwidth_bytes_per_s = 5000000
+[telemetry]
+status_interval_s = 1
+"""
+    path = tmp_path / "agent.toml"
+    path.write_text(cfg)
+    return path
+
+
+def test_cli_run_and_status_on_a_video_file(tmp_path: Path, model_dir: Path) -> None:
+    lake_dir = tmp_path / "lake"
+    cfg = write_config(tmp_path, model_dir, lake_dir)
+    run = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg),
+                          "--drain-s", "30"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    totals = json.loads(run.stdout[run.stdout.index("{"):])
+    assert totals["frames"] == 60 and totals["captures"] == 1 and totals["uploaded_clips"] == 1
+    mp4s = list(lake_dir.rglob("*.mp4"))
+    assert len(mp4s) == 1 and mp4s[0].with_suffix(".json").exists()
+    st = subprocess.run([sys.executable, "-m", "edge_agent.cli", "status", "--config", str(cfg)],
+                        capture_output=True, text=True, timeout=60)
+    assert st.returncode == 0, st.stderr
+    assert "device cart-cli-01" in st.stdout and "captures 1" in st.stdout
+    assert "uploaded 1" in st.stdout
