@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from flywheel.depot.config import DepotConfig
+from resources.encoder import EncoderResource
+from resources.index import IndexResource
 from resources.lake import LakeResource
 
 # Capture days, registered by the landing sensor as clips arrive (a day exists once data does).
@@ -84,3 +86,28 @@ def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig,
         metadata={"actual": report.reject_rate, "threshold": REJECT_RATE_THRESHOLD,
                   "rejected_clips": report.rejected_clips})
     return dg.MaterializeResult(metadata=meta, check_results=[check])
+
+
+@dg.asset(partitions_def=capture_days, group_name="depot", deps=[depot_frames],
+          description="Frame embeddings of the day in the LanceDB search index (one table per "
+                      "encoder; scalar indices on filter columns, a vector index once large).")
+def depot_index(context: dg.AssetExecutionContext, lake: LakeResource, index: IndexResource,
+                encoder: EncoderResource) -> dg.MaterializeResult:
+    from flywheel.depot.index import index_day
+
+    the_lake = lake.lake()
+    enc = encoder.encoder(the_lake)
+    report = index_day(the_lake, context.partition_key, enc, index.location(the_lake),
+                       vector_index_min_rows=index.vector_index_min_rows)
+    fps = report.rows_day / report.seconds_embed if report.seconds_embed else 0.0
+    return dg.MaterializeResult(metadata={
+        "table": report.table,
+        "encoder": dg.MetadataValue.json(enc.spec),
+        "dim": enc.dim,
+        "rows_day": report.rows_day,
+        "rows_total": report.rows_total,
+        "scalar_indices_created": dg.MetadataValue.json(report.scalar_indices),
+        "vector_index": report.vector_index,
+        "embed_frames_per_s": dg.MetadataValue.float(round(fps, 1)),
+        "seconds_write": dg.MetadataValue.float(round(report.seconds_write, 3)),
+    })

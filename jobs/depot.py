@@ -5,12 +5,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from assets.depot import capture_days, depot_frames
+from assets.depot import capture_days, depot_frames, depot_index
 from flywheel.depot.config import DepotConfig
 from resources.lake import LakeResource
 
 depot_ingest_job = dg.define_asset_job(
-    "depot_ingest_job", selection=dg.AssetSelection.assets(depot_frames),
+    "depot_ingest_job", selection=dg.AssetSelection.assets(depot_frames, depot_index),
     partitions_def=capture_days,
     description="Ingest one capture day and update the search index.")
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import dagster as dg
 
+from resources.encoder import EncoderResource
+from resources.index import LocalIndexResource, S3IndexResource
 from resources.lake import LocalLakeResource, S3LakeResource
 from resources.ray import LocalRayCluster, kuberay_cluster
 
@@ -33,7 +35,8 @@ def local_lake_root() -> str:
 
 def local_resources() -> dict[str, Any]:
     return {"lake": LocalLakeResource(root=local_lake_root()),
-            "ray": LocalRayCluster(num_cpus=2)}
+            "ray": LocalRayCluster(num_cpus=2),
+            "index": LocalIndexResource(), "encoder": EncoderResource()}
 
 
 def cluster_resources() -> dict[str, Any]:
@@ -45,6 +48,10 @@ def cluster_resources() -> dict[str, Any]:
             secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
         ),
         "ray": kuberay_cluster(),
+        "index": S3IndexResource(endpoint=dg.EnvVar("AWS_ENDPOINT_URL"),
+                                 access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                                 secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY")),
+        "encoder": EncoderResource(),
     }
 
 

@@ -1,0 +1,185 @@
+"""The search index: one LanceDB table per encoder, on the local lake or on S3.
+
+Rows are the frames table minus the JPEG bytes, plus `vector`. Indexing a day deletes that day's
+rows and adds them again, so re-running gives the same table content. Scalar indices cover the
+filter columns from the start; the vector index (IVF_PQ, cosine) is built once the table holds
+`vector_index_min_rows` rows and refreshed by `optimize()` as days are added (new rows are
+searched exactly until then, so results are never missing). `depot/index_current.json` names the
+table and the encoder spec, so search uses the same encoder the index was built with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.depot.config import INDEX
+from flywheel.depot.embed import FrameEncoder, encoder_id
+from flywheel.depot.frames import from_image_bytes
+from flywheel.depot.ingest import read_frames
+
+CURRENT_KEY = "depot/index_current.json"
+SCALAR_INDICES = {  # column -> LanceDB scalar index type
+    "date": "BTREE", "store_id": "BITMAP", "device_id": "BTREE", "model_version": "BITMAP",
+    "prediction": "BTREE", "confidence": "BTREE", "clip_id": "BTREE", "frame_id": "BTREE",
+    "is_trigger_frame": "BITMAP",
+}
+
+
+@dataclass(frozen=True)
+class IndexLocation:
+    uri: str  # a local directory or s3://bucket/prefix/depot/index
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_lake(cls, lake: Lake) -> IndexLocation:
+        """The index inside the lake itself (depot/index), with the lake's S3 credentials."""
+        if lake.is_local:
+            return cls(str(lake.local_path(INDEX)))
+        return cls(lake.url(INDEX), s3_storage_options(lake))
+
+    def connect(self):  # noqa: ANN201 - lancedb connection
+        import lancedb
+
+        return lancedb.connect(self.uri, storage_options=self.storage_options or None)
+
+
+def s3_storage_options(lake: Lake) -> dict[str, str]:
+    """LanceDB (object_store) settings equivalent to the lake's S3Options."""
+    opts = lake.s3.store_kwargs() if lake.s3 is not None else None
+    if opts is None:
+        from edge_agent.lake import S3Options
+
+        opts = S3Options().store_kwargs()
+    cfg = opts["config"]
+    out = {"aws_region": cfg.get("region", "us-east-1")}
+    if "endpoint" in cfg:
+        out["aws_endpoint"] = cfg["endpoint"]
+    if "access_key_id" in cfg:
+        out["aws_access_key_id"] = cfg["access_key_id"]
+        out["aws_secret_access_key"] = cfg["secret_access_key"]
+    if opts["client_options"].get("allow_http"):
+        out["allow_http"] = "true"
+    return out
+
+
+@dataclass
+class IndexReport:
+    day: str
+    table: str
+    rows_day: int = 0
+    rows_total: int = 0
+    scalar_indices: list[str] = field(default_factory=list)
+    vector_index: bool = False
+    seconds_embed: float = 0.0
+    seconds_write: float = 0.0
+
+
+def read_current(lake: Lake) -> dict[str, Any] | None:
+    try:
+        return json.loads(lake.get(CURRENT_KEY))
+    except ObjectNotFound:
+        return None
+
+
+def _sql_str(v: str) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def frames_to_arrow(table: Any, vectors: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    cols = [c for c in table.column_names if c != "image_jpeg"]
+    out = table.select(cols)
+    flat = pa.array(np.ascontiguousarray(vectors, np.float32).ravel(), pa.float32())
+    return out.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
+
+
+def embed_table(table: Any, encoder: FrameEncoder, batch: int = 64) -> np.ndarray:
+    jpegs = table.column("image_jpeg").to_pylist()
+    parts = [encoder.encode_images([from_image_bytes(b) for b in jpegs[i:i + batch]])
+             for i in range(0, len(jpegs), batch)]
+    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+
+
+def ensure_indices(tbl: Any, rows: int, vector_index_min_rows: int) -> tuple[list[str], bool]:
+    have = {tuple(ix.columns)[0]: ix for ix in tbl.list_indices()}
+    made = []
+    for col, kind in SCALAR_INDICES.items():
+        if col not in have:
+            tbl.create_scalar_index(col, index_type=kind, replace=True)
+            made.append(col)
+    vector = "vector" in have
+    if not vector and rows >= vector_index_min_rows:
+        dim = tbl.schema.field("vector").type.list_size
+        sub = next((dim // k for k in (16, 8, 4) if dim % k == 0), 1)  # 16-dim PQ sub-vectors
+        tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ",
+                         num_partitions=max(1, int(math.sqrt(rows))), num_sub_vectors=sub)
+        vector = True
+    elif not made:
+        tbl.optimize()  # fold the new rows into the existing indices
+    return made, vector
+
+
+def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocation | None = None, *,
+              vector_index_min_rows: int = 10_000) -> IndexReport:
+    """Embed the day's frames and replace the day's rows in the encoder's table."""
+    import time
+
+    location = location or IndexLocation.for_lake(lake)
+    name = "frames_" + encoder_id(encoder.spec)
+    report = IndexReport(day=day, table=name)
+    frames = read_frames(lake, day)
+    db = location.connect()
+    t0 = time.perf_counter()
+    vectors = embed_table(frames, encoder) if frames is not None else np.zeros((0, encoder.dim), np.float32)
+    report.seconds_embed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    exists = name in db.table_names()
+    if frames is not None and frames.num_rows:
+        data = frames_to_arrow(frames, vectors)
+        if exists:
+            tbl = db.open_table(name)
+            tbl.delete(f"date = {_sql_str(day)}")
+            tbl.add(data)
+        else:
+            tbl = db.create_table(name, data=data)
+    elif exists:
+        tbl = db.open_table(name)
+        tbl.delete(f"date = {_sql_str(day)}")
+    else:
+        return report
+    report.rows_day = 0 if frames is None else frames.num_rows
+    report.rows_total = tbl.count_rows()
+    report.scalar_indices, report.vector_index = ensure_indices(tbl, report.rows_total, vector_index_min_rows)
+    report.seconds_write = time.perf_counter() - t0
+    lake.put(CURRENT_KEY, json.dumps({"table": name, "encoder": encoder.spec, "uri": location.uri},
+                                     indent=1).encode())
+    return report
+
+
+def open_table(lake: Lake, location: IndexLocation | None = None) -> tuple[Any, dict[str, Any]]:
+    """(LanceDB table, encoder spec) of the current index."""
+    current = read_current(lake)
+    if current is None:
+        raise LookupError("the depot has no index yet: ingest and index a day first")
+    location = location or IndexLocation.for_lake(lake)
+    return location.connect().open_table(current["table"]), current["encoder"]
+
+
+def jpeg_of(lake: Lake, frame: dict[str, Any]) -> bytes:
+    """The full-resolution JPEG of one frame row (from the day's Parquet)."""
+    import pyarrow.compute as pc
+
+    t = read_frames(lake, frame["date"], columns=["frame_id", "image_jpeg"])
+    if t is None:
+        raise LookupError(f"no frames for {frame['date']}")
+    hit = t.filter(pc.equal(t.column("frame_id"), frame["frame_id"]))
+    if not hit.num_rows:
+        raise LookupError(f"frame {frame['frame_id']} not found")
+    return hit.column("image_jpeg")[0].as_py()
