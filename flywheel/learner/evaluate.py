@@ -34,6 +34,12 @@ def true_labels(frames: pl.DataFrame) -> list[str]:
             for e, s in zip(empty, frames["sku"].to_list(), strict=True)]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
 def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
             chunk: int = 256) -> Predictions:
     from flywheel.learner.onnx_tools import onnx_outputs
@@ -43,7 +49,7 @@ def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
     pngs = frames["image_png"].to_list()
     for i in range(0, len(pngs), chunk):  # decode in chunks: a whole set as float32 is large
         probs.append(onnx_outputs(session, png_batch(pngs[i:i + chunk], imgsz)))
-    p = np.concatenate(probs) if probs else np.zeros((0, len(classes)), np.float32)
+    p = softmax(np.concatenate(probs)) if probs else np.zeros((0, len(classes)), np.float32)
     labels = true_labels(frames)
     idx = p.argmax(1) if len(p) else np.zeros(0, int)
     predicted = [classes[int(i)] for i in idx]

@@ -1,8 +1,8 @@
 """Write a dataset version (or any members table) as the directory layout ultralytics trains on.
 
-classify: <root>/{train,val}/<class>/<frame_id>.png, frames stretched to imgsz x imgsz, which is the
-          same preprocessing evaluation and the device apply (see preprocess.py), so ultralytics' own
-          resize + centre crop becomes a no-op and never cuts an off-centre item out of view.
+classify: <root>/{train,val}/<class>/<frame_id>.png, frames stretched to imgsz x imgsz with the
+          nearest-neighbour rule evaluation and the device apply (see preprocess.py), so ultralytics'
+          own resize + centre crop is a no-op and never cuts an off-centre item out of view.
 detect:   <root>/images/{train,val}/<frame_id>.png + labels/.../<frame_id>.txt (YOLO boxes from the
           simulator's item_box truth) + data.yaml. Empty frames get empty label files.
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from flywheel.learner.config import EMPTY_CLASS
+from flywheel.learner.preprocess import resize_nearest
 
 
 def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int) -> Path:
@@ -25,8 +27,9 @@ def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, 
             (root / side / c).mkdir(parents=True, exist_ok=True)
     for row in members.select("frame_id", "label", "split", "image_png").iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
-            im = im.convert("RGB").resize((imgsz, imgsz), Image.Resampling.BILINEAR)
-            im.save(root / row["split"] / row["label"] / f"{row['frame_id']}.png", compress_level=1)
+            small = resize_nearest(np.asarray(im.convert("RGB")), imgsz)
+        Image.fromarray(small).save(root / row["split"] / row["label"] / f"{row['frame_id']}.png",
+                                    compress_level=1)
     return root
 
 

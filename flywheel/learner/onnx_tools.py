@@ -20,8 +20,10 @@ def torch_outputs(weights: Path, inputs: np.ndarray) -> np.ndarray:
     net = YOLO(str(weights)).model.float().eval()
     with torch.inference_mode():
         out = net(torch.from_numpy(np.ascontiguousarray(inputs)))
-    if isinstance(out, list | tuple):  # classify eval returns (probs, logits); detect (y, feats)
-        out = out[0]
+    if isinstance(out, list | tuple):
+        # classify eval returns (probs, logits): compare logits, which is what the ONNX outputs;
+        # detect returns (y, feats): compare y
+        out = out[1] if _is_classify(net) else out[0]
     return out.detach().cpu().numpy().astype(np.float32)
 
 
@@ -41,12 +43,49 @@ def onnx_outputs(session, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0,), np.float32)
 
 
-def export_onnx(weights: Path, imgsz: int) -> Path:
-    """ultralytics export, dynamic batch, opset 17, simplified; returns the .onnx path."""
+def _is_classify(net) -> bool:
+    return type(net).__name__ == "ClassificationModel"
+
+
+def export_onnx(weights: Path, imgsz: int, task: str = "classify") -> Path:
+    """ultralytics export, dynamic batch, opset 17, simplified; returns the .onnx path.
+
+    Classify models are exported with logits as the output (the final Softmax removed): the edge
+    agent applies softmax itself, and softmax of probabilities would flatten every confidence."""
     from ultralytics import YOLO
 
-    return Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True,
+    path = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True,
                                           opset=17, device="cpu", verbose=False))
+    if task == "classify":
+        strip_final_softmax(path)
+    return path
+
+
+def strip_final_softmax(path: Path) -> None:
+    """Rewire the graph output to the input of its final Softmax node (in place, atomically)."""
+    import os
+
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    out_name = graph.output[0].name
+    softmax = [n for n in graph.node if n.op_type == "Softmax" and out_name in n.output]
+    if not softmax:
+        return
+    logits = softmax[0].input[0]
+    graph.node.remove(softmax[0])
+    for node in graph.node:  # the producer of the logits now writes the graph output
+        for i, name in enumerate(node.output):
+            if name == logits:
+                node.output[i] = out_name
+        for i, name in enumerate(node.input):
+            if name == logits:
+                node.input[i] = out_name
+    onnx.checker.check_model(model)
+    tmp = path.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
 
 
 def compare_outputs(torch_out: np.ndarray, onnx_out: np.ndarray, max_abs_diff: float,

@@ -16,20 +16,27 @@ def preprocessing_doc(imgsz: int) -> dict:
         "layout": "NCHW",
         "dtype": "float32",
         "color": "RGB",
-        "resize": {"width": imgsz, "height": imgsz, "mode": "stretch", "interpolation": "bilinear"},
+        "resize": {"width": imgsz, "height": imgsz, "mode": "stretch", "interpolation": "nearest",
+                   "index": "src = floor(dst * SRC / DST) per axis"},
         "scale": 1.0 / 255.0,
         "mean": [0.0, 0.0, 0.0],
         "std": [1.0, 1.0, 1.0],
-        "output": "probabilities (softmax over `classes`, shape [N, len(classes)])",
+        "output": "logits over `classes`, shape [N, len(classes)]; apply softmax for confidence",
     }
 
 
-def to_tensor(rgb: np.ndarray, imgsz: int) -> np.ndarray:
-    """HxWx3 uint8 RGB -> 3xSxS float32 in 0..1 (PIL bilinear, exactly like materialize.py)."""
-    from PIL import Image
+def resize_nearest(rgb: np.ndarray, imgsz: int) -> np.ndarray:
+    """Nearest-neighbour stretch to imgsz x imgsz with the edge agent's exact index rule
+    (edge_agent/model.py), so training, evaluation and the device see identical pixels."""
+    H, W = rgb.shape[:2]
+    ys = (np.arange(imgsz) * H // imgsz).astype(np.intp)
+    xs = (np.arange(imgsz) * W // imgsz).astype(np.intp)
+    return np.ascontiguousarray(rgb[ys][:, xs])
 
-    im = Image.fromarray(rgb).resize((imgsz, imgsz), Image.Resampling.BILINEAR)
-    return (np.asarray(im, dtype=np.float32) / 255.0).transpose(2, 0, 1)
+
+def to_tensor(rgb: np.ndarray, imgsz: int) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xSxS float32 in 0..1."""
+    return (resize_nearest(rgb, imgsz).astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)
 
 
 def png_batch(pngs: Iterable[bytes], imgsz: int) -> np.ndarray:

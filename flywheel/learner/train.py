@@ -133,7 +133,7 @@ def run_training(req: TrainRequest) -> TrainResult:
         real = (png_batch(val["image_png"].to_list(), cfg.imgsz) if cfg.task == "classify"
                 else np.zeros((0, 3, cfg.imgsz, cfg.imgsz), np.float32))
         golden = onnx_tools.golden_inputs(real, cfg.imgsz)
-        onnx_path = onnx_tools.export_onnx(ckpt, cfg.imgsz)
+        onnx_path = onnx_tools.export_onnx(ckpt, cfg.imgsz, cfg.task)
         expected = onnx_tools.torch_outputs(ckpt, golden)
         got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(onnx_path), golden)
         validation = onnx_tools.compare_outputs(expected, got, req.rules.onnx_max_abs_diff,
@@ -162,10 +162,20 @@ def run_training(req: TrainRequest) -> TrainResult:
         "onnx_validation": validation,
         "created_at": datetime.now(UTC).isoformat(),
     }
+    registry.put_json(lake, registry.key(req.model_id, "device.json"), device_model_json(card))
     registry.put_json(lake, registry.key(req.model_id, "training_curves.json"), curves)
     registry.put_json(lake, registry.key(req.model_id, "model.json"), card)  # the card goes last
     return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
                        time.perf_counter() - t0, n_train, n_val, card, validation, _where())
+
+
+def device_model_json(card: dict) -> dict:
+    """The edge agent's slot `model.json` (edge_agent/model.py): what the OTA path ships beside
+    model.onnx so the device labels, sizes and normalises exactly as evaluation did."""
+    pre = card["preprocessing"]
+    return {"model_version": card["model_id"], "labels": card["classes"],
+            "input_size": [pre["resize"]["height"], pre["resize"]["width"]],
+            "mean": pre["mean"], "std": pre["std"], "output": pre["output"]}
 
 
 def _where() -> str:
