@@ -111,3 +111,72 @@ def depot_index(context: dg.AssetExecutionContext, lake: LakeResource, index: In
         "embed_frames_per_s": dg.MetadataValue.float(round(fps, 1)),
         "seconds_write": dg.MetadataValue.float(round(report.seconds_write, 3)),
     })
+
+
+class FleetConfig(dg.Config):
+    silence_s: float = 3600.0  # a device whose last report is older than this has stopped reporting
+    max_drop_rate: float = 0.1  # dropped / (captured + dropped) above this is flagged
+
+
+def _md_table(rows: list[dict], cols: list[str]) -> str:
+    if not rows:
+        return "none"
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows[:100]]
+    return "\n".join(out)
+
+
+@dg.asset(partitions_def=capture_days, group_name="depot", deps=[depot_frames],
+          check_specs=[
+              dg.AssetCheckSpec("devices_reporting", asset="depot_fleet_rollup",
+                                description="devices that stopped sending status reports"),
+              dg.AssetCheckSpec("drop_rate", asset="depot_fleet_rollup",
+                                description="devices dropping too many captures")],
+          description="Per-device and per-store daily rollup of status reports and landed clips: "
+                      "fire rates by rule, captures, drops by cause, pauses, cleanups, upload "
+                      "throughput, model versions in the field.")
+def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
+                       lake: LakeResource) -> dg.MaterializeResult:
+    from flywheel.depot.fleet import rollup_day
+
+    the_lake = lake.lake()
+    r = rollup_day(the_lake, context.partition_key, silence_s=config.silence_s,
+                   max_drop_rate=config.max_drop_rate)
+    rows = [d.row(r.day) for d in r.devices]
+    fires: dict[str, int] = {}
+    drops: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for d in r.devices:
+        for k, v in d.fires.items():
+            fires[k] = fires.get(k, 0) + v
+        for k, v in d.drops.items():
+            drops[k] = drops.get(k, 0) + v
+        for m in d.model_versions:
+            versions[m] = versions.get(m, 0) + 1
+    flagged = [x for x in rows if x["device_id"] in set(r.silent) | set(r.dropping)]
+    checks = [
+        dg.AssetCheckResult(check_name="devices_reporting", passed=not r.silent,
+                            severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"actual": len(r.silent), "threshold": 0,
+                                      "silence_s": config.silence_s,
+                                      "devices": dg.MetadataValue.json(r.silent)}),
+        dg.AssetCheckResult(check_name="drop_rate", passed=not r.dropping,
+                            severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"actual": max((d.drop_rate for d in r.devices), default=0.0),
+                                      "threshold": config.max_drop_rate,
+                                      "devices": dg.MetadataValue.json(r.dropping)}),
+    ]
+    return dg.MaterializeResult(metadata={
+        "devices": len(r.devices),
+        "stores": len(r.by_store()),
+        "captures": sum(d.captures for d in r.devices),
+        "clips_landed": sum(d.clips_landed for d in r.devices),
+        "fire_counts": dg.MetadataValue.json(fires),
+        "drops_by_cause": dg.MetadataValue.json(drops),
+        "model_versions_in_field": dg.MetadataValue.json(versions),
+        "by_store": dg.MetadataValue.md(_md_table(r.by_store(), ["store_id", "devices", "captures", "drops",
+                                                                  "clips_landed", "uploaded_bytes"])),
+        "flagged_devices": dg.MetadataValue.md(_md_table(flagged, [
+            "device_id", "store_id", "reports", "last_report_at", "drop_rate", "drops"])),
+        "path": dg.MetadataValue.path(the_lake.url(r.key)),
+    }, check_results=checks)

@@ -5,14 +5,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from assets.depot import capture_days, depot_frames, depot_index
+from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index
 from flywheel.depot.config import DepotConfig
 from resources.lake import LakeResource
 
 depot_ingest_job = dg.define_asset_job(
-    "depot_ingest_job", selection=dg.AssetSelection.assets(depot_frames, depot_index),
+    "depot_ingest_job", selection=dg.AssetSelection.assets(depot_frames, depot_index, depot_fleet_rollup),
     partitions_def=capture_days,
-    description="Ingest one capture day and update the search index.")
+    description="Ingest one capture day, update the search index and the fleet rollup.")
 
 
 def evaluate_landing(context: dg.SensorEvaluationContext, lake: LakeResource,

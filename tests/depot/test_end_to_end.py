@@ -51,6 +51,8 @@ def test_landing_to_search_and_replay(backend: str, request: pytest.FixtureReque
         frames = result.asset_materializations_for_node("depot_frames")[0].metadata
         assert frames["clips_ingested"].value == 6
         assert idx["rows_total"].value == frames["rows_total"].value > 0
+        fleet = result.asset_materializations_for_node("depot_fleet_rollup")[0].metadata
+        assert fleet["clips_landed"].value == 6 and fleet["devices"].value == 2
     loc = resources["index"].location(lake)
     if backend == "s3":
         assert loc.uri.startswith("s3://") and loc.storage_options["allow_http"] == "true"
@@ -90,4 +92,4 @@ def test_landing_to_search_and_replay(backend: str, request: pytest.FixtureReque
 def _assets():
     from assets import depot
 
-    return [depot.depot_frames, depot.depot_index, depot.landing_clips]
+    return [depot.depot_frames, depot.depot_index, depot.depot_fleet_rollup, depot.landing_clips]
