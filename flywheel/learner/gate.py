@@ -65,11 +65,14 @@ def decide(candidate_id: str, candidate_eval: dict, onnx_validation: dict, rules
     results: list[RuleResult] = []
 
     ok = bool(onnx_validation.get("passed"))
-    results.append(RuleResult(
-        "onnx_agreement", ok, onnx_validation.get("max_abs_diff"), rules.onnx_max_abs_diff,
-        (f"max |onnx - torch| {onnx_validation.get('max_abs_diff', float('nan')):.3g}, top-1 agreement "
-         f"{onnx_validation.get('top1_agreement', float('nan')):.3f} on {onnx_validation.get('n')} "
-         "golden inputs") + ("" if ok else f" ({onnx_validation.get('reason', 'mismatch')})")))
+    diff, agree = onnx_validation.get("max_abs_diff"), onnx_validation.get("top1_agreement")
+    if diff is None or agree is None:
+        detail = onnx_validation.get("reason") or "no ONNX validation recorded"
+    else:
+        detail = (f"max |onnx - torch| {diff:.3g}, top-1 agreement {agree:.3f} on "
+                  f"{onnx_validation.get('n')} golden inputs"
+                  + ("" if ok else f" ({onnx_validation.get('reason', 'mismatch')})"))
+    results.append(RuleResult("onnx_agreement", ok, diff, rules.onnx_max_abs_diff, detail))
 
     lat = candidate_eval.get("metrics", {}).get("latency_p95_ms")
     results.append(RuleResult(

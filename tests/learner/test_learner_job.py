@@ -1,0 +1,151 @@
+"""The real thing, once per module: the `train_and_evaluate` job on a real Dagster instance, a real
+SeaweedFS lake and the session's real Ray runtime (LocalRay, 2 CPUs), at a tiny size (~1 minute):
+simulator imports -> dataset version -> YOLO classify trained as a Ray task -> ONNX validated ->
+evaluation on the frozen sets -> blocking gate. Then the registry entry is used the way the edge
+agent and the release stage use it."""
+
+from __future__ import annotations
+
+import io
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from flywheel.learner import registry
+from flywheel.learner.config import GateRules
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+RUN_CONFIG = {"ops": {
+    "learner_sources": {"config": {"seed": 0, "n_per_sku": 6, "n_test": 40}},
+    "candidate_model": {"config": {"epochs": 2, "batch": 32}},
+}}
+
+
+@pytest.fixture(scope="module")
+def job_run(seaweed, ray_cluster, tmp_path_factory):
+    import assets.learner as la
+    from jobs.learner import train_and_evaluate
+    from resources.lake import S3LakeResource
+    from resources.ray import LocalRayCluster
+
+    lake_res = S3LakeResource(uri=f"s3://{seaweed.bucket}/learner-job", endpoint=seaweed.endpoint,
+                              access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
+    defs = dg.Definitions(
+        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation],
+        asset_checks=[la.release_gate], jobs=[train_and_evaluate],
+        resources={"lake": lake_res, "ray": LocalRayCluster(num_cpus=2)})
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("train_and_evaluate").execute_in_process(
+        run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
+    return result, lake_res.lake(), instance
+
+
+def _mat(result, key: str) -> dict:
+    mats = [e.materialization for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key.to_user_string() == key]
+    assert len(mats) == 1, key
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def test_job_trains_on_ray_and_registers_a_validated_model(job_run):
+    result, lake, _ = job_run
+    assert result.success
+    ds = _mat(result, "dataset_version")
+    model = _mat(result, "candidate_model")
+    assert ds["members"] > 100 and ds["classes"] == 22 and ds["train"] > ds["val"] > 0
+    assert model["ran_on"].startswith("ray:")  # trained inside a Ray worker, not in this process
+    assert model["dataset_version"] == ds["version"] and model["epochs"] == 2
+    assert model["onnx_agrees"] is True and model["onnx_max_abs_diff"] < 1e-3
+    assert "data:image/png;base64," in model["training_curves"]
+    mid = model["model_id"]
+    for name in ("weights.pt", "model.onnx", "golden.npz", "model.json", "device.json",
+                 "training_curves.json", "evaluation.json", "report.md", "gate.json"):
+        assert lake.exists(registry.key(mid, name)), name
+    card = registry.read_card(lake, mid)
+    assert card["lineage"]["dataset_version"] == ds["version"]
+    assert card["lineage"]["parent_model"] is None and card["lineage"]["code_version"]
+    assert card["preprocessing"]["layout"] == "NCHW" and card["preprocessing"]["dtype"] == "float32"
+    assert len(card["classes"]) == 22 and card["empty_class"] == "empty"
+    import torch  # the checkpoint carries its config and dataset version
+
+    ckpt = torch.load(io.BytesIO(lake.get(registry.key(mid, "weights.pt"))), weights_only=False)
+    assert ckpt["flywheel"]["dataset_version"] == ds["version"]
+    assert ckpt["flywheel"]["config"]["epochs"] == 2
+
+
+def test_evaluation_and_blocking_gate_are_recorded(job_run):
+    result, lake, instance = job_run
+    ev = _mat(result, "candidate_evaluation")
+    assert 0.0 <= ev["production_top1"] <= 1.0 and 0.0 <= ev["manual_top1"] <= 1.0
+    assert ev["production"] == "none" and ev["latency_p95_ms"] > 0
+    assert set(ev["test_set_versions"]) == {"manual", "store_A", "store_B", "store_C"}
+    checks = result.get_asset_check_evaluations()
+    gate = next(c for c in checks if c.check_name == "release_gate")
+    assert gate.passed  # bootstrap: no production model yet, the floor is 0
+    meta = {k: v.value for k, v in gate.metadata.items()}
+    assert meta["actual"] == pytest.approx(ev["production_top1"], abs=1e-3)
+    assert meta["threshold"] == GateRules().bootstrap_min_target
+    assert meta["latency.threshold"] == GateRules().latency_budget_ms
+    stored = registry.get_json(lake, registry.key(ev["candidate"], "gate.json"))
+    assert stored["passed"] and stored["candidate_id"] == ev["candidate"]
+
+
+def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
+    from edge_agent.model import DeviceModel
+    from flywheel.learner.depot_sets import read_standard_sets
+    from flywheel.learner.frames import decode_png
+    from flywheel.learner.preprocess import to_tensor
+
+    _, lake, _ = job_run
+    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "model.onnx").write_bytes(lake.get(registry.key(mid, "model.onnx")))
+    (slot / "model.json").write_bytes(lake.get(registry.key(mid, "device.json")))
+    device = DeviceModel(slot)
+    card = registry.read_card(lake, mid)
+    assert device.labels == card["classes"] and device.input_hw == (card["imgsz"], card["imgsz"])
+    frames, _ = read_standard_sets(lake, ["store_A"])
+    rgb = decode_png(frames["store_A"]["image_png"][0])
+    # the device's preprocessing is bit-identical to what training and evaluation used
+    np.testing.assert_array_equal(device.preprocess(rgb)[0], to_tensor(rgb, card["imgsz"]))
+    pred = device.predict(rgb)
+    assert pred.label is None or pred.label in card["classes"]
+    assert 1.0 / len(card["classes"]) <= pred.confidence <= 1.0
+
+
+def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
+    import hashlib
+
+    import torch
+
+    from flywheel.learner.gate import recheck_gate
+    from flywheel.learner.onnx_tools import export_onnx
+
+    _, lake, _ = job_run
+    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    assert recheck_gate(lake, mid).passed
+    assert registry.bootstrap_production(lake, mid)["model_id"] == mid
+    assert registry.production_model_id(lake) == mid
+    assert recheck_gate(lake, mid).passed  # production == candidate: baseline still fresh
+
+    # a broken export: ONNX of perturbed weights registered as if it were this model's
+    ckpt = torch.load(io.BytesIO(lake.get(registry.key(mid, "weights.pt"))), weights_only=False)
+    with torch.no_grad():
+        for p in ckpt["model"].parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    onnx_bytes = export_onnx(bad, 64).read_bytes()
+    lake.put(registry.key(mid, "model.onnx"), onnx_bytes)
+    card = registry.read_card(lake, mid)
+    card["files"]["model.onnx"]["sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+    registry.put_json(lake, registry.key(mid, "model.json"), card)
+    decision = recheck_gate(lake, mid)
+    assert not decision.passed
+    assert [r.name for r in decision.rules if not r.passed] == ["onnx_agreement"]
+    # and bytes that do not match the card fail before any numbers are compared
+    lake.put(registry.key(mid, "model.onnx"), onnx_bytes + b"x")
+    assert "does not match its card" in recheck_gate(lake, mid).reasons[0]
