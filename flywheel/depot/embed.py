@@ -110,6 +110,10 @@ class ProductionModelEncoder:
 
     def __init__(self, weights: Path, model_id: str, imgsz: int) -> None:
         import torch
+
+        from flywheel.learner.yolo_env import configure
+
+        configure()  # offline ultralytics: must run before its first import
         from ultralytics import YOLO
 
         self.spec = {"kind": "production_model", "model_id": model_id, "imgsz": imgsz}
