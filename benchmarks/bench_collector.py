@@ -1,0 +1,252 @@
+"""Collector benchmarks: isolation, capture throughput vs the ffmpeg CLI, bandwidth-cap accuracy.
+
+1. Isolation: p99 latency of the primary loop (`Agent.process`: ONNX model, motion, barcode, rules,
+   ring buffer) paced at a camera rate, with the collector capturing at its maximum rate (a rule that
+   fires on every frame, back-to-back clips encoded and uploaded to a local lake) vs the same loop
+   with a rule that never fires. Trials alternate A/B/A/B and the median p99 of each side is used,
+   because this machine is shared. Target: ratio <= 1.05.
+2. Capture throughput: frames/s through the ring buffer, the encoder, hashing, sidecar and spool
+   commit (CaptureWorker.process) vs `ffmpeg` encoding the same raw RGB frames with the same
+   settings (libx264, ultrafast, zerolatency, 1 thread, yuv420p, mp4). Target: ratio >= 0.9.
+3. Bandwidth cap: the uploader's measured rate over a window vs the configured token-bucket cap.
+   Window: 20 s by default (BENCH_COLLECTOR_BW_WINDOW_S=30 for the issue's 30 s; the bucket's
+   accuracy does not depend on the window beyond the one-clip granularity). Target: within 10%.
+
+Run: `python -m benchmarks.bench_collector [out_dir]` (writes out_dir/collector.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+CAMERA_FPS = 30.0
+ISOLATION_FRAMES = 450  # per trial (15 s at 30 fps)
+ISOLATION_TRIALS = 4  # per side, alternating
+THROUGHPUT_FRAMES = 300
+THROUGHPUT_SIZE = (480, 640)
+BW_CAP = 400_000.0  # bytes/s
+BW_CLIP_BYTES = 150_000
+
+
+def _frames(n: int, hw: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
+    """A moving object over a textured, noisy background (compresses like camera video)."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) % 64) * 4], -1)).astype(np.uint8)
+    out = []
+    for i in range(n):
+        img = base.copy()
+        x = (i * 9) % (w - w // 5)
+        img[h // 4: h // 4 + h // 3, x: x + w // 5] = (240, 200, 40)
+        img = np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape, dtype=np.int16), 0, 255)
+        out.append(img.astype(np.uint8))
+    return out
+
+
+def _model_dir(root: Path) -> Path:
+    from flywheel.fleet.bootstrap import install_model_slot
+
+    labels = ["none", "4006381333931", "5012345678900", "8712345678906"]
+    return install_model_slot(root / "model", labels, version="bench-1")
+
+
+def _agent(root: Path, rules, lake):
+    from edge_agent.agent import Agent, CaptureSettings
+    from edge_agent.capture.spool import Spool
+    from edge_agent.model import DeviceModel
+
+    return Agent(device_id="bench-cart", store_id="A", model=DeviceModel(_model_dir(root)),
+                 rules=rules, spool=Spool(root / "spool", cap_bytes=10**10), lake=lake,
+                 capture=CaptureSettings(pre_roll_s=1.0, post_roll_s=0.5, max_clip_s=2.0,
+                                         queue_size=4),
+                 status_interval_s=3600).start()
+
+
+def _isolation_trial(with_collector: bool, frames: list[np.ndarray], root: Path) -> dict:
+    from edge_agent.lake import Lake
+    from edge_agent.sources import Frame
+    from edge_agent.triggers import build_rule_set
+
+    rule = "motion(0)" if with_collector else "low_confidence(0.000001)"
+    # Both sides compute the same signals (motion + barcode); only whether captures happen differs.
+    rules = build_rule_set("bench", [{"name": "r", "when": rule},
+                                     {"name": "s", "when": "all(barcode, not(motion(0)))"}])
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    agent = _agent(root, rules, Lake.at_path(root / "lake"))
+    lat = []
+    period = 1.0 / CAMERA_FPS
+    start = time.perf_counter()
+    for i in range(ISOLATION_FRAMES):
+        due = start + i * period
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        t = time.perf_counter()
+        agent.process(Frame(frames[i % len(frames)], i * period))
+        lat.append((time.perf_counter() - t) * 1000)
+    totals = agent.close(drain_timeout=30)
+    lat_a = np.asarray(lat[30:])  # skip warm-up
+    return {"p50_ms": float(np.percentile(lat_a, 50)), "p99_ms": float(np.percentile(lat_a, 99)),
+            "captures": totals["captures"], "uploaded": totals["uploaded_clips"],
+            "drops": totals["drops"]}
+
+
+def bench_isolation(work: Path) -> dict:
+    frames = _frames(60, (240, 320), seed=1)
+    without, with_ = [], []
+    for k in range(ISOLATION_TRIALS):
+        without.append(_isolation_trial(False, frames, work / f"iso-off-{k}"))
+        with_.append(_isolation_trial(True, frames, work / f"iso-on-{k}"))
+    p99_off = float(np.median([r["p99_ms"] for r in without]))
+    p99_on = float(np.median([r["p99_ms"] for r in with_]))
+    return {
+        "camera_fps": CAMERA_FPS, "frames_per_trial": ISOLATION_FRAMES, "trials": ISOLATION_TRIALS,
+        "p99_ms_without_collector": round(p99_off, 3), "p99_ms_with_collector": round(p99_on, 3),
+        "p50_ms_without_collector": round(float(np.median([r["p50_ms"] for r in without])), 3),
+        "p50_ms_with_collector": round(float(np.median([r["p50_ms"] for r in with_])), 3),
+        "captures_with_collector": [r["captures"] for r in with_],
+        "uploaded_with_collector": [r["uploaded"] for r in with_],
+        "drops_with_collector": [r["drops"] for r in with_],
+        "p99_ratio": round(p99_on / p99_off, 4), "target_ratio_max": 1.05,
+        "passes": p99_on / p99_off <= 1.05,
+    }
+
+
+def _ours(frames: list[np.ndarray], fps: float, root: Path) -> float:
+    from edge_agent.capture.recorder import FrameRecord, Recorder
+    from edge_agent.capture.spool import Spool
+    from edge_agent.capture.worker import CaptureWorker
+    from edge_agent.telemetry import Telemetry
+    from edge_agent.triggers.signals import BarcodeHit  # noqa: F401 (same import cost as the agent)
+
+    spool = Spool(root / "spool", cap_bytes=10**10)
+    worker = CaptureWorker(spool, Telemetry(), device_id="bench", store_id="A", agent_version="b",
+                           encoders=())
+    from edge_agent.capture.recorder import Firing
+
+    t0 = datetime(2026, 11, 25, tzinfo=UTC)
+    start = time.perf_counter()
+    rec = Recorder(pre_roll_s=0.0, post_roll_s=len(frames) / fps, max_clip_s=10**6)
+    job = None
+    for i, img in enumerate(frames):
+        firings = [Firing("r", "motion", 5, 1.0, {})] if i == 0 else []
+        job = rec.push(FrameRecord(img, i / fps, t0 + timedelta(seconds=i / fps), None, 0.9,
+                                   firings=firings), "m", "v") or job
+    job = job or rec.flush("m", "v")
+    worker.process(job)
+    elapsed = time.perf_counter() - start
+    assert len(spool) == 1
+    return len(frames) / elapsed
+
+
+def _ffmpeg(raw: Path, hw: tuple[int, int], fps: float, out: Path) -> float:
+    h, w = hw
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", str(fps), "-i", str(raw), "-c:v", "libx264", "-preset", "ultrafast",
+           "-tune", "zerolatency", "-threads", "1", "-pix_fmt", "yuv420p", str(out)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return (raw.stat().st_size // (h * w * 3)) / (time.perf_counter() - start)
+
+
+def bench_throughput(work: Path, repeats: int = 3) -> dict:
+    fps = 15.0
+    frames = _frames(THROUGHPUT_FRAMES, THROUGHPUT_SIZE, seed=2)
+    raw = work / "frames.rgb"
+    with open(raw, "wb") as f:
+        for img in frames:
+            f.write(img.tobytes())
+    if shutil.which("ffmpeg") is None:
+        return {"error": "ffmpeg CLI not found (apt-get install -y ffmpeg)", "passes": False}
+    ours, theirs = [], []
+    for k in range(repeats):  # alternate, keep the best of each (least disturbed by neighbours)
+        d = work / f"tp-{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        ours.append(_ours(frames, fps, d))
+        theirs.append(_ffmpeg(raw, THROUGHPUT_SIZE, fps, d / "ffmpeg.mp4"))
+    ratio = max(ours) / max(theirs)
+    return {"frames": THROUGHPUT_FRAMES, "size": f"{THROUGHPUT_SIZE[1]}x{THROUGHPUT_SIZE[0]}",
+            "codec": "libx264 ultrafast zerolatency threads=1 yuv420p",
+            "collector_fps": round(max(ours), 1), "ffmpeg_cli_fps": round(max(theirs), 1),
+            "collector_fps_all": [round(x, 1) for x in ours],
+            "ffmpeg_cli_fps_all": [round(x, 1) for x in theirs],
+            "ratio": round(ratio, 4), "target_ratio_min": 0.9, "passes": ratio >= 0.9}
+
+
+def bench_bandwidth(work: Path, window_s: float) -> dict:
+    from edge_agent.capture.encoder import EncodedClip
+    from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord
+    from edge_agent.capture.spool import Spool
+    from edge_agent.capture.worker import build_sidecar
+    from edge_agent.contract import dump_document
+    from edge_agent.lake import Lake
+    from edge_agent.telemetry import Telemetry
+    from edge_agent.upload import TokenBucket, Uploader
+
+    n_clips = int(BW_CAP * (window_s + 6) / BW_CLIP_BYTES) + 2
+    spool = Spool(work / "bw-spool", cap_bytes=10**10)
+    rng = np.random.default_rng(3)
+    t0 = datetime(2026, 11, 25, tzinfo=UTC)
+    img = np.zeros((16, 16, 3), np.uint8)
+    for k in range(n_clips):
+        data = rng.integers(0, 256, BW_CLIP_BYTES, dtype=np.uint8).tobytes()
+        tmp = spool.tmp_path(f"{k}.part")
+        tmp.write_bytes(data)
+        job = CaptureJob([FrameRecord(img, 0.0, t0, None, 0.5,
+                                      firings=[Firing("r", "motion", 5, 1.0, {})])], "m", "v", k)
+        sc = build_sidecar(job, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                           clip=EncodedClip("h264", 16, 16, 15.0, 1, 0.1), device_id="bench",
+                           store_id="A", agent_version="b")
+        spool.commit(tmp, dump_document(sc), 1000 + k)
+    tel = Telemetry()
+    up = Uploader(Lake.at_path(work / "bw-lake"), spool, tel,
+                  bucket=TokenBucket(BW_CAP, burst_bytes=BW_CAP * 0.25))
+    up.start()
+    time.sleep(2.0)  # past the initial burst: measure the steady state
+    b0, s0 = tel.totals.uploaded_bytes, time.monotonic()
+    time.sleep(window_s)
+    b1, s1 = tel.totals.uploaded_bytes, time.monotonic()
+    up.stop()
+    rate = (b1 - b0) / (s1 - s0)
+    err = abs(rate - BW_CAP) / BW_CAP
+    return {"cap_bytes_per_s": BW_CAP, "window_s": round(s1 - s0, 2),
+            "measured_bytes_per_s": round(rate, 1), "relative_error": round(err, 4),
+            "clip_bytes": BW_CLIP_BYTES, "target_relative_error_max": 0.10, "passes": err <= 0.10}
+
+
+def main(out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    window = float(os.environ.get("BENCH_COLLECTOR_BW_WINDOW_S", "20"))
+    with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
+        work = Path(tmp)
+        from edge_agent.capture.encoder import probe_encoder
+
+        result = {
+            "encoder": probe_encoder(),
+            "cpu_count": os.cpu_count(),
+            "isolation": bench_isolation(work),
+            "capture_throughput": bench_throughput(work),
+            "bandwidth_cap": bench_bandwidth(work, window),
+        }
+    (out_dir / "collector.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("var/bench")
+    print(json.dumps(main(out), indent=1))
