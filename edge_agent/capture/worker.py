@@ -43,7 +43,8 @@ def lower_thread_priority(niceness: int) -> None:
     if niceness <= 0:
         return
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
     except (OSError, AttributeError):  # not permitted or not Linux: run at normal priority
         pass
 

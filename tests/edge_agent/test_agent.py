@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +139,63 @@ def test_cli_run_and_status_on_a_video_file(tmp_path: Path, model_dir: Path) -> 
     assert st.returncode == 0, st.stderr
     assert "device cart-cli-01" in st.stdout and "captures 1" in st.stdout
     assert "uploaded 1" in st.stdout
+
+
+def test_rule_file_hot_reload_through_the_agent(tmp_path: Path, local_lake, make_agent) -> None:
+    from edge_agent.triggers import RuleSetWatcher, load_rule_set
+
+    path = tmp_path / "rules.toml"
+    path.write_text('version = "1"\n[[rules]]\nname = "never"\nwhen = "low_confidence(0.00001)"\n')
+    agent = make_agent(local_lake, rules=load_rule_set(path), rules_watcher=RuleSetWatcher(path))
+    for f in scripted_frames(20, {range(5, 10): {"moving": True}}):
+        agent.process(f)
+    assert agent.telemetry.totals.captures == 0
+
+    def push(text: str, bump: int) -> None:  # what the cloud's rule push does: replace the file
+        path.write_text(text)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + bump * 10**9))
+
+    push('version = "2"\n[[rules]]\nname = "move"\nwhen = "motion(8)"\n', 1)
+    assert agent.reload_rules() and agent.rules.version == "2"
+    push('version = "3"\n[[rules]]\nname = "bad"\nwhen = "all(motion, "\n', 2)
+    assert not agent.reload_rules() and agent.rules.version == "2"  # a broken push keeps the old set
+    for f in scripted_frames(30, {range(5, 10): {"moving": True}}):
+        agent.process(f)
+    totals = agent.close(drain_timeout=30)
+    assert totals["captures"] == 1 and totals["rule_reloads"] == 1 and totals["rule_errors"] == 1
+
+
+def test_http_stream_source(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from edge_agent.sources import AvSource
+
+    write_video(tmp_path / "cam.mp4", n=30)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = AvSource(f"http://127.0.0.1:{server.server_address[1]}/cam.mp4")
+        frames = list(src)
+        src.close()
+    finally:
+        server.shutdown()
+    assert len(frames) == 30 and frames[0].image.shape == (240, 320, 3)
+    assert [round(f.t * 15) for f in frames] == list(range(30))
+
+
+def test_worker_threads_run_at_lower_os_priority(local_lake, make_agent) -> None:
+    agent = make_agent(local_lake)
+    time.sleep(0.2)
+
+    def nice_of(thread) -> int:
+        stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert nice_of(agent.worker._thread) == min(19, base + 10)
+    assert nice_of(agent.uploader._thread) == min(19, base + 10)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the loop keeps its own
+    agent.close()
