@@ -13,7 +13,7 @@ from resources.lake import LakeResource
 GROUP = "learner"
 SIM_STORES = ("A", "B", "C")  # the simulator world's default stores: one frozen set each
 STANDARD_SETS = ("manual", *(f"store_{s}" for s in SIM_STORES))
-GATE_RULES = GateRules()  # the release gate's thresholds (shown on every check result)
+GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate uses for_task(task)
 
 
 class SourcesConfig(dg.Config):
@@ -188,7 +188,7 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource) 
 def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     from flywheel.learner.pipeline import gate_candidate
 
-    decision = gate_candidate(lake.lake(), GATE_RULES)
+    decision = gate_candidate(lake.lake())  # GateRules.for_task of the candidate's task
     metadata: dict = {"candidate": decision.candidate_id, "production": decision.production_id or "none",
                       "decision": dg.MetadataValue.md(decision.markdown())}
     for r in decision.rules:

@@ -72,6 +72,7 @@ class GateRules:
     """Explicit rules a candidate must pass before any release; all thresholds in one place."""
 
     target_metric: str = "production_top1"  # the metric that must improve (see evaluate.py)
+    slice_metric: str = "top1"  # the per-slice metric compared (detect: "map50")
     min_improvement: float = 0.0  # delta: candidate - production >= this on the target metric
     max_slice_regression: float = 0.05  # epsilon: no slice may drop by more than this
     min_slice_size: int = 30  # slices with fewer frames are reported but not gated (too noisy)
@@ -82,3 +83,11 @@ class GateRules:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_task(cls, task: str, **overrides) -> GateRules:
+        """Detect is gated on box mAP@0.5 instead of top-1 accuracy."""
+        if task == "detect":
+            overrides = {"target_metric": "production_map50", "slice_metric": "map50",
+                         "min_slice_size": 20, **overrides}
+        return cls(**overrides)

@@ -152,3 +152,50 @@ def comparison_report(candidate_id: str, candidate: dict, production_id: str | N
         d = (s["top1"] - p) if (s["top1"] is not None and p is not None) else None
         lines.append(f"| {k} | {s['n']} | {fmt(s['top1'])} | {fmt(p)} | {fmt(d)} |")
     return "\n".join(lines)
+
+
+# -- detect --------------------------------------------------------------------------------------
+
+def evaluate_detect(weights, classes: list[str], imgsz: int, test_sets: dict[str, pl.DataFrame],
+                    production_sets: list[str], latency: dict | None = None) -> dict:
+    """Box mAP per standard set with ultralytics' validator on the torch checkpoint (the ONNX
+    export is held to it by the golden check). Items of SKUs the model has no class for are
+    dropped from the labels and counted: they cannot be scored as a class."""
+    import tempfile
+    from pathlib import Path
+
+    from ultralytics import YOLO
+
+    from flywheel.learner.config import DatasetSpec
+    from flywheel.learner.datasets import label_frames
+    from flywheel.learner.materialize import materialize_detect
+
+    model = YOLO(str(weights))
+    sets, slices = {}, {}
+    pooled: list[tuple[int, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="flywheel-eval-det-") as tmp:
+        for name, frames in sorted(test_sets.items()):
+            members, _ = label_frames(frames, DatasetSpec(task="detect"))
+            known = members.filter(pl.col("label").is_in([*classes, EMPTY_CLASS]))
+            known = known.with_columns(pl.lit("val").alias("split"))
+            yaml = materialize_detect(known, [*classes, EMPTY_CLASS], Path(tmp) / name)
+            res = model.val(data=str(yaml), imgsz=imgsz, batch=16, device="cpu", workers=0,
+                            plots=False, verbose=False, split="val", project=str(Path(tmp) / "runs"),
+                            name=name, exist_ok=True)
+            m50, m = float(res.box.map50), float(res.box.map)
+            sets[name] = {"n": known.height, "map50": m50, "map50_95": m,
+                          "frames_with_unknown_class": members.height - known.height}
+            slices[f"set:{name}"] = {"n": known.height, "top1": None, "map50": m50}
+            if name in production_sets:
+                pooled.append((known.height, m50, m))
+    metrics: dict[str, float | None] = {}
+    n = sum(p[0] for p in pooled)
+    if n:
+        metrics["production_map50"] = sum(p[0] * p[1] for p in pooled) / n
+        metrics["production_map50_95"] = sum(p[0] * p[2] for p in pooled) / n
+    manual = [k for k in sets if k not in production_sets]
+    if manual:
+        metrics["manual_map50"] = float(np.mean([sets[k]["map50"] for k in manual]))
+    if latency:
+        metrics["latency_p95_ms"] = latency["p95_ms"]
+    return {"sets": sets, "slices": slices, "metrics": metrics, "latency": latency or {}}

@@ -99,17 +99,18 @@ def decide(candidate_id: str, candidate_eval: dict, onnx_validation: dict, rules
 
     if production_eval is not None:
         worst_name, worst_drop, regressed = None, None, []
+        metric = rules.slice_metric
         for name, s in sorted(candidate_eval.get("slices", {}).items()):
             p = production_eval.get("slices", {}).get(name)
-            if not p or s["top1"] is None or p["top1"] is None:
+            if not p or s.get(metric) is None or p.get(metric) is None:
                 continue
             if min(s["n"], p["n"]) < rules.min_slice_size:
                 continue
-            drop = p["top1"] - s["top1"]
+            drop = p[metric] - s[metric]
             if worst_drop is None or drop > worst_drop:
                 worst_name, worst_drop = name, drop
             if drop > rules.max_slice_regression:
-                regressed.append(f"{name} {p['top1']:.3f} -> {s['top1']:.3f} (n={s['n']})")
+                regressed.append(f"{name} {p[metric]:.3f} -> {s[metric]:.3f} (n={s['n']})")
         detail = (f"regressed: {', '.join(regressed)}" if regressed else
                   f"worst slice {worst_name} drop {worst_drop:+.4f}" if worst_name else
                   f"no slice with >= {rules.min_slice_size} frames")
@@ -136,8 +137,8 @@ def _golden_check(lake: Lake, model_id: str, card: dict, rules: GateRules) -> di
 
 def recheck_gate(lake: Lake, model_id: str, rules: GateRules | None = None) -> GateDecision:
     """Re-decide from the registry alone; what the release stage calls before moving anything."""
-    rules = rules or GateRules()
     card = registry.read_card(lake, model_id)
+    rules = rules or GateRules.for_task(card.get("task", "classify"))
     try:
         evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
     except ObjectNotFound:

@@ -107,11 +107,16 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
     from flywheel.learner.onnx_tools import latency_ms, onnx_session
 
     card = registry.read_card(lake, model_id)
-    if card["task"] != "classify":
-        raise NotImplementedError(f"evaluation of task {card['task']!r} on the standard sets")
     session = onnx_session(lake.get(registry.key(model_id, "model.onnx")))
-    return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets,
-                          latency_ms(session, card["imgsz"]))
+    latency = latency_ms(session, card["imgsz"])
+    if card["task"] == "detect":
+        from flywheel.learner.evaluate import evaluate_detect
+
+        with tempfile.TemporaryDirectory(prefix="flywheel-weights-") as tmp:
+            weights = registry.fetch_file(lake, model_id, "weights.pt", Path(tmp))
+            return evaluate_detect(weights, card["classes"], card["imgsz"], test_sets,
+                                   production_sets, latency)
+    return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
 
 
 def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
@@ -136,10 +141,13 @@ def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
     return evaluation
 
 
-def gate_candidate(lake: Lake, rules: GateRules, model_id: str | None = None) -> GateDecision:
-    """Decide from the stored evaluation and the card's ONNX validation; record gate.json."""
+def gate_candidate(lake: Lake, rules: GateRules | None = None, model_id: str | None = None
+                   ) -> GateDecision:
+    """Decide from the stored evaluation and the card's ONNX validation; record gate.json.
+    Without explicit rules, the defaults for the candidate's task apply."""
     model_id = model_id or latest_candidate(lake)
     card = registry.read_card(lake, model_id)
+    rules = rules or GateRules.for_task(card["task"])
     evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
     decision = decide(model_id, evaluation["candidate"], card["onnx_validation"], rules,
                       evaluation.get("production_id"), evaluation.get("production"))

@@ -3,6 +3,8 @@ cluster deployment's KubeRay configuration is complete (tested, not run)."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -49,7 +51,7 @@ def test_cluster_deployment_uses_kuberay_with_training_settings():
 def _seed_lake(lake, frames):
     from flywheel.learner import depot_sets
 
-    catalog = '{"seed": 0, "products": [%s]}' % ",".join('{"ean": "%s"}' % s for s in SKUS)
+    catalog = json.dumps({"seed": 0, "products": [{"ean": s} for s in SKUS]})
     depot_sets.import_catalog(lake, catalog)
     depot_sets.import_manual_collection(lake, to_parquet(frames))
     depot_sets.import_standard_set(lake, "store_A", to_parquet(fake_frames(seed=9, store="A",
