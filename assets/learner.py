@@ -60,6 +60,7 @@ class DatasetConfig(dg.Config):
     split_by: Literal["session_id", "device_id"] = "session_id"  # never split a session
     val_fraction: float = 0.2  # share of groups in validation
     include_empty: bool = True  # keep empty frames as the "empty" class (classify)
+    extra_sources: list[str] = []  # lake keys of more labelled-frame Parquet (e.g. merged labels)
 
 
 @dg.asset(
@@ -79,7 +80,7 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
 
     spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
                        split=SplitRule(by=config.split_by, val_fraction=config.val_fraction))
-    ds, created = build_dataset(lake.lake(), spec)
+    ds, created = build_dataset(lake.lake(), spec, tuple(config.extra_sources))
     m = ds.manifest
     balance = m["class_balance"]
     n_classes = len(m["classes"])

@@ -62,10 +62,20 @@ def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.I
     return out
 
 
-def build_dataset(lake: Lake, spec: DatasetSpec) -> tuple[DatasetVersion, bool]:
-    """Today's sources: the manual collection. Validated and leakage-guarded against the frozen
-    standard sets; the pointer tells training which version to use."""
+def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] = ()
+                  ) -> tuple[DatasetVersion, bool]:
+    """The manual collection plus any extra labelled-frame Parquet files (lake keys, same columns
+    as the simulator's export: e.g. the Label stage's merged corrections). Validated and
+    leakage-guarded against the frozen standard sets; the pointer tells training which to use."""
+    import polars as pl
+
+    from flywheel.learner.frames import read_frames
+
     current, frames = depot_sets.read_manual_collection(lake)
+    if extra_sources:
+        cols = frames.columns
+        frames = pl.concat([frames, *[read_frames(lake.get(k)).select(cols) for k in extra_sources]],
+                           how="vertical_relaxed")
     frozen_frames, frozen_sessions = depot_sets.frozen_ids(lake)
     leaked_sessions = set(frames["session_id"].unique().to_list()) & frozen_sessions
     if leaked_sessions:
@@ -74,7 +84,7 @@ def build_dataset(lake: Lake, spec: DatasetSpec) -> tuple[DatasetVersion, bool]:
         raise DatasetError(f"{len(leaked_sessions)} session(s) appear in both the training sources "
                            f"and a frozen standard test set, e.g. {sorted(leaked_sessions)[0]}")
     ds, created = write_dataset_version(lake, frames, spec, depot_sets.catalog_skus(lake),
-                                        [current["key"]], frozen_frames)
+                                        [current["key"], *extra_sources], frozen_frames)
     registry.put_json(lake, DATASET_POINTER, {"version": ds.version})
     return ds, created
 

@@ -109,3 +109,21 @@ def test_leaked_test_set_sessions_are_refused(tmp_path):
     result = _materialize_dataset(tmp_path)
     assert not result.success
     assert "frozen standard test set" in str(result.failure_data_for_node("dataset_version").error)
+
+
+def test_extra_label_sources_join_the_dataset(tmp_path):
+    import polars as pl
+
+    from edge_agent.lake import Lake
+    from flywheel.learner.config import DatasetSpec
+    from flywheel.learner.pipeline import build_dataset
+
+    lake = Lake.at_path(tmp_path)
+    _seed_lake(lake, fake_frames(n_sessions=6))
+    base, _ = build_dataset(lake, DatasetSpec())
+    extra = fake_frames(n_sessions=2, seed=4, id_prefix="x").with_columns(pl.lit("fleet").alias("store"))
+    lake.put("depot/labels/merged.parquet", to_parquet(extra))
+    grown, created = build_dataset(lake, DatasetSpec(), ("depot/labels/merged.parquet",))
+    assert created and grown.version != base.version
+    assert grown.manifest["counts"]["members"] == base.manifest["counts"]["members"] + extra.height
+    assert "depot/labels/merged.parquet" in grown.manifest["sources"]
