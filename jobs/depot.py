@@ -1,7 +1,7 @@
 """Depot jobs and the landing sensor: new clips in landing/clips/ -> per-capture-day ingest runs."""
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -47,26 +47,36 @@ def landing_clips_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return evaluate_landing(context, lake)
 
 
-def evaluate_sweep(context: dg.SensorEvaluationContext, lake: LakeResource, today: date | None = None
+def evaluate_sweep(context: dg.SensorEvaluationContext, lake: LakeResource, now: datetime | None = None
                    ) -> dg.SensorResult:
-    """Once per day: ingest yesterday in full. Catches what has no arrival marker (clips whose
-    sidecar never came -> quarantine after the timeout, devices that write no markers)."""
+    """Hourly: ingest today's landing partition in full; after midnight, yesterday once more.
+
+    The ingest lists the whole day (O(day), in the run, not in this tick) and skips what it already
+    has, so this catches what has no arrival marker: clips whose sidecar never came (quarantined
+    after the timeout) and devices that write no markers (found within the hour)."""
     from edge_agent.contract.layout import day_prefix
 
-    today = today or datetime.now(UTC).date()
-    day = (today - timedelta(days=1)).isoformat()
-    if context.cursor and context.cursor >= day:
-        return dg.SensorResult(cursor=context.cursor)
-    if not any(True for _ in lake.lake().list(day_prefix(day), limit=1)):
-        return dg.SensorResult(cursor=day)
+    now = now or datetime.now(UTC)
+    slot = now.strftime("%Y-%m-%dT%H")
+    if context.cursor == slot:
+        return dg.SensorResult(cursor=slot)
+    today = now.date()
+    targets = {today.isoformat(): f"depot-sweep:{today.isoformat()}:{now:%H}"}
+    if not context.cursor or context.cursor[:10] < today.isoformat():
+        yesterday = (today - timedelta(days=1)).isoformat()
+        targets[yesterday] = f"depot-sweep:{yesterday}:final"
+    the_lake = lake.lake()
+    days = [d for d in sorted(targets) if any(True for _ in the_lake.list(day_prefix(d), limit=1))]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"depot-sweep:{day}", partition_key=day,
-                                    tags={"depot/sweep": "true"})],
-        dynamic_partitions_requests=[capture_days.build_add_request([day])], cursor=day)
+        run_requests=[dg.RunRequest(run_key=targets[d], partition_key=d, tags={"depot/sweep": "true"})
+                      for d in days],
+        dynamic_partitions_requests=[capture_days.build_add_request(days)] if days else [],
+        cursor=slot)
 
 
-@dg.sensor(job=depot_ingest_job, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Daily full sweep of yesterday's landing partition (stragglers, timeouts).")
+@dg.sensor(job=depot_ingest_job, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Hourly full sweep of today's (and after midnight yesterday's) landing "
+                       "partition: clips without arrival markers, incomplete-clip timeouts.")
 def landing_sweep_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     return evaluate_sweep(context, lake)
 

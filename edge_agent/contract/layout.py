@@ -2,7 +2,7 @@
 
     landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.mp4   clip (H.264)
     landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.json  sidecar, written LAST
-    landing/arrivals/YYYYMMDD/HH/<ts>~<date>~<store>~<device>~<clip_id>
+    landing/arrivals/YYYYMMDD/HHMM/<ts>~<date>~<store>~<device>~<clip_id>
                                                                    empty marker put after the sidecar:
                                                                    the arrival log, in upload-time order
     landing/status/device=D/<ts>.json                              status reports
@@ -124,14 +124,15 @@ def arrival_key(at: datetime, day: str | date, store_id: str, device_id: str, cl
     """The arrival marker a device puts (empty) right after a clip's sidecar.
 
     Clip keys sort by content hash, so a new clip usually lands BEHIND any start-after cursor over
-    landing/clips/; arrival keys sort by upload time (hour folders keep local listings cheap), so the
-    cloud's sensor finds every new clip with one listing after its cursor: O(new) per tick.
+    landing/clips/; arrival keys sort by upload time, so the
+    cloud's sensor finds every new clip with one listing after its cursor: O(new) per tick
+    (minute folders keep a local lake's listing from sorting a busy hour at every tick).
     `~` cannot occur in ids, so the key parses back unambiguously (`parse_arrival_key`).
     """
     ts = timestamp_id(at)
     parts = [validate_date(day), validate_id(store_id, "store_id"), validate_id(device_id, "device_id"),
              validate_id(clip_id, "clip_id")]
-    return f"{LANDING_ARRIVALS}/{ts[:8]}/{ts[9:11]}/{ts}~{'~'.join(parts)}"
+    return f"{LANDING_ARRIVALS}/{ts[:8]}/{ts[9:13]}/{ts}~{'~'.join(parts)}"
 
 
 def parse_arrival_key(key: str) -> tuple[str, ClipKey]:

@@ -44,24 +44,36 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def blur_score(rgb: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of luma: low = blurry (the classic focus measure)."""
+def measures(rgb: np.ndarray) -> tuple[float, float]:
+    """(blur, brightness) from one luma pass.
+
+    blur: variance of the 4-neighbour Laplacian of luma, low = blurry (the classic focus measure);
+    brightness: mean luma, 0..255."""
     y = luma(rgb.astype(np.float32))
     lap = (y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1])
-    return float(lap.var())
+    return float(lap.var()), float(y.mean())
+
+
+def blur_score(rgb: np.ndarray) -> float:
+    return measures(rgb)[0]
 
 
 def brightness(rgb: np.ndarray) -> float:
-    """Mean luma, 0..255."""
-    return float(luma(rgb.astype(np.float32)).mean())
+    return measures(rgb)[1]
 
 
 def to_jpeg(rgb: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
     from PIL import Image
 
     img = Image.fromarray(rgb)
-    if max_side is not None:
-        img.thumbnail((max_side, max_side))
+    if max_side is not None and max(img.size) > max_side:
+        factor = max(img.size) // max_side
+        if factor > 1:  # integer box reduction first: far cheaper than a filtered resize
+            img = img.reduce(factor)
+        if max(img.size) > max_side:
+            scale = max_side / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -71,4 +83,4 @@ def from_image_bytes(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))

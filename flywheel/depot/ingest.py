@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,14 +24,7 @@ from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig, frames_key, thumb_key
-from flywheel.depot.frames import (
-    DecodeError,
-    blur_score,
-    brightness,
-    decode_clip,
-    sample_indices,
-    to_jpeg,
-)
+from flywheel.depot.frames import DecodeError, decode_clip, measures, sample_indices, to_jpeg
 from flywheel.depot.landing import split_key
 
 FRAME_COLUMNS = [
@@ -134,6 +128,7 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
     for i in wanted:
         rgb = pixels[i]
         fp = sc.frames[i]
+        blur, bright = measures(rgb)
         loc = _series_at(l_ts, locs, fp.t) or (None, None)
         rows.append({
             "frame_id": f"{sc.clip_id}-{i:06d}",
@@ -146,7 +141,7 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
             "barcode": barcode, "weight_g": _series_at(w_ts, w_g, fp.t),
             "weight_change_g": weight_change, "aisle": loc[0], "x_m": loc[1],
             "prediction": fp.prediction, "confidence": fp.confidence,
-            "blur": round(blur_score(rgb), 4), "brightness": round(brightness(rgb), 4),
+            "blur": round(blur, 4), "brightness": round(bright, 4),
             "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
             "thumb_key": thumb_key(sc.capture_date, sc.clip_id, i), "clip_key": clip_key,
             "clip_sha256": sc.clip.sha256, "image_jpeg": to_jpeg(rgb, config.jpeg_quality),
@@ -204,8 +199,42 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
     return table.num_rows
 
 
+def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: datetime
+             ) -> tuple[str, Any]:
+    """One clip, start to finish (runs in a worker thread: PyAV, Pillow and numpy release the GIL).
+    Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, frames decoded))."""
+    keys = [stem + e for e in sorted(exts)]
+    try:
+        if "" in exts:
+            raise Reject(q.BAD_KEY, "not a .mp4 clip or .json sidecar")
+        try:
+            parse_clip_key(keys[0])
+        except ContractError as e:
+            raise Reject(q.BAD_KEY, str(e)) from None
+        if exts != {CLIP_EXT, SIDECAR_EXT}:
+            (only,) = exts
+            if _age_s(lake, keys[0], now) < config.pending_timeout_s:
+                return "pending", None
+            code = q.CLIP_WITHOUT_SIDECAR if only == CLIP_EXT else q.SIDECAR_WITHOUT_CLIP
+            raise Reject(code, f"no {'sidecar' if only == CLIP_EXT else 'clip'} after "
+                               f"{config.pending_timeout_s:.0f} s")
+        sc, data = validate_clip(lake, stem, config)
+        try:
+            rows, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT)
+        except DecodeError as e:
+            raise Reject(q.UNDECODABLE, str(e)) from None
+    except Reject as r:
+        return "reject", r
+    for row in rows:  # thumbnails: what search results and the UI show
+        lake.put(row["thumb_key"], to_jpeg(pixels[row["frame_index"]], 85, config.thumb_px))
+    return "ok", (sc, rows, decoded)
+
+
 def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
-               now: datetime | None = None) -> IngestReport:
+               now: datetime | None = None, workers: int | None = None) -> IngestReport:
+    """Ingest every complete, not yet ingested clip of `day`; quarantine the bad ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
     config = config or DepotConfig()
     now = now or datetime.now(UTC)
     report = IngestReport(day=day, frames_key=frames_key(day))
@@ -215,43 +244,28 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     for info in lake.list(day_prefix(day)):
         stem, ext = split_key(info.key)
         stems.setdefault(stem, set()).add(ext)
-    rows: list[dict[str, Any]] = []
+    todo = []
     for stem, exts in sorted(stems.items()):
-        clip_id = stem.rsplit("/", 1)[-1]
-        if clip_id in done:
+        if stem.rsplit("/", 1)[-1] in done:
             report.clips_already += 1
-            continue
-        keys = [stem + e for e in sorted(exts)]
-        try:
-            if "" in exts:
-                raise Reject(q.BAD_KEY, "not a .mp4 clip or .json sidecar")
-            try:
-                parse_clip_key(keys[0])
-            except ContractError as e:
-                raise Reject(q.BAD_KEY, str(e)) from None
-            if exts != {CLIP_EXT, SIDECAR_EXT}:
-                (only,) = exts
-                if _age_s(lake, keys[0], now) < config.pending_timeout_s:
-                    report.pending.append(stem)
-                    continue
-                code = q.CLIP_WITHOUT_SIDECAR if only == CLIP_EXT else q.SIDECAR_WITHOUT_CLIP
-                raise Reject(code, f"no {'sidecar' if only == CLIP_EXT else 'clip'} after "
-                                   f"{config.pending_timeout_s:.0f} s")
-            sc, data = validate_clip(lake, stem, config)
-            try:
-                clip_out, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT)
-            except DecodeError as e:
-                raise Reject(q.UNDECODABLE, str(e)) from None
-        except Reject as r:
-            report.rejected_clips += 1
-            for key in keys:
-                report.rejections.append(q.quarantine(lake, key, r.reason, r.detail, now=now))
-            continue
-        for row in clip_out:  # thumbnails: what search results and the UI show
-            lake.put(row["thumb_key"], to_jpeg(pixels[row["frame_index"]], 85, config.thumb_px))
-        rows.extend(clip_out)
-        report.clips_ingested.append(sc.clip_id)
-        report.frames_decoded += decoded
+        else:
+            todo.append((stem, exts))
+    workers = workers or min(4, os.cpu_count() or 1)
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda t: _process(lake, t[0], t[1], config, now), todo)
+        for (stem, exts), (status, value) in zip(todo, results, strict=True):  # in key order
+            if status == "pending":
+                report.pending.append(stem)
+            elif status == "reject":
+                report.rejected_clips += 1
+                for key in (stem + e for e in sorted(exts)):
+                    report.rejections.append(q.quarantine(lake, key, value.reason, value.detail, now=now))
+            else:
+                sc, clip_out, decoded = value
+                rows.extend(clip_out)
+                report.clips_ingested.append(sc.clip_id)
+                report.frames_decoded += decoded
     report.frames_written = len(rows)
     if rows or existing is None:
         report.rows_total = write_frames(lake, day, rows, existing)

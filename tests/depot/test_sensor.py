@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -139,7 +139,7 @@ def test_marker_from_a_clock_far_ahead_does_not_blind_the_sensor(local_lake) -> 
 
 
 def test_unparseable_marker_is_quarantined_by_the_sensor(local_lake, instance) -> None:
-    bad = "landing/arrivals/20261125/10/20261125T100000.000000Z~2026-11-24~store-a~dev..x~abc"
+    bad = "landing/arrivals/20261125/1000/20261125T100000.000000Z~2026-11-24~store-a~dev..x~abc"
     local_lake.put(bad, b"")
     result = tick(local_lake, instance)
     assert result.run_requests == []
@@ -148,11 +148,19 @@ def test_unparseable_marker_is_quarantined_by_the_sensor(local_lake, instance) -
     assert reason["reason"] == "bad_key"
 
 
-def test_daily_sweep_requests_yesterday_once(local_lake, instance) -> None:
-    c = land(local_lake, build_clip(seed=12), sidecar=False)  # no sidecar, so no marker either
+def test_sweep_requests_today_hourly_and_yesterday_once(local_lake, instance) -> None:
+    c = land(local_lake, build_clip(seed=12, day="2026-11-24"), sidecar=False)  # no sidecar, no marker
+    land(local_lake, build_clip(seed=13, day="2026-11-25"), arrival=False)  # a device without markers
     res = LocalLakeResource(root=str(local_lake.local_path()))
-    ctx = dg.build_sensor_context(instance=instance, resources={"lake": res})
-    r = evaluate_sweep(ctx, res, today=date(2026, 11, 25))
-    assert [x.partition_key for x in r.run_requests] == [c.day] and r.cursor == c.day
-    ctx2 = dg.build_sensor_context(cursor=r.cursor, instance=instance, resources={"lake": res})
-    assert evaluate_sweep(ctx2, res, today=date(2026, 11, 25)).run_requests == []
+
+    def sweep(cursor, at):
+        ctx = dg.build_sensor_context(cursor=cursor, instance=instance, resources={"lake": res})
+        return evaluate_sweep(ctx, res, now=at)
+
+    r1 = sweep(None, datetime(2026, 11, 25, 0, 20, tzinfo=UTC))
+    assert sorted((x.partition_key, x.run_key) for x in r1.run_requests) == [
+        (c.day, "depot-sweep:2026-11-24:final"), ("2026-11-25", "depot-sweep:2026-11-25:00")]
+    assert sweep(r1.cursor, datetime(2026, 11, 25, 0, 50, tzinfo=UTC)).run_requests == []  # same hour
+    r3 = sweep(r1.cursor, datetime(2026, 11, 25, 1, 5, tzinfo=UTC))
+    assert [(x.partition_key, x.run_key) for x in r3.run_requests] == [
+        ("2026-11-25", "depot-sweep:2026-11-25:01")]
