@@ -163,7 +163,12 @@ class Agent:
             self._weight = WeightTracker()
             self._epoch = None
         self._last_t = frame.t
-        pred = self.model.predict(image)
+        try:
+            pred = self.model.predict(image)
+        except Exception as e:  # a model fault costs this frame, never the loop
+            self.telemetry.add("model_errors")
+            log.error("model failed on a frame: %s", e)
+            return []
         self.telemetry.latency(pred.latency_ms)
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
         need = rules.signals

@@ -25,6 +25,7 @@ class Totals:
 
     frames: int = 0
     corrupt_frames: int = 0
+    model_errors: int = 0
     source_errors: int = 0
     captures: int = 0
     drops: Counter = field(default_factory=Counter)  # cause -> captures dropped

@@ -186,8 +186,14 @@ class Uploader:
     def upload(self, entry: SpoolEntry) -> None:
         """Upload one spooled clip; on success the entry is gone from the spool."""
         start = time.monotonic()
-        clip = entry.clip_path.read_bytes()
-        side = entry.sidecar_path.read_bytes()
+        try:
+            clip = entry.clip_path.read_bytes()
+            side = entry.sidecar_path.read_bytes()
+        except FileNotFoundError:
+            # Deleted under us (an operator, a disk check): nothing left to upload, say so.
+            self.spool.remove(entry)
+            self.telemetry.drop("local_missing")
+            return
         if len(clip) != entry.clip_size or hashlib.sha256(clip).hexdigest() != entry.sha256:
             # Local bit rot: uploading would publish a corrupt clip under a trusted id.
             self.spool.remove(entry)

@@ -199,3 +199,26 @@ def test_worker_threads_run_at_lower_os_priority(local_lake, make_agent) -> None
     assert nice_of(agent.uploader._thread) == min(19, base + 10)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the loop keeps its own
     agent.close()
+
+
+def test_model_fault_costs_the_frame_not_the_loop(local_lake, make_agent) -> None:
+    agent = make_agent(local_lake)
+    real = agent.model
+
+    class Flaky:
+        version = real.version
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def predict(self, image):
+            self.n += 1
+            if self.n % 3 == 0:
+                raise RuntimeError("ORT: invalid input")
+            return real.predict(image)
+
+    agent.model = Flaky()
+    for f in scripted_frames(30):
+        agent.process(f)
+    totals = agent.close()
+    assert totals["model_errors"] == 10 and totals["frames"] == 20

@@ -166,3 +166,14 @@ def test_stop_interrupts_bandwidth_wait(tmp_path, local_lake) -> None:
     up._thread.join(10)
     assert not up._thread.is_alive()
     assert len(spool) == 3  # nothing was lost by stopping mid-wait
+
+
+def test_entry_deleted_under_the_uploader_is_dropped_with_a_cause(tmp_path, local_lake) -> None:
+    spool = _fill_spool(tmp_path, 2)
+    spool.entries()[0].clip_path.unlink()
+    tel = Telemetry()
+    up = Uploader(local_lake, spool, tel)
+    up.start()
+    assert up.wait_drained(30)
+    up.stop()
+    assert tel.totals.drops == {"local_missing": 1} and tel.totals.uploaded_clips == 1
