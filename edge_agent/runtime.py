@@ -71,7 +71,8 @@ def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSo
     return ReconnectingSource(
         lambda: AvSource(url, format=s.format or None, fps=s.fps or None),
         max_reconnects=None if s.max_reconnects < 0 else s.max_reconnects,
-        backoff_s=s.reconnect_backoff_s, on_error=on_error)
+        backoff_s=s.reconnect_backoff_s, on_error=on_error,
+        reconnect_on_eof="://" in url or url.startswith("/dev/"))
 
 
 def run_from_config(cfg: AgentConfig, *, max_frames: int | None = None,

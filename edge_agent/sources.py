@@ -104,8 +104,10 @@ class ReconnectingSource:
     def __init__(self, factory: Callable[[], FrameSource], *, max_reconnects: int | None = None,
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0,
                  on_error: Callable[[str, Exception], None] | None = None,
+                 reconnect_on_eof: bool = False,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.factory = factory
+        self.reconnect_on_eof = reconnect_on_eof  # live sources: an ended stream is a dead stream
         self.max_reconnects = max_reconnects
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.on_error = on_error
@@ -127,7 +129,9 @@ class ReconnectingSource:
                     last_t = frame.t
                     frame.t += t_offset
                     yield frame
-                return  # the source ended normally (end of file)
+                if not self.reconnect_on_eof:
+                    return  # the source ended normally (end of file)
+                raise EOFError("live source ended")
             except Exception as e:  # any decoder/network error: count, back off, reopen
                 cause = type(e).__name__
                 self.errors[cause] = self.errors.get(cause, 0) + 1

@@ -9,6 +9,7 @@ fleet's. Clips land in the lake exactly as devices would write them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections import Counter
@@ -65,6 +66,10 @@ class FleetSummary:
     def reconciles(self) -> bool:
         """Every capture is accounted for: uploaded, dropped with a cause, or still spooled."""
         return self.captures == self.uploaded + self.dropped + self.still_spooled
+
+    def as_dict(self) -> dict:
+        """Plain numbers for metadata (Dagster materializations, the demo's printout)."""
+        return {**dataclasses.asdict(self), "dropped": self.dropped, "reconciles": self.reconciles()}
 
     def lines(self) -> list[str]:
         drops = ", ".join(f"{k}={v}" for k, v in sorted(self.drops.items())) or "none"

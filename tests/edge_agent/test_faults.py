@@ -313,3 +313,17 @@ def test_status_reports_are_published_periodically(local_lake, make_agent) -> No
     agent.close(drain_timeout=10)
     keys = [o.key for o in local_lake.list("landing/status/device=cart-test-01")]
     assert len(keys) >= 3
+
+
+def test_live_source_that_ends_is_reconnected() -> None:
+    opened = [0]
+
+    def stream():
+        opened[0] += 1
+        return IterSource(Frame(scene(i), i / 15) for i in range(5))
+
+    src = ReconnectingSource(stream, reconnect_on_eof=True, max_reconnects=2, backoff_s=0.001)
+    frames = list(src)
+    assert opened[0] == 3 and len(frames) == 15 and src.errors == {"EOFError": 3}
+    ts = [f.t for f in frames]
+    assert ts == sorted(ts) and len(set(ts)) == 15
