@@ -22,7 +22,7 @@ from pathlib import Path
 TARGET_RATIO = 1.15
 
 
-def main(out_dir: Path, epochs: int = 10, rounds: int = 2) -> dict:
+def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from edge_agent.lake import Lake
     from flywheel.learner import depot_sets, registry
