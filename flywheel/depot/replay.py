@@ -92,10 +92,14 @@ def draw_timeline(sc: ClipSidecar, width: int):  # noqa: ANN201 - PIL.Image
     pts = [(x(f.t), int(90 - 34 * f.confidence)) for f in sc.frames]
     d.line(pts if len(pts) > 1 else pts * 2, fill=COLOURS["conf"], width=2)
     d.text((8, 57), "confidence", fill=COLOURS["conf"], font=_font(10))
-    for t in sc.triggers:
+    labelled: set[str] = set()
+    for t in sc.triggers:  # every firing is a line; each rule is named once, at its first firing
         tx = x(sc.frames[t.frame].t)
-        d.line([(tx, 4), (tx, 94)], fill=COLOURS["trigger"], width=2)
-        d.text((min(tx + 3, width - 90), 94), t.rule[:22], fill=COLOURS["trigger"], font=_font(10))
+        d.line([(tx, 4), (tx, 94)], fill=COLOURS["trigger"], width=1)
+        if t.rule not in labelled:
+            d.text((min(tx + 3, width - 90), 94 + 8 * (len(labelled) % 2)), t.rule[:28],
+                   fill=COLOURS["trigger"], font=_font(8))
+            labelled.add(t.rule)
     for b in sc.barcode_reads:
         bx = x(sc.frames[b.frame].t)
         d.text((min(bx + 3, width - 90), 24), f"|| {b.text}", fill=COLOURS["text"], font=_font(9))
@@ -137,8 +141,13 @@ def contact_sheet(sc: ClipSidecar, pixels: dict[int, np.ndarray], *, tiles: int 
     from PIL import Image
 
     n = sc.clip.frame_count
-    picks = sorted(set(np.linspace(0, n - 1, min(tiles, n)).astype(int).tolist())
-                   | {t.frame for t in sc.triggers})
+    first_firing: dict[str, int] = {}
+    for t in sorted(sc.triggers, key=lambda t: t.frame):
+        first_firing.setdefault(t.rule, t.frame)
+    # evenly spread frames plus each rule's first firing (a device may fire on every frame)
+    spread = max(2, tiles - len(first_firing))
+    picks = sorted(set(np.linspace(0, n - 1, min(spread, n)).astype(int).tolist())
+                   | set(first_firing.values()))
     timeline = draw_timeline(sc, tile_w)
     cells = [compose_frame(pixels[i], sc, i, timeline, tile_w) for i in picks]
     cols = min(4, len(cells))
