@@ -240,3 +240,32 @@ def read_members(lake: Lake, ds: DatasetVersion, catalog: set[str] | None = None
                            f"says {ds.manifest['counts']['members']}")
     validate_members(members, catalog)
     return members
+
+
+def preflight(lake: Lake, version: str, catalog: set[str] | None) -> DatasetVersion:
+    """Cheap checks before any cluster time is spent: the manifest exists, every shard is present
+    with its recorded size, there are two or more classes, all inside the catalog, on both sides.
+    The training worker still verifies every shard's sha256 when it reads them."""
+    ds = load_dataset_version(lake, version)
+    for shard in ds.manifest["shards"]:
+        try:
+            size = lake.head(shard["key"]).size
+        except ObjectNotFound:
+            raise DatasetError(f"dataset version {version}: file {shard['key']} is missing from "
+                               f"{lake.uri}") from None
+        if size != shard["bytes"]:
+            raise DatasetError(f"dataset version {version}: file {shard['key']} has {size} bytes, "
+                               f"manifest says {shard['bytes']}")
+    classes = ds.classes
+    if len(classes) < MIN_CLASSES:
+        raise DatasetError(f"dataset version {version} has {len(classes)} class(es) {classes}")
+    if catalog is not None:
+        unknown = sorted(set(classes) - set(catalog) - {EMPTY_CLASS})
+        if unknown:
+            raise DatasetError(f"dataset version {version}: {len(unknown)} label(s) not in the "
+                               f"catalog: {unknown[:10]}")
+    counts = ds.manifest["counts"]
+    if not counts["train"] or not counts["val"]:
+        raise DatasetError(f"dataset version {version}: train {counts['train']} / val {counts['val']} "
+                           "frames; both splits need data")
+    return ds

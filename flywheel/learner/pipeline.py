@@ -97,12 +97,16 @@ def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules,
                     runner: Callable[[TrainRequest], TrainResult] = run_training,
                     dataset_version: str | None = None) -> TrainResult:
     """Train on the latest dataset version through `runner` (train_on_ray in the asset)."""
+    from flywheel.learner.datasets import preflight
+
     version = dataset_version or latest_dataset_version(lake)
+    catalog = depot_sets.catalog_skus(lake)
+    preflight(lake, version, catalog)  # fail here, not after a cluster has been scheduled
     req = TrainRequest(
         lake_uri=lake.uri, lake_s3=lake.s3, dataset_version=version, config=config,
         model_id=registry.new_model_id(config.task, version, config.as_dict()),
         parent_model_id=registry.production_model_id(lake), code_version=registry.code_version(),
-        catalog=tuple(sorted(depot_sets.catalog_skus(lake))), rules=rules)
+        catalog=tuple(sorted(catalog)), rules=rules)
     result = runner(req)
     registry.put_json(lake, CANDIDATE_POINTER, {"model_id": result.model_id})
     return result

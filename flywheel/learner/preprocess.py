@@ -9,8 +9,13 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def preprocessing_doc(imgsz: int) -> dict:
+def preprocessing_doc(imgsz: int, task: str = "classify") -> dict:
     """What the device must do to a camera frame before ONNX Runtime sees it."""
+    if task == "detect":  # ultralytics' own letterbox; outputs [N, 4 + classes, anchors]
+        return {"input_name": "images", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                "resize": {"width": imgsz, "height": imgsz, "mode": "letterbox", "pad_value": 114},
+                "scale": 1.0 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+                "output": "ultralytics detect head: [N, 4 + len(classes), anchors], xywh in pixels"}
     return {
         "input_name": "images",
         "layout": "NCHW",

@@ -152,7 +152,7 @@ def run_training(req: TrainRequest) -> TrainResult:
         "classes": classes if cfg.task == "classify" else [c for c in classes if c != EMPTY_CLASS],
         "empty_class": EMPTY_CLASS if EMPTY_CLASS in classes else None,
         "imgsz": cfg.imgsz,
-        "preprocessing": preprocessing_doc(cfg.imgsz),
+        "preprocessing": preprocessing_doc(cfg.imgsz, cfg.task),
         "files": files,
         "lineage": {"dataset_version": ds.version, "code_version": req.code_version,
                     "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),

@@ -127,3 +127,21 @@ def test_extra_label_sources_join_the_dataset(tmp_path):
     assert created and grown.version != base.version
     assert grown.manifest["counts"]["members"] == base.manifest["counts"]["members"] + extra.height
     assert "depot/labels/merged.parquet" in grown.manifest["sources"]
+
+
+def test_training_preflight_fails_before_any_cluster_work(tmp_path):
+    from edge_agent.lake import Lake
+    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+    from flywheel.learner.errors import DatasetError
+    from flywheel.learner.pipeline import build_dataset, train_candidate
+
+    lake = Lake.at_path(tmp_path)
+    _seed_lake(lake, fake_frames(n_sessions=6))
+    ds, _ = build_dataset(lake, DatasetSpec())
+    lake.delete(ds.manifest["shards"][0]["key"])
+
+    def runner(_req):
+        raise AssertionError("training must not start on a broken dataset version")
+
+    with pytest.raises(DatasetError, match="is missing"):
+        train_candidate(lake, TrainConfig(), GateRules(), runner=runner)
