@@ -26,7 +26,7 @@ test: install lint
 
 demo: install
 	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/flywheel demo
+	$(PY) -m jobs.demo
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)

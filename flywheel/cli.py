@@ -8,7 +8,6 @@ import sys
 
 # Modules exposing `register(subparsers)`; a stage adds its module here when it lands.
 COMMAND_MODULES = [
-    "flywheel.demo",
     "flywheel.depot.cli",
     "flywheel.fleet.cli",
     "flywheel.sim.cli",
