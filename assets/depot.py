@@ -48,14 +48,16 @@ REJECT_RATE_THRESHOLD = 0.2  # more than this share of a day's clips rejected: l
           description="Sampled frames of every complete clip of the day with device metadata and "
                       "image measures, as Parquet at depot/frames/date=D/part.parquet; bad input "
                       "is moved to depot/quarantine/ with its reason.")
-def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig,
-                 lake: LakeResource) -> dg.MaterializeResult:
+def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource,
+                 encoder: EncoderResource) -> dg.MaterializeResult:
     from flywheel.depot.ingest import ingest_day
     from flywheel.depot.replay import replay_markdown
 
     day = context.partition_key
     the_lake = lake.lake()
-    report = ingest_day(the_lake, day, config.depot(), now=datetime.now(UTC))
+    # the frames are embedded while their pixels are decoded; depot_index then reuses the vectors
+    report = ingest_day(the_lake, day, config.depot(), now=datetime.now(UTC),
+                        encoder=encoder.encoder(the_lake))
     reasons: dict[str, int] = {}
     for r in report.rejections:
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
@@ -105,6 +107,7 @@ def depot_index(context: dg.AssetExecutionContext, lake: LakeResource, index: In
         "encoder": dg.MetadataValue.json(enc.spec),
         "dim": enc.dim,
         "rows_day": report.rows_day,
+        "vectors_reused_from_ingest": report.vectors_reused,
         "rows_total": report.rows_total,
         "scalar_indices_created": dg.MetadataValue.json(report.scalar_indices),
         "vector_index": report.vector_index,

@@ -94,7 +94,7 @@ def _new_keys(start: datetime, n: int) -> list[str]:
     return keys
 
 
-def bench_ingest(n_clips: int = 12, n_frames: int = 48, frame_every: int = 4) -> dict:
+def bench_ingest(n_clips: int = 12, n_frames: int = 48, frame_every: int = 4, repeats: int = 3) -> dict:
     from edge_agent.lake import Lake
     from flywheel.depot.config import DepotConfig
     from flywheel.depot.embed import DescriptorEncoder, load_encoder
@@ -117,46 +117,59 @@ def bench_ingest(n_clips: int = 12, n_frames: int = 48, frame_every: int = 4) ->
         print(f"production-model encoder unavailable: {e}", file=sys.stderr)
     out: dict = {}
     cfg = DepotConfig(frame_every=frame_every)
-    for name, enc in encoders.items():
-        # baseline: decode alone + encoder forward alone, on the same (sampled) frames
+
+    def baseline(enc) -> tuple[float, float, int]:  # noqa: ANN001
+        """Decode alone + the encoder's forward alone, on the same (sampled) frames."""
         t0 = time.perf_counter()
         pixels = []
         for c in clips:
             extra = {t.frame for t in c.sidecar.triggers} | {b.frame for b in c.sidecar.barcode_reads}
-            wanted = set(sample_indices(n_frames, frame_every, extra))
-            got, _ = decode_clip(c.clip_bytes, wanted)
+            got, _ = decode_clip(c.clip_bytes, set(sample_indices(n_frames, frame_every, extra)))
             pixels += [got[i] for i in sorted(got)]
         t_decode = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(0, len(pixels), 64):
             enc.encode_images(pixels[i:i + 64])
-        t_embed = time.perf_counter() - t0
-        # pipeline: the assets' functions end to end, in steady state: a previous day is already
-        # ingested and indexed (imports loaded, the table and its indices exist)
+        return t_decode, time.perf_counter() - t0, len(pixels)
+
+    def pipeline(enc, name: str, workers: int | None) -> tuple[float, float, object, object]:  # noqa: ANN001
+        """The assets' functions end to end, in steady state: a previous day is already ingested
+        and indexed (imports loaded, the table and its indices exist)."""
         lake = Lake.at_path(tempfile.mkdtemp(prefix=f"bench-ingest-{name}-"))
         for i in range(2):
             land(lake, build_clip(day="2026-11-23", seed=100 + i, n_frames=n_frames, width=320, height=240))
-        ingest_day(lake, "2026-11-23", cfg)
+        ingest_day(lake, "2026-11-23", cfg, encoder=enc)
         index_day(lake, "2026-11-23", enc)
         for c in clips:
             land(lake, c)
         t0 = time.perf_counter()
-        rep = ingest_day(lake, DAY, cfg)
+        rep = ingest_day(lake, DAY, cfg, encoder=enc, workers=workers)  # embeds the decoded pixels
         t_ingest = time.perf_counter() - t0
         t0 = time.perf_counter()
         idx = index_day(lake, DAY, enc)
-        t_index = time.perf_counter() - t0
-        assert rep.frames_written == len(pixels) == idx.rows_day
+        return t_ingest, time.perf_counter() - t0, rep, idx
+
+    for name, enc in encoders.items():
+        # best of `repeats` for every figure: this machine is shared and noisy
+        base_runs = [baseline(enc) for _ in range(repeats)]
+        t_decode = min(r[0] for r in base_runs)
+        t_embed = min(r[1] for r in base_runs)
+        n = base_runs[0][2]
+        runs = [pipeline(enc, name, None) for _ in range(repeats)]
+        t_ingest, t_index, rep, idx = min(runs, key=lambda r: r[0] + r[1])
+        single = min((pipeline(enc, name, 1) for _ in range(repeats)), key=lambda r: r[0] + r[1])
+        assert rep.frames_written == n == idx.rows_day == idx.vectors_reused
         base = t_decode + t_embed
         pipe = t_ingest + t_index
         out[name] = {
-            "frames_sampled": len(pixels), "frames_decoded": rep.frames_decoded, "dim": enc.dim,
+            "frames_sampled": n, "frames_decoded": rep.frames_decoded, "dim": enc.dim, "repeats": repeats,
             "decode_s": round(t_decode, 3), "embed_s": round(t_embed, 3), "baseline_s": round(base, 3),
             "ingest_s": round(t_ingest, 3), "index_s": round(t_index, 3), "pipeline_s": round(pipe, 3),
-            "index_embed_s": round(idx.seconds_embed, 3), "index_write_s": round(idx.seconds_write, 3),
-            "pipeline_frames_per_s": round(len(pixels) / pipe, 1),
-            "baseline_frames_per_s": round(len(pixels) / base, 1),
-            "overhead": round(pipe / base - 1, 3), "target_overhead": 0.25, "ok": pipe / base - 1 <= 0.25,
+            "index_vectors_s": round(idx.seconds_embed, 3), "index_write_s": round(idx.seconds_write, 3),
+            "pipeline_frames_per_s": round(n / pipe, 1), "baseline_frames_per_s": round(n / base, 1),
+            "overhead": round(pipe / base - 1, 3),
+            "overhead_single_worker": round((single[0] + single[1]) / base - 1, 3),
+            "target_overhead": 0.25, "ok": pipe / base - 1 <= 0.25,
         }
     return out
 

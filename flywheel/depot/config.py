@@ -42,3 +42,10 @@ def replay_prefix(clip_id: str) -> str:
 
 def fleet_key(day: str) -> str:
     return f"{FLEET}/date={validate_date(day)}/part.parquet"
+
+
+def embeddings_key(encoder_id: str, day: str) -> str:
+    """Frame vectors of one encoder for one day (frame_id, vector), computed at ingest from the
+    decoded pixels so indexing does not decode the JPEGs again."""
+    enc = validate_id(encoder_id, "encoder_id")
+    return f"{DEPOT}/embeddings/{enc}/date={validate_date(day)}/part.parquet"

@@ -22,8 +22,11 @@ from flywheel.depot.config import INDEX
 from flywheel.depot.embed import FrameEncoder, encoder_id
 from flywheel.depot.frames import from_image_bytes
 from flywheel.depot.ingest import read_frames
+from flywheel.depot.vectors import read_vectors, write_vectors
 
 CURRENT_KEY = "depot/index_current.json"
+OPTIMIZE_MIN_ROWS = 5_000  # fold new rows into the indices past this many unindexed rows...
+OPTIMIZE_SHARE = 0.1  # ...and past this share of the table
 SCALAR_INDICES = {  # column -> LanceDB scalar index type
     "date": "BTREE", "store_id": "BITMAP", "device_id": "BTREE", "model_version": "BITMAP",
     "prediction": "BTREE", "confidence": "BTREE", "clip_id": "BTREE", "frame_id": "BTREE",
@@ -76,7 +79,8 @@ class IndexReport:
     rows_total: int = 0
     scalar_indices: list[str] = field(default_factory=list)
     vector_index: bool = False
-    seconds_embed: float = 0.0
+    seconds_embed: float = 0.0  # getting the vectors (reused from ingest, or embedded here)
+    vectors_reused: int = 0  # vectors the ingest had already computed
     seconds_write: float = 0.0
 
 
@@ -107,6 +111,24 @@ def embed_table(table: Any, encoder: FrameEncoder, batch: int = 64) -> np.ndarra
     return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
 
 
+def day_vectors(lake: Lake, day: str, frames: Any, encoder: FrameEncoder, report: IndexReport) -> np.ndarray:
+    """The day's vectors in frames order: those the ingest stored, the rest embedded from the JPEGs
+    (frames ingested before this encoder was chosen) and stored for next time."""
+    import pyarrow.compute as pc
+
+    enc_id = encoder_id(encoder.spec)
+    stored = read_vectors(lake, enc_id, day)
+    ids = frames.column("frame_id").to_pylist()
+    missing = [i for i, fid in enumerate(ids) if fid not in stored]
+    report.vectors_reused = len(ids) - len(missing)
+    if missing:
+        sub = frames.take(pc.cast(missing, "int64")) if len(missing) < len(ids) else frames
+        fresh = embed_table(sub, encoder)
+        stored.update(zip((ids[i] for i in missing), fresh, strict=True))
+        write_vectors(lake, enc_id, day, {fid: stored[fid] for fid in ids})
+    return np.stack([stored[fid] for fid in ids]) if ids else np.zeros((0, encoder.dim), np.float32)
+
+
 def ensure_indices(tbl: Any, rows: int, vector_index_min_rows: int) -> tuple[list[str], bool]:
     have = {tuple(ix.columns)[0]: ix for ix in tbl.list_indices()}
     made = []
@@ -121,8 +143,13 @@ def ensure_indices(tbl: Any, rows: int, vector_index_min_rows: int) -> tuple[lis
         tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ",
                          num_partitions=max(1, int(math.sqrt(rows))), num_sub_vectors=sub)
         vector = True
-    elif not made:
-        tbl.optimize()  # fold the new rows into the existing indices
+    elif not made and have:
+        # Fold new rows into the indices only once they are a noticeable share: until then LanceDB
+        # scans the few unindexed rows exactly (results stay complete), and optimize() (compaction
+        # + index update) costs about as much as a whole day's indexing.
+        stats = tbl.index_stats(next(iter(have.values())).name)
+        if stats.num_unindexed_rows > max(OPTIMIZE_MIN_ROWS, OPTIMIZE_SHARE * rows):
+            tbl.optimize()
     return made, vector
 
 
@@ -137,7 +164,8 @@ def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocati
     frames = read_frames(lake, day)
     db = location.connect()
     t0 = time.perf_counter()
-    vectors = embed_table(frames, encoder) if frames is not None else np.zeros((0, encoder.dim), np.float32)
+    vectors = day_vectors(lake, day, frames, encoder, report) if frames is not None \
+        else np.zeros((0, encoder.dim), np.float32)
     report.seconds_embed = time.perf_counter() - t0
     t0 = time.perf_counter()
     exists = name in db.table_names()

@@ -24,8 +24,10 @@ from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig, frames_key, thumb_key
+from flywheel.depot.embed import FrameEncoder, encoder_id
 from flywheel.depot.frames import DecodeError, decode_clip, measures, sample_indices, to_jpeg
 from flywheel.depot.landing import split_key
+from flywheel.depot.vectors import read_vectors, write_vectors
 
 FRAME_COLUMNS = [
     "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
@@ -227,12 +229,16 @@ def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: da
         return "reject", r
     for row in rows:  # thumbnails: what search results and the UI show
         lake.put(row["thumb_key"], to_jpeg(pixels[row["frame_index"]], 85, config.thumb_px))
-    return "ok", (sc, rows, decoded)
+    return "ok", (sc, rows, decoded, [pixels[r["frame_index"]] for r in rows])
 
 
 def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
-               now: datetime | None = None, workers: int | None = None) -> IngestReport:
-    """Ingest every complete, not yet ingested clip of `day`; quarantine the bad ones."""
+               now: datetime | None = None, workers: int | None = None,
+               encoder: FrameEncoder | None = None) -> IngestReport:
+    """Ingest every complete, not yet ingested clip of `day`; quarantine the bad ones.
+
+    With an `encoder`, the sampled frames are embedded here, from the pixels already decoded (in
+    this thread, while the workers decode the next clips), and stored for the indexer."""
     from concurrent.futures import ThreadPoolExecutor
 
     config = config or DepotConfig()
@@ -252,6 +258,7 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
             todo.append((stem, exts))
     workers = workers or min(4, os.cpu_count() or 1)
     rows: list[dict[str, Any]] = []
+    vectors: dict[str, np.ndarray] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda t: _process(lake, t[0], t[1], config, now), todo)
         for (stem, exts), (status, value) in zip(todo, results, strict=True):  # in key order
@@ -262,11 +269,17 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                 for key in (stem + e for e in sorted(exts)):
                     report.rejections.append(q.quarantine(lake, key, value.reason, value.detail, now=now))
             else:
-                sc, clip_out, decoded = value
+                sc, clip_out, decoded, pixels = value
+                if encoder is not None and clip_out:
+                    vectors.update(zip((r["frame_id"] for r in clip_out), encoder.encode_images(pixels),
+                                       strict=True))
                 rows.extend(clip_out)
                 report.clips_ingested.append(sc.clip_id)
                 report.frames_decoded += decoded
     report.frames_written = len(rows)
+    if vectors:
+        enc_id = encoder_id(encoder.spec)
+        write_vectors(lake, enc_id, day, {**read_vectors(lake, enc_id, day), **vectors})
     if rows or existing is None:
         report.rows_total = write_frames(lake, day, rows, existing)
     else:

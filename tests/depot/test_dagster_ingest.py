@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.depot import capture_days, depot_frames
 from jobs.depot import landing_clips_sensor
+from resources.encoder import EncoderResource
 from resources.lake import LocalLakeResource
 from tests.support.clips import build_clip, land, land_clip, sidecar_with
 
@@ -17,6 +18,7 @@ def test_sensor_then_materialize_reports_counts_rejects_and_a_replay(local_lake)
     bad = build_clip(seed=2, device_id="cart-bad")
     land(local_lake, bad, sidecar_bytes=sidecar_with(bad, schema_version=7))
     lake_res = LocalLakeResource(root=str(local_lake.local_path()))
+    resources = {"lake": lake_res, "encoder": EncoderResource(kind="descriptor")}
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": lake_res})
         tick = landing_clips_sensor(ctx)
@@ -24,7 +26,7 @@ def test_sensor_then_materialize_reports_counts_rejects_and_a_replay(local_lake)
         days = list(tick.dynamic_partitions_requests[0].partition_keys)
         instance.add_dynamic_partitions(capture_days.name, days)
         result = dg.materialize([depot_frames], partition_key=req.partition_key, instance=instance,
-                                resources={"lake": lake_res})
+                                resources=resources)
         assert result.success
         (mat,) = result.asset_materializations_for_node("depot_frames")
         md = mat.metadata
@@ -39,7 +41,7 @@ def test_sensor_then_materialize_reports_counts_rejects_and_a_replay(local_lake)
         assert check.metadata["actual"].value == 0.5 and check.metadata["threshold"].value == 0.2
         # the same partition again: nothing new, same rows, no duplicates
         again = dg.materialize([depot_frames], partition_key=DAY, instance=instance,
-                               resources={"lake": lake_res})
+                               resources=resources)
         md2 = again.asset_materializations_for_node("depot_frames")[0].metadata
         assert md2["clips_ingested"].value == 0 and md2["clips_already_ingested"].value == 1
         assert md2["rows_total"].value == md["rows_total"].value

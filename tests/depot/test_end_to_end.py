@@ -51,6 +51,7 @@ def test_landing_to_search_and_replay(backend: str, request: pytest.FixtureReque
         frames = result.asset_materializations_for_node("depot_frames")[0].metadata
         assert frames["clips_ingested"].value == 6
         assert idx["rows_total"].value == frames["rows_total"].value > 0
+        assert idx["vectors_reused_from_ingest"].value == idx["rows_day"].value  # embedded at decode
         fleet = result.asset_materializations_for_node("depot_fleet_rollup")[0].metadata
         assert fleet["clips_landed"].value == 6 and fleet["devices"].value == 2
     loc = resources["index"].location(lake)
