@@ -10,6 +10,7 @@ from assets.depot import capture_days
 from flywheel.depot.index import IndexLocation
 from flywheel.depot.replay import render_replay
 from flywheel.depot.search import SearchQuery, search
+from flywheel.depot.sql import run_sql
 from jobs.depot import depot_ingest_job, landing_clips_sensor
 from resources.encoder import EncoderResource
 from resources.index import LocalIndexResource, S3IndexResource
@@ -50,6 +51,7 @@ def test_landing_to_search_and_replay(backend: str, request: pytest.FixtureReque
         idx = result.asset_materializations_for_node("depot_index")[0].metadata
         frames = result.asset_materializations_for_node("depot_frames")[0].metadata
         assert frames["clips_ingested"].value == 6
+        frames_rows = frames["rows_total"].value
         assert idx["rows_total"].value == frames["rows_total"].value > 0
         assert idx["vectors_reused_from_ingest"].value == idx["rows_day"].value  # embedded at decode
         fleet = result.asset_materializations_for_node("depot_fleet_rollup")[0].metadata
@@ -79,6 +81,9 @@ def test_landing_to_search_and_replay(backend: str, request: pytest.FixtureReque
     by_img = search(lake, SearchQuery(like_image=str(img), limit=3), loc)
     assert {h.clip_id for h in by_img} <= {clips[1].clip_id, clips[4].clip_id}
     assert by_img[0].distance is not None and by_img[0].distance < 0.1
+    # ad-hoc SQL over the Parquet lake (DuckDB; an S3 lake is read through the lake API)
+    cols, rows = run_sql(lake, "SELECT count(DISTINCT clip_id), count(*) FROM frames")
+    assert rows[0][0] == 6 and rows[0][1] == frames_rows
     # replay of a search result
     rep = render_replay(lake, like[0].clip_id, out_dir=tmp_path / "replay")
     assert rep.frames == 24 and rep.sheet_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
