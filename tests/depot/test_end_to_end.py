@@ -99,3 +99,23 @@ def _assets():
     from assets import depot
 
     return [depot.depot_frames, depot.depot_index, depot.depot_fleet_rollup, depot.landing_clips]
+
+
+@pytest.mark.slow
+def test_vector_index_is_built_once_the_table_is_large(local_lake) -> None:
+    from flywheel.depot.config import DepotConfig
+    from flywheel.depot.embed import DescriptorEncoder
+    from flywheel.depot.index import index_day, open_table
+    from flywheel.depot.ingest import ingest_day
+
+    clips = [land_clip(local_lake, seed=i, product=i % 4, device_id=f"cart-{i % 3}") for i in range(12)]
+    ingest_day(local_lake, DAY, DepotConfig(frame_every=1))  # 24 frames per clip
+    small = index_day(local_lake, DAY, DescriptorEncoder(), vector_index_min_rows=10_000)
+    assert not small.vector_index and small.rows_total == 288
+    big = index_day(local_lake, DAY, DescriptorEncoder(), vector_index_min_rows=256)
+    assert big.vector_index
+    tbl, _ = open_table(local_lake)
+    kinds = {tuple(ix.columns)[0]: ix.index_type for ix in tbl.list_indices()}
+    assert kinds["vector"] == "IvfPq" and kinds["store_id"] == "Bitmap" and kinds["date"] == "BTree"
+    hits = search(local_lake, SearchQuery(like_clip=clips[0].clip_id, device="cart-1", limit=5))
+    assert len(hits) == 5 and {h.device_id for h in hits} == {"cart-1"}

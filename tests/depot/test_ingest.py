@@ -66,8 +66,9 @@ def _reason(lake, key: str) -> dict:
     return json.loads(lake.get(f"depot/quarantine/{rest}.reason.json"))
 
 
-def test_bad_input_matrix_is_quarantined_and_healthy_clips_still_ingest(local_lake) -> None:
-    lake = local_lake
+@pytest.mark.parametrize("backend", ["local", pytest.param("s3", marks=pytest.mark.integration)])
+def test_bad_input_matrix_is_quarantined_and_healthy_clips_still_ingest(backend, request) -> None:
+    lake = request.getfixturevalue("s3_lake" if backend == "s3" else "local_lake")
     good = [land_clip(lake, seed=10, device_id="cart-good1"),
             land_clip(lake, seed=11, device_id="cart-good2")]
     # 1. truncated MP4 whose sidecar describes exactly those bytes (so only decoding can tell)
