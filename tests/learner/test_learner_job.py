@@ -116,6 +116,47 @@ def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     assert 1.0 / len(card["classes"]) <= pred.confidence <= 1.0
 
 
+def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
+    """A candidate whose training-time ONNX validation failed: the blocking check fails with its
+    reason and numbers, and nothing downstream of the evaluation (the release) materializes."""
+    import assets.learner as la
+    from resources.lake import S3LakeResource
+
+    _, lake, _ = job_run
+    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    registry.bootstrap_production(lake, mid)  # production = the trained model (no-op if set)
+    bad = "cls-onnx-mismatch"
+    for name in ("weights.pt", "model.onnx", "golden.npz"):
+        lake.put(registry.key(bad, name), lake.get(registry.key(mid, name)))
+    card = registry.read_card(lake, mid)
+    card.update(model_id=bad, onnx_validation={
+        "passed": False, "max_abs_diff": 0.7, "top1_agreement": 0.5, "n": 20,
+        "reason": "max |onnx - torch| = 0.7 (limit 0.001), top-1 agreement 0.500 (min 1)"})
+    registry.put_json(lake, registry.key(bad, "model.json"), card)
+    registry.put_json(lake, "depot/learner/latest_candidate.json", {"model_id": bad})
+
+    @dg.asset(deps=["candidate_evaluation"])
+    def release_stub() -> None:
+        raise AssertionError("a blocked gate must stop the release")
+
+    lake_res = S3LakeResource(uri=f"s3://{seaweed.bucket}/learner-job", endpoint=seaweed.endpoint,
+                              access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
+    result = dg.materialize([la.candidate_evaluation, la.release_gate, release_stub],
+                            resources={"lake": lake_res}, instance=dg.DagsterInstance.ephemeral(),
+                            raise_on_error=False)
+    gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
+    assert not gate.passed
+    meta = {k: v.value for k, v in gate.metadata.items()}
+    assert meta["reasons"].startswith("onnx_agreement: max |onnx - torch| 0.7")
+    assert meta["onnx_agreement.actual"] == 0.7 and meta["onnx_agreement.threshold"] == 1e-3
+    assert meta["production"] == mid and "BLOCKED" in meta["decision"]
+    assert [m.asset_key.to_user_string() for m in
+            (e.materialization for e in result.get_asset_materialization_events())] == [
+        "candidate_evaluation"]
+    assert not registry.get_json(lake, registry.key(bad, "gate.json"))["passed"]
+    registry.put_json(lake, "depot/learner/latest_candidate.json", {"model_id": mid})
+
+
 def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
     import hashlib
 
@@ -127,7 +168,7 @@ def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
     _, lake, _ = job_run
     mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
     assert recheck_gate(lake, mid).passed
-    assert registry.bootstrap_production(lake, mid)["model_id"] == mid
+    registry.bootstrap_production(lake, mid)  # None when the test above bootstrapped already
     assert registry.production_model_id(lake) == mid
     assert recheck_gate(lake, mid).passed  # production == candidate: baseline still fresh
 
