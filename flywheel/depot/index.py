@@ -1,10 +1,11 @@
 """The search index: one LanceDB table per encoder, on the local lake or on S3.
 
-Rows are the frames table minus the JPEG bytes, plus `vector`. Indexing a day deletes that day's
-rows and adds them again, so re-running gives the same table content. Scalar indices cover the
-filter columns from the start; the vector index (IVF_PQ, cosine) is built once the table holds
-`vector_index_min_rows` rows and refreshed by `optimize()` as days are added (new rows are
-searched exactly until then, so results are never missing). `depot/index_current.json` names the
+Rows are the frames table minus the JPEG bytes, plus `vector`. Indexing a day replaces that day's
+rows in one commit (merge-insert on frame_id), so re-running gives the same table content. Scalar
+indices cover the filter columns from the start; the vector index (IVF_PQ, cosine) is built once
+the table holds `vector_index_min_rows` rows, and indices are refreshed by `optimize()` once the
+unindexed rows are a noticeable share (until then those rows are searched exactly, so results are
+never missing). `depot/index_current.json` names the
 table and the encoder spec, so search uses the same encoder the index was built with.
 """
 
@@ -172,9 +173,12 @@ def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocati
     if frames is not None and frames.num_rows:
         data = frames_to_arrow(frames, vectors)
         if exists:
+            # One atomic commit replaces the day's rows: upsert by frame id and drop the day's rows
+            # that are gone. Two runs of the same day racing cannot leave duplicates (delete + add
+            # could), and a re-run leaves the same rows.
             tbl = db.open_table(name)
-            tbl.delete(f"date = {_sql_str(day)}")
-            tbl.add(data)
+            (tbl.merge_insert("frame_id").when_matched_update_all().when_not_matched_insert_all()
+             .when_not_matched_by_source_delete(f"date = {_sql_str(day)}").execute(data))
         else:
             tbl = db.create_table(name, data=data)
     elif exists:

@@ -277,6 +277,8 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                 report.clips_ingested.append(sc.clip_id)
                 report.frames_decoded += decoded
     report.frames_written = len(rows)
+    if rows:  # another run of this day may have written meanwhile: merge with what is there now
+        existing = read_frames(lake, day)
     if vectors:
         enc_id = encoder_id(encoder.spec)
         write_vectors(lake, enc_id, day, {**read_vectors(lake, enc_id, day), **vectors})

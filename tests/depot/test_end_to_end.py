@@ -119,3 +119,26 @@ def test_vector_index_is_built_once_the_table_is_large(local_lake) -> None:
     assert kinds["vector"] == "IvfPq" and kinds["store_id"] == "Bitmap" and kinds["date"] == "BTree"
     hits = search(local_lake, SearchQuery(like_clip=clips[0].clip_id, device="cart-1", limit=5))
     assert len(hits) == 5 and {h.device_id for h in hits} == {"cart-1"}
+
+
+def test_reindexing_a_day_replaces_its_rows_exactly(local_lake) -> None:
+    from flywheel.depot.embed import DescriptorEncoder
+    from flywheel.depot.index import index_day, open_table
+    from flywheel.depot.ingest import ingest_day
+
+    land_clip(local_lake, seed=1)
+    land_clip(local_lake, seed=2, day="2026-11-25")
+    ingest_day(local_lake, DAY)
+    ingest_day(local_lake, "2026-11-25")
+    first = index_day(local_lake, DAY, DescriptorEncoder())
+    index_day(local_lake, "2026-11-25", DescriptorEncoder())
+    land_clip(local_lake, seed=3, device_id="cart-late")  # a late clip for the first day
+    ingest_day(local_lake, DAY)
+    again = index_day(local_lake, DAY, DescriptorEncoder())
+    again2 = index_day(local_lake, DAY, DescriptorEncoder())
+    tbl, _ = open_table(local_lake)
+    assert again.rows_day == 2 * first.rows_day == again2.rows_day
+    assert tbl.count_rows(f"date = '{DAY}'") == again.rows_day
+    assert tbl.count_rows() == again.rows_day + first.rows_day  # the other day untouched
+    ids = tbl.search().select(["frame_id"]).limit(1000).to_arrow().column("frame_id").to_pylist()
+    assert len(ids) == len(set(ids))
