@@ -196,7 +196,9 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
     order = sorted(first.values(), key=lambda i: ids[i])
     table = table.take(pa.array(order, pa.int64()))
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=2048)
+    # JPEG bytes do not compress: zstd only for the metadata columns
+    codecs = {name: ("none" if name == "image_jpeg" else "zstd") for name in table.column_names}
+    pq.write_table(table, buf, compression=codecs, row_group_size=2048)
     lake.put(frames_key(day), buf.getvalue())
     return table.num_rows
 
