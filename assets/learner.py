@@ -36,6 +36,9 @@ class SourcesConfig(dg.Config):
                                    "never replaced; training never reads it).")
           for n in STANDARD_SETS],
     ],
+    check_specs=[dg.AssetCheckSpec("frozen", asset=f"standard_set_{n}",
+                                   description="the generator still yields the frozen bytes")
+                 for n in STANDARD_SETS],
 )
 def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
     from flywheel.learner.pipeline import SimSources, import_from_simulator
@@ -49,10 +52,19 @@ def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, la
         if imp.drift_sha256:
             context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
                                 f"frozen version {imp.sha256[:16]} is kept")
+        checks = []
+        if asset_key.startswith("standard_set_"):
+            # drift keeps the recorded version (models stay comparable) but someone should look
+            checks.append(dg.AssetCheckResult(
+                check_name="frozen", asset_key=asset_key, passed=not imp.drift_sha256,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"actual": (imp.drift_sha256 or imp.sha256)[:16],
+                          "threshold": imp.sha256[:16]}))
         yield dg.MaterializeResult(
             asset_key=asset_key, data_version=dg.DataVersion(imp.sha256[:16]),
             metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows,
-                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)})
+                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)},
+            check_results=checks)
 
 
 class DatasetConfig(dg.Config):

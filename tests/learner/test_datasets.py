@@ -140,3 +140,21 @@ def test_real_simulator_export_round_trips(tmp_path):
         build_members(normalise(frames), DatasetSpec(), {p.ean for p in world.catalog})[0],
         DatasetSpec())
     assert to_parquet(frames.head(1))  # the fakes' writer accepts the normalised schema
+
+
+def test_frozen_standard_sets_keep_their_version_and_report_drift(local_lake):
+    from flywheel.learner import depot_sets
+
+    first = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
+    again = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
+    assert first.created and not again.created and again.key == first.key
+    drifted = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=2)))
+    assert drifted.key == first.key and drifted.drift_sha256 and drifted.drift_sha256 != first.sha256
+    frames, versions = depot_sets.read_standard_sets(local_lake)
+    assert versions == {"store_A": first.sha256}
+    assert frames["store_A"]["frame_id"].to_list() == fake_frames(seed=1)["frame_id"].to_list()
+    # the manual collection is not frozen: a new import moves its pointer
+    depot_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=1)))
+    depot_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=3)))
+    _, manual = depot_sets.read_manual_collection(local_lake)
+    assert manual["frame_id"].to_list() == fake_frames(seed=3)["frame_id"].to_list()

@@ -59,6 +59,8 @@ def test_job_trains_on_ray_and_registers_a_validated_model(job_run):
     assert model["dataset_version"] == ds["version"] and model["epochs"] == 2
     assert model["onnx_agrees"] is True and model["onnx_max_abs_diff"] < 1e-3
     assert "data:image/png;base64," in model["training_curves"]
+    frozen = [c for c in result.get_asset_check_evaluations() if c.check_name == "frozen"]
+    assert len(frozen) == 4 and all(c.passed for c in frozen)
     mid = model["model_id"]
     for name in ("weights.pt", "model.onnx", "golden.npz", "model.json", "device.json",
                  "training_curves.json", "evaluation.json", "report.md", "gate.json"):
