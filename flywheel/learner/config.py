@@ -73,7 +73,7 @@ class GateRules:
 
     target_metric: str = "production_top1"  # the metric that must improve (see evaluate.py)
     slice_metric: str = "top1"  # the per-slice metric compared (detect: "map50")
-    min_improvement: float = 0.0  # delta: candidate - production >= this on the target metric
+    min_improvement: float = 0.005  # delta: candidate - production >= this on the target metric
     max_slice_regression: float = 0.05  # epsilon: no slice may drop by more than this
     min_slice_size: int = 30  # slices with fewer frames are reported but not gated (too noisy)
     latency_budget_ms: float = 25.0  # p95 ONNX Runtime CPU latency, batch 1
