@@ -29,7 +29,9 @@ def evaluate_landing(context: dg.SensorEvaluationContext, lake: LakeResource,
         context.log.warning(f"quarantined {key}: {rej.reason}")
     days = [d for d in scan.days if d]
     runs = [dg.RunRequest(run_key=scan.run_key(d), partition_key=d,
-                          tags={"depot/new_clips": str(len(scan.ready.get(d, []))),
+                          # "depot/day" lets dagster.yaml's run queue allow one run per day at a time
+                          # (tag_concurrency_limits, applyLimitPerUniqueValue)
+                          tags={"depot/day": d, "depot/new_clips": str(len(scan.ready.get(d, []))),
                                 "depot/expired": str(len(scan.expired.get(d, [])))})
             for d in days]
     context.log.info(f"listed {scan.listed} keys, re-checked {scan.checked} pending; "
@@ -68,8 +70,8 @@ def evaluate_sweep(context: dg.SensorEvaluationContext, lake: LakeResource, now:
     the_lake = lake.lake()
     days = [d for d in sorted(targets) if any(True for _ in the_lake.list(day_prefix(d), limit=1))]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=targets[d], partition_key=d, tags={"depot/sweep": "true"})
-                      for d in days],
+        run_requests=[dg.RunRequest(run_key=targets[d], partition_key=d,
+                                    tags={"depot/day": d, "depot/sweep": "true"}) for d in days],
         dynamic_partitions_requests=[capture_days.build_add_request(days)] if days else [],
         cursor=slot)
 

@@ -39,8 +39,20 @@ class Replay:
 
 
 def find_clip_key(lake: Lake, clip_id: str, day: str | None = None) -> str:
-    """The landing key of a clip, from the Depot's frames tables (newest day first)."""
+    """The landing key of a clip: from the search index (clip_id is indexed), else from the Depot's
+    frames tables (newest day first)."""
+    from flywheel.depot.index import _sql_str, open_table
     from flywheel.depot.ingest import read_frames
+
+    if day is None:
+        try:
+            tbl, _ = open_table(lake)
+            rows = (tbl.search().where(f"clip_id = {_sql_str(clip_id)}").select(["clip_key"])
+                    .limit(1).to_list())
+            if rows:
+                return rows[0]["clip_key"]
+        except (LookupError, ValueError, OSError):
+            pass  # no index yet: scan the frames tables
 
     days = [day] if day else sorted({i.key.split("/")[2].removeprefix("date=")
                                      for i in lake.list(FRAMES) if i.key.endswith("part.parquet")},
