@@ -140,7 +140,7 @@ def _md_table(rows: list[dict], cols: list[str]) -> str:
                       "throughput, model versions in the field.")
 def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
                        lake: LakeResource) -> dg.MaterializeResult:
-    from flywheel.depot.fleet import rollup_day
+    from flywheel.depot.fleet import rollup_chart_markdown, rollup_day
 
     the_lake = lake.lake()
     r = rollup_day(the_lake, context.partition_key, silence_s=config.silence_s,
@@ -181,5 +181,6 @@ def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
                                                                   "clips_landed", "uploaded_bytes"])),
         "flagged_devices": dg.MetadataValue.md(_md_table(flagged, [
             "device_id", "store_id", "reports", "last_report_at", "drop_rate", "drops"])),
+        "chart": dg.MetadataValue.md(rollup_chart_markdown(r)),
         "path": dg.MetadataValue.path(the_lake.url(r.key)),
     }, check_results=checks)

@@ -188,3 +188,34 @@ def rollup_day(lake: Lake, day: str, *, now: datetime | None = None, silence_s: 
     pq.write_table(table, buf)
     lake.put(rollup.key, buf.getvalue())
     return rollup
+
+
+def rollup_chart_markdown(rollup: FleetRollup, max_devices: int = 40) -> str:
+    """A bar chart (captures and drops per device, flagged devices in red) as inline PNG markdown."""
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = sorted(rollup.devices, key=lambda d: (d.store_id or "", d.device_id))[:max_devices]
+    if not devices:
+        return "no devices"
+    flagged = set(rollup.silent) | set(rollup.dropping)
+    names = [d.device_id for d in devices]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(names) + 2), 2.8), dpi=90)
+    x = range(len(names))
+    ax.bar(x, [d.captures for d in devices], color="#4a90d9", label="captures")
+    ax.bar(x, [sum(d.drops.values()) for d in devices], color="#e08a2c", label="drops")
+    ax.set_xticks(list(x), names, rotation=60, ha="right", fontsize=7)
+    for tick, name in zip(ax.get_xticklabels(), names, strict=True):
+        if name in flagged:
+            tick.set_color("red")
+    ax.set_title(f"{rollup.day}: captures, drops (red: flagged)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return f"![fleet {rollup.day}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"

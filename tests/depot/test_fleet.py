@@ -67,6 +67,7 @@ def test_rollup_asset_reports_checks_with_actual_and_threshold(local_lake) -> No
     md = result.asset_materializations_for_node("depot_fleet_rollup")[0].metadata
     assert md["devices"].value == 4 and md["drops_by_cause"].value == {"spool_cap": 768}
     assert md["model_versions_in_field"].value == {"m-0001": 2, "m-0002": 1}
+    assert md["chart"].value.startswith("![fleet 2026-11-24](data:image/png;base64,")
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     rep = checks["devices_reporting"]
     assert not rep.passed and rep.metadata["actual"].value == 2 and rep.metadata["threshold"].value == 0
