@@ -52,6 +52,7 @@ class CaptureSettings:
     encoders: tuple[str, ...] = ()
     encoder_threads: int = 1
     copy_frames: bool = False
+    isolation: str = "thread"  # "process": encode in a child process (see capture.encoder_process)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Agent:
         self.worker = CaptureWorker(spool, self.telemetry, device_id=device_id, store_id=store_id,
                                     agent_version=AGENT_VERSION, queue_size=cap.queue_size,
                                     niceness=cap.niceness, encoders=cap.encoders,
-                                    threads=cap.encoder_threads)
+                                    threads=cap.encoder_threads, isolation=cap.isolation)
         self.uploader = None
         if lake is not None:
             self.uploader = Uploader(

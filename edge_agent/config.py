@@ -23,6 +23,7 @@ from typing import Any
 
 from edge_agent.capture.encoder import HARDWARE_ENCODERS
 from edge_agent.capture.spool import POLICIES
+from edge_agent.capture.worker import ISOLATION_MODES
 from edge_agent.contract import ContractError, validate_id
 from edge_agent.triggers.dsl import RuleError
 from edge_agent.triggers.rules import RuleSet, load_rule_set, rule_set_from_mapping
@@ -58,6 +59,7 @@ class CaptureConfig:
     encoders: list[str] = field(default_factory=lambda: list(HARDWARE_ENCODERS))  # probed in order
     encoder_threads: int = 1  # libx264 threads (cores belong to the inference loop first)
     copy_frames: bool = False  # copy frames into the ring (sources that reuse buffers)
+    isolation: str = "process"  # encoder in a child "process" (no shared GIL) or a "thread"
 
 
 @dataclass
@@ -163,6 +165,8 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     _check(1 <= cap.queue_size <= 1000, "capture.queue_size", f"must be 1..1000, got {cap.queue_size}")
     _check(0 <= cap.niceness <= 19, "capture.niceness", f"must be 0..19, got {cap.niceness}")
     _check(1 <= cap.encoder_threads <= 16, "capture.encoder_threads", "must be 1..16")
+    _check(cap.isolation in ISOLATION_MODES, "capture.isolation",
+           f"must be one of {list(ISOLATION_MODES)}, got {cap.isolation!r}")
     bad = [e for e in cap.encoders if e not in HARDWARE_ENCODERS]
     _check(not bad, "capture.encoders", f"unknown encoder(s) {bad}; known: {list(HARDWARE_ENCODERS)}")
     _check(spool.cap_bytes > 0, "spool.cap_bytes", f"must be positive, got {spool.cap_bytes}")

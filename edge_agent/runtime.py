@@ -51,7 +51,7 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None) -> Agent:
         device_id=cfg.device_id, store_id=cfg.store_id, model=model, rules=cfg.rules, spool=spool,
         lake=lake if lake is not None else open_config_lake(cfg),
         capture=CaptureSettings(c.pre_roll_s, c.post_roll_s, c.max_clip_s, c.queue_size, c.niceness,
-                                tuple(c.encoders), c.encoder_threads, c.copy_frames),
+                                tuple(c.encoders), c.encoder_threads, c.copy_frames, c.isolation),
         upload=UploadSettings(u.bandwidth_bytes_per_s or None, u.burst_bytes or None,
                               tuple(u.windows), u.backoff_base_s, u.backoff_cap_s, u.niceness),
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,

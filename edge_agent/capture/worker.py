@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Test hook: "encode" stalls halfway through writing a clip, "upload" between clip and sidecar;
 # lets the SIGKILL tests kill the agent at exactly those points. Unset in production.
 STALL_ENV = "EDGE_AGENT_TEST_STALL"
+# "thread": encode on a niced thread of the agent's process (light, in-process fakes work);
+# "process": encode in a niced child process (no GIL shared with the inference loop).
+ISOLATION_MODES = ("thread", "process")
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -98,16 +101,26 @@ def _scalar(v: object) -> float | str | bool | None:
 class CaptureWorker:
     def __init__(self, spool: Spool, telemetry: Telemetry, *, device_id: str, store_id: str,
                  agent_version: str, queue_size: int = 4, niceness: int = 10,
-                 encoders: tuple[str, ...] | None = None, threads: int = 1) -> None:
+                 encoders: tuple[str, ...] | None = None, threads: int = 1,
+                 isolation: str = "thread") -> None:
         if queue_size < 1:
             raise ValueError(f"capture queue size must be >= 1, got {queue_size}")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"capture isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
         self.spool, self.telemetry = spool, telemetry
         self.device_id, self.store_id, self.agent_version = device_id, store_id, agent_version
         self.niceness, self.threads = niceness, threads
         self.codec = probe_encoder(encoders) if encoders is not None else probe_encoder()
         self._q: queue.Queue[CaptureJob | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="capture-worker", daemon=True)
-        self._busy = threading.Event()
+        self.isolation = isolation
+        self._encoder = None
+        if isolation == "process":
+            from edge_agent.capture.encoder_process import EncoderProcess
+
+            self._encoder = EncoderProcess(niceness=niceness, codec=self.codec, threads=threads,
+                                           device_id=device_id, store_id=store_id,
+                                           agent_version=agent_version)
 
     def start(self) -> None:
         self._thread.start()
@@ -123,34 +136,46 @@ class CaptureWorker:
 
     @property
     def idle(self) -> bool:
-        return self._q.empty() and not self._busy.is_set()
+        return self._q.unfinished_tasks == 0  # counts queued and in-progress captures
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted capture is encoded (or dropped); True when idle."""
+        deadline = time.monotonic() + timeout
+        while not self.idle:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
         if not drain:
             try:
                 while True:
                     job = self._q.get_nowait()
+                    self._q.task_done()
                     if job is not None:
                         self.telemetry.drop("shutdown")
             except queue.Empty:
                 pass
         self._q.put(None)
         self._thread.join(timeout)
+        if self._encoder is not None:
+            self._encoder.close()
 
     def _run(self) -> None:
         lower_thread_priority(self.niceness)
         while True:
             job = self._q.get()
             if job is None:
+                self._q.task_done()
                 return
-            self._busy.set()
             try:
                 self.process(job)
             except Exception:  # one bad capture must never kill the worker
                 log.exception("capture %d failed", job.seq)
                 self.telemetry.drop("encode_error")
             finally:
-                self._busy.clear()
+                self._q.task_done()
 
     def process(self, job: CaptureJob) -> None:
         if self.spool.disk_low():
@@ -161,15 +186,18 @@ class CaptureWorker:
         tmp = self.spool.tmp_path(f"{created_ns}-{job.seq}.mp4.part")
         half = len(job.frames) // 2
         try:
-            clip = encode_clip([r.image for r in job.frames], [r.t for r in job.frames], tmp,
-                               codec=self.codec, threads=self.threads,
-                               on_frame=lambda i: stall_if("encode") if i == half else None)
-            data_size = tmp.stat().st_size
-            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            sidecar = build_sidecar(job, sha256=digest, size=data_size, clip=clip,
-                                    device_id=self.device_id, store_id=self.store_id,
-                                    agent_version=self.agent_version)
-            side_bytes = dump_document(sidecar)
+            if self._encoder is not None:
+                data_size, side_bytes = self._encoder.encode(job, tmp)
+            else:
+                clip = encode_clip([r.image for r in job.frames], [r.t for r in job.frames], tmp,
+                                   codec=self.codec, threads=self.threads,
+                                   on_frame=lambda i: stall_if("encode") if i == half else None)
+                data_size = tmp.stat().st_size
+                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+                sidecar = build_sidecar(job, sha256=digest, size=data_size, clip=clip,
+                                        device_id=self.device_id, store_id=self.store_id,
+                                        agent_version=self.agent_version)
+                side_bytes = dump_document(sidecar)
             admitted, evicted = self.spool.make_room(data_size + len(side_bytes))
             for _ in evicted:
                 self.telemetry.add("cleanups")

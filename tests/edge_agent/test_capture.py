@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,3 +153,32 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     atomic_write(target, json.dumps({"a": 2}).encode())
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_process_isolated_encoder_matches_and_recovers(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", cap_bytes=10**8)
+    tel = Telemetry()
+    worker = CaptureWorker(spool, tel, device_id="cart-1", store_id="A", agent_version="t",
+                           encoders=(), isolation="process")
+    try:
+        worker.process(make_job(priority=2))
+        (entry,) = spool.entries()
+        sc = parse_sidecar(entry.sidecar_path.read_bytes())
+        assert sc.clip_id == clip_id_for_bytes(entry.clip_path.read_bytes()) and sc.priority == 2
+        child = worker._encoder._proc
+        assert child is not None and child.pid != os.getpid()
+        assert Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[16] != \
+            Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[16]  # niced child
+        child.kill()  # the encoder dies between captures: restarted on the next one
+        child.join(5)
+        worker.process(make_job(seed=1))
+        assert worker._encoder.restarts == 1 and len(spool) == 2
+        bad = make_job(seed=2)
+        bad.frames[3].image = bad.frames[3].image[:100]  # a frame of another size mid-capture
+        worker._q.put(bad)
+        worker.start()
+        assert worker.wait_idle(30)
+        assert tel.totals.drops == {"encode_error": 1} and len(spool) == 2
+    finally:
+        worker.stop()
+    assert worker._encoder._proc is None
