@@ -271,6 +271,9 @@ HOSTILE = [
     ("bad_window", {"upload_extra": 'windows = ["25:00-26:00"]\n'}, "upload.windows"),
     ("wrong_type", {"spool": '[spool]\ncap_bytes = "lots"\n'}, "spool.cap_bytes: expected int"),
     ("not_toml", {"raw": "device_id = \n"}, "not valid TOML"),
+    ("isolation", {"extra": '[capture]\nisolation = "fiber"\n'}, "capture.isolation"),
+    ("queue", {"extra": "[capture]\nqueue_size = 0\n"}, "capture.queue_size"),
+    ("encoder", {"extra": '[capture]\nencoders = ["h264_magic"]\n'}, "unknown encoder(s)"),
 ]
 
 
