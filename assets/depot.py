@@ -4,6 +4,7 @@ in `flywheel.depot`; these wire resources, partitions and metadata for the UI.""
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from flywheel.depot.config import DepotConfig
 from resources.encoder import EncoderResource
@@ -20,10 +21,12 @@ landing_clips = dg.AssetSpec(
 
 
 class IngestConfig(dg.Config):
-    frame_every: int = 8  # sample every Nth frame, plus every trigger and barcode frame
-    max_clip_mb: float = 256.0  # bigger clips are quarantined unread
-    pending_timeout_s: float = 900.0  # an incomplete clip waits this long before quarantine
-    replay_samples: int = 1  # clips whose replay contact sheet is attached to the metadata
+    frame_every: int = Field(8, description="Sample every Nth frame, plus every trigger and barcode frame.")
+    max_clip_mb: float = Field(256.0, description="Bigger clips are quarantined unread (oversize).")
+    pending_timeout_s: float = Field(900.0, description="An incomplete clip waits this long before "
+                                                       "quarantine (the sensor uses the same default).")
+    replay_samples: int = Field(1, description="Clips whose replay contact sheet is attached to the "
+                                               "materialization.")
 
     def depot(self) -> DepotConfig:
         return DepotConfig(frame_every=self.frame_every, max_clip_bytes=int(self.max_clip_mb * 2**20),
@@ -117,8 +120,10 @@ def depot_index(context: dg.AssetExecutionContext, lake: LakeResource, index: In
 
 
 class FleetConfig(dg.Config):
-    silence_s: float = 3600.0  # a device whose last report is older than this has stopped reporting
-    max_drop_rate: float = 0.1  # dropped / (captured + dropped) above this is flagged
+    silence_s: float = Field(3600.0, description="A device whose last report is older than this (at "
+                                                 "the end of the day) has stopped reporting.")
+    max_drop_rate: float = Field(0.1, description="Flag devices whose dropped / (captured + dropped) "
+                                                  "is above this.")
 
 
 def _md_table(rows: list[dict], cols: list[str]) -> str:
