@@ -151,11 +151,9 @@ class ClipEncoder:
     supports_text = True
 
     def __init__(self, path: str) -> None:
-        import torch
         from transformers import AutoTokenizer, CLIPModel
 
         self.spec = {"kind": "hf_clip", "path": str(path)}
-        torch.set_grad_enabled(False)
         self._model = CLIPModel.from_pretrained(path).eval()
         self._tok = AutoTokenizer.from_pretrained(path)
         vc = self._model.config.vision_config
