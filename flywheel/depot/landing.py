@@ -1,22 +1,26 @@
 """What is new in the landing zone: the sensor's logic, as a pure function over the lake.
 
 Clip keys (`landing/clips/date=D/store=S/device=E/<sha-prefix>.mp4`) sort by content hash, so a new
-clip usually lands BEHIND any start-after cursor over `landing/clips/`: a cursor there would miss
+clip usually lands BEHIND a start-after cursor over `landing/clips/`: such a cursor alone misses
 most uploads. Devices therefore put an empty marker in the arrival log right after each sidecar
-(`edge_agent.contract.layout.arrival_key`: keys sorted by upload time). One tick lists the log
-strictly after the cursor's last key, O(new markers) on both lake backends, and decides per clip:
+(`edge_agent.contract.layout.arrival_key`: keys sorted by upload time). A tick reads two listings,
+each strictly after its own cursor, so O(new keys) on both lake backends:
 
-- both parts there -> ready: the clip's capture day gets an ingest run;
-- a part missing (a marker before the clip finished, a sidecar without its clip) -> pending, kept
-  in the cursor with the time first seen and re-checked by `head` each tick (O(pending), i.e.
-  uploads in flight) until complete, gone, or past the timeout -> expired: the day still gets a run,
-  whose ingest quarantines what is incomplete.
+1. the arrival log: every clip a device finished, whatever its clip key (the complete stream);
+2. `landing/clips/` after its own cursor: first sight of devices that write no markers, new days
+   and devices, stray objects and clips whose sidecar never came (what sorts behind this cursor
+   and has no marker is found by the hourly sweep, which ingests the whole day).
 
-A device whose clock runs far ahead would drag the cursor into the future and blind the sensor, so
-the cursor never moves past markers stamped later than now + `max_clock_skew_s` (they are still
-processed; run keys keep the repeats harmless). Clips that never get a marker (a clip whose
-sidecar never came, a device that writes none) are found by the daily sweep, which ingests the
-whole capture day. Markers that do not parse are returned as `unroutable` for quarantine.
+Per clip: both parts there -> ready (its capture day gets an ingest run); a part missing ->
+pending, kept in the cursor with the time first seen and re-checked by `head` each tick
+(O(pending): uploads in flight; the missing half may sort behind both cursors) until complete,
+gone, or past the timeout -> expired: the day still gets a run, whose ingest quarantines it.
+
+A device whose clock runs far ahead would drag the arrival cursor into the future and blind the
+sensor, so that cursor never moves past markers stamped later than now + `max_clock_skew_s` (they
+are still processed; run keys keep repeats harmless). Keys that cannot be routed to a capture day
+are returned as `unroutable` for quarantine. Ingest is idempotent per clip id, so a clip reported
+by both streams, or twice, is still ingested once.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from edge_agent.contract.errors import ContractError
-from edge_agent.contract.layout import CLIP_EXT, LANDING_ARRIVALS, SIDECAR_EXT, parse_arrival_key
+from edge_agent.contract.layout import (
+    CLIP_EXT,
+    LANDING_ARRIVALS,
+    LANDING_CLIPS,
+    SIDECAR_EXT,
+    parse_arrival_key,
+)
 from edge_agent.lake import Lake
 from flywheel.depot.config import DepotConfig
 
@@ -39,18 +49,20 @@ PARTS = (CLIP_EXT, SIDECAR_EXT)
 @dataclass
 class LandingCursor:
     after: str | None = None  # last arrival-log key consumed
+    clips_after: str | None = None  # last landing/clips key listed
     pending: dict[str, float] = field(default_factory=dict)  # clip stem -> first seen (unix seconds)
 
     def to_json(self) -> str:
-        return json.dumps({"after": self.after, "pending": dict(sorted(self.pending.items()))},
-                          separators=(",", ":"))
+        return json.dumps({"after": self.after, "clips_after": self.clips_after,
+                           "pending": dict(sorted(self.pending.items()))}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None) -> LandingCursor:
         if not text:
             return cls()
         doc = json.loads(text)
-        return cls(after=doc.get("after"), pending={k: float(v) for k, v in doc.get("pending", {}).items()})
+        return cls(after=doc.get("after"), clips_after=doc.get("clips_after"),
+                   pending={k: float(v) for k, v in doc.get("pending", {}).items()})
 
 
 @dataclass
@@ -92,12 +104,14 @@ def _ts_seconds(ts: str) -> float:
 
 def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: DepotConfig | None = None
                  ) -> LandingScan:
-    """One sensor tick's decisions and the next cursor. Reads at most `config.max_keys_per_tick`
-    new markers (a backlog drains over several ticks)."""
+    """One sensor tick's decisions and the next cursor. Each stream reads at most
+    `config.max_keys_per_tick` new keys (a backlog drains over several ticks)."""
     config = config or DepotConfig()
     pending = dict(cursor.pending)
-    scan = LandingScan(cursor=LandingCursor(after=cursor.after, pending=pending))
-    new: list[tuple[str, str]] = []  # (day, stem)
+    scan = LandingScan(cursor=LandingCursor(after=cursor.after, clips_after=cursor.clips_after,
+                                            pending=pending))
+    # 1. the arrival log: every clip a device finished uploading, in upload order
+    marked: dict[str, str] = {}  # stem -> day
     frozen = False  # once a marker is from the future, the cursor stays put (keys are time-ordered)
     for info in lake.list(LANDING_ARRIVALS, start_after=cursor.after, limit=config.max_keys_per_tick):
         scan.listed += 1
@@ -111,19 +125,37 @@ def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: Depot
         if not frozen:
             scan.cursor.after = info.key
         if ck is not None:
-            new.append((ck.date, ck.sidecar_key[: -len(SIDECAR_EXT)]))
-    for day, stem in new:
+            marked[ck.sidecar_key[: -len(SIDECAR_EXT)]] = ck.date
+    # 2. the clip keys past their own cursor: first sight of agents that write no markers, new
+    #    days and devices, and stray objects (the hourly sweep covers what sorts behind it)
+    listed: dict[str, set[str]] = {}
+    for info in lake.list(LANDING_CLIPS, start_after=cursor.clips_after, limit=config.max_keys_per_tick):
+        scan.listed += 1
+        scan.cursor.clips_after = info.key
+        stem, ext = split_key(info.key)
+        if day_of(stem) is None:
+            scan.unroutable.append(info.key)
+        else:
+            listed.setdefault(stem, set()).add(ext)
+    fresh: set[str] = set()
+    for stem in sorted(set(marked) | set(listed)):
         if stem in pending:
             continue  # re-checked below
+        day = marked.get(stem) or day_of(stem) or ""
+        exts = listed.get(stem, set())
+        if "" in exts or set(PARTS) <= exts:  # junk (the ingest quarantines it) or seen complete
+            scan.ready.setdefault(day, []).append(stem)
+            continue
         scan.checked += 1
         if all(lake.exists(stem + ext) for ext in PARTS):
             scan.ready.setdefault(day, []).append(stem)
         else:
             pending[stem] = now
-    seen_now = {stem for _, stem in new}
+            fresh.add(stem)
+    # 3. clips pending from earlier ticks: their missing half may have landed behind the cursors
     for stem, first_seen in list(pending.items()):
-        if stem in seen_now and first_seen == now:
-            continue  # just added
+        if stem in fresh:
+            continue
         scan.checked += 1
         present = [lake.exists(stem + ext) for ext in PARTS]
         day = day_of(stem) or ""

@@ -35,7 +35,7 @@ def tick(lake, instance, cursor=None, now: datetime | None = None, config=None):
 def test_empty_landing_requests_nothing(local_lake, instance) -> None:
     result = tick(local_lake, instance)
     assert result.run_requests == []
-    assert json.loads(result.cursor) == {"after": None, "pending": {}}
+    assert json.loads(result.cursor) == {"after": None, "clips_after": None, "pending": {}}
 
 
 def test_new_clips_register_days_and_request_one_run_per_day(local_lake, instance) -> None:
@@ -114,19 +114,37 @@ def test_restart_from_a_saved_cursor_gives_the_same_run_keys(local_lake, instanc
 
 
 def test_backlog_drains_in_bounded_ticks(local_lake) -> None:
-    for i in range(4):
-        land_clip(local_lake, seed=20 + i, device_id=f"cart-{i:03d}", at=T0 + timedelta(seconds=i))
+    clips = [land_clip(local_lake, seed=20 + i, device_id=f"cart-{i:03d}", at=T0 + timedelta(seconds=i))
+             for i in range(4)]
     cfg = DepotConfig(max_keys_per_tick=3)
-    cursor, ready, ticks = LandingCursor(), 0, 0
+    cursor, ready, ticks = LandingCursor(), set(), 0
     while True:
         scan = scan_landing(local_lake, cursor, now=T0.timestamp(), config=cfg)
-        assert scan.listed <= 3
+        assert scan.listed <= 6  # 3 per stream
         ticks += 1
-        ready += sum(len(v) for v in scan.ready.values())
+        ready |= {s for v in scan.ready.values() for s in v}
         cursor = scan.cursor
         if scan.listed == 0:
             break
-    assert ready == 4 and cursor.pending == {} and ticks == 3
+    assert ready == {c.clip_key[:-4] for c in clips} and cursor.pending == {}
+    assert ticks == 4  # 8 clip keys at 3 per tick, plus the empty tick
+
+
+def test_devices_without_arrival_markers_are_still_found(local_lake, instance) -> None:
+    # an agent that writes no markers: its clips are seen by the landing/clips listing
+    a = land(local_lake, build_clip(seed=40, device_id="cart-old-agent"), arrival=False)
+    r1 = tick(local_lake, instance, now=T0, config=DepotConfig(pending_timeout_s=60))
+    assert [r.partition_key for r in r1.run_requests] == [DAY]
+    assert r1.run_requests[0].tags["depot/new_clips"] == "1"
+    # a clip whose sidecar never comes (so no marker either): pending, then expired into a run
+    b = land(local_lake, build_clip(seed=41, device_id="cart-zzz"), sidecar=False)
+    r2 = tick(local_lake, instance, cursor=r1.cursor, now=T0 + timedelta(seconds=5),
+              config=DepotConfig(pending_timeout_s=60))
+    assert r2.run_requests == [] and list(json.loads(r2.cursor)["pending"]) == [b.clip_key[:-4]]
+    r3 = tick(local_lake, instance, cursor=r2.cursor, now=T0 + timedelta(seconds=70),
+              config=DepotConfig(pending_timeout_s=60))
+    assert [(r.partition_key, r.tags["depot/expired"]) for r in r3.run_requests] == [(DAY, "1")]
+    assert a.clip_key < b.clip_key  # (b sorts after the cursor, so this listing could see it)
 
 
 def test_marker_from_a_clock_far_ahead_does_not_blind_the_sensor(local_lake) -> None:

@@ -32,7 +32,10 @@ def test_clips_from_real_edge_agents_ingest_index_search_and_replay(local_lake, 
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": res})
         tick = evaluate_landing(ctx, res)
-        # agents that write arrival markers are found by the tick; the hourly sweep finds the rest
+        # one tick finds every uploaded clip (through arrival markers, or the clip listing for
+        # agents that write none); the hourly sweep asks for the same day
+        assert [(r.partition_key, r.tags["depot/new_clips"]) for r in tick.run_requests] == [
+            (DAY, str(summary.uploaded))]
         days = {r.partition_key for r in tick.run_requests}
         sweep_ctx = dg.build_sensor_context(instance=instance, resources={"lake": res})
         sweep = evaluate_sweep(sweep_ctx, res, now=datetime(2026, 11, 25, 0, 5, tzinfo=UTC))
