@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -55,6 +55,12 @@ class S3Options:
     secret_access_key: str | None = None
     region: str | None = None
     allow_http: bool | None = None  # needed for plain-http endpoints; default: True if endpoint is http
+    # The client's own retries cover blips; callers (the agent's uploader, Dagster's run retries)
+    # own the long waits, so an outage surfaces as an error in seconds, not after minutes.
+    max_retries: int = 3
+    retry_timeout_s: float = 20.0  # give up retrying one request after this long
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 300.0  # one request, e.g. an 8 MiB part on a slow uplink
 
     def store_kwargs(self) -> dict[str, Any]:
         env = os.environ
@@ -72,7 +78,16 @@ class S3Options:
         allow_http = self.allow_http
         if allow_http is None:
             allow_http = bool(endpoint and endpoint.startswith("http://"))
-        return {"config": config, "client_options": {"allow_http": allow_http}}
+        return {
+            "config": config,
+            "client_options": {"allow_http": allow_http,
+                               "connect_timeout": timedelta(seconds=self.connect_timeout_s),
+                               "timeout": timedelta(seconds=self.request_timeout_s)},
+            "retry_config": {"max_retries": self.max_retries,
+                             "retry_timeout": timedelta(seconds=self.retry_timeout_s),
+                             "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                         "max_backoff": timedelta(seconds=5), "base": 2}},
+        }
 
 
 class Lake:
