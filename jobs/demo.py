@@ -47,7 +47,7 @@ def _print_materializations(result, indent: int, per_asset: int = 6) -> None:
         print(" " * indent + f"{mat.asset_key.to_user_string()}: {', '.join(shown)}")
 
 
-def run_demo(carts: int, minutes: float, epochs: int, seed: int) -> int:
+def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> int:
     import dagster as dg
 
     from flywheel.definitions import build_definitions
@@ -64,7 +64,6 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int) -> int:
     defs = build_definitions("local")
     lake_resource = defs.resources["lake"]
     lake = lake_resource.lake()
-    out = REPO_ROOT / "var" / "demo"
     out.mkdir(parents=True, exist_ok=True)
     day = datetime.now(UTC).date().isoformat()
     print(f"lake: {lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}")
@@ -132,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="simulated minutes per cart")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",
+                        help="where the preview, the fleet's spools and the sensor cursor go")
     args = parser.parse_args(argv)
-    return run_demo(args.carts, args.minutes, args.epochs, args.seed)
+    return run_demo(args.carts, args.minutes, args.epochs, args.seed, args.out)
 
 
 if __name__ == "__main__":
