@@ -34,8 +34,7 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
 
     import dagster as dg
 
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         assert {r.job_name for r in runs} >= {"depot_ingest_job", "train_and_evaluate"}
         assert all(r.is_success for r in runs)
