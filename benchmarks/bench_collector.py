@@ -10,7 +10,7 @@
    commit (CaptureWorker.process) vs `ffmpeg` encoding the same raw RGB frames with the same
    settings (libx264, ultrafast, zerolatency, 1 thread, yuv420p, mp4). Target: ratio >= 0.9.
 3. Bandwidth cap: the uploader's measured rate over a window vs the configured token-bucket cap.
-   Window: 20 s by default (BENCH_COLLECTOR_BW_WINDOW_S=30 for the issue's 30 s; the bucket's
+   Window: 30 s as the issue asks (BENCH_COLLECTOR_BW_WINDOW_S shortens it; the bucket's
    accuracy does not depend on the window beyond the one-clip granularity). Target: within 10%.
 
 Run: `python -m benchmarks.bench_collector [out_dir]` (writes out_dir/collector.json).
@@ -239,7 +239,7 @@ def bench_bandwidth(work: Path, window_s: float) -> dict:
 def main(out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    window = float(os.environ.get("BENCH_COLLECTOR_BW_WINDOW_S", "20"))
+    window = float(os.environ.get("BENCH_COLLECTOR_BW_WINDOW_S", "30"))
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
         work = Path(tmp)
         from edge_agent.capture.encoder import probe_encoder

@@ -114,7 +114,8 @@ post_roll_s = 0.2
 dir = "spool"
 cap_bytes = {over.get("cap_bytes", 50_000_000)}
 [upload]
-lake = "{lake_dir.as_uri()}"
+lake = "{over.get("lake_uri") or lake_dir.as_uri()}"
+endpoint = "{over.get("endpoint", "")}"
 bandwidth_bytes_per_s = 5000000
 [telemetry]
 status_interval_s = 1

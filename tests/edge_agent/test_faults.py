@@ -146,13 +146,20 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("point", ["encode", "upload"])
-def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, point: str) -> None:
-    lake_dir = tmp_path / "lake"
-    cfg = write_config(tmp_path, model_dir, lake_dir)
-    env = {**os.environ, "EDGE_AGENT_TEST_STALL": point}
+def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, seaweed, point: str
+                                           ) -> None:
+    prefix = f"sigkill-{point}-{os.getpid()}"
+    lake = s3_lake_for(seaweed, prefix)
+    lake.put("marker", b"the bucket exists")
+    cfg = write_config(tmp_path, model_dir, tmp_path / "unused",
+                       lake_uri=f"s3://{seaweed.bucket}/{prefix}", endpoint=seaweed.endpoint)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": seaweed.access_key,
+           "AWS_SECRET_ACCESS_KEY": seaweed.secret_key}
     proc = subprocess.Popen(agent_cmd(cfg, "--drain-s", "30"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True,
+                            env={**env, "EDGE_AGENT_TEST_STALL": point})
     try:
         wait_for_line(proc, f"STALL {point}")
         proc.send_signal(signal.SIGKILL)
@@ -160,7 +167,6 @@ def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, poin
     finally:
         if proc.poll() is None:
             proc.kill()
-    lake = Lake.at_path(lake_dir)
     clips, sidecars = lake_clips(lake)
     spool = tmp_path / "spool"
     if point == "encode":
@@ -172,7 +178,7 @@ def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, poin
 
     # restart (one frame: nothing new to capture): recovery discards partials, resumes uploads
     rerun = subprocess.run(agent_cmd(cfg, "--max-frames", "1", "--drain-s", "30"),
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert list((spool / "tmp").iterdir()) == []
     clips, sidecars = lake_clips(lake)
