@@ -2,8 +2,8 @@
 
 A niced thread inside the agent's process can still hurt the loop: when the OS preempts it while it
 holds the GIL (building a sidecar, converting a frame), the loop waits for it. A child process
-removes that coupling. Frames travel through one shared-memory block per capture (one memcpy per
-frame on the worker thread, never on the loop); the child encodes, hashes and builds the sidecar,
+removes that coupling. Frames travel through a reused shared-memory block (one memcpy per frame on
+the worker thread, never on the loop); the child encodes, hashes and builds the sidecar,
 and replies with the sidecar bytes. The child dies with its parent (PR_SET_PDEATHSIG) and is
 restarted if it crashes; the capture in flight is then dropped and counted.
 """
@@ -53,6 +53,7 @@ def _child_main(conn: Connection, niceness: int, codec: str, threads: int, devic
     from edge_agent.capture.worker import build_sidecar, stall_if
     from edge_agent.contract import dump_document
 
+    shm = None  # the parent's block, attached once and kept (its pages stay mapped)
     while True:
         try:
             msg = conn.recv()
@@ -62,22 +63,22 @@ def _child_main(conn: Connection, niceness: int, codec: str, threads: int, devic
             return
         job, shm_name, shape, tmp = msg
         try:
-            # Attaching registers the name with the resource tracker this process shares with the
-            # parent; the parent unlinks (and unregisters) the block when the reply is in.
-            shm = shared_memory.SharedMemory(name=shm_name)
-            try:
-                frames = np.ndarray(shape, np.uint8, buffer=shm.buf)
-                half = shape[0] // 2
+            if shm is None or shm.name != shm_name:
+                if shm is not None:
+                    shm.close()
+                # Attaching registers the name with the resource tracker this process shares with
+                # the parent; the parent unlinks (and unregisters) the block when it replaces it.
+                shm = shared_memory.SharedMemory(name=shm_name)
+            frames = np.ndarray(shape, np.uint8, buffer=shm.buf)
+            half = shape[0] // 2
 
-                def at_frame(i: int, half: int = half) -> None:
-                    if i == half:
-                        stall_if("encode")
+            def at_frame(i: int, half: int = half) -> None:
+                if i == half:
+                    stall_if("encode")
 
-                clip = encode_clip([frames[i] for i in range(shape[0])], [r.t for r in job.frames],
-                                   tmp, codec=codec, threads=threads, on_frame=at_frame)
-                del frames
-            finally:
-                shm.close()
+            clip = encode_clip([frames[i] for i in range(shape[0])], [r.t for r in job.frames],
+                               tmp, codec=codec, threads=threads, on_frame=at_frame)
+            del frames
             data = Path(tmp).read_bytes()
             sidecar = build_sidecar(job, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                                     clip=clip, device_id=device_id, store_id=store_id,
@@ -97,6 +98,7 @@ class EncoderProcess:
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._shm = None
         self.restarts = 0
 
     def _ensure(self) -> Connection:
@@ -114,33 +116,43 @@ class EncoderProcess:
 
     def encode(self, job: CaptureJob, tmp: Path) -> tuple[int, bytes]:
         """Encode the job's frames into `tmp`; returns (clip size, sidecar bytes)."""
-        from multiprocessing import shared_memory
-
         shape = (len(job.frames), *job.frames[0].image.shape)
         if any(r.image.shape != shape[1:] for r in job.frames):
             raise ValueError("frame size changed within a capture")
         with self._lock:
             conn = self._ensure()
-            shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)))
+            shm = self._block(int(np.prod(shape)))
+            block = np.ndarray(shape, np.uint8, buffer=shm.buf)
+            for i, r in enumerate(job.frames):
+                block[i] = r.image
+            del block
+            light = dataclasses.replace(
+                job, frames=[dataclasses.replace(r, image=None) for r in job.frames])
             try:
-                block = np.ndarray(shape, np.uint8, buffer=shm.buf)
-                for i, r in enumerate(job.frames):
-                    block[i] = r.image
-                del block
-                light = dataclasses.replace(
-                    job, frames=[dataclasses.replace(r, image=None) for r in job.frames])
-                try:
-                    conn.send((light, shm.name, shape, str(tmp)))
-                    reply = conn.recv()
-                except (EOFError, OSError, BrokenPipeError) as e:
-                    self._kill()
-                    raise EncoderCrashed(f"encoder process died: {e}") from None
-            finally:
-                shm.close()
-                shm.unlink()
+                conn.send((light, shm.name, shape, str(tmp)))
+                reply = conn.recv()
+            except (EOFError, OSError, BrokenPipeError) as e:
+                self._kill()
+                raise EncoderCrashed(f"encoder process died: {e}") from None
         if reply[0] != "ok":
             raise EncoderCrashed(reply[1])
         return int(reply[1]), reply[2]
+
+    def _block(self, size: int):
+        """One shared block reused across captures (fresh blocks cost a page fault per 4 KiB);
+        replaced by a bigger one when a capture does not fit."""
+        from multiprocessing import shared_memory
+
+        if self._shm is None or self._shm.size < size:
+            self._free_block()
+            self._shm = shared_memory.SharedMemory(create=True, size=max(size, 1))
+        return self._shm
+
+    def _free_block(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -158,3 +170,4 @@ class EncoderProcess:
                 self._proc.join(10)
                 self._kill()
             self._proc = self._conn = None
+            self._free_block()
