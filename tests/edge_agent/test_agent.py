@@ -223,3 +223,20 @@ def test_model_fault_costs_the_frame_not_the_loop(local_lake, make_agent) -> Non
         agent.process(f)
     totals = agent.close()
     assert totals["model_errors"] == 10 and totals["frames"] == 20
+
+
+def test_encoder_behind_drops_captures_never_frames(local_lake, make_agent) -> None:
+    from edge_agent.agent import CaptureSettings
+
+    bursts = {range(k * 20 + 5, k * 20 + 10): {"moving": True} for k in range(5)}
+    agent = make_agent(local_lake, start=False,  # the encoder is not consuming: it is "behind"
+                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=2))
+    for f in scripted_frames(100, bursts):
+        agent.process(f)
+    assert agent.telemetry.totals.frames == 100  # every frame went through the model and rules
+    assert agent.telemetry.totals.captures == 5
+    assert dict(agent.telemetry.totals.drops) == {"queue_full": 3}
+    agent.start()
+    totals = agent.close(drain_timeout=30)
+    assert totals["uploaded_clips"] == 2
+    assert totals["captures"] == totals["uploaded_clips"] + sum(totals["drops"].values())
