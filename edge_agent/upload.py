@@ -4,7 +4,8 @@ Per clip: put the clip (content-addressed key, so a retry rewrites the same byte
 remote object (size, then checksum: the S3 ETag when it is a plain MD5, else the bytes read back and
 hashed), then put the sidecar with `if_absent` (the sidecar's presence tells the cloud the clip is
 complete; if it is already there from a run that crashed before cleaning up, its bytes are
-compared instead), and only then delete the spooled files. Failures back off exponentially with
+compared instead), then the empty arrival marker the cloud's sensor lists, and only then delete
+the spooled files. Failures back off exponentially with
 full jitter. Priority order: the spool hands out entries by (priority, age).
 """
 
@@ -23,6 +24,7 @@ from datetime import time as dtime
 
 from edge_agent.capture.spool import Spool, SpoolEntry
 from edge_agent.capture.worker import lower_thread_priority, stall_if
+from edge_agent.contract.layout import arrival_key, parse_clip_key
 from edge_agent.lake import Lake, LakeError, ObjectExists
 from edge_agent.telemetry import Telemetry
 
@@ -220,6 +222,10 @@ class Uploader:
             self.lake.put(entry.sidecar_key, side)
             verify_remote(self.lake, entry.sidecar_key, side, side_sha)
             already = False
+        # Last, the arrival marker: the cloud's sensor lists these (sorted by upload time) to find
+        # new clips in O(new). A failure here retries the entry; the puts above are idempotent.
+        ck = parse_clip_key(entry.sidecar_key)
+        self.lake.put(arrival_key(datetime.now(UTC), ck.date, ck.store_id, ck.device_id, ck.clip_id), b"")
         self.spool.remove(entry)
         with self.telemetry.lock:
             t = self.telemetry.totals
