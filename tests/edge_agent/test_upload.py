@@ -11,6 +11,7 @@ import pytest
 
 from edge_agent.capture.spool import Spool
 from edge_agent.contract import parse_sidecar
+from edge_agent.contract.layout import LANDING_ARRIVALS, parse_arrival_key
 from edge_agent.faults import FaultyLake
 from edge_agent.telemetry import Telemetry
 from edge_agent.upload import (
@@ -98,6 +99,9 @@ def assert_lake_consistent(lake, expected: int) -> None:
         data = lake.get(key[:-5] + ".mp4")
         assert len(data) == sc.clip.size_bytes
         assert hashlib.sha256(data).hexdigest() == sc.clip.sha256
+    # Each clip is announced in the arrival log, after its sidecar (retries may repeat a marker).
+    announced = {parse_arrival_key(o.key)[1].sidecar_key for o in lake.list(LANDING_ARRIVALS)}
+    assert announced == set(sidecars)
 
 
 def test_uploads_survive_random_faults_exactly_once(tmp_path, local_lake) -> None:
