@@ -13,14 +13,15 @@ class DepotConfig:
     frame_every: int = 8  # sample every Nth frame (plus every trigger frame)
     max_clip_bytes: int = 256 * 1024 * 1024  # larger clips are quarantined unread ("oversize")
     pending_timeout_s: float = 900.0  # a clip without its sidecar (or the reverse) waits this long
-    thumb_px: int = 160  # longest side of a thumbnail JPEG
+    thumb_px: int = 160  # longest side of a thumbnail JPEG (stored in the frame's row)
+    thumb_quality: int = 85  # thumbnail JPEG quality
     jpeg_quality: int = 90  # full-frame JPEG stored in the Parquet rows
     max_keys_per_tick: int = 5000  # the sensor reads at most this many new arrival markers per tick
     max_clock_skew_s: float = 3600.0  # markers stamped further ahead than this never move the cursor
 
 
 FRAMES = f"{DEPOT}/frames"
-THUMBS = f"{DEPOT}/thumbs"
+THUMBS = f"{DEPOT}/thumbs"  # thumbnails materialised on demand for search results
 QUARANTINE = f"{DEPOT}/quarantine"
 REPLAYS = f"{DEPOT}/replays"
 FLEET = f"{DEPOT}/fleet"

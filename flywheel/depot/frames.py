@@ -1,8 +1,17 @@
-"""Pixels: decode a clip with PyAV, choose the frames worth keeping, measure them, encode images."""
+"""Pixels: decode a clip with PyAV, choose the frames worth keeping, measure them, encode images.
+
+The ingest's per-frame work beyond decoding is kept to a few tens of microseconds of C, all of it
+outside the GIL (PyAV, OpenCV), so worker threads overlap it with decoding and embedding:
+blur and brightness come from the decoder's own luma plane (no RGB pass), and the frame JPEG and
+its thumbnail are encoded once each by libjpeg-turbo (OpenCV) from the RGB the encoder needs anyway.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -11,26 +20,34 @@ class DecodeError(Exception):
     """The clip bytes are not a decodable H.264 MP4 (truncated, corrupt, wrong codec)."""
 
 
-def decode_clip(data: bytes, wanted: set[int] | None = None) -> tuple[dict[int, np.ndarray], int]:
-    """Decode every frame (H.264 needs it); convert to RGB only the `wanted` indices (all if None).
-
-    Returns ({index: HxWx3 uint8}, frames decoded)."""
+def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any], None]) -> int:
+    """Decode every frame (H.264 needs it); call `on_frame(index, av_frame)` for the wanted ones."""
     import av
 
-    out: dict[int, np.ndarray] = {}
     n = 0
     try:
         with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Slice threads (PyAV's default), not frame threads: for short clips decoded several at
+            # a time, frame threading costs more in thread start-up and frame delay than it gains.
+            stream.thread_type = "SLICE"
             for frame in container.decode(stream):
                 if wanted is None or n in wanted:
-                    out[n] = frame.to_ndarray(format="rgb24")
+                    on_frame(n, frame)
                 n += 1
     except (av.error.FFmpegError, IndexError, ValueError) as e:
         raise DecodeError(f"{type(e).__name__}: {e}") from e
     if n == 0:
         raise DecodeError("no video frames decoded")
+    return n
+
+
+def decode_clip(data: bytes, wanted: set[int] | None = None) -> tuple[dict[int, np.ndarray], int]:
+    """Decode every frame; convert to RGB only the `wanted` indices (all if None).
+
+    Returns ({index: HxWx3 uint8}, frames decoded)."""
+    out: dict[int, np.ndarray] = {}
+    n = _decode(data, wanted, lambda i, f: out.__setitem__(i, f.to_ndarray(format="rgb24")))
     return out, n
 
 
@@ -40,43 +57,99 @@ def sample_indices(frame_count: int, every: int, extra: set[int]) -> list[int]:
     return sorted(base | {i for i in extra if 0 <= i < frame_count})
 
 
+@dataclass(frozen=True)
+class SampledFrame:
+    index: int
+    rgb: np.ndarray  # HxWx3 uint8
+    blur: float  # see frame_measures
+    brightness: float
+
+
+def decode_sampled(data: bytes, wanted: set[int]) -> tuple[list[SampledFrame], int]:
+    """Like decode_clip, plus blur and brightness from each wanted frame's luma plane."""
+    out: list[SampledFrame] = []
+
+    def keep(i: int, frame: Any) -> None:
+        blur, bright = frame_measures(frame)
+        out.append(SampledFrame(i, frame.to_ndarray(format="rgb24"), blur, bright))
+
+    n = _decode(data, wanted, keep)
+    return out, n
+
+
+# Video luma is usually limited range (16..235): scale to full range so brightness reads 0..255 like
+# the luma of the RGB picture, and blur is in the same units whatever the stream's range.
+_LIMITED_SCALE = 255.0 / 219.0
+
+
+def luma_plane(frame: Any) -> tuple[np.ndarray, bool]:
+    """(HxW uint8 luma view of a decoded frame, full_range) without a colour conversion where the
+    pixel format is planar YUV (what H.264 decodes to); other formats are converted to gray."""
+    fmt = frame.format.name
+    if fmt.startswith(("yuv", "yuvj", "nv12", "nv21")) and not fmt.startswith("yuva"):
+        plane = frame.planes[0]
+        h, w = frame.height, frame.width
+        y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        full = fmt.startswith("yuvj") or int(frame.color_range or 0) == 2  # 2 = AVCOL_RANGE_JPEG
+        return y, full
+    return frame.to_ndarray(format="gray"), True
+
+
+def frame_measures(frame: Any) -> tuple[float, float]:
+    """(blur, brightness) of a decoded frame, from its luma plane (see `measures`)."""
+    y, full = luma_plane(frame)
+    return measures_luma(y, full)
+
+
+def measures_luma(y: np.ndarray, full_range: bool = True) -> tuple[float, float]:
+    """(blur, brightness) from a uint8 luma image.
+
+    blur: variance of the 4-neighbour Laplacian of luma at half resolution (2x2 box average), low =
+    blurry: the classic focus measure, taken where sensor noise weighs less than focus;
+    brightness: mean luma, 0..255."""
+    import cv2
+
+    h, w = y.shape
+    half = cv2.resize(y, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA) \
+        if h >= 4 and w >= 4 else y
+    lap = cv2.Laplacian(half, cv2.CV_32F, ksize=1)
+    inner = lap[1:-1, 1:-1] if lap.shape[0] > 2 and lap.shape[1] > 2 else lap
+    _, std = cv2.meanStdDev(inner)
+    blur = float(std[0, 0]) ** 2
+    bright = float(cv2.mean(y)[0])
+    if not full_range:
+        blur *= _LIMITED_SCALE ** 2
+        bright = (bright - 16.0) * _LIMITED_SCALE
+    return blur, min(max(bright, 0.0), 255.0)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    """BT.601 luma of an RGB image, uint8."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2GRAY)
 
 
 def measures(rgb: np.ndarray) -> tuple[float, float]:
-    """(blur, brightness) from one luma pass.
-
-    blur: variance of the 4-neighbour Laplacian of luma, low = blurry (the classic focus measure);
-    brightness: mean luma, 0..255."""
-    y = luma(rgb.astype(np.float32))
-    lap = (y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1])
-    return float(lap.var()), float(y.mean())
-
-
-def blur_score(rgb: np.ndarray) -> float:
-    return measures(rgb)[0]
-
-
-def brightness(rgb: np.ndarray) -> float:
-    return measures(rgb)[1]
+    """(blur, brightness) of an RGB image (the same measures as for decoded frames)."""
+    return measures_luma(luma(rgb))
 
 
 def to_jpeg(rgb: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
-    from PIL import Image
+    """JPEG (libjpeg-turbo through OpenCV, 4:2:0) of an RGB image, shrunk (area filter) so its longest
+    side is at most `max_side` when given."""
+    import cv2
 
-    img = Image.fromarray(rgb)
-    if max_side is not None and max(img.size) > max_side:
-        factor = max(img.size) // max_side
-        if factor > 1:  # integer box reduction first: far cheaper than a filtered resize
-            img = img.reduce(factor)
-        if max(img.size) > max_side:
-            scale = max_side / max(img.size)
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                             Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    h, w = rgb.shape[:2]
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                         interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def from_image_bytes(data: bytes) -> np.ndarray:

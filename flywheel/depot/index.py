@@ -1,6 +1,7 @@
 """The search index: one LanceDB table per encoder, on the local lake or on S3.
 
-Rows are the frames table minus the JPEG bytes, plus `vector`. Indexing a day replaces that day's
+Rows are the frames table minus the full-size JPEG, plus `vector` (the thumbnail JPEG stays, so a
+search result carries its picture). Indexing a day replaces that day's
 rows in one commit (merge-insert on frame_id), so re-running gives the same table content. Scalar
 indices cover the filter columns from the start; the vector index (IVF_PQ, cosine) is built once
 the table holds `vector_index_min_rows` rows, and indices are refreshed by `optimize()` once the
@@ -22,7 +23,7 @@ from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.depot.config import INDEX
 from flywheel.depot.embed import FrameEncoder, encoder_id
 from flywheel.depot.frames import from_image_bytes
-from flywheel.depot.ingest import read_frames
+from flywheel.depot.ingest import FRAME_COLUMNS, read_frames
 from flywheel.depot.vectors import read_vectors, write_vectors
 
 CURRENT_KEY = "depot/index_current.json"
@@ -99,13 +100,17 @@ def _sql_str(v: str) -> str:
 def frames_to_arrow(table: Any, vectors: np.ndarray) -> Any:
     import pyarrow as pa
 
-    cols = [c for c in table.column_names if c != "image_jpeg"]
+    cols = [c for c in table.column_names if c != "image_jpeg"]  # thumb_jpeg stays: results show it
     out = table.select(cols)
     flat = pa.array(np.ascontiguousarray(vectors, np.float32).ravel(), pa.float32())
     return out.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
 
 
+INDEX_COLUMNS = [c for c in FRAME_COLUMNS if c != "image_jpeg"]
+
+
 def embed_table(table: Any, encoder: FrameEncoder, batch: int = 64) -> np.ndarray:
+    """Vectors of frames from their stored JPEGs (`table` needs frame_id and image_jpeg)."""
     jpegs = table.column("image_jpeg").to_pylist()
     parts = [encoder.encode_images([from_image_bytes(b) for b in jpegs[i:i + batch]])
              for i in range(0, len(jpegs), batch)]
@@ -114,7 +119,7 @@ def embed_table(table: Any, encoder: FrameEncoder, batch: int = 64) -> np.ndarra
 
 def day_vectors(lake: Lake, day: str, frames: Any, encoder: FrameEncoder, report: IndexReport) -> np.ndarray:
     """The day's vectors in frames order: those the ingest stored, the rest embedded from the JPEGs
-    (frames ingested before this encoder was chosen) and stored for next time."""
+    (frames ingested before this encoder was chosen; read only then) and stored for next time."""
     import pyarrow.compute as pc
 
     enc_id = encoder_id(encoder.spec)
@@ -123,8 +128,11 @@ def day_vectors(lake: Lake, day: str, frames: Any, encoder: FrameEncoder, report
     missing = [i for i, fid in enumerate(ids) if fid not in stored]
     report.vectors_reused = len(ids) - len(missing)
     if missing:
-        sub = frames.take(pc.cast(missing, "int64")) if len(missing) < len(ids) else frames
-        fresh = embed_table(sub, encoder)
+        full = read_frames(lake, day, columns=["frame_id", "image_jpeg"])
+        at = {fid: i for i, fid in enumerate(full.column("frame_id").to_pylist())} if full is not None else {}
+        if any(ids[i] not in at for i in missing):
+            raise LookupError(f"the frames of {day} changed while being indexed; index the day again")
+        fresh = embed_table(full.take(pc.cast([at[ids[i]] for i in missing], "int64")), encoder)
         stored.update(zip((ids[i] for i in missing), fresh, strict=True))
         write_vectors(lake, enc_id, day, {fid: stored[fid] for fid in ids})
     return np.stack([stored[fid] for fid in ids]) if ids else np.zeros((0, encoder.dim), np.float32)
@@ -162,7 +170,7 @@ def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocati
     location = location or IndexLocation.for_lake(lake)
     name = "frames_" + encoder_id(encoder.spec)
     report = IndexReport(day=day, table=name)
-    frames = read_frames(lake, day)
+    frames = read_frames(lake, day, columns=INDEX_COLUMNS)  # the JPEGs only when vectors are missing
     db = location.connect()
     t0 = time.perf_counter()
     vectors = day_vectors(lake, day, frames, encoder, report) if frames is not None \

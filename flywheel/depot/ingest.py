@@ -1,7 +1,8 @@
 """Ingest one capture day: validate, quarantine, decode, sample, measure, write Parquet.
 
 The day's landing prefix is the source of truth; the output `depot/frames/date=D/part.parquet`
-holds one row per sampled frame. A run keeps the rows of clips already ingested (no decode twice)
+holds one row per sampled frame, with its JPEG and a thumbnail JPEG inside the row (no object per
+frame: on S3 each put is a round trip). A run keeps the rows of clips already ingested (no decode twice)
 and adds the clips that became complete, sorted by frame id, so re-running a day gives the same
 rows and never duplicates. Bad clips are quarantined and reported; good ones still ingest.
 """
@@ -12,6 +13,8 @@ import bisect
 import hashlib
 import io
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +26,9 @@ from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, day_prefix, parse_
 from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.depot import quarantine as q
-from flywheel.depot.config import DepotConfig, frames_key, thumb_key
+from flywheel.depot.config import DepotConfig, frames_key
 from flywheel.depot.embed import FrameEncoder, encoder_id
-from flywheel.depot.frames import DecodeError, decode_clip, measures, sample_indices, to_jpeg
+from flywheel.depot.frames import DecodeError, decode_sampled, sample_indices, to_jpeg
 from flywheel.depot.landing import split_key
 from flywheel.depot.vectors import read_vectors, write_vectors
 
@@ -33,8 +36,9 @@ FRAME_COLUMNS = [
     "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
     "model_version", "rule_set_version", "agent_version", "is_trigger_frame", "frame_triggers",
     "triggers", "barcode", "weight_g", "weight_change_g", "aisle", "x_m", "prediction", "confidence",
-    "blur", "brightness", "width", "height", "thumb_key", "clip_key", "clip_sha256", "image_jpeg",
+    "blur", "brightness", "width", "height", "clip_key", "clip_sha256", "thumb_jpeg", "image_jpeg",
 ]
+EMBED_BATCH = 64  # frames per encoder forward pass (the encoders batch internally up to this)
 
 
 @dataclass
@@ -109,14 +113,15 @@ def _series_at(ts: list[float], values: list[Any], t: float) -> Any:
 
 
 def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
-              ) -> tuple[list[dict[str, Any]], dict[int, np.ndarray], int]:
-    """Rows for the sampled frames of one validated clip, plus their pixels (for thumbnails)."""
+              ) -> tuple[list[dict[str, Any]], list[np.ndarray], int]:
+    """Rows for the sampled frames of one validated clip, plus their pixels (row order, for the
+    encoder), and the number of frames decoded."""
     trigger_frames: dict[int, list[str]] = {}
     for t in sc.triggers:
         trigger_frames.setdefault(t.frame, []).append(t.rule)
     extra = set(trigger_frames) | {b.frame for b in sc.barcode_reads}
     wanted = sample_indices(sc.clip.frame_count, config.frame_every, extra)
-    pixels, decoded = decode_clip(data, set(wanted))
+    frames, decoded = decode_sampled(data, set(wanted))
     if decoded < sc.clip.frame_count:
         raise DecodeError(f"decoded {decoded} frames, sidecar says {sc.clip.frame_count}")
     w_ts = [s.t for s in sc.weight_series]
@@ -127,10 +132,9 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
     barcode = sc.barcode_reads[0].text if sc.barcode_reads else None
     rules = ",".join(sorted({t.rule for t in sc.triggers}))
     rows = []
-    for i in wanted:
-        rgb = pixels[i]
+    for f in frames:  # decode order = the order of `wanted`
+        i, rgb = f.index, f.rgb
         fp = sc.frames[i]
-        blur, bright = measures(rgb)
         loc = _series_at(l_ts, locs, fp.t) or (None, None)
         rows.append({
             "frame_id": f"{sc.clip_id}-{i:06d}",
@@ -143,12 +147,13 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
             "barcode": barcode, "weight_g": _series_at(w_ts, w_g, fp.t),
             "weight_change_g": weight_change, "aisle": loc[0], "x_m": loc[1],
             "prediction": fp.prediction, "confidence": fp.confidence,
-            "blur": round(blur, 4), "brightness": round(bright, 4),
+            "blur": round(f.blur, 4), "brightness": round(f.brightness, 4),
             "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-            "thumb_key": thumb_key(sc.capture_date, sc.clip_id, i), "clip_key": clip_key,
-            "clip_sha256": sc.clip.sha256, "image_jpeg": to_jpeg(rgb, config.jpeg_quality),
+            "clip_key": clip_key, "clip_sha256": sc.clip.sha256,
+            "thumb_jpeg": to_jpeg(rgb, config.thumb_quality, config.thumb_px),
+            "image_jpeg": to_jpeg(rgb, config.jpeg_quality),
         })
-    return rows, pixels, decoded
+    return rows, [f.rgb for f in frames], decoded
 
 
 def frames_schema():  # noqa: ANN201 - pyarrow imported lazily
@@ -163,9 +168,13 @@ def frames_schema():  # noqa: ANN201 - pyarrow imported lazily
         ("barcode", pa.string()), ("weight_g", pa.float64()), ("weight_change_g", pa.float64()),
         ("aisle", pa.string()), ("x_m", pa.float64()), ("prediction", pa.string()),
         ("confidence", pa.float64()), ("blur", pa.float64()), ("brightness", pa.float64()),
-        ("width", pa.int32()), ("height", pa.int32()), ("thumb_key", pa.string()),
-        ("clip_key", pa.string()), ("clip_sha256", pa.string()), ("image_jpeg", pa.binary()),
+        ("width", pa.int32()), ("height", pa.int32()), ("clip_key", pa.string()),
+        ("clip_sha256", pa.string()), ("thumb_jpeg", pa.binary()), ("image_jpeg", pa.binary()),
     ])
+
+
+JPEG_COLUMNS = ("thumb_jpeg", "image_jpeg")
+METADATA_COLUMNS = [c for c in FRAME_COLUMNS if c not in JPEG_COLUMNS]
 
 
 def read_frames(lake: Lake, day: str, columns: list[str] | None = None):  # noqa: ANN201
@@ -197,7 +206,7 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
     table = table.take(pa.array(order, pa.int64()))
     buf = io.BytesIO()
     # JPEG bytes do not compress: zstd only for the metadata columns
-    codecs = {name: ("none" if name == "image_jpeg" else "zstd") for name in table.column_names}
+    codecs = {name: ("none" if name in JPEG_COLUMNS else "zstd") for name in table.column_names}
     pq.write_table(table, buf, compression=codecs, row_group_size=2048)
     lake.put(frames_key(day), buf.getvalue())
     return table.num_rows
@@ -205,8 +214,8 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
 
 def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: datetime
              ) -> tuple[str, Any]:
-    """One clip, start to finish (runs in a worker thread: PyAV, Pillow and numpy release the GIL).
-    Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, frames decoded))."""
+    """One clip, start to finish (runs in a worker thread: PyAV and OpenCV release the GIL).
+    Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, decoded, pixels))."""
     keys = [stem + e for e in sorted(exts)]
     try:
         if "" in exts:
@@ -229,9 +238,19 @@ def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: da
             raise Reject(q.UNDECODABLE, str(e)) from None
     except Reject as r:
         return "reject", r
-    for row in rows:  # thumbnails: what search results and the UI show
-        lake.put(row["thumb_key"], to_jpeg(pixels[row["frame_index"]], 85, config.thumb_px))
-    return "ok", (sc, rows, decoded, [pixels[r["frame_index"]] for r in rows])
+    return "ok", (sc, rows, decoded, pixels)
+
+
+def _in_order(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """pool.map with at most `ahead` items in flight: results in input order, and a slow consumer
+    (the encoder) never leaves a whole day's decoded pixels waiting in memory."""
+    window: deque = deque()
+    for item in items:
+        window.append(pool.submit(fn, item))
+        if len(window) >= ahead:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()
 
 
 def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
@@ -239,14 +258,15 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                encoder: FrameEncoder | None = None) -> IngestReport:
     """Ingest every complete, not yet ingested clip of `day`; quarantine the bad ones.
 
-    With an `encoder`, the sampled frames are embedded here, from the pixels already decoded (in
-    this thread, while the workers decode the next clips), and stored for the indexer."""
+    With an `encoder`, the sampled frames are embedded here, from the pixels already decoded, in
+    batches of EMBED_BATCH frames (in this thread, while the workers decode the next clips), and
+    stored for the indexer."""
     from concurrent.futures import ThreadPoolExecutor
 
     config = config or DepotConfig()
     now = now or datetime.now(UTC)
     report = IngestReport(day=day, frames_key=frames_key(day))
-    existing = read_frames(lake, day)
+    existing = read_frames(lake, day, columns=["clip_id"])
     done = set(existing.column("clip_id").to_pylist()) if existing is not None else set()
     stems: dict[str, set[str]] = {}
     for info in lake.list(day_prefix(day)):
@@ -261,8 +281,17 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     workers = workers or min(4, os.cpu_count() or 1)
     rows: list[dict[str, Any]] = []
     vectors: dict[str, np.ndarray] = {}
+    queued_ids: list[str] = []
+    queued_px: list[np.ndarray] = []
+
+    def embed(flush: bool) -> None:
+        while len(queued_px) >= EMBED_BATCH or (flush and queued_px):
+            k = min(EMBED_BATCH, len(queued_px))
+            vectors.update(zip(queued_ids[:k], encoder.encode_images(queued_px[:k]), strict=True))
+            del queued_ids[:k], queued_px[:k]
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda t: _process(lake, t[0], t[1], config, now), todo)
+        results = _in_order(pool, lambda t: _process(lake, t[0], t[1], config, now), todo, 2 * workers)
         for (stem, exts), (status, value) in zip(todo, results, strict=True):  # in key order
             if status == "pending":
                 report.pending.append(stem)
@@ -272,12 +301,15 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                     report.rejections.append(q.quarantine(lake, key, value.reason, value.detail, now=now))
             else:
                 sc, clip_out, decoded, pixels = value
-                if encoder is not None and clip_out:
-                    vectors.update(zip((r["frame_id"] for r in clip_out), encoder.encode_images(pixels),
-                                       strict=True))
+                if encoder is not None:
+                    queued_ids.extend(r["frame_id"] for r in clip_out)
+                    queued_px.extend(pixels)
+                    embed(flush=False)
                 rows.extend(clip_out)
                 report.clips_ingested.append(sc.clip_id)
                 report.frames_decoded += decoded
+    if encoder is not None:
+        embed(flush=True)
     report.frames_written = len(rows)
     if rows:  # another run of this day may have written meanwhile: merge with what is there now
         existing = read_frames(lake, day)

@@ -2,25 +2,30 @@
 
 Filters run inside LanceDB (scalar indices, prefiltered before the vector search, so a filtered
 search returns `limit` matching frames, not `limit` candidates filtered down).
+
+Thumbnails travel inside the index rows (`thumb_jpeg`); a result's `thumbnail` is a file (local
+lake) or object URL (S3) under `depot/thumbs/`, written the first time a search returns that frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_agent.lake import Lake
+from edge_agent.lake import Lake, LakeError, ObjectExists
+from flywheel.depot.config import thumb_key
 from flywheel.depot.embed import _l2, load_encoder
 from flywheel.depot.frames import from_image_bytes
 from flywheel.depot.index import IndexLocation, _sql_str, open_table
 
 RESULT_COLUMNS = ["frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id",
                   "device_id", "model_version", "triggers", "frame_triggers", "prediction", "confidence",
-                  "blur", "brightness", "thumb_key", "clip_key"]
+                  "blur", "brightness", "clip_key", "thumb_jpeg"]
 
 
 @dataclass
@@ -81,12 +86,14 @@ class SearchHit:
     triggers: str
     prediction: str | None
     confidence: float
-    thumbnail: str  # a local path (file lake) or URL
+    thumbnail: str  # a local path (file lake) or URL, materialised for this result
     clip_key: str
     distance: float | None = None
+    thumbnail_jpeg: bytes | None = field(default=None, repr=False)  # the same picture, as bytes
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-friendly (the thumbnail as its path, not its bytes)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "thumbnail_jpeg"}
         d["captured_at"] = str(self.captured_at)
         return d
 
@@ -128,13 +135,47 @@ def search(lake: Lake, q: SearchQuery, location: IndexLocation | None = None) ->
             builder = builder.where(where)
         rows = builder.select(RESULT_COLUMNS).limit(q.limit).to_list()
         rows.sort(key=lambda r: (str(r["captured_at"]), r["frame_id"]))
-    return [_hit(lake, r) for r in rows]
+    if lake.is_local or len(rows) < 2:
+        return [_hit(lake, r) for r in rows]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one put per new thumbnail: overlap the round trips
+        return list(pool.map(lambda r: _hit(lake, r), rows))
+
+
+def materialise_thumbnail(lake: Lake, date_: str, clip_id: str, frame_index: int, jpeg: bytes | None) -> str:
+    """The thumbnail's path (local lake) or URL (S3), writing it under depot/thumbs/ if it is not
+    there yet. A lake this process cannot write to (read-only credentials) gets a local cache file."""
+    key = thumb_key(date_, clip_id, frame_index)
+    if lake.is_local:
+        path = lake.local_path(key)
+        if jpeg is not None and not path.exists():
+            lake.put(key, jpeg)
+        return str(path)
+    if jpeg is None:
+        return lake.url(key)
+    try:
+        lake.put(key, jpeg, if_absent=True)
+    except ObjectExists:
+        pass
+    except LakeError:
+        import tempfile
+
+        cache = Path(tempfile.gettempdir()) / "flywheel-thumbs" / key
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(jpeg)
+            tmp.replace(cache)
+        return str(cache)
+    return lake.url(key)
 
 
 def _hit(lake: Lake, r: dict[str, Any]) -> SearchHit:
-    thumb = str(lake.local_path(r["thumb_key"])) if lake.is_local else lake.url(r["thumb_key"])
+    jpeg = r.get("thumb_jpeg")
+    thumb = materialise_thumbnail(lake, r["date"], r["clip_id"], r["frame_index"], jpeg)
     return SearchHit(frame_id=r["frame_id"], clip_id=r["clip_id"], frame_index=r["frame_index"],
                      captured_at=r["captured_at"], date=r["date"], store_id=r["store_id"],
                      device_id=r["device_id"], model_version=r["model_version"], triggers=r["triggers"],
                      prediction=r["prediction"], confidence=r["confidence"], thumbnail=thumb,
-                     clip_key=r["clip_key"], distance=r.get("_distance"))
+                     clip_key=r["clip_key"], distance=r.get("_distance"), thumbnail_jpeg=jpeg)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from flywheel.depot.config import DepotConfig, frames_key
+from flywheel.depot.frames import decode_clip, from_image_bytes
 from flywheel.depot.ingest import FRAME_COLUMNS, ingest_day, read_frames
 from tests.support.clips import build_clip, land, land_clip, sidecar_with
 
@@ -34,7 +36,13 @@ def test_ingest_writes_sampled_frames_with_metadata(local_lake) -> None:
     assert r["weight_g"] == pytest.approx(1550.0) and r["aisle"] == "A4"
     assert r["captured_at"] == c.sidecar.started_at + timedelta(seconds=2)
     assert r["blur"] > 0 and 0 < r["brightness"] < 255
-    assert local_lake.exists(r["thumb_key"]) and r["image_jpeg"][:2] == b"\xff\xd8"
+    assert r["image_jpeg"][:2] == b"\xff\xd8" and r["thumb_jpeg"][:2] == b"\xff\xd8"
+    full, thumb = from_image_bytes(r["image_jpeg"]), from_image_bytes(r["thumb_jpeg"])
+    assert full.shape == (r["height"], r["width"], 3) and max(thumb.shape[:2]) == DepotConfig().thumb_px
+    # the JPEG is the decoded frame (colours and range kept): close to the clip's own RGB frame
+    rgb, _ = decode_clip(c.clip_bytes, {16})
+    assert np.abs(full.astype(np.int16) - rgb[16]).mean() < 4
+    assert not any(True for _ in local_lake.list("depot/thumbs/"))  # no object per frame at ingest
 
 
 def test_blur_and_brightness_tell_frames_apart(local_lake) -> None:
