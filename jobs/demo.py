@@ -25,7 +25,7 @@ NOT_BUILT = {
 
 
 # Runs log to the instance (the UI shows every event); the terminal gets warnings and the summary.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _step(title: str) -> float:
@@ -47,6 +47,24 @@ def _print_materializations(result, indent: int, per_asset: int = 6) -> None:
         print(" " * indent + f"{mat.asset_key.to_user_string()}: {', '.join(shown)}")
 
 
+def _first_production(lake, result) -> str:
+    """Only the release stage moves the production pointer, and it is not built; until it is, the
+    first model that passed its gate becomes production (conditional create: never replaces)."""
+    from flywheel.learner import registry
+
+    current = registry.production_model_id(lake)
+    if current:
+        return f"production stays {current}: promoting a candidate is the release stage's job"
+    mats = [e.materialization for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key.to_user_string() == "candidate_model"]
+    passed = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
+    if not (mats and passed and passed[0].passed):
+        return "no production model yet: the candidate did not pass its gate"
+    model_id = mats[0].metadata["model_id"].value
+    registry.bootstrap_production(lake, model_id, by="demo")
+    return f"{model_id} is the first production model; the next `make demo` runs it on the carts"
+
+
 def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> int:
     import dagster as dg
 
@@ -66,10 +84,10 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> i
     lake = lake_resource.lake()
     out.mkdir(parents=True, exist_ok=True)
     day = datetime.now(UTC).date().isoformat()
-    print(f"lake: {lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}")
+    print(f"lake: {lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}\nfleet seed: {seed}")
 
     t = _step("Simulator: what the carts see")
-    sheet = write_contact_sheet(out / "sim_preview.png", seed=seed)
+    sheet = write_contact_sheet(out / "sim_preview.png", seed=0)
     print(f"    contact sheet of manual and production frames: {sheet['path']}")
     _done(t)
 
@@ -112,16 +130,25 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> i
     _print_materializations(result, indent=4)
     for check in result.get_asset_check_evaluations():
         verdict = "PASSED" if check.passed else "BLOCKED"
-        reason = check.metadata.get("reason")
-        print(f"    gate {check.check_name}: {verdict}" + (f" - {reason.value}" if reason else ""))
-    print(f"    run {result.run_id[:8]}: {'success' if result.success else 'stopped'}")
+        reason = check.metadata.get("reasons")
+        print(f"    check {check.asset_key.to_user_string()}.{check.check_name}: {verdict}"
+              + (f" - {reason.value}" if reason else ""))
+    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    gate_blocked = failed == {"candidate_evaluation_release_gate"}
+    print(f"    run {result.run_id[:8]}: " + ("success" if result.success else
+          "the gate blocked this candidate: nothing ships" if gate_blocked else "FAILED"))
+    _done(t)
+
+    t = _step("Production model for the next turn")
+    print("    " + _first_production(lake, result))
     _done(t)
 
     print("\n=== Not built yet")
     for stage, what in NOT_BUILT.items():
         print(f"    {stage}: {what}")
     print("\nSee the runs, lineage and metadata: make ui  (http://127.0.0.1:3000)")
-    return 0 if result.success else 1
+    # A blocked gate is the loop working (no regression ships); any other failure is an error.
+    return 0 if result.success or gate_blocked else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--carts", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=1.0, help="simulated minutes per cart")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="fleet seed; default: new each run, so every turn collects new moments")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",
                         help="where the preview, the fleet's spools and the sensor cursor go")
     args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = int(time.time()) % 1_000_000
     return run_demo(args.carts, args.minutes, args.epochs, args.seed, args.out)
 
 

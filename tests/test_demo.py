@@ -25,7 +25,7 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "sim_preview.png").stat().st_size > 10_000
     assert "counts reconcile: True" in text
     assert "ingest run for" in text and "success" in text
-    assert "gate release_gate:" in text
+    assert "candidate_evaluation.release_gate:" in text
     assert "Not built yet" in text
     lake = tmp_path / "lake"
     assert any((lake / "landing" / "clips").rglob("*.mp4"))

@@ -79,3 +79,20 @@ def install_model_slot(model_dir: str | Path, labels: Sequence[str], *, version:
     tmp.write_text(slot)
     tmp.replace(root / "active")
     return root
+
+
+def install_registry_model(lake, model_dir: str | Path, model_id: str, slot: str = "a") -> Path:
+    """Install a registered model (models/<id>/model.onnx + device.json) into an agent's slot,
+    exactly the files the release path ships to devices."""
+    from flywheel.learner import registry
+
+    root = Path(model_dir)
+    d = root / "slots" / slot
+    d.mkdir(parents=True, exist_ok=True)
+    registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
+    (d / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
+    tmp = root / ".active.tmp"
+    tmp.write_text(slot)
+    tmp.replace(root / "active")
+    return root
+

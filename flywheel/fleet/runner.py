@@ -24,7 +24,8 @@ from edge_agent.lake import Lake
 from edge_agent.model import DeviceModel
 from edge_agent.sources import Frame
 from edge_agent.triggers.rules import RuleSet, build_rule_set
-from flywheel.fleet.bootstrap import install_model_slot
+from flywheel.fleet.bootstrap import install_model_slot, install_registry_model
+from flywheel.learner.registry import production_model_id
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class FleetSummary:
     inference_p99_ms: float = 0.0
     devices: list[str] = field(default_factory=list)
     lake: str = ""
+    model_version: str = ""  # the device model the carts ran
 
     @property
     def dropped(self) -> int:
@@ -77,6 +79,7 @@ class FleetSummary:
         return [
             f"fleet: {self.carts} cart(s), {self.minutes:g} simulated minute(s), {self.sessions} "
             f"session(s), {self.frames} frames -> {self.lake}",
+            f"  device model: {self.model_version}",
             f"  rule firings: {fires}",
             f"  captured {self.captures}  uploaded {self.uploaded} ({self.uploaded_bytes / 1e6:.2f} MB)"
             f"  dropped {self.dropped} ({drops})  still spooled {self.still_spooled}",
@@ -111,7 +114,7 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
                    day: date | str | None = None, *, work_dir: str | Path | None = None,
                    rules: RuleSet | None = None, fps: float = 10.0, stores: int = 3,
                    spool_cap_bytes: int = 512 * 1024 * 1024, drain_timeout_s: float = 120.0,
-                   progress: bool = True) -> FleetSummary:
+                   progress: bool = True, model_id: str | None = None) -> FleetSummary:
     """Run `carts` simulated carts for `minutes` of simulated time each; returns the summary."""
     from flywheel.sim import default_world
 
@@ -126,8 +129,14 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
         tmp = tempfile.TemporaryDirectory(prefix="fleet-")
         work_dir = tmp.name
     work = Path(work_dir)
-    model_dir = install_model_slot(work / "model", labels, version="bootstrap-0", seed=seed,
-                                   background=world.basket)
+    # The fleet runs what production runs: the registry's production model once there is one,
+    # else the untrained bootstrap classifier.
+    model_id = model_id or production_model_id(lake)
+    if model_id:
+        model_dir = install_registry_model(lake, work / "model", model_id)
+    else:
+        model_dir = install_model_slot(work / "model", labels, version="bootstrap-0", seed=seed,
+                                       background=world.basket)
     n_frames = max(1, int(round(minutes * 60 * fps)))
     counter: Counter = Counter()
     agents: list[Agent] = []
@@ -149,7 +158,8 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
         _drive(agents, feeds, n_frames, progress)
         totals = [a.close(drain_timeout=drain_timeout_s) for a in agents]
         summary = FleetSummary(carts=carts, minutes=minutes, sessions=counter["sessions"],
-                               devices=[a.device_id for a in agents], lake=lake.uri)
+                               devices=[a.device_id for a in agents], lake=lake.uri,
+                               model_version=model_id or "bootstrap-0")
         drops: Counter = Counter()
         fires: Counter = Counter()
         for a, t in zip(agents, totals, strict=True):

@@ -43,3 +43,36 @@ def test_fleet_cli(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "fleet: 1 cart(s)" in out.stdout and "counts reconcile: True" in out.stdout
     assert list(lake.rglob("date=2026-11-21/store=A/device=cart-A-000/*.mp4"))
+
+
+def test_fleet_runs_the_registrys_production_model(local_lake, tmp_path: Path) -> None:
+    """Once the registry has a production model, the carts run it (the loop's Deploy -> Collect)."""
+    import hashlib
+    import json
+
+    from flywheel.fleet import simulate_fleet
+    from flywheel.fleet.bootstrap import INPUT_HW, MEAN, STD, build_classifier_onnx
+    from flywheel.sim import default_world
+
+    labels = ["empty", *(p.ean for p in default_world(0, 3).catalog.products)]
+    onnx_bytes = build_classifier_onnx(labels, seed=7)
+    local_lake.put("models/cls-test-1/model.onnx", onnx_bytes)
+    local_lake.put("models/cls-test-1/device.json", json.dumps(
+        {"model_version": "cls-test-1", "labels": labels, "input_size": list(INPUT_HW),
+         "mean": [MEAN] * 3, "std": [STD] * 3}).encode())
+    local_lake.put("models/cls-test-1/model.json", json.dumps(
+        {"model_id": "cls-test-1",
+         "files": {"model.onnx": {"sha256": hashlib.sha256(onnx_bytes).hexdigest()}}}).encode())
+    local_lake.put("models/production.json", json.dumps({"model_id": "cls-test-1"}).encode())
+
+    s = simulate_fleet(local_lake, carts=1, minutes=0.3, seed=2, day="2026-11-21",
+                       work_dir=tmp_path / "fleet", progress=False)
+    assert s.model_version == "cls-test-1" and s.uploaded > 0
+    sidecars = [o.key for o in local_lake.list("landing/clips") if o.key.endswith(".json")]
+    assert {parse_sidecar(local_lake.get(k)).model_version for k in sidecars} == {"cls-test-1"}
+
+    # A registry file that does not match its card is refused, not run.
+    local_lake.put("models/cls-test-1/model.onnx", onnx_bytes[:-1] + b"\x00")
+    with pytest.raises(Exception, match="sha256"):
+        simulate_fleet(local_lake, carts=1, minutes=0.1, seed=2, day="2026-11-21",
+                       work_dir=tmp_path / "fleet2", progress=False)
