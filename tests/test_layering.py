@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -65,8 +66,10 @@ def test_importing_the_edge_agent_loads_no_heavy_module() -> None:
 @pytest.mark.slow
 def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
+    src = tmp_path / "src"
+    shutil.copytree(EDGE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                    "--quiet", "--report", str(report), str(EDGE)], check=True, capture_output=True)
+                    "--quiet", "--report", str(report), str(src)], check=True, capture_output=True)
     names = {item["metadata"]["name"].lower().replace("_", "-")
              for item in json.loads(report.read_text())["install"]}
     assert "flywheel-edge-agent" in names and "onnxruntime" in names and "obstore" in names
@@ -75,8 +78,11 @@ def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Pat
 
 @pytest.mark.slow
 def test_edge_agent_wheel_ships_every_subpackage(tmp_path: Path) -> None:
+    # Build from a copy: setuptools leaves build/ and *.egg-info next to the sources it builds.
+    src = tmp_path / "src"
+    shutil.copytree(EDGE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w",
-                    str(tmp_path), str(EDGE)], check=True, capture_output=True)
+                    str(tmp_path), str(src)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("flywheel_edge_agent-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     expected = {"edge_agent/" + p.relative_to(EDGE).as_posix() for p in python_files(EDGE)
