@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -185,7 +184,9 @@ def read_frames(lake: Lake, day: str, columns: list[str] | None = None):  # noqa
         raw = lake.get(frames_key(day))
     except ObjectNotFound:
         return None
-    return pq.read_table(io.BytesIO(raw), columns=columns)
+    import pyarrow as pa
+
+    return pq.read_table(pa.BufferReader(raw), columns=columns)  # zero-copy over the bytes
 
 
 def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any) -> int:
@@ -193,22 +194,29 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
     import pyarrow.parquet as pq
 
     schema = frames_schema()
-    new = pa.Table.from_pylist(rows, schema=schema)
-    if existing is not None:
-        new = pa.concat_tables([existing.select(schema.names).cast(schema), new])
-    table = new
-    # one row per frame id, in frame-id order: identical output however the day was ingested
-    ids = table.column("frame_id").to_pylist()
-    first = {}
-    for i, fid in enumerate(ids):
-        first.setdefault(fid, i)
-    order = sorted(first.values(), key=lambda i: ids[i])
-    table = table.take(pa.array(order, pa.int64()))
-    buf = io.BytesIO()
-    # JPEG bytes do not compress: zstd only for the metadata columns
-    codecs = {name: ("none" if name in JPEG_COLUMNS else "zstd") for name in table.column_names}
-    pq.write_table(table, buf, compression=codecs, row_group_size=2048)
-    lake.put(frames_key(day), buf.getvalue())
+    # one row per frame id (the first seen), in frame-id order: identical output however the day
+    # was ingested. New rows are ordered as Python objects; the Arrow table (megabytes of JPEG) is
+    # only reordered when it has to merge with rows already there.
+    first: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        first.setdefault(r["frame_id"], r)
+    table = pa.Table.from_pylist([first[k] for k in sorted(first)], schema=schema)
+    if existing is not None and existing.num_rows:
+        table = pa.concat_tables([existing.select(schema.names).cast(schema), table])
+        ids = table.column("frame_id").to_pylist()
+        at: dict[str, int] = {}
+        for i, fid in enumerate(ids):
+            at.setdefault(fid, i)
+        table = table.take(pa.array([at[k] for k in sorted(at)], pa.int64()))
+    # JPEG bytes do not compress and are never looked up by value: zstd, dictionaries and min/max
+    # statistics only for the metadata columns. An Arrow buffer, not BytesIO: no Python-level
+    # writes (the GIL) and no regrowing copies of the JPEG megabytes.
+    meta = [name for name in table.column_names if name not in JPEG_COLUMNS]
+    codecs = {name: ("zstd" if name in meta else "none") for name in table.column_names}
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=codecs, row_group_size=2048, use_dictionary=meta,
+                   write_statistics=meta)
+    lake.put(frames_key(day), memoryview(sink.getvalue()))
     return table.num_rows
 
 

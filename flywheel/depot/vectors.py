@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from edge_agent.lake import Lake, ObjectNotFound
@@ -11,10 +9,11 @@ from flywheel.depot.config import embeddings_key
 
 
 def read_vectors(lake: Lake, encoder_id: str, day: str) -> dict[str, np.ndarray]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        t = pq.read_table(io.BytesIO(lake.get(embeddings_key(encoder_id, day))))
+        t = pq.read_table(pa.BufferReader(lake.get(embeddings_key(encoder_id, day))))
     except ObjectNotFound:
         return {}
     ids = t.column("frame_id").to_pylist()
@@ -33,6 +32,6 @@ def write_vectors(lake: Lake, encoder_id: str, day: str, vectors: dict[str, np.n
             else np.zeros(0, np.float32))
     table = pa.table({"frame_id": pa.array(ids, pa.string()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    lake.put(embeddings_key(encoder_id, day), buf.getvalue())
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, use_dictionary=["frame_id"], write_statistics=["frame_id"])
+    lake.put(embeddings_key(encoder_id, day), memoryview(sink.getvalue()))
