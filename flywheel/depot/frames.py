@@ -20,8 +20,10 @@ class DecodeError(Exception):
     """The clip bytes are not a decodable H.264 MP4 (truncated, corrupt, wrong codec)."""
 
 
-def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any], None]) -> int:
-    """Decode every frame (H.264 needs it); call `on_frame(index, av_frame)` for the wanted ones."""
+def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any], None],
+            threads: int = 0) -> int:
+    """Decode every frame (H.264 needs it); call `on_frame(index, av_frame)` for the wanted ones.
+    `threads`: the codec's slice threads (0 = as many as cores)."""
     import av
 
     n = 0
@@ -31,6 +33,7 @@ def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any],
             # Slice threads (PyAV's default), not frame threads: for short clips decoded several at
             # a time, frame threading costs more in thread start-up and frame delay than it gains.
             stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = threads
             for frame in container.decode(stream):
                 if wanted is None or n in wanted:
                     on_frame(n, frame)
@@ -65,15 +68,16 @@ class SampledFrame:
     brightness: float
 
 
-def decode_sampled(data: bytes, wanted: set[int]) -> tuple[list[SampledFrame], int]:
-    """Like decode_clip, plus blur and brightness from each wanted frame's luma plane."""
+def decode_sampled(data: bytes, wanted: set[int], threads: int = 0) -> tuple[list[SampledFrame], int]:
+    """Like decode_clip, plus blur and brightness from each wanted frame's luma plane. `threads`: see
+    `_decode` (1 where clips are decoded in parallel already)."""
     out: list[SampledFrame] = []
 
     def keep(i: int, frame: Any) -> None:
         blur, bright = frame_measures(frame)
         out.append(SampledFrame(i, frame.to_ndarray(format="rgb24"), blur, bright))
 
-    n = _decode(data, wanted, keep)
+    n = _decode(data, wanted, keep, threads)
     return out, n
 
 

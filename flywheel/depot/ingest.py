@@ -111,7 +111,7 @@ def _series_at(ts: list[float], values: list[Any], t: float) -> Any:
     return values[max(i, 0)]
 
 
-def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
+def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str, decode_threads: int = 0
               ) -> tuple[list[dict[str, Any]], list[np.ndarray], int]:
     """Rows for the sampled frames of one validated clip, plus their pixels (row order, for the
     encoder), and the number of frames decoded."""
@@ -120,7 +120,7 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str
         trigger_frames.setdefault(t.frame, []).append(t.rule)
     extra = set(trigger_frames) | {b.frame for b in sc.barcode_reads}
     wanted = sample_indices(sc.clip.frame_count, config.frame_every, extra)
-    frames, decoded = decode_sampled(data, set(wanted))
+    frames, decoded = decode_sampled(data, set(wanted), decode_threads)
     if decoded < sc.clip.frame_count:
         raise DecodeError(f"decoded {decoded} frames, sidecar says {sc.clip.frame_count}")
     w_ts = [s.t for s in sc.weight_series]
@@ -220,8 +220,8 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
     return table.num_rows
 
 
-def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: datetime
-             ) -> tuple[str, Any]:
+def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: datetime,
+             decode_threads: int = 0) -> tuple[str, Any]:
     """One clip, start to finish (runs in a worker thread: PyAV and OpenCV release the GIL).
     Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, decoded, pixels))."""
     keys = [stem + e for e in sorted(exts)]
@@ -241,7 +241,7 @@ def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: da
                                f"{config.pending_timeout_s:.0f} s")
         sc, data = validate_clip(lake, stem, config)
         try:
-            rows, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT)
+            rows, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT, decode_threads)
         except DecodeError as e:
             raise Reject(q.UNDECODABLE, str(e)) from None
     except Reject as r:
@@ -299,7 +299,10 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
             del queued_ids[:k], queued_px[:k]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = _in_order(pool, lambda t: _process(lake, t[0], t[1], config, now), todo, 2 * workers)
+        # clips decode in parallel already: more codec threads per clip would only oversubscribe
+        threads = 1 if workers > 1 else 0
+        results = _in_order(pool, lambda t: _process(lake, t[0], t[1], config, now, threads), todo,
+                            2 * workers)
         for (stem, exts), (status, value) in zip(todo, results, strict=True):  # in key order
             if status == "pending":
                 report.pending.append(stem)
