@@ -2,8 +2,10 @@
 
 The inference loop (`process`) runs the device model on every frame, computes the signals the
 active rules need, evaluates the rules, and feeds the pre/post-roll recorder. Everything slow
-(encoding, disk, network, status reports, rule and model reloads) runs on other threads at lower
-OS priority; the loop only ever does an O(1) non-blocking hand-off.
+(encoding, disk, network, status reports, rule and model reloads) runs at lower OS priority off the
+loop: encoding in a child process by default (CPU-bound work must not share the loop's GIL), the
+uploader and housekeeping on threads (I/O and hashing, which release the GIL). The loop only ever
+does an O(1) non-blocking hand-off.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from edge_agent.capture.recorder import Firing, FrameRecord, Recorder
+from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord, Recorder
 from edge_agent.capture.spool import Spool, atomic_write
 from edge_agent.capture.worker import CaptureWorker, lower_thread_priority
 from edge_agent.contract import dump_document
@@ -70,7 +72,8 @@ class Agent:
                  spool: Spool, lake: Lake | None, capture: CaptureSettings | None = None,
                  upload: UploadSettings | None = None, status_interval_s: float = 60.0,
                  rules_watcher: RuleSetWatcher | None = None, rules_reload_s: float = 5.0,
-                 model_loader=None, telemetry: Telemetry | None = None) -> None:
+                 model_loader: Callable[[], Predictor | None] | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         self.device_id, self.store_id = device_id, store_id
         self.model = model
         self.rules = rules
@@ -93,7 +96,7 @@ class Agent:
                 backoff=Backoff(up.backoff_base_s, up.backoff_cap_s), niceness=up.niceness)
         self.status_interval_s = status_interval_s
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
-        self.model_loader = model_loader  # () -> (stamp, Predictor | None) for hot model swaps
+        self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
@@ -117,7 +120,7 @@ class Agent:
 
     def close(self, *, drain_timeout: float = 0.0) -> dict:
         """Stop: flush the open capture, let the encoder finish, optionally wait for uploads."""
-        self._submit(self.recorder.flush(self.model.version, self.rules.version))
+        self.flush_capture()
         self.worker.stop(drain=True)
         if self.uploader is not None and drain_timeout > 0:
             self.uploader.wait_drained(drain_timeout)
@@ -160,7 +163,7 @@ class Agent:
         if self._last_t is not None and frame.t < self._last_t:
             # The source restarted its clock (a new file, a reconnect without offsets): close the
             # open capture so no clip mixes two timelines, and forget time-based history.
-            self._submit(self.recorder.flush(self.model.version, self.rules.version))
+            self.flush_capture()
             self._weight = WeightTracker()
             self._epoch = None
         self._last_t = frame.t
@@ -202,7 +205,11 @@ class Agent:
         self.telemetry.add("frames")
         return firings
 
-    def _submit(self, job) -> None:
+    def flush_capture(self) -> None:
+        """Close the capture in progress now (end of stream, a clock jump) and hand it to the encoder."""
+        self._submit(self.recorder.flush(self.model.version, self.rules.version))
+
+    def _submit(self, job: CaptureJob | None) -> None:
         if job is not None:
             self.telemetry.add("captures")
             self.worker.submit(job)

@@ -37,6 +37,7 @@ class Totals:
     uploaded_bytes: int = 0
     already_uploaded: int = 0  # sidecar found in the lake (re-upload after a restart): not double counted
     upload_failures: int = 0
+    remote_repairs: int = 0  # lake objects that failed their checksums (cut, garbled) and were rewritten
     upload_seconds: float = 0.0
     status_failures: int = 0
     rule_reloads: int = 0

@@ -1,12 +1,21 @@
 """The uploader: spool -> lake, verified, exactly once, shaped to a bandwidth cap and time windows.
 
-Per clip: put the clip (content-addressed key, so a retry rewrites the same bytes), verify the
-remote object (size, then checksum: the S3 ETag when it is a plain MD5, else the bytes read back and
-hashed), then put the sidecar with `if_absent` (the sidecar's presence tells the cloud the clip is
-complete; if it is already there from a run that crashed before cleaning up, its bytes are
-compared instead), then the empty arrival marker the cloud's sensor lists, and only then delete
-the spooled files. Failures back off exponentially with
+Per clip: put the clip with `if_absent` (content-addressed key), check the remote object (size, then
+checksum: the S3 ETag when it is a plain MD5, else the bytes read back and hashed); then the sidecar
+with `if_absent` (its presence tells the cloud the clip is complete); then the empty arrival marker
+the cloud's sensor lists; only then delete the spooled files. Failures back off exponentially with
 full jitter. Priority order: the spool hands out entries by (priority, age).
+
+Nothing the lake already holds in good order is replaced: a clip that verifies is left alone (a
+resume after a crash sends nothing twice), and a sidecar that parses and names the same clip
+(id, size, sha256) is kept even when its bytes differ from ours, because the cloud may have
+accepted it. Only an object that fails its checksums (a cut or garbled write) is rewritten, and
+each such repair is counted.
+
+The uploader is a niced thread of the agent process, not a child process like the encoder: its
+work is I/O and hashing, which run without the GIL (hashlib, the object store client), so it
+cannot hold the inference loop up the way a CPU-bound encoder thread can; the isolation benchmark
+measures the loop with uploads running.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from datetime import time as dtime
 
 from edge_agent.capture.spool import Spool, SpoolEntry
 from edge_agent.capture.worker import lower_thread_priority, stall_if
+from edge_agent.contract import ContractError, parse_sidecar
 from edge_agent.contract.layout import arrival_key, parse_clip_key
 from edge_agent.lake import Lake, LakeError, ObjectExists
 from edge_agent.telemetry import Telemetry
@@ -139,6 +149,16 @@ def verify_remote(lake: Lake, key: str, data: bytes, sha256: str) -> None:
         raise VerifyError(f"{key}: remote bytes do not match the local sha256")
 
 
+def describes_clip(sidecar: bytes, entry: SpoolEntry) -> bool:
+    """True when `sidecar` is a valid sidecar naming the same clip (id, size, sha256) as `entry`."""
+    try:
+        sc = parse_sidecar(sidecar)
+    except ContractError:
+        return False
+    return (sc.clip_id, sc.clip.size_bytes, sc.clip.sha256) == (entry.clip_id, entry.clip_size,
+                                                                entry.sha256)
+
+
 class Uploader:
     def __init__(self, lake: Lake, spool: Spool, telemetry: Telemetry, *,
                  bucket: TokenBucket | None = None, windows: UploadWindows | None = None,
@@ -205,23 +225,9 @@ class Uploader:
         if self._stop.is_set():
             self.spool.release(entry)
             return
-        self.lake.put(entry.clip_key, clip)
-        verify_remote(self.lake, entry.clip_key, clip, entry.sha256)
+        self._put_clip(entry.clip_key, clip, entry.sha256)
         stall_if("upload")
-        side_sha = hashlib.sha256(side).hexdigest()
-        already = False
-        try:
-            self.lake.put(entry.sidecar_key, side, if_absent=True)
-        except ObjectExists:
-            already = True
-        try:
-            verify_remote(self.lake, entry.sidecar_key, side, side_sha)
-        except VerifyError:
-            # Only this device writes under its prefix, and the key is content-derived: a
-            # mismatching sidecar is a garbled write of ours. Replace it, then check again.
-            self.lake.put(entry.sidecar_key, side)
-            verify_remote(self.lake, entry.sidecar_key, side, side_sha)
-            already = False
+        already = self._put_sidecar(entry.sidecar_key, side, entry)
         # Last, the arrival marker: the cloud's sensor lists these (sorted by upload time) to find
         # new clips in O(new). A failure here retries the entry; the puts above are idempotent.
         ck = parse_clip_key(entry.sidecar_key)
@@ -235,14 +241,45 @@ class Uploader:
             if already:
                 t.already_uploaded += 1
 
+    def _put_clip(self, key: str, data: bytes, sha256: str) -> None:
+        """Make `key` hold exactly `data`. The key is derived from the bytes, so a remote object that
+        fails the checksum was never a valid clip (a cut or garbled write): only then is it replaced."""
+        try:
+            self.lake.put(key, data, if_absent=True)
+        except ObjectExists:
+            pass  # a previous attempt (or a lost ack) got it there: check it below
+        try:
+            verify_remote(self.lake, key, data, sha256)
+        except VerifyError as e:
+            self._repair(key, data, e)
+            verify_remote(self.lake, key, data, sha256)
+
+    def _put_sidecar(self, key: str, data: bytes, entry: SpoolEntry) -> bool:
+        """Publish the sidecar unless an acceptable one is there; True when one already was."""
+        try:
+            self.lake.put(key, data, if_absent=True)
+            already = False
+        except ObjectExists:
+            already = True
+        remote = self.lake.get(key)
+        if remote == data:
+            return already
+        if describes_clip(remote, entry):
+            # Another write of this clip's sidecar (a crash and re-encode, an older agent): the cloud
+            # may have accepted it, so it stays. Ours is redundant.
+            log.info("%s: the lake holds another valid sidecar for this clip; kept it", key)
+            return True
+        self._repair(key, data, VerifyError(f"{key}: remote sidecar is not a valid sidecar of this clip"))
+        if self.lake.get(key) != data:
+            raise VerifyError(f"{key}: sidecar still wrong after repair")
+        return False
+
+    def _repair(self, key: str, data: bytes, why: Exception) -> None:
+        """Overwrite an object that fails its checksums; counted and logged, never silent."""
+        log.warning("repairing %s: %s", key, why)
+        self.telemetry.add("remote_repairs")
+        self.lake.put(key, data)
+
     def wait_drained(self, timeout: float) -> bool:
         """Block until the spool is empty (or timeout); True when drained."""
-        deadline = time.monotonic() + timeout
-        with self.spool.changed:
-            while True:
-                if not any(True for _ in self.spool._entries):
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.spool.changed.wait(min(left, 0.5))
+        return self.spool.wait_empty(timeout)

@@ -110,6 +110,11 @@ class Spool:
         with self._lock:
             return sorted(self._entries.values(), key=lambda e: e.order)
 
+    def wait_empty(self, timeout: float) -> bool:
+        """Block until every entry has been uploaded or dropped (or timeout); True when empty."""
+        with self.changed:
+            return self.changed.wait_for(lambda: not self._entries, timeout)
+
     def disk_low(self) -> bool:
         return self.min_free_bytes > 0 and self._disk_free(self.root) < self.min_free_bytes
 
@@ -194,6 +199,8 @@ class Spool:
                 del self._entries[e.name]
                 used -= e.size
                 evicted.append(e)
+            if evicted:
+                self.changed.notify_all()  # wakes wait_empty()
             for e in evicted:
                 _unlink_entry(e)
             if used + size > self.cap_bytes:

@@ -53,6 +53,12 @@ def test_captures_what_the_rules_ask_for_and_records_why(local_lake, make_agent)
     status = [o.key for o in local_lake.list("landing/status/device=cart-test-01")]
     report = parse_status_report(local_lake.get(status[-1]))
     assert report.device_id == "cart-test-01" and report.model_version == "test-model-1"
+    # one report covers the whole run here (the interval is an hour): it carries the run's numbers
+    assert report.frames_processed == 120 and report.captures == 2 and report.uploaded_clips == 2
+    assert report.fire_counts == dict(totals["fires"]) and report.drops == {}
+    assert report.rule_set_version == "r2" and report.spool_clips == 0 and report.spool_bytes == 0
+    assert report.uploaded_bytes == totals["uploaded_bytes"] > 0 and report.upload_bytes_per_s > 0
+    assert 0 < report.inference_latency_ms.p50 <= report.inference_latency_ms.p99
 
 
 def test_hot_rule_swap_between_frames(local_lake, make_agent) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from edge_agent.capture.spool import Spool
-from edge_agent.contract import parse_sidecar
+from edge_agent.contract import dump_document, parse_sidecar
 from edge_agent.contract.layout import LANDING_ARRIVALS, parse_arrival_key
 from edge_agent.faults import FaultyLake
 from edge_agent.telemetry import Telemetry
@@ -181,3 +181,50 @@ def test_entry_deleted_under_the_uploader_is_dropped_with_a_cause(tmp_path, loca
     assert up.wait_drained(30)
     up.stop()
     assert tel.totals.drops == {"local_missing": 1} and tel.totals.uploaded_clips == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lake_fixture", ["local_lake", "s3_lake"])
+def test_a_valid_sidecar_in_the_lake_is_never_replaced(tmp_path, request, lake_fixture: str) -> None:
+    lake = request.getfixturevalue(lake_fixture)
+    spool = _fill_spool(tmp_path, 1)
+    (e,) = spool.entries()
+    # A crash and re-encode on the device left another valid sidecar of the same clip in the lake
+    # (different agent version, same clip bytes); the cloud may already have accepted it.
+    lake.put(e.clip_key, e.clip_path.read_bytes())
+    theirs = parse_sidecar(e.sidecar_path.read_bytes()).model_copy(update={"agent_version": "older"})
+    theirs_bytes = dump_document(theirs)
+    assert theirs_bytes != e.sidecar_path.read_bytes()
+    lake.put(e.sidecar_key, theirs_bytes)
+    counted = FaultyLake(lake)  # no faults: counts the puts that reach the store
+    tel = Telemetry()
+    Uploader(counted, spool, tel).upload(spool.checkout())
+    assert lake.get(e.sidecar_key) == theirs_bytes  # kept, not overwritten
+    assert counted.puts[e.clip_key] == 0 and counted.puts[e.sidecar_key] == 0  # nothing resent
+    assert len(spool) == 0 and tel.totals.already_uploaded == 1 and tel.totals.remote_repairs == 0
+    assert_lake_consistent(lake, 1)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lake_fixture", ["local_lake", "s3_lake"])
+def test_garbled_remote_objects_are_repaired_and_counted(tmp_path, request, lake_fixture: str) -> None:
+    lake = request.getfixturevalue(lake_fixture)
+    spool = _fill_spool(tmp_path, 2)
+    cut, garbled = spool.entries()
+    clip = bytearray(garbled.clip_path.read_bytes())
+    clip[100] ^= 0xFF  # same size, one bit pattern off: only the checksum can tell
+    lake.put(garbled.clip_key, bytes(clip))
+    lake.put(garbled.sidecar_key, garbled.sidecar_path.read_bytes()[:-40])  # torn JSON
+    lake.put(cut.clip_key, cut.clip_path.read_bytes()[:500])  # a cut write, no sidecar yet
+    # A sidecar at this key that parses but names other bytes is not this clip's sidecar either.
+    other = parse_sidecar(cut.sidecar_path.read_bytes())
+    wrong = other.model_copy(update={"clip": other.clip.model_copy(update={"size_bytes": 500})})
+    lake.put(cut.sidecar_key, dump_document(wrong))
+    ours = {e.sidecar_key: e.sidecar_path.read_bytes() for e in (cut, garbled)}
+    tel = Telemetry()
+    up = Uploader(lake, spool, tel)
+    for _ in range(2):
+        up.upload(spool.checkout())
+    assert tel.totals.remote_repairs == 4 and tel.totals.uploaded_clips == 2 and len(spool) == 0
+    assert {k: lake.get(k) for k in ours} == ours
+    assert_lake_consistent(lake, 2)
