@@ -48,8 +48,9 @@ REJECT_RATE_THRESHOLD = 0.2  # more than this share of a day's clips rejected: l
 @dg.asset(partitions_def=capture_days, group_name="depot", deps=[landing_clips],
           check_specs=[dg.AssetCheckSpec("reject_rate", asset="depot_frames",
                                          description="share of the day's new clips quarantined")],
-          description="Sampled frames of every complete clip of the day with device metadata and "
-                      "image measures, as Parquet at depot/frames/date=D/part.parquet; bad input "
+          description="Sampled frames of every complete clip of the day with device metadata, "
+                      "image measures, the frame JPEG and a thumbnail JPEG in each row, as Parquet "
+                      "at depot/frames/date=D/part.parquet; bad input "
                       "is moved to depot/quarantine/ with its reason.")
 def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource,
                  encoder: EncoderResource) -> dg.MaterializeResult:
