@@ -154,7 +154,8 @@ def bench_ingest(n_clips: int = 48, n_frames: int = 48, frame_every: int = 4, ro
     """Paired rounds on the same frames: each round measures the baseline (decode alone, then the
     encoder's forward alone, both over every sampled frame) and the pipeline (ingest + index of the
     day, default workers), in alternating order so drift on a shared machine hits both alike. The
-    overhead is the median of the per-round ratios; the best-of figures are reported beside it."""
+    overhead is the median of the per-round ratios; the best-of ratio (fastest pipeline over fastest
+    baseline) is reported beside it, and the target counts as met only when both are within it."""
     from edge_agent.lake import Lake
     from flywheel.depot.config import DepotConfig
     from flywheel.depot.frames import decode_clip, sample_indices
@@ -253,7 +254,7 @@ def bench_ingest(n_clips: int = 48, n_frames: int = 48, frame_every: int = 4, ro
             # pipeline that overlap has to hide on a machine with cores to spare
             "cpu_overhead": round(med([p[4] / b[3] - 1
                                        for b, p in zip(base_runs, pipe_runs, strict=True)]), 3),
-            "target_overhead": 0.25, "ok": overhead <= 0.25,
+            "target_overhead": 0.25, "ok": max(overhead, best_pipe / best_base - 1) <= 0.25,
         }
     out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
