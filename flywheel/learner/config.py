@@ -19,6 +19,9 @@ class SplitRule:
     by: Literal["session_id", "device_id"] = "session_id"  # the group that never straddles splits
     val_fraction: float = 0.2  # share of groups (not frames) that go to validation
     salt: str = "flywheel-split-v1"  # changing it reshuffles the split and changes the dataset id
+    # move whole groups so every class found in two or more groups has frames on both sides: a
+    # class with no validation frames is never measured (and ultralytics reports the set invalid)
+    cover_classes: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -83,17 +83,68 @@ def _unit_hash(salt: str, group: str) -> float:
     return int(h[:15], 16) / float(16**15)
 
 
-def assign_splits(groups: Iterable[str], rule: SplitRule) -> dict[str, str]:
-    """group -> 'train' | 'val'. A group's side depends only on its own hash (stable as the data
-    grows); if that leaves a side empty with two or more groups, the lowest hashes go to val."""
+def assign_splits(groups: Iterable[str], rule: SplitRule,
+                  classes_of: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
+    """group -> 'train' | 'val'; always whole groups, never single frames.
+
+    1. A group goes to val when its salted hash falls below `val_fraction`: its side depends only on
+       itself, so groups keep their side as the data grows.
+    2. With `classes_of` (group -> labels in it) and `rule.cover_classes`, deterministic fixes on
+       top: a group stays in train when moving it would leave one of its classes with no training
+       frames (a class the model never sees is worse than one it is not measured on); then,
+       greedily, the train group that brings the most still-missing classes into val moves there,
+       as long as its classes keep training frames; then val groups whose classes all stay covered
+       go back to train, highest hash first, while val holds more than its share of groups. Groups
+       near a rare class may change side as data grows; a group never straddles within a version.
+    3. With two or more groups neither side stays empty: the lowest hashes go to val.
+    """
     groups = sorted(set(groups))
     u = {g: _unit_hash(rule.salt, g) for g in groups}
-    out = {g: ("val" if u[g] < rule.val_fraction else "train") for g in groups}
+    if classes_of is not None and rule.cover_classes:
+        out = _cover_classes(groups, u, rule.val_fraction, {g: set(classes_of[g]) for g in groups})
+    else:
+        out = {g: ("val" if u[g] < rule.val_fraction else "train") for g in groups}
     n_val = sum(v == "val" for v in out.values())
     if len(groups) >= 2 and (n_val == 0 or n_val == len(groups)):
         k = min(len(groups) - 1, max(1, round(rule.val_fraction * len(groups))))
         ranked = sorted(groups, key=lambda g: u[g])
         out = {g: ("val" if i < k else "train") for i, g in enumerate(ranked)}
+    return out
+
+
+def _cover_classes(groups: list[str], u: dict[str, float], val_fraction: float,
+                   classes_of: dict[str, set[str]]) -> dict[str, str]:
+    """Rule 2 of assign_splits: hash picks that keep every class in train, then a greedy cover,
+    then redundant val groups back to train while val holds more than its share of groups."""
+    out = dict.fromkeys(groups, "train")
+    by_hash = sorted(groups, key=lambda g: u[g])
+    groups_of: dict[str, list[str]] = {}
+    for g in by_hash:
+        for c in classes_of[g]:
+            groups_of.setdefault(c, []).append(g)
+
+    def keeps(g: str, side: str) -> bool:  # every class of g still has a group on `side` without g
+        return all(any(o != g and out[o] == side for o in groups_of[c]) for c in classes_of[g])
+
+    for g in by_hash:
+        if u[g] < val_fraction and keeps(g, "train"):
+            out[g] = "val"
+    while True:
+        lacking = {c for c, gs in groups_of.items() if all(out[g] == "train" for g in gs)}
+        movable = [g for g in by_hash if out[g] == "train" and classes_of[g] & lacking and keeps(g, "train")]
+        if not movable:
+            break
+        # the most newly covered classes; ties: the lowest hash (nearest the val threshold)
+        out[max(movable, key=lambda g: len(classes_of[g] & lacking))] = "val"
+    # covering pulls extra groups into val: hand back, highest hash first, the ones whose classes
+    # all stay covered, until val is back at its share of groups
+    n_val = sum(side == "val" for side in out.values())
+    for g in reversed(by_hash):
+        if n_val <= val_fraction * len(groups):
+            break
+        if out[g] == "val" and keeps(g, "val"):
+            out[g] = "train"
+            n_val -= 1
     return out
 
 
@@ -137,7 +188,8 @@ def validate_members(members: pl.DataFrame, catalog: set[str] | None,
                                    f"{members['session_id'].n_unique()} sessions); need more groups")
 
 
-def class_balance(members: pl.DataFrame) -> dict:
+def class_balance(members: pl.DataFrame, by: str) -> dict:
+    """Frames per class and side; `classes_in_one_group` cannot be on both sides without leakage."""
     counts = (members.group_by("label", "split").len().sort("label", "split")
               .pivot(on="split", index="label", values="len").fill_null(0))
     for side in ("train", "val"):
@@ -151,6 +203,8 @@ def class_balance(members: pl.DataFrame) -> dict:
         "imbalance_ratio": (max(train_counts) / min(train_counts)) if train_counts else None,
         "classes_missing_in_val": sorted(k for k, v in rows.items() if v["val"] == 0),
         "classes_missing_in_train": sorted(k for k, v in rows.items() if v["train"] == 0),
+        "classes_in_one_group": sorted(members.group_by("label").agg(pl.col(by).n_unique().alias("n"))
+                                       .filter(pl.col("n") == 1)["label"].to_list()),
     }
 
 
@@ -161,7 +215,10 @@ def build_members(frames: pl.DataFrame, spec: DatasetSpec, catalog: set[str] | N
     """Label, validate and split frames. Raises DatasetError before anything is written."""
     members, rejects = label_frames(frames, spec)
     validate_members(members, catalog, frozen_frame_ids)
-    sides = assign_splits(members[spec.split.by].to_list(), spec.split)
+    by = spec.split.by
+    labels_of = members.group_by(by).agg(pl.col("label").unique())
+    sides = assign_splits(members[by].to_list(), spec.split,
+                          dict(zip(labels_of[by].to_list(), labels_of["label"].to_list(), strict=True)))
     members = members.with_columns(
         pl.col(spec.split.by).replace_strict(sides, return_dtype=pl.String).alias("split"))
     validate_members(members, catalog)
@@ -189,7 +246,7 @@ def write_dataset_version(lake: Lake, frames: pl.DataFrame, spec: DatasetSpec,
         lake.put(key, data)
         shards.append({"key": key, "rows": part.height, "bytes": len(data),
                        "sha256": hashlib.sha256(data).hexdigest()})
-    balance = class_balance(members)
+    balance = class_balance(members, spec.split.by)
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "version": version,

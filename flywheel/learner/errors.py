@@ -13,7 +13,3 @@ class DatasetError(LearnerError):
 
 class RegistryError(LearnerError):
     """The model registry is missing an entry or a pointer is inconsistent."""
-
-
-class OnnxValidationError(LearnerError):
-    """The ONNX export disagrees with the torch model on the golden inputs."""

@@ -17,10 +17,6 @@ import polars as pl
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "frame_id", "session_id", "device_id", "store", "distribution", "sku", "is_empty", "image_png",
 )
-META_COLUMNS: tuple[str, ...] = (
-    "frame_id", "session_id", "device_id", "store", "distribution", "sku", "is_empty", "item_box",
-    "conditions", "width", "height",
-)
 
 
 def read_frames(data: bytes | str) -> pl.DataFrame:
@@ -59,15 +55,3 @@ def _conditions_json(value: Any) -> str:
         value = {d["key"]: d["value"] for d in value}
     return json.dumps({k: float(v) for k, v in value.items() if v is not None}, sort_keys=True)
 
-
-def conditions_of(df: pl.DataFrame) -> list[dict[str, float]]:
-    return [json.loads(s) for s in df["conditions"]]
-
-
-def decode_png(data: bytes):
-    """PNG bytes -> HxWx3 uint8 RGB array."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -160,8 +159,3 @@ def recheck_gate(lake: Lake, model_id: str, rules: GateRules | None = None) -> G
 def write_decision(lake: Lake, decision: GateDecision) -> None:
     registry.put_json(lake, registry.key(decision.candidate_id, "gate.json"), decision.to_dict())
 
-
-def decision_from_json(text: str) -> GateDecision:
-    d = json.loads(text)
-    return GateDecision(d["candidate_id"], d["production_id"], d["passed"],
-                        [RuleResult(**r) for r in d["rules"]])

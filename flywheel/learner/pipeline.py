@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from edge_agent.lake import Lake
 from flywheel.learner import depot_sets, registry
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
-from flywheel.learner.datasets import DatasetVersion, write_dataset_version
+from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
+from flywheel.learner.errors import DatasetError
+from flywheel.learner.frames import read_frames
 from flywheel.learner.gate import GateDecision, decide, write_decision
 from flywheel.learner.train import TrainRequest, TrainResult, run_training
 
@@ -67,10 +70,6 @@ def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] 
     """The manual collection plus any extra labelled-frame Parquet files (lake keys, same columns
     as the simulator's export: e.g. the Label stage's merged corrections). Validated and
     leakage-guarded against the frozen standard sets; the pointer tells training which to use."""
-    import polars as pl
-
-    from flywheel.learner.frames import read_frames
-
     current, frames = depot_sets.read_manual_collection(lake)
     if extra_sources:
         cols = frames.columns
@@ -79,8 +78,6 @@ def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] 
     frozen_frames, frozen_sessions = depot_sets.frozen_ids(lake)
     leaked_sessions = set(frames["session_id"].unique().to_list()) & frozen_sessions
     if leaked_sessions:
-        from flywheel.learner.errors import DatasetError
-
         raise DatasetError(f"{len(leaked_sessions)} session(s) appear in both the training sources "
                            f"and a frozen standard test set, e.g. {sorted(leaked_sessions)[0]}")
     ds, created = write_dataset_version(lake, frames, spec, depot_sets.catalog_skus(lake),
@@ -97,8 +94,6 @@ def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules,
                     runner: Callable[[TrainRequest], TrainResult] = run_training,
                     dataset_version: str | None = None) -> TrainResult:
     """Train on the latest dataset version through `runner` (train_on_ray in the asset)."""
-    from flywheel.learner.datasets import preflight
-
     version = dataset_version or latest_dataset_version(lake)
     catalog = depot_sets.catalog_skus(lake)
     preflight(lake, version, catalog)  # fail here, not after a cluster has been scheduled
@@ -167,7 +162,3 @@ def gate_candidate(lake: Lake, rules: GateRules | None = None, model_id: str | N
                       evaluation.get("production_id"), evaluation.get("production"))
     write_decision(lake, decision)
     return decision
-
-
-def summary(evaluation: dict) -> str:
-    return json.dumps(evaluation["candidate"]["metrics"], indent=1, sort_keys=True)

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,9 +56,6 @@ class TrainResult:
     card: dict
     onnx_validation: dict
     where: str = ""  # "ray:<node>/<pid>" or "in-process"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _read_curves(results_csv: Path) -> list[dict]:
@@ -187,10 +184,33 @@ def _where() -> str:
     return "in-process"
 
 
+def split_secrets(req: TrainRequest) -> tuple[TrainRequest, dict[str, str]]:
+    """The request without S3 credentials, and the credentials as the AWS_* variables S3Options
+    falls back to. Task arguments are pickled into Ray's object store and task records; the
+    worker's environment is where a secret belongs."""
+    s3 = req.lake_s3
+    if s3 is None or not (s3.access_key_id or s3.secret_access_key):
+        return req, {}
+    env = {k: v for k, v in (("AWS_ACCESS_KEY_ID", s3.access_key_id),
+                             ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)) if v}
+    return replace(req, lake_s3=replace(s3, access_key_id=None, secret_access_key=None)), env
+
+
+def ray_task(req: TrainRequest) -> tuple[TrainRequest, dict]:
+    """The request a Ray task may carry and its `ray.remote` options: `config.num_cpus` CPUs, no
+    retries (a failed training must surface, not silently run twice), and any S3 credentials as the
+    worker's environment (a task runtime_env, merged with the job's) instead of inside the pickled
+    request. With none in the request the worker uses its own (e.g. a KubeRay pod's secret env)."""
+    req, env = split_secrets(req)
+    options: dict = {"num_cpus": req.config.num_cpus, "max_retries": 0}
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return req, options
+
+
 def train_on_ray(req: TrainRequest) -> TrainResult:
-    """Run `run_training` as a Ray task reserving `config.num_cpus` CPUs (no retries: a failed
-    training must surface, not silently run twice)."""
+    """Run `run_training` as a Ray task (see `ray_task`)."""
     import ray
 
-    task = ray.remote(num_cpus=req.config.num_cpus, max_retries=0)(run_training)
-    return ray.get(task.remote(req))
+    req, options = ray_task(req)
+    return ray.get(ray.remote(**options)(run_training).remote(req))

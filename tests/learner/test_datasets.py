@@ -66,6 +66,65 @@ def test_two_groups_still_get_both_sides():
     assert sorted(assign_splits(["a", "b"], SplitRule(val_fraction=0.01)).values()) == ["train", "val"]
 
 
+LONE_SKU = "4000000000017"
+
+
+def _one_sku_sessions(per_sku: int = 4) -> pl.DataFrame:
+    """Sessions holding one SKU each (classes tied to few sessions: where a hash split by session
+    leaves classes out of validation), plus one SKU seen in a single session only."""
+    parts = [fake_frames(n_sessions=1, frames_per_session=2, skus=(sku,), seed=j, id_prefix=f"k{k}-")
+             for k, sku in enumerate(SKUS) for j in range(per_sku)]
+    parts.append(fake_frames(n_sessions=1, frames_per_session=2, skus=(LONE_SKU,), id_prefix="lone-"))
+    return pl.concat(parts)
+
+
+def test_every_class_reaches_validation_without_splitting_a_session():
+    from flywheel.learner.datasets import class_balance
+
+    df = _one_sku_sessions()
+    hash_only_misses = 0
+    for i in range(16):
+        spec = DatasetSpec(split=SplitRule(salt=f"salt-{i}"))
+        members, _ = build_members(df, spec, None)
+        assert members.group_by("session_id").agg(pl.col("split").n_unique())["split"].max() == 1
+        bal = class_balance(members, "session_id")
+        assert bal["classes_missing_in_train"] == []  # the lone class trains, it cannot validate
+        assert bal["classes_missing_in_val"] == bal["classes_in_one_group"] == [LONE_SKU]
+        plain = DatasetSpec(split=SplitRule(salt=f"salt-{i}", cover_classes=False))
+        hash_only_misses += len(class_balance(build_members(df, plain, None)[0], "session_id")
+                                ["classes_missing_in_val"]) > 1
+    assert hash_only_misses > 0  # the plain hash split really does leave classes out of validation
+
+
+def test_the_demo_bootstrap_set_validates_every_class(tmp_path):
+    """The simulator's bootstrap set at the demo's size: a plain hash split by session leaves SKUs
+    out of validation (ultralytics then reports the val set invalid); the covering split does not."""
+    from flywheel.learner.datasets import class_balance
+    from flywheel.learner.pipeline import SimSources
+    from flywheel.sim import build_bootstrap_dataset, default_world, export_dataset
+
+    world = default_world(0)
+    export_dataset(build_bootstrap_dataset(0, SimSources().n_per_sku, world=world), tmp_path / "b.parquet")
+    frames = read_frames(str(tmp_path / "b.parquet"))
+    catalog = {p.ean for p in world.catalog}
+    plain = DatasetSpec(split=SplitRule(cover_classes=False))
+    assert class_balance(build_members(frames, plain, catalog)[0], "session_id")["classes_missing_in_val"]
+    members, _ = build_members(frames, DatasetSpec(), catalog)
+    bal = class_balance(members, "session_id")
+    assert bal["classes_missing_in_val"] == bal["classes_missing_in_train"] == []
+    assert members.group_by("session_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert 0.15 < (members["split"] == "val").mean() < 0.3
+
+
+def test_class_cover_is_part_of_the_version_and_deterministic():
+    df = _one_sku_sessions()
+    spec, plain = DatasetSpec(), DatasetSpec(split=SplitRule(cover_classes=False))
+    a = build_members(df, spec, None)[0]
+    b = build_members(df.sample(fraction=1.0, shuffle=True, seed=1), spec, None)[0]
+    assert a.select("frame_id", "split").equals(b.select("frame_id", "split"))
+    assert version_id(a, spec) != version_id(build_members(df, plain, None)[0], plain)
+
+
 def test_frames_of_frozen_test_sets_are_refused():
     df = fake_frames(n_sessions=6)
     with pytest.raises(DatasetError, match="frozen standard test set"):

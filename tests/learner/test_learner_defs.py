@@ -78,8 +78,9 @@ def test_dataset_asset_materializes_with_balance_report(tmp_path):
     assert meta["members"] == 48 and meta["classes"] == 4 and meta["version"].startswith("ds-")
     assert "data:image/png;base64," in meta["class_balance"]
     check = result.get_asset_check_evaluations()[0]
-    assert check.check_name == "val_class_coverage"
-    assert {"actual", "threshold"} <= set(check.metadata)
+    assert check.check_name == "val_class_coverage" and check.passed
+    assert check.metadata["actual"].value == 0 and check.metadata["threshold"].value == 0
+    assert meta["classes_missing_in_val"] == []
 
 
 @pytest.mark.parametrize("frames, message", [

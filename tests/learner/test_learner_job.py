@@ -61,6 +61,13 @@ def test_job_trains_on_ray_and_registers_a_validated_model(job_run):
     assert "data:image/png;base64," in model["training_curves"]
     frozen = [c for c in result.get_asset_check_evaluations() if c.check_name == "frozen"]
     assert len(frozen) == 4 and all(c.passed for c in frozen)
+    # this tiny set (2 lab sessions per SKU at most) cannot validate every class: the check says
+    # which and how many, as a warning that does not stop training
+    coverage = next(c for c in result.get_asset_check_evaluations()
+                    if c.check_name == "val_class_coverage")
+    cov = {k: v.value for k, v in coverage.metadata.items()}
+    uncovered = set(ds["classes_missing_in_val"]) - set(cov["in_one_group"])
+    assert cov["actual"] == len(uncovered) and coverage.passed == (not uncovered)
     mid = model["model_id"]
     for name in ("weights.pt", "model.onnx", "golden.npz", "model.json", "device.json",
                  "training_curves.json", "evaluation.json", "report.md", "gate.json"):
@@ -97,8 +104,8 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
 def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     from edge_agent.model import DeviceModel
     from flywheel.learner.depot_sets import read_standard_sets
-    from flywheel.learner.frames import decode_png
     from flywheel.learner.preprocess import to_tensor
+    from flywheel.sim import decode_png
 
     _, lake, _ = job_run
     mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
