@@ -108,11 +108,12 @@ def run_training(req: TrainRequest) -> TrainResult:
             extra = {"mosaic": 0.0}  # 4-image mosaics of tiny frames cost time and teach little
         model = YOLO(cfg.model_yaml, task=cfg.task)
         t_train = time.perf_counter()
-        model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
-                    device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
-                    optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
-                    hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False, verbose=False,
-                    project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
+        with yolo_env.tolerate_val_class_gaps():
+            model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
+                        device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
+                        optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
+                        hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False,
+                        verbose=False, project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
         seconds_train = time.perf_counter() - t_train
         run_dir = tmp / "runs" / "run"
         best = run_dir / "weights" / "best.pt"

@@ -7,8 +7,11 @@ the Ray worker that trains.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +46,26 @@ def configure(config_dir: str | Path | None = None) -> Path:
     if changes:
         uu.SETTINGS.update(changes)
     return cfg
+
+
+class _ValClassGap(logging.Filter):
+    """ultralytics logs an ERROR when the classify val folder lacks some classes. A split by session
+    can leave out, on purpose, a class seen in one session only (the dataset's val_class_coverage
+    check names it), so that record is lowered to a warning, which the quiet logger does not print."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "classes (requires" in str(record.msg):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+@contextmanager
+def tolerate_val_class_gaps() -> Iterator[None]:
+    """While training: a val set without every class is expected, not an error."""
+    logger = logging.getLogger("ultralytics")
+    gap = _ValClassGap()
+    logger.addFilter(gap)
+    try:
+        yield
+    finally:
+        logger.removeFilter(gap)

@@ -1,0 +1,39 @@
+"""Offline ultralytics settings: a classify val folder that lacks a class (a class seen in one
+session only cannot validate without leakage) is a warning while training, not an ERROR line."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from flywheel.learner import yolo_env
+from flywheel.learner.config import DatasetSpec
+from flywheel.learner.datasets import build_members
+from flywheel.learner.materialize import materialize_classify
+from tests.learner.fakes import SKUS, fake_frames
+
+
+def test_a_val_set_without_every_class_is_a_warning_while_training(tmp_path):
+    yolo_env.configure()
+    from ultralytics.data.utils import check_cls_dataset
+
+    members, _ = build_members(fake_frames(n_sessions=6), DatasetSpec(), set(SKUS))
+    members = members.with_columns(  # the first SKU never reaches validation
+        pl.when(pl.col("label") == SKUS[0]).then(pl.lit("train")).otherwise(pl.col("split")).alias("split"))
+    root = materialize_classify(members, sorted(SKUS), tmp_path / "data", 32)
+
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler(logging.DEBUG)
+    keep.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("ultralytics")
+    logger.addHandler(keep)
+    try:
+        check_cls_dataset(str(root))  # ultralytics' own check, as model.train runs it
+        with yolo_env.tolerate_val_class_gaps():
+            check_cls_dataset(str(root))
+        check_cls_dataset(str(root))  # the filter is gone again afterwards
+    finally:
+        logger.removeHandler(keep)
+    gaps = [r for r in records if "requires 3 classes" in r.getMessage()]
+    assert [r.levelno for r in gaps] == [logging.ERROR, logging.WARNING, logging.ERROR]
