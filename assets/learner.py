@@ -96,7 +96,7 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
     m = ds.manifest
     balance = m["class_balance"]
     n_classes = len(m["classes"])
-    single = set(balance.get("classes_in_one_group", []))
+    single = set(balance["classes_in_one_group"])
     uncovered = [c for c in balance["classes_missing_in_val"] if c not in single]
     return dg.MaterializeResult(
         data_version=dg.DataVersion(ds.version),

@@ -1,10 +1,11 @@
 """One training run: dataset version in, registry entry out. Runs in-process or as a Ray task.
 
-The Ray task gets only a picklable request (lake URI + options, dataset version, config) and does
-all heavy work where it runs: it reads and verifies the dataset from the lake, materialises it on
-its local disk, trains, writes the checkpoint atomically with its config and dataset version,
-exports ONNX and validates it on golden inputs, and registers the model. On KubeRay that keeps the
-data path lake -> worker, never through the Dagster process.
+The Ray task gets only a picklable request (lake URI + options without secrets, dataset version,
+config; S3 credentials travel as the worker's environment) and does all heavy work where it runs:
+it reads and verifies the dataset from the lake, materialises it on its local disk, trains, writes
+the checkpoint atomically with its config and dataset version, exports ONNX and validates it on
+golden inputs, and registers the model. On KubeRay that keeps the data path lake -> worker, never
+through the Dagster process.
 """
 
 from __future__ import annotations
