@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,17 +122,21 @@ def _coerce(section: str, cls: type, doc: Any) -> Any:
     values = {}
     for k, v in doc.items():
         want = hints[k]
-        origin = typing.get_origin(want)
-        ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) if origin is list else (
-            isinstance(v, int | float) and not isinstance(v, bool) if want is float else
-            isinstance(v, int) and not isinstance(v, bool) if want is int else
-            isinstance(v, want) if isinstance(want, type) else True)
-        if isinstance(want, types.UnionType):
-            ok = True
-        if not ok:
+        if not _type_ok(want, v):
             raise ConfigError(f"{section}.{k}: expected {getattr(want, '__name__', want)}, got {v!r}")
         values[k] = float(v) if want is float else v
     return cls(**values)
+
+
+def _type_ok(want: Any, v: Any) -> bool:
+    """TOML value `v` fits field type `want` (bool is not a number here: `cap_bytes = true` is a typo)."""
+    if typing.get_origin(want) is list:  # every list field is a list of strings
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    if want is float:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    if want is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, want) if isinstance(want, type) else True
 
 
 def _check(cond: bool, key: str, reason: str) -> None:

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 from edge_agent.capture.encoder import encode_clip, probe_encoder
 from edge_agent.capture.recorder import CaptureJob
@@ -209,7 +209,3 @@ class CaptureWorker:
             self.telemetry.add("spooled")
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def wall_at(epoch: datetime, t: float) -> datetime:
-    return epoch + timedelta(seconds=t)

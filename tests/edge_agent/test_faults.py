@@ -208,11 +208,8 @@ def test_tiny_disk_keeps_the_primary_loop_running(tmp_path: Path, make_agent, lo
     frames = list(scripted_frames(200, BURSTS))
     for f in frames[:100]:
         low.process(f)
-    low.worker.stop(drain=True)
+    assert low.worker.wait_idle(60)  # the first five captures are encoded and spooled
     free[0] = 10 * 1024**2  # the disk fills up: capture pauses, counted
-    low.worker = type(low.worker)(low.spool, low.telemetry, device_id="cart-low", store_id="A",
-                                  agent_version="t", encoders=(), queue_size=16)
-    low.worker.start()
     for f in frames[100:]:
         low.process(f)
     t = low.close(drain_timeout=30)

@@ -228,3 +228,27 @@ def test_garbled_remote_objects_are_repaired_and_counted(tmp_path, request, lake
     assert tel.totals.remote_repairs == 4 and tel.totals.uploaded_clips == 2 and len(spool) == 0
     assert {k: lake.get(k) for k in ours} == ours
     assert_lake_consistent(lake, 2)
+
+
+@pytest.mark.integration
+def test_large_clip_goes_up_in_parts_and_is_verified_by_its_bytes(tmp_path, s3_lake, monkeypatch) -> None:
+    import edge_agent.lake as lake_module
+    from edge_agent.capture.encoder import EncodedClip
+    from edge_agent.capture.worker import build_sidecar
+
+    monkeypatch.setattr(lake_module, "MULTIPART_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(lake_module, "PART_SIZE", 5 * 1024 * 1024)  # the S3 minimum part size
+    spool = Spool(tmp_path / "spool", cap_bytes=10**9)
+    data = random.Random(0).randbytes(11 * 1024 * 1024)  # three parts
+    tmp = spool.tmp_path("big.part")
+    tmp.write_bytes(data)
+    sc = build_sidecar(make_job(), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                       clip=EncodedClip("h264", 320, 240, 10.0, 8, 0.8), device_id="cart-1",
+                       store_id="A", agent_version="t")
+    entry = spool.commit(tmp, dump_document(sc), 1)
+    tel = Telemetry()
+    Uploader(s3_lake, spool, tel).upload(spool.checkout())
+    # A multipart ETag is not the object's MD5, so the uploader read the bytes back to verify them.
+    assert s3_lake.head(entry.clip_key).etag.strip('"').endswith("-3")
+    assert tel.totals.uploaded_clips == 1 and len(spool) == 0
+    assert_lake_consistent(s3_lake, 1)
