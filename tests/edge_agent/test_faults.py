@@ -313,10 +313,16 @@ def test_status_reports_are_published_periodically(local_lake, make_agent) -> No
     agent = make_agent(local_lake, status_interval_s=0.3)
     for f in scripted_frames(60, {range(10, 15): {"moving": True}}):
         agent.process(f)
-    time.sleep(1.2)
+    prefix = "landing/status/device=cart-test-01"
+    deadline = time.monotonic() + 30  # generous: this only waits for the housekeeping thread
+    while len(list(local_lake.list(prefix))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     agent.close(drain_timeout=10)
-    keys = [o.key for o in local_lake.list("landing/status/device=cart-test-01")]
-    assert len(keys) >= 3
+    keys = [o.key for o in local_lake.list(prefix)]
+    assert len(keys) >= 3  # two periodic reports, then the final one at close
+    reports = [parse_status_report(local_lake.get(k)) for k in keys]
+    assert sum(r.frames_processed for r in reports) == 60  # windows are deltas: they add up
+    assert sum(r.captures for r in reports) == 1
 
 
 def test_live_source_that_ends_is_reconnected() -> None:

@@ -115,6 +115,7 @@ def test_uploads_survive_random_faults_exactly_once(tmp_path, local_lake) -> Non
     assert sum(faulty.injected.values()) > 5
     assert set(faulty.injected) >= {"error", "cut", "garble", "lost_ack"}
     assert tel.totals.uploaded_clips == 8 and tel.totals.upload_failures > 0
+    assert tel.totals.remote_repairs > 0  # garbled and cut writes were found by checksum and rewritten
     assert len(spool) == 0
     assert_lake_consistent(local_lake, 8)
 
