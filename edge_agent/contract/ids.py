@@ -17,16 +17,22 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def validate_id(value: object, field: str = "id") -> str:
-    """Return `value` if it is a safe id, else raise ContractError naming `field`."""
+def _plain_text(value: object, field: str, max_len: int) -> str:
+    """The checks ids and keys share: a non-empty string, bounded, with no control characters."""
     if not isinstance(value, str):
         raise ContractError(field, f"must be a string, got {type(value).__name__}")
     if value == "":
         raise ContractError(field, "must not be empty")
-    if len(value) > MAX_ID_LEN:
-        raise ContractError(field, f"longer than {MAX_ID_LEN} characters ({len(value)})")
+    if len(value) > max_len:
+        raise ContractError(field, f"longer than {max_len} characters ({len(value)})")
     if _CONTROL_RE.search(value):
         raise ContractError(field, "contains a control character")
+    return value
+
+
+def validate_id(value: object, field: str = "id") -> str:
+    """Return `value` if it is a safe id, else raise ContractError naming `field`."""
+    value = _plain_text(value, field, MAX_ID_LEN)
     if "/" in value or "\\" in value:
         raise ContractError(field, f"contains a path separator: {value!r}")
     if ".." in value:
@@ -39,14 +45,7 @@ def validate_id(value: object, field: str = "id") -> str:
 
 def validate_key(key: object, field: str = "key") -> str:
     """Return `key` if it is a safe relative object key ('a/b/c.json'), else raise ContractError."""
-    if not isinstance(key, str):
-        raise ContractError(field, f"must be a string, got {type(key).__name__}")
-    if key == "":
-        raise ContractError(field, "must not be empty")
-    if len(key) > MAX_KEY_LEN:
-        raise ContractError(field, f"longer than {MAX_KEY_LEN} characters ({len(key)})")
-    if _CONTROL_RE.search(key):
-        raise ContractError(field, "contains a control character")
+    key = _plain_text(key, field, MAX_KEY_LEN)
     if "\\" in key or "#" in key:
         raise ContractError(field, f"contains a backslash or '#': {key!r}")
     if key.startswith("/"):
