@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,39 +46,6 @@ def reconcile(t: dict, still_spooled: int = 0) -> None:
     assert t["captures"] == t["uploaded_clips"] + sum(t["drops"].values()) + still_spooled, t
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("policy, cause", [("oldest_first", "evicted"), ("pause", "spool_full")])
-def test_store_down_for_the_whole_run(s3_lake, make_agent, policy: str, cause: str) -> None:
-    s3_lake.put("marker", b"the bucket exists")  # weed mini creates its bucket on first write
-    faulty = FaultyLake(s3_lake)
-    faulty.down = True
-    agent = make_agent(faulty, cap_bytes=25_000, policy=policy,
-                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
-    for f in scripted_frames(200, BURSTS):
-        agent.process(f)
-    agent.worker.stop(drain=True)  # all captures encoded and spooled (or dropped)
-    t = agent.telemetry.snapshot()
-    assert t["captures"] == 10
-    assert t["drops"].get(cause, 0) > 0, t  # the cap was hit and the policy applied, counted
-    assert agent.spool.used_bytes <= 25_000
-    assert t["upload_failures"] > 0 and t["uploaded_clips"] == 0
-    assert lake_clips(s3_lake) == ([], [])
-    spooled = len(agent.spool)
-    if policy == "oldest_first":
-        assert t["cleanups"] == t["drops"]["evicted"]
-
-    faulty.down = False  # the store comes back: everything still spooled goes up exactly once
-    assert agent.uploader.wait_drained(60)
-    t = agent.close()
-    assert t["uploaded_clips"] == spooled
-    reconcile(t)
-    assert assert_lake_complete(s3_lake) == spooled
-    assert all(n == 1 for k, n in faulty.puts.items() if k.endswith(".json") and "clips" in k)
-    # the final status report went up once the store was back, carrying the run's drops
-    (status,) = [o.key for o in s3_lake.list("landing/status/device=cart-test-01")]
-    assert parse_status_report(s3_lake.get(status)).drops == t["drops"]
-
-
 class SwitchableLake:
     """The device's view of 'the store': whichever server currently answers at its address."""
 
@@ -91,6 +59,51 @@ class SwitchableLake:
 def s3_lake_for(server, prefix: str) -> Lake:
     return Lake(f"s3://{server.bucket}/{prefix}", s3=S3Options(
         endpoint=server.endpoint, access_key_id=server.access_key, secret_access_key=server.secret_key))
+
+
+def unreachable_lake() -> Lake:
+    """An S3 lake at a loopback port nobody listens on: every call is refused by the OS."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Lake(f"s3://down/{port}", s3=S3Options(endpoint=f"http://127.0.0.1:{port}",
+                                                    access_key_id="k", secret_access_key="s"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("policy, cause", [("oldest_first", "evicted"), ("pause", "spool_full")])
+def test_store_down_for_the_whole_run(s3_lake, make_agent, policy: str, cause: str) -> None:
+    s3_lake.put("marker", b"the bucket exists")  # weed mini creates its bucket on first write
+    switch = SwitchableLake(unreachable_lake())  # the store is down: real refused connections
+    counted = FaultyLake(switch)  # no faults injected: counts the puts that reach a store
+    agent = make_agent(counted, cap_bytes=25_000, policy=policy,
+                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
+    for f in scripted_frames(200, BURSTS):
+        agent.process(f)
+    agent.worker.stop(drain=True)  # all captures encoded and spooled (or dropped)
+    deadline = time.monotonic() + 30  # each refused attempt takes the client's own retries
+    while agent.telemetry.totals.upload_failures < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t = agent.telemetry.snapshot()
+    assert t["captures"] == 10
+    assert t["drops"].get(cause, 0) > 0, t  # the cap was hit and the policy applied, counted
+    assert agent.spool.used_bytes <= 25_000
+    assert t["upload_failures"] > 0 and t["uploaded_clips"] == 0
+    assert lake_clips(s3_lake) == ([], [])
+    spooled = len(agent.spool)
+    if policy == "oldest_first":
+        assert t["cleanups"] == t["drops"]["evicted"]
+
+    switch.current = s3_lake  # the store comes back: everything still spooled goes up exactly once
+    assert agent.uploader.wait_drained(60)
+    t = agent.close()
+    assert t["uploaded_clips"] == spooled
+    reconcile(t)
+    assert assert_lake_complete(s3_lake) == spooled
+    assert all(n == 1 for k, n in counted.puts.items() if "landing/clips/" in k)
+    # the final status report went up once the store was back, carrying the run's drops
+    (status,) = [o.key for o in s3_lake.list("landing/status/device=cart-test-01")]
+    assert parse_status_report(s3_lake.get(status)).drops == t["drops"]
 
 
 @pytest.mark.slow
