@@ -167,8 +167,9 @@ class Agent:
             self._weight = WeightTracker()
             self._epoch = None
         self._last_t = frame.t
+        model = self.model  # one read, like the rules: a hot swap lands between frames
         try:
-            pred = self.model.predict(image)
+            pred = model.predict(image)
         except Exception as e:  # a model fault costs this frame, never the loop
             self.telemetry.add("model_errors")
             log.error("model failed on a frame: %s", e)
@@ -201,7 +202,7 @@ class Agent:
             wall = self._epoch + timedelta(seconds=frame.t)
         rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
                           frame.weight_g, frame.location, firings)
-        self._submit(self.recorder.push(rec, self.model.version, rules.version))
+        self._submit(self.recorder.push(rec, model.version, rules.version))
         self.telemetry.add("frames")
         return firings
 
@@ -230,8 +231,7 @@ class Agent:
             if now >= next_rules:
                 next_rules = now + self.rules_reload_s
                 self.reload_rules()
-                if self.model_loader is not None:
-                    self._maybe_swap_model()
+                self.reload_model()
             if now >= next_status:
                 next_status = now + self.status_interval_s
                 self.publish_status()
@@ -250,15 +250,21 @@ class Agent:
             return True
         return False
 
-    def _maybe_swap_model(self) -> None:
+    def reload_model(self) -> bool:
+        """Swap in the active slot's model when it changed (OTA); True when a new model is live."""
+        if self.model_loader is None:
+            return False
         try:
             new = self.model_loader()
         except Exception as e:  # a broken new slot must not take the running model down
+            self.telemetry.add("model_reload_errors")
             log.error("model reload failed, keeping %s: %s", self.model.version, e)
-            return
-        if new is not None:
-            self.model = new
-            log.info("model %s active", new.version)
+            return False
+        if new is None:
+            return False
+        self.model = new
+        log.info("model %s active", new.version)
+        return True
 
     def status_document(self) -> bytes:
         report = self.telemetry.report(

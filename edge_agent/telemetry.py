@@ -42,6 +42,7 @@ class Totals:
     status_failures: int = 0
     rule_reloads: int = 0
     rule_errors: int = 0
+    model_reload_errors: int = 0  # a new model slot that failed to load (the old model kept running)
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}

@@ -246,3 +246,27 @@ def test_encoder_behind_drops_captures_never_frames(local_lake, make_agent) -> N
     totals = agent.close(drain_timeout=30)
     assert totals["uploaded_clips"] == 2
     assert totals["captures"] == totals["uploaded_clips"] + sum(totals["drops"].values())
+
+
+def test_model_hot_swap_through_the_agent(local_lake, make_agent, model_dir: Path) -> None:
+    from edge_agent.runtime import model_loader
+    from flywheel.fleet.bootstrap import install_model_slot
+
+    agent = make_agent(local_lake, model_loader=model_loader(model_dir, threads=1))
+    for f in scripted_frames(30, {range(5, 10): {"moving": True}}):
+        agent.process(f)
+    assert not agent.reload_model()  # nothing changed
+    # OTA installs slot b and flips the pointer: the next frames run the new model
+    install_model_slot(model_dir, ["none", EAN_A], version="test-model-2", slot="b", seed=5)
+    assert agent.reload_model() and agent.model.version == "test-model-2"
+    # a broken slot c is refused; the running model stays
+    (model_dir / "slots" / "c").mkdir()
+    (model_dir / "active").write_text("c")
+    assert not agent.reload_model() and agent.model.version == "test-model-2"
+    for f in scripted_frames(30, {range(12, 17): {"moving": True}}):  # other frames: another clip id
+        agent.process(f)
+    totals = agent.close(drain_timeout=30)
+    assert totals["model_reload_errors"] == 1 and totals["uploaded_clips"] == 2
+    assert totals["already_uploaded"] == 0
+    versions = sorted(parse_sidecar(local_lake.get(k)).model_version for k in lake_clips(local_lake)[1])
+    assert versions == ["test-model-1", "test-model-2"]
