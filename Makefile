@@ -33,6 +33,9 @@ ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 bench: install
+	# The capture benchmark compares against the ffmpeg CLI (Debian package) on the same frames.
+	command -v ffmpeg >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq ffmpeg; } \
+		|| echo "ffmpeg unavailable: the capture-throughput ratio will be reported as missing"
 	$(PY) -m benchmarks.run_all
 
 clean:
