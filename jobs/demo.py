@@ -65,7 +65,16 @@ def _first_production(lake, result) -> str:
     return f"{model_id} is the first production model; the next `make demo` runs it on the carts"
 
 
+def _quiet_known_warnings() -> None:
+    import warnings
+
+    # Ray starts its processes with fork+exec after LanceDB ran in this process; exec replaces the
+    # child at once, so LanceDB's warning about using its runtime in a forked child does not apply.
+    warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
+
+
 def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> int:
+    _quiet_known_warnings()
     import dagster as dg
 
     from flywheel.definitions import build_definitions
