@@ -53,6 +53,19 @@ def resolve_slot(model_dir: str | Path) -> Path:
     return slot
 
 
+def activate_slot(model_dir: str | Path, slot: str) -> Path:
+    """Point `active` at slots/<slot> atomically (temp file + rename): a reader sees the old slot or
+    the new one, never a half-written pointer. Returns the slot directory."""
+    root = Path(model_dir)
+    target = root / "slots" / slot
+    if not (target / "model.onnx").is_file():
+        raise ModelError(f"{target}: no model.onnx to activate")
+    tmp = root / ".active.tmp"
+    tmp.write_text(slot)
+    tmp.replace(root / "active")
+    return target
+
+
 def active_stamp(model_dir: str | Path) -> tuple[str, int]:
     """Cheap change detector for hot model swaps: (slot path, model mtime)."""
     slot = resolve_slot(model_dir)

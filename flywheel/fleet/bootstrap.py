@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.model import activate_slot
+
 INPUT_HW = (64, 64)
 GRID = 4
 
@@ -75,9 +77,7 @@ def install_model_slot(model_dir: str | Path, labels: Sequence[str], *, version:
     meta = {"model_version": version, "labels": list(labels), "input_size": list(INPUT_HW),
             "mean": [MEAN] * 3, "std": [STD] * 3}
     (d / "model.json").write_text(json.dumps(meta))
-    tmp = root / ".active.tmp"
-    tmp.write_text(slot)
-    tmp.replace(root / "active")
+    activate_slot(root, slot)
     return root
 
 
@@ -91,8 +91,6 @@ def install_registry_model(lake, model_dir: str | Path, model_id: str, slot: str
     d.mkdir(parents=True, exist_ok=True)
     registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
     (d / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
-    tmp = root / ".active.tmp"
-    tmp.write_text(slot)
-    tmp.replace(root / "active")
+    activate_slot(root, slot)
     return root
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.model import DeviceModel, ModelError, active_stamp, resolve_slot
+from edge_agent.model import DeviceModel, ModelError, activate_slot, active_stamp, resolve_slot
 from edge_agent.runtime import model_loader
 from tests.edge_agent.conftest import LABELS, scene
 
@@ -53,7 +53,7 @@ def test_torch_export_runs_in_onnxruntime_from_active_slot(tmp_path: Path) -> No
     # OTA flips the pointer: the hot-swap loader notices and loads slot b
     load = model_loader(root, threads=1)
     assert load() is None
-    (root / "active").write_text("b\n")
+    activate_slot(root, "b")
     swapped = load()
     assert swapped is not None and swapped.version == "m-b"
     assert active_stamp(root)[0].endswith("slots/b")
@@ -64,6 +64,8 @@ def test_broken_slots_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no model.onnx and no 'active'"):
         DeviceModel(root)
     (root / "slots" / "a").mkdir(parents=True)
+    with pytest.raises(ModelError, match="no model.onnx to activate"):
+        activate_slot(root, "a")  # never point devices at an empty slot
     (root / "active").write_text("c")
     with pytest.raises(ModelError, match="names slot 'c'"):
         DeviceModel(root)
