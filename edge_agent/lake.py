@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -144,11 +144,13 @@ class Lake:
         if len(data) >= MULTIPART_THRESHOLD:
             return self._put_multipart(key, data, if_absent=if_absent)
         try:
-            obstore.put(self._store, key, data, mode="create" if if_absent else "overwrite",
-                        use_multipart=False)
+            result = obstore.put(self._store, key, data, mode="create" if if_absent else "overwrite",
+                                 use_multipart=False)
         except Exception as e:  # obstore raises its own hierarchy; translate once, here
             raise self._translate(e, key, "put") from e
-        return self.head(key)
+        # No head round trip: the size is ours, the etag the store's; the time is this client's clock.
+        return ObjectInfo(key=key, size=len(data), etag=result.get("e_tag"),
+                          last_modified=datetime.now(UTC))
 
     def put_file(self, key: str, path: str | Path, *, if_absent: bool = False) -> ObjectInfo:
         """Upload a local file, in parts when large, without reading it all into memory."""
@@ -283,8 +285,6 @@ def _walk_local(root: Path, prefix: str, start_after: str | None) -> Iterator[Ob
     cursor would pay for the whole history on every tick; this walk pays only for the path down to
     the cursor and what follows it.
     """
-    from datetime import UTC
-
     def walk(folder: Path, key_prefix: str) -> Iterator[ObjectInfo]:
         try:
             entries = list(os.scandir(folder))
