@@ -6,6 +6,7 @@ from typing import Literal
 
 import dagster as dg
 from dagster_ray import RayResource
+from pydantic import Field
 
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
 from resources.lake import LakeResource
@@ -13,6 +14,9 @@ from resources.lake import LakeResource
 GROUP = "learner"
 SIM_STORES = ("A", "B", "C")  # the simulator world's default stores: one frozen set each
 STANDARD_SETS = ("manual", *(f"store_{s}" for s in SIM_STORES))
+INSERTION_SETS = tuple(f"insertions_store_{s}" for s in SIM_STORES)  # whole insertions, per store
+FROZEN_ASSETS = {**{n: f"standard_set_{n}" for n in STANDARD_SETS},
+                 **{n: f"insertion_set_{n.removeprefix('insertions_')}" for n in INSERTION_SETS}}
 GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate uses for_task(task)
 
 
@@ -20,6 +24,7 @@ class SourcesConfig(dg.Config):
     seed: int = 0  # simulator world + dataset seed (byte-identical exports per seed)
     n_per_sku: int = 24  # bootstrap "manually collected" frames per core SKU
     n_test: int = 200  # frames per frozen standard test set
+    n_insertions: int = Field(60, ge=1)  # whole insertions (approach..drop) per insertion set
 
 
 @dg.multi_asset(
@@ -35,25 +40,29 @@ class SourcesConfig(dg.Config):
                        description=f"Frozen standard test set '{n}' (content-hashed; once imported "
                                    "never replaced; training never reads it).")
           for n in STANDARD_SETS],
+        *[dg.AssetSpec(FROZEN_ASSETS[n], group_name=GROUP,
+                       description=f"Frozen insertion-level test set '{n}': every frame of whole "
+                                   "insertions, for the per-item decision (barcode + vote) the cart "
+                                   "makes; depot/insertion_sets/, never read by training.")
+          for n in INSERTION_SETS],
     ],
-    check_specs=[dg.AssetCheckSpec("frozen", asset=f"standard_set_{n}",
+    check_specs=[dg.AssetCheckSpec("frozen", asset=a,
                                    description="the generator still yields the frozen bytes")
-                 for n in STANDARD_SETS],
+                 for a in FROZEN_ASSETS.values()],
 )
 def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
     from flywheel.learner.pipeline import SimSources, import_from_simulator
 
     imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
-                                                             config.n_test))
-    names = {"catalog": "sku_catalog", "manual_collection": "manual_collection",
-             **{n: f"standard_set_{n}" for n in STANDARD_SETS}}
+                                                             config.n_test, config.n_insertions))
+    names = {"catalog": "sku_catalog", "manual_collection": "manual_collection", **FROZEN_ASSETS}
     for name, asset_key in names.items():
         imp = imported[name]
         if imp.drift_sha256:
             context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
                                 f"frozen version {imp.sha256[:16]} is kept")
         checks = []
-        if asset_key.startswith("standard_set_"):
+        if name in FROZEN_ASSETS:
             # drift keeps the recorded version (models stay comparable) but someone should look
             checks.append(dg.AssetCheckResult(
                 check_name="frozen", asset_key=asset_key, passed=not imp.drift_sha256,
@@ -77,7 +86,7 @@ class DatasetConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    deps=["manual_collection", "sku_catalog", *[f"standard_set_{n}" for n in STANDARD_SETS]],
+    deps=["manual_collection", "sku_catalog", *FROZEN_ASSETS.values()],
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
         description="every class found in two or more sessions has validation frames (a class seen "

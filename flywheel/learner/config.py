@@ -83,6 +83,9 @@ class GateRules:
     onnx_max_abs_diff: float = 1e-3  # max |p_onnx - p_torch| on the golden inputs
     onnx_min_top1_agreement: float = 1.0  # share of golden inputs where argmax agrees
     bootstrap_min_target: float = 0.0  # with no production model: the target must reach this
+    # the worst insertion set's insertion-level top-1 (barcode + vote, as the device decides) must
+    # reach this; 0 reports it without blocking. Regressions of each set are gated as slices "ins:*"
+    min_insertion_top1: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)

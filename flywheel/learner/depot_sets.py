@@ -27,6 +27,7 @@ from flywheel.learner.frames import read_frames
 CATALOG_AREA = "depot/catalog"
 MANUAL_AREA = "depot/manual_collection"
 STANDARD_AREA = "depot/standard_sets"
+INSERTION_AREA = "depot/insertion_sets"  # frozen whole-insertion sets (learner/insertion_sets.py)
 MANUAL_SET = "manual"  # the manual-distribution standard set; production sets are "store_<S>"
 
 
@@ -116,9 +117,9 @@ def import_standard_set(lake: Lake, name: str, parquet: bytes) -> Imported:
     return import_versioned(lake, standard_area(name), name, parquet, "parquet", rows, True)
 
 
-def standard_set_names(lake: Lake) -> list[str]:
+def standard_set_names(lake: Lake, area: str = STANDARD_AREA) -> list[str]:
     names = set()
-    for info in lake.list(f"{STANDARD_AREA}/"):
+    for info in lake.list(f"{area}/"):
         parts = info.key.split("/")
         if len(parts) == 4 and parts[3] == "current.json":
             names.add(parts[2])
@@ -144,11 +145,13 @@ def production_set_names(names: list[str]) -> list[str]:
 
 
 def frozen_ids(lake: Lake) -> tuple[set[str], set[str]]:
-    """Frame ids and session ids of every frozen standard set (for the leakage guard)."""
+    """Frame ids and session ids of every frozen standard and insertion set (leakage guard)."""
     frame_ids: set[str] = set()
     sessions: set[str] = set()
-    for name in standard_set_names(lake):
-        _, data = read_current_bytes(lake, standard_area(name))
+    areas = [f"{area}/{name}" for area in (STANDARD_AREA, INSERTION_AREA)
+             for name in standard_set_names(lake, area)]
+    for area in areas:
+        _, data = read_current_bytes(lake, area)
         df = pl.read_parquet(io.BytesIO(data), columns=["frame_id", "session_id"])
         frame_ids.update(df["frame_id"].to_list())
         sessions.update(df["session_id"].to_list())

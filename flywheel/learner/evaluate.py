@@ -40,8 +40,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
-def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
-            chunk: int = 256) -> Predictions:
+def frame_probs(session, frames: pl.DataFrame, n_classes: int, imgsz: int, chunk: int = 256
+                ) -> np.ndarray:
+    """Softmax probabilities [n_frames, n_classes] of the ONNX model on each frame's PNG."""
     from flywheel.learner.onnx_tools import onnx_outputs
     from flywheel.learner.preprocess import png_batch
 
@@ -49,7 +50,12 @@ def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
     pngs = frames["image_png"].to_list()
     for i in range(0, len(pngs), chunk):  # decode in chunks: a whole set as float32 is large
         probs.append(onnx_outputs(session, png_batch(pngs[i:i + chunk], imgsz)))
-    p = softmax(np.concatenate(probs)) if probs else np.zeros((0, len(classes)), np.float32)
+    return softmax(np.concatenate(probs)) if probs else np.zeros((0, n_classes), np.float32)
+
+
+def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
+            chunk: int = 256) -> Predictions:
+    p = frame_probs(session, frames, len(classes), imgsz, chunk)
     labels = true_labels(frames)
     idx = p.argmax(1) if len(p) else np.zeros(0, int)
     predicted = [classes[int(i)] for i in idx]

@@ -4,7 +4,9 @@ Rules (thresholds in GateRules):
   onnx_agreement   ONNX Runtime matches torch on the golden inputs (max |diff|, top-1 agreement)
   latency          p95 ONNX CPU latency at batch 1 within the budget
   target_metric    candidate - production >= min_improvement (no production: >= bootstrap_min_target)
+  insertion_top1   the worst insertion set's insertion-level top-1 >= min_insertion_top1
   slice_regression no slice with >= min_slice_size frames drops by more than max_slice_regression
+                   (insertion slices "ins:<set>" count insertions)
 
 `decide` is pure (unit-tested on hand-made numbers); `recheck_gate` is what the release path calls:
 it re-reads the stored evaluation, re-runs the ONNX golden check on the bytes in the registry and
@@ -96,6 +98,8 @@ def decide(candidate_id: str, candidate_eval: dict, onnx_validation: dict, rules
             f"{rules.target_metric} {target:.4f} vs production {prod if prod is None else f'{prod:.4f}'}"
             f" (delta {delta if delta is None else f'{delta:+.4f}'}, need >= {rules.min_improvement:+.4f})"))
 
+    results.extend(_insertion_rule(candidate_eval, rules))
+
     if production_eval is not None:
         worst_name, worst_drop, regressed = None, None, []
         metric = rules.slice_metric
@@ -116,6 +120,23 @@ def decide(candidate_id: str, candidate_eval: dict, onnx_validation: dict, rules
         results.append(RuleResult("slice_regression", not regressed, worst_drop,
                                   rules.max_slice_regression, detail))
     return GateDecision(candidate_id, production_id, all(r.passed for r in results), results)
+
+
+def _insertion_rule(candidate_eval: dict, rules: GateRules) -> list[RuleResult]:
+    """Insertion-level top-1 of the worst insertion set vs `min_insertion_top1`; absent when the
+    evaluation had no insertion sets and no floor is set (older evaluations stay decidable)."""
+    worst = candidate_eval.get("metrics", {}).get("insertion_top1_min_set")
+    floor = rules.min_insertion_top1
+    if worst is None:
+        if floor <= 0:
+            return []
+        return [RuleResult("insertion_top1", False, None, floor,
+                           "no insertion-level evaluation (no insertion sets imported)")]
+    sets = candidate_eval.get("insertions", {})
+    per = ", ".join(f"{k} {v['top1']:.3f}" for k, v in sorted(sets.items()) if v.get("top1") is not None)
+    return [RuleResult("insertion_top1", worst >= floor, worst, floor,
+                       f"worst insertion set {worst:.4f} (barcode + confidence vote), need >= "
+                       f"{floor:.4f}" + (f"; {per}" if per else ""))]
 
 
 # -- the release path's re-check ------------------------------------------------------------------

@@ -32,6 +32,7 @@ class SimSources:
     seed: int = 0  # world + dataset seed: the same seed gives byte-identical Parquet files
     n_per_sku: int = 24  # bootstrap frames per core SKU
     n_test: int = 200  # frames per frozen standard test set
+    n_insertions: int = 60  # whole insertions per frozen insertion set (one per store; 0: none)
 
 
 def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.Imported]:
@@ -62,6 +63,23 @@ def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.I
             out[name] = depot_sets.import_standard_set(
                 lake, name, parquet(build_production_test_set(store, src.seed, src.n_test, world=world),
                                     name))
+        if src.n_insertions:
+            out.update(_import_insertion_sets(lake, src, world, Path(tmp)))
+    return out
+
+
+def _import_insertion_sets(lake: Lake, src: SimSources, world, tmp: Path
+                           ) -> dict[str, depot_sets.Imported]:
+    from flywheel.learner.insertion_sets import import_insertion_set
+    from flywheel.sim.insertions import build_insertion_test_set, export_insertion_set
+
+    out = {}
+    for store in world.store_names:
+        name = f"insertions_store_{store}"
+        path = tmp / f"{name}.parquet"
+        export_insertion_set(build_insertion_test_set(store, src.seed, src.n_insertions, world=world),
+                             path)
+        out[name] = import_insertion_set(lake, name, path.read_bytes())
     return out
 
 
@@ -111,7 +129,8 @@ def latest_candidate(lake: Lake) -> str:
     return registry.get_json(lake, CANDIDATE_POINTER)["model_id"]
 
 
-def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_sets: list[str]) -> dict:
+def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_sets: list[str],
+                        insertion_sets: dict | None = None) -> dict:
     from flywheel.learner.evaluate import evaluate_model
     from flywheel.learner.onnx_tools import latency_ms, onnx_session
 
@@ -125,7 +144,16 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
             weights = registry.fetch_file(lake, model_id, "weights.pt", Path(tmp))
             return evaluate_detect(weights, card["classes"], card["imgsz"], test_sets,
                                    production_sets, latency)
-    return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
+    result = evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
+    if insertion_sets:
+        from flywheel.learner.insertion_eval import evaluate_insertions
+
+        ins = evaluate_insertions(session, card["classes"], card["imgsz"], insertion_sets,
+                                  depot_sets.catalog_skus(lake))
+        result["insertions"] = ins["sets"]
+        result["slices"].update(ins["slices"])
+        result["metrics"].update(ins["metrics"])
+    return result
 
 
 def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
@@ -133,17 +161,21 @@ def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
     from flywheel.learner.evaluate import comparison_report
 
     model_id = model_id or latest_candidate(lake)
+    from flywheel.learner.insertion_sets import read_insertion_sets
+
     test_sets, versions = depot_sets.read_standard_sets(lake)
+    insertion_sets, insertion_versions = read_insertion_sets(lake)
     prod_sets = depot_sets.production_set_names(list(test_sets))
-    candidate = evaluate_registered(lake, model_id, test_sets, prod_sets)
+    candidate = evaluate_registered(lake, model_id, test_sets, prod_sets, insertion_sets)
     production_id = registry.production_model_id(lake)
     production = None
     if production_id and production_id != model_id:
-        production = evaluate_registered(lake, production_id, test_sets, prod_sets)
+        production = evaluate_registered(lake, production_id, test_sets, prod_sets, insertion_sets)
     else:
         production_id = None
     evaluation = {"candidate_id": model_id, "candidate": candidate, "production_id": production_id,
                   "production": production, "test_set_versions": versions,
+                  "insertion_set_versions": insertion_versions,
                   "report_md": comparison_report(model_id, candidate, production_id, production)}
     registry.put_json(lake, registry.key(model_id, "evaluation.json"), evaluation)
     lake.put(registry.key(model_id, "report.md"), evaluation["report_md"].encode())

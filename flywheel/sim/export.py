@@ -222,7 +222,8 @@ def build_bootstrap_dataset(
 
 
 def _build_test_set(
-    store: str, tag: str, seed: int, n: int, empty_fraction: float, world: StoreWorld
+    store: str, tag: str, seed: int, n: int, empty_fraction: float, world: StoreWorld,
+    per_session: int = 8,
 ) -> list[SimFrame]:
     rng = np.random.default_rng(_session_seed(tag + "-plan", seed, 0))
     n_empty = int(round(n * empty_fraction))
@@ -237,7 +238,7 @@ def _build_test_set(
         lab = [f for f in frs if f.truth.sku is not None]
         emp = [f for f in frs if f.truth.is_empty and f.truth.phase == "idle"]
         # a handful per session: many sessions (devices, conditions) beat many near-duplicates
-        for pool, dst, k in ((lab, items, 8), (emp, empties, 2)):
+        for pool, dst, k in ((lab, items, per_session), (emp, empties, max(1, per_session // 4))):
             if pool:
                 pick = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
                 dst.extend(pool[int(i)] for i in sorted(pick))
@@ -253,10 +254,29 @@ def build_production_test_set(
 ) -> list[SimFrame]:
     """Frozen production test set of one store: every phase of insertions (approach, hold, drop),
     store-specific SKUs included, plus idle frames."""
+    return _build_test_set(store, f"test-{store}", seed, n, empty_fraction, _store_world(store, world))
+
+
+def build_production_training_set(
+    store: str,
+    seed: int = 1,
+    n: int = 1100,
+    empty_fraction: float = 0.15,
+    per_session: int = 8,
+    world: StoreWorld | None = None,
+) -> list[SimFrame]:
+    """Perfectly labelled production frames for the oracle (the ceiling of what labels can buy):
+    drawn like a store's test set but from its own session seeds ("oracle-<store>"), so no session
+    or frame is shared with the frozen sets whatever `seed` is (callers still check by hash)."""
+    return _build_test_set(store, f"oracle-{store}", seed, n, empty_fraction,
+                           _store_world(store, world), per_session)
+
+
+def _store_world(store: str, world: StoreWorld | None) -> StoreWorld:
     world = world or default_world()
     if store not in world.store_names:
         raise KeyError(f"unknown store {store!r}; world has {world.store_names}")
-    return _build_test_set(store, f"test-{store}", seed, n, empty_fraction, world)
+    return world
 
 
 def build_manual_test_set(

@@ -96,3 +96,31 @@ def test_decision_record_is_plain_json_with_reasons():
     assert stored["passed"] is False and stored["reasons"] == d.reasons
     assert stored["reasons"] == ["slice_regression: regressed: set:store_A 0.550 -> 0.300 (n=200)"]
     assert [r["name"] for r in stored["rules"]] == [r.name for r in d.rules]
+
+
+def test_insertion_rule_reports_the_worst_set_and_blocks_below_its_floor():
+    cand = evaluation(0.66, {"set:store_A": (200, 0.62), "ins:insertions_store_A": (60, 0.95)})
+    cand["metrics"]["insertion_top1_min_set"] = 0.95
+    cand["insertions"] = {"insertions_store_A": {"top1": 0.95}, "insertions_store_B": {"top1": 0.98}}
+    r = rule(decide("cand", cand, ONNX_OK, RULES, "prod", PROD), "insertion_top1")
+    assert r.passed and (r.actual, r.threshold) == (0.95, 0.0)  # default floor: reported only
+    assert "insertions_store_A 0.950" in r.detail
+    strict = GateRules(min_insertion_top1=0.97)
+    d = decide("cand", cand, ONNX_OK, strict, "prod", PROD)
+    assert not d.passed and rule(d, "insertion_top1").threshold == 0.97
+    assert any(x.startswith("insertion_top1:") for x in d.reasons)
+
+
+def test_insertion_slices_regressing_are_gated_like_any_slice():
+    prod = copy.deepcopy(PROD)
+    prod["slices"]["ins:insertions_store_B"] = {"n": 60, "top1": 0.97}
+    cand = evaluation(0.66, {"set:store_A": (200, 0.62), "ins:insertions_store_B": (60, 0.85)})
+    d = decide("cand", cand, ONNX_OK, RULES, "prod", prod)
+    assert not d.passed and "ins:insertions_store_B" in rule(d, "slice_regression").detail
+
+
+def test_missing_insertion_evaluation_blocks_only_when_a_floor_is_set():
+    cand = evaluation(0.66, {})
+    assert all(r.name != "insertion_top1" for r in decide("c", cand, ONNX_OK, RULES).rules)
+    d = decide("c", cand, ONNX_OK, GateRules(min_insertion_top1=0.5))
+    assert not d.passed and rule(d, "insertion_top1").actual is None

@@ -18,7 +18,7 @@ from flywheel.learner.config import GateRules
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 RUN_CONFIG = {"ops": {
-    "learner_sources": {"config": {"seed": 0, "n_per_sku": 6, "n_test": 40}},
+    "learner_sources": {"config": {"seed": 0, "n_per_sku": 6, "n_test": 40, "n_insertions": 4}},
     "candidate_model": {"config": {"epochs": 2, "batch": 32}},
 }}
 
@@ -90,6 +90,13 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
     assert 0.0 <= ev["production_top1"] <= 1.0 and 0.0 <= ev["manual_top1"] <= 1.0
     assert ev["production"] == "none" and ev["latency_p95_ms"] > 0
     assert set(ev["test_set_versions"]) == {"manual", "store_A", "store_B", "store_C"}
+    # insertion level: one decision per inserted item (barcode + confidence vote), per store
+    assert 0.0 <= ev["insertion_top1_min_set"] <= ev["insertion_top1"] <= 1.0
+    stored_ev = registry.get_json(lake, registry.key(ev["candidate"], "evaluation.json"))
+    assert set(stored_ev["insertion_set_versions"]) == {f"insertions_store_{s}" for s in "ABC"}
+    for name, m in stored_ev["candidate"]["insertions"].items():
+        assert m["n_insertions"] == 4 and m["barcode_precision"] in (None, 1.0), name
+        assert stored_ev["candidate"]["slices"][f"ins:{name}"]["n"] == 4
     checks = result.get_asset_check_evaluations()
     gate = next(c for c in checks if c.check_name == "release_gate")
     assert gate.passed  # bootstrap: no production model yet, the floor is 0
@@ -97,6 +104,7 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
     assert meta["actual"] == pytest.approx(ev["production_top1"], abs=1e-3)
     assert meta["threshold"] == GateRules().bootstrap_min_target
     assert meta["latency.threshold"] == GateRules().latency_budget_ms
+    assert meta["insertion_top1.actual"] == pytest.approx(ev["insertion_top1_min_set"], abs=1e-3)
     stored = registry.get_json(lake, registry.key(ev["candidate"], "gate.json"))
     assert stored["passed"] and stored["candidate_id"] == ev["candidate"]
 
