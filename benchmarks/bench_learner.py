@@ -156,30 +156,46 @@ def oracle_training_frames(lake, seed: int, n_per_store: int, per_session: int) 
     return keys, check
 
 
+def oracle_lake(lake, seed: int, n_per_store: int, per_session: int) -> tuple[list[str], dict, float]:
+    """Import the simulator's sets and the oracle's training frames once per lake: a kept lake
+    (`--lake`) serves every later configuration without re-rendering (the marker records them)."""
+    from flywheel.learner.pipeline import SimSources, import_from_simulator
+
+    marker = f"depot/oracle/seed={seed}/n={n_per_store}-per_session={per_session}.json"
+    if lake.exists(marker):
+        done = json.loads(lake.get(marker))
+        return done["keys"], done["disjoint"], 0.0
+    t = time.perf_counter()
+    import_from_simulator(lake, SimSources())
+    keys, disjoint = oracle_training_frames(lake, seed, n_per_store, per_session)
+    lake.put(marker, json.dumps({"keys": keys, "disjoint": disjoint}).encode())
+    return keys, disjoint, time.perf_counter() - t
+
+
 def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: int = 8,
-           overrides: dict | None = None) -> dict:
+           overrides: dict | None = None, lake_dir: Path | None = None) -> dict:
     """Train on perfectly labelled production frames, evaluate on the frozen sets (see module doc).
-    `overrides` change TrainConfig fields (the defaults are what the Dagster job trains with)."""
+    `overrides` change TrainConfig fields (the defaults are what the Dagster job trains with);
+    `lake_dir` keeps the generated data for the next run (else a temporary lake)."""
     from dataclasses import replace
 
     from assets.learner import TrainingConfig
     from edge_agent.lake import Lake
     from flywheel.learner import depot_sets
     from flywheel.learner.config import DatasetSpec, GateRules
-    from flywheel.learner.pipeline import SimSources, build_dataset, evaluate_candidate, import_from_simulator
+    from flywheel.learner.pipeline import build_dataset, evaluate_candidate
+    from flywheel.learner.registry import new_model_id
     from flywheel.learner.train import TrainRequest, run_training
 
     cfg = replace(TrainingConfig().train_config(), **(overrides or {}))  # the job's defaults
     with tempfile.TemporaryDirectory(prefix="bench-oracle-") as tmp:
-        lake = Lake.at_path(tmp)
-        t = time.perf_counter()
-        import_from_simulator(lake, SimSources())
-        keys, disjoint = oracle_training_frames(lake, seed, n_per_store, per_session)
-        seconds_data = time.perf_counter() - t
+        lake = Lake.at_path(lake_dir or tmp)
+        keys, disjoint, seconds_data = oracle_lake(lake, seed, n_per_store, per_session)
         ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(keys))
         catalog = tuple(sorted(depot_sets.catalog_skus(lake)))
         t = time.perf_counter()
-        res = run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-oracle",
+        res = run_training(TrainRequest(lake.uri, None, ds.version, cfg,
+                                        new_model_id(cfg.task, ds.version, cfg.as_dict()),
                                         catalog=catalog, rules=GateRules()))
         seconds_turn = time.perf_counter() - t
         ev = evaluate_candidate(lake, res.model_id)
@@ -226,11 +242,12 @@ def cli(argv: list[str]) -> dict:
     p.add_argument("--seed", type=int, default=1, help="simulator seed of the training frames")
     p.add_argument("--n-per-store", type=int, default=1100, help="production frames per store")
     p.add_argument("--per-session", type=int, default=8, help="item frames drawn per session")
+    p.add_argument("--lake", type=Path, default=None, help="keep the generated data here (reused)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override, e.g. --set epochs=5 --set imgsz=96")
     a = p.parse_args(argv[1:])
     overrides = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    return oracle(a.out, a.seed, a.n_per_store, a.per_session, overrides)
+    return oracle(a.out, a.seed, a.n_per_store, a.per_session, overrides, a.lake)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from tests.learner.fakes import SKUS, fake_frames, to_parquet
 
 LEARNER_ASSETS = {"sku_catalog", "manual_collection", "standard_set_manual", "standard_set_store_A",
                   "standard_set_store_B", "standard_set_store_C", "dataset_version", "candidate_model",
-                  "candidate_evaluation"}
+                  "candidate_evaluation", "insertion_set_store_A", "insertion_set_store_B",
+                  "insertion_set_store_C"}
 
 
 @pytest.mark.parametrize("deployment", ["local", "cluster"])
