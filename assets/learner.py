@@ -166,8 +166,8 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
             "onnx_max_abs_diff": result.onnx_validation.get("max_abs_diff"),
             "onnx_agrees": result.onnx_validation.get("passed"),
             "card": f"models/{result.model_id}/model.json",
-            "parent_model": result.card["lineage"]["parent_model"] or "none",
-            "code_version": result.card["lineage"]["code_version"],
+            "parent_model": result.card.lineage.parent_model or "none",
+            "code_version": result.card.lineage.code_version,
             "training_curves": dg.MetadataValue.md(
                 png_markdown(training_curves_png(result.curves), "training curves")),
         },
@@ -184,17 +184,17 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
     from flywheel.learner.plots import png_markdown, slices_png
 
     ev = evaluate_candidate(lake.lake(), candidate_model)
-    cand = ev["candidate"]
-    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand["metrics"].items()}
-    prod_slices = ev["production"]["slices"] if ev["production"] else None
+    cand = ev.candidate
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand.metrics.items()}
+    prod_slices = ev.production.slices if ev.production else None
     return dg.Output(
-        evaluation_ref(lake.lake(), ev["candidate_id"]), data_version=dg.DataVersion(ev["candidate_id"]),
+        evaluation_ref(lake.lake(), ev.candidate_id), data_version=dg.DataVersion(ev.candidate_id),
         metadata={
-            "candidate": ev["candidate_id"], "production": ev["production_id"] or "none",
+            "candidate": ev.candidate_id, "production": ev.production_id or "none",
             **metrics,
-            "test_set_versions": {k: v[:16] for k, v in ev["test_set_versions"].items()},
-            "report": dg.MetadataValue.md(ev["report_md"]),
-            "slices": dg.MetadataValue.md(png_markdown(slices_png(cand["slices"], prod_slices),
+            "test_set_versions": {k: v[:16] for k, v in ev.test_set_versions.items()},
+            "report": dg.MetadataValue.md(ev.report_md),
+            "slices": dg.MetadataValue.md(png_markdown(slices_png(cand.slices, prod_slices),
                                                        "slices")),
         },
     )
