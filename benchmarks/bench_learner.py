@@ -37,7 +37,8 @@ ORACLE_STORES = ("A", "B", "C")
 def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from edge_agent.lake import Lake
-    from flywheel.learner import depot_sets, registry
+    from flywheel.depot import reference_sets
+    from flywheel.learner import registry
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import SimSources, build_dataset, evaluate_candidate, import_from_simulator
     from flywheel.learner.train import TrainRequest, run_training, train_on_ray
@@ -49,7 +50,7 @@ def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
         seconds_import = time.perf_counter() - t
         ds, _ = build_dataset(lake, DatasetSpec())
         cfg = TrainConfig(epochs=epochs)
-        catalog = tuple(sorted(depot_sets.catalog_skus(lake)))
+        catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
 
         def request(tag: str) -> TrainRequest:
             return TrainRequest(lake.uri, None, ds.version, cfg, f"cls-bench-{tag}", catalog=catalog,
@@ -81,13 +82,13 @@ def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
         # the bootstrap model: the last in-process one, evaluated like any candidate (no production)
         bootstrap = runs["in_process"][-1]["model_id"]
         ev = evaluate_candidate(lake, bootstrap)
-        metrics = ev["candidate"]["metrics"]
-        per_set = {k: v["top1"] for k, v in ev["candidate"]["sets"].items()}
+        metrics = ev.candidate.metrics
+        per_set = {k: v["top1"] for k, v in ev.candidate.sets.items()}
         card = registry.read_card(lake, bootstrap)
 
     result = {
         "model": cfg.model_yaml, "imgsz": cfg.imgsz, "epochs": epochs, "batch": cfg.batch,
-        "dataset_version": ds.version, "n_train": n_train, "n_val": card["training"]["n_val"],
+        "dataset_version": ds.version, "n_train": n_train, "n_val": card.training["n_val"],
         "seconds_per_epoch_per_1000_images": inproc_train / epochs / n_train * 1000.0,
         "in_process_wall_s": [round(r["wall_s"], 2) for r in runs["in_process"]],
         "ray_wall_s": [round(r["wall_s"], 2) for r in runs["ray"]],
@@ -123,13 +124,13 @@ def oracle_training_frames(lake, seed: int, n_per_store: int, per_session: int) 
     refuses (AssertionError) any frame, session or image shared with a frozen standard set."""
     import polars as pl
 
-    from flywheel.learner import depot_sets
-    from flywheel.learner.frames import read_frames
+    from flywheel.depot import reference_sets
+    from flywheel.learner.labelled_frames import read_frames
     from flywheel.sim import default_world
     from flywheel.sim.export import build_production_training_set, export_dataset
 
     world = default_world(0)
-    frozen, _ = depot_sets.read_standard_sets(lake)
+    frozen, _ = reference_sets.read_standard_sets(lake)
     frozen_all = pl.concat([f.select("frame_id", "session_id", "image_png") for f in frozen.values()])
     frozen_images = _image_hashes(frozen_all)
     keys, check = [], {"frames": 0, "sessions": 0, "shared_frame_ids": 0, "shared_sessions": 0,
@@ -179,28 +180,27 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
     `lake_dir` keeps the generated data for the next run (else a temporary lake)."""
     from dataclasses import replace
 
-    from assets.learner import TrainingConfig
     from edge_agent.lake import Lake
-    from flywheel.learner import depot_sets
-    from flywheel.learner.config import DatasetSpec, GateRules
+    from flywheel.depot import reference_sets
+    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import build_dataset, evaluate_candidate
     from flywheel.learner.registry import new_model_id
     from flywheel.learner.train import TrainRequest, run_training
 
-    cfg = replace(TrainingConfig().train_config(), **(overrides or {}))  # the job's defaults
+    cfg = replace(TrainConfig.for_task("classify"), **(overrides or {}))  # the job's defaults
     with tempfile.TemporaryDirectory(prefix="bench-oracle-") as tmp:
         lake = Lake.at_path(lake_dir or tmp)
         keys, disjoint, seconds_data = oracle_lake(lake, seed, n_per_store, per_session)
         ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(keys))
-        catalog = tuple(sorted(depot_sets.catalog_skus(lake)))
+        catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
         t = time.perf_counter()
         res = run_training(TrainRequest(lake.uri, None, ds.version, cfg,
                                         new_model_id(cfg.task, ds.version, cfg.as_dict()),
                                         catalog=catalog, rules=GateRules()))
         seconds_turn = time.perf_counter() - t
         ev = evaluate_candidate(lake, res.model_id)
-    cand = ev["candidate"]
-    slices = cand["slices"]
+    cand = ev.candidate
+    slices = cand.slices
     item_top1 = slices.get("frame:item", {}).get("top1")
     result = {
         "config": cfg.as_dict(), "seed": seed, "n_per_store": n_per_store, "per_session": per_session,
@@ -209,14 +209,14 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         "val_top1_curve": [round(c.get("metrics/accuracy_top1", float("nan")), 4) for c in res.curves],
         "seconds_data": round(seconds_data, 1), "seconds_train": round(res.seconds_train, 1),
         "seconds_turn": round(seconds_turn, 1),
-        "top1_per_set": {k: v["top1"] for k, v in cand["sets"].items()},
-        "production_top1": cand["metrics"].get("production_top1"),
+        "top1_per_set": {k: v["top1"] for k, v in cand.sets.items()},
+        "production_top1": cand.metrics.get("production_top1"),
         "production_item_top1": item_top1,
         "production_empty_top1": slices.get("frame:empty", {}).get("top1"),
         "target_item_top1": ORACLE_TARGET_ITEM_TOP1,
         "item_top1_vs_target": (item_top1 / ORACLE_TARGET_ITEM_TOP1) if item_top1 is not None else None,
-        "metrics": cand["metrics"],
-        "insertions": cand.get("insertions", {}),
+        "metrics": cand.metrics,
+        "insertions": cand.insertions,
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 
     depot/insertion_sets/<name>/<sha16>.parquet + current.json     (frozen: never replaced)
 
-Same rules as depot_sets' standard sets (content-addressed, drift reported, never read by
-training: dataset versions refuse their frames and sessions through `depot_sets.frozen_ids`).
+Same rules as reference_sets' standard sets (content-addressed, drift reported, never read by
+training: dataset versions refuse their frames and sessions through `reference_sets.frozen_ids`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.learner.depot_sets import (
+from flywheel.depot.reference_sets import (
     INSERTION_AREA,
     Imported,
     import_versioned,
     read_current_bytes,
     standard_set_names,
 )
-from flywheel.learner.frames import read_frames
+from flywheel.learner.labelled_frames import read_frames
 
 INSERTION_COLUMNS = ("insertion_id", "phase", "barcode_in_view")
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from flywheel.learner.config import EMPTY_CLASS
-from flywheel.learner.frames import read_frames
 from flywheel.learner.insertion_eval import evaluate_insertion_set, evaluate_insertions, insertion_truth
+from flywheel.learner.labelled_frames import read_frames
 from flywheel.sim import default_world
 from flywheel.sim.insertions import build_insertion_test_set, export_insertion_set
 

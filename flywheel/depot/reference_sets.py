@@ -22,12 +22,12 @@ import polars as pl
 
 from edge_agent.lake import Lake, ObjectExists, ObjectNotFound
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.frames import read_frames
+from flywheel.learner.labelled_frames import read_frames
 
 CATALOG_AREA = "depot/catalog"
 MANUAL_AREA = "depot/manual_collection"
 STANDARD_AREA = "depot/standard_sets"
-INSERTION_AREA = "depot/insertion_sets"  # frozen whole-insertion sets (learner/insertion_sets.py)
+INSERTION_AREA = "depot/insertion_sets"  # frozen whole-insertion sets (flywheel/learner/insertion_sets.py)
 MANUAL_SET = "manual"  # the manual-distribution standard set; production sets are "store_<S>"
 
 
