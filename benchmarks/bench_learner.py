@@ -157,7 +157,8 @@ def oracle_training_frames(lake, seed: int, n_per_store: int, per_session: int) 
     return keys, check
 
 
-def oracle_lake(lake, seed: int, n_per_store: int, per_session: int) -> tuple[list[str], dict, float]:
+def oracle_lake(lake, seed: int, n_per_store: int, per_session: int, sources=None
+                ) -> tuple[list[str], dict, float]:
     """Import the simulator's sets and the oracle's training frames once per lake: a kept lake
     (`--lake`) serves every later configuration without re-rendering (the marker records them)."""
     from flywheel.learner.pipeline import SimSources, import_from_simulator
@@ -167,7 +168,7 @@ def oracle_lake(lake, seed: int, n_per_store: int, per_session: int) -> tuple[li
         done = json.loads(lake.get(marker))
         return done["keys"], done["disjoint"], 0.0
     t = time.perf_counter()
-    import_from_simulator(lake, SimSources())
+    import_from_simulator(lake, sources or SimSources())
     keys, disjoint = oracle_training_frames(lake, seed, n_per_store, per_session)
     lake.put(marker, json.dumps({"keys": keys, "disjoint": disjoint}).encode())
     return keys, disjoint, time.perf_counter() - t
