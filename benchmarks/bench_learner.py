@@ -1,6 +1,6 @@
 """Learner: training speed, Ray overhead, and the bootstrap model's manual-vs-production gap.
 
-- seconds per epoch per 1,000 training images (YOLOv8n-cls, imgsz 64, CPU, 2 threads);
+- seconds per epoch per 1,000 training images (YOLOv8n-cls at the default imgsz, CPU, 2 threads);
 - the same training as a Ray task (LocalRay, 2 CPUs) vs in-process, alternated A-B-B-A so drift of
   this shared machine hits both sides: target ratio <= 1.15 (Ray wall time incl. scheduling and
   the worker's own data loading, ray.init excluded);
