@@ -9,7 +9,7 @@ each strictly after its own cursor, so O(new keys) on both lake backends:
 1. the arrival log: every clip a device finished, whatever its clip key (the complete stream);
 2. `landing/clips/` after its own cursor: first sight of devices that write no markers, new days
    and devices, stray objects and clips whose sidecar never came (what sorts behind this cursor
-   and has no marker is found by the hourly sweep, which ingests the whole day).
+   and has no marker is found by the sweep, `plan_sweep`, a rolling pass over every day).
 
 Per clip: both parts there -> ready (its capture day gets an ingest run); a part missing ->
 pending, kept in the cursor with the time first seen and re-checked by `head` each tick
@@ -19,8 +19,9 @@ gone, or past the timeout -> expired: the day still gets a run, whose ingest qua
 A device whose clock runs far ahead would drag the arrival cursor into the future and blind the
 sensor, so that cursor never moves past markers stamped later than now + `max_clock_skew_s` (they
 are still processed; run keys keep repeats harmless). Keys that cannot be routed to a capture day
-are returned as `unroutable` for quarantine. Ingest is idempotent per clip id, so a clip reported
-by both streams, or twice, is still ingested once.
+(no real calendar date, a marker with an impossible time, a name the lake refuses) are returned as
+`unroutable` for quarantine, and a name the lake refuses never becomes a cursor. Ingest is
+idempotent per clip id, so a clip reported by both streams, or twice, is still ingested once.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: Depot
         if ck is not None:
             marked[ck.sidecar_key[: -len(SIDECAR_EXT)]] = ck.date
     # 2. the clip keys past their own cursor: first sight of agents that write no markers, new
-    #    days and devices, and stray objects (the hourly sweep covers what sorts behind it)
+    #    days and devices, and stray objects (the sweep covers what sorts behind it)
     listed: dict[str, set[str]] = {}
     for info in lake.list(LANDING_CLIPS, start_after=cursor.clips_after, limit=config.max_keys_per_tick):
         scan.listed += 1

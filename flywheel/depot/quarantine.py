@@ -105,19 +105,15 @@ def _move(lake: Lake, key: str, target: str) -> bool:
 
 
 def quarantine(lake: Lake, key: str, reason: str, detail: str, *, now: datetime | None = None,
-               tag: str | None = None, keep: bool = False) -> Rejection:
-    """Move `key` into quarantine (copy it with `keep`) and write its reason next to it."""
+               tag: str | None = None) -> Rejection:
+    """Move `key` into quarantine and write its reason next to it."""
     target = quarantine_key_for(key, tag)
-    at = (now or datetime.now(UTC)).isoformat()
-    rej = Rejection(key=key, reason=reason, detail=detail[:2000], quarantine_key=target, at=at)
-    record = asdict(rej) | {"key_sha256": hashlib.sha256(_name_bytes(key)).hexdigest()}
+    rej = Rejection(key=key, reason=reason, detail=detail[:2000], quarantine_key=target,
+                    at=(now or datetime.now(UTC)).isoformat())
+    extra = {"key_sha256": hashlib.sha256(_name_bytes(key)).hexdigest()}
     # the reason first: a crash after it leaves a record and the object still in landing (retried)
-    lake.put(target + REASON_EXT, json.dumps(record, indent=1).encode())
-    if keep:
-        lake.put(target, lake.get(key))
-        return rej
-    if _move(lake, key, target):
-        return rej
-    rej = Rejection(**(asdict(rej) | {"moved": False}))
-    lake.put(target + REASON_EXT, json.dumps(asdict(rej) | record | {"moved": False}, indent=1).encode())
+    lake.put(target + REASON_EXT, json.dumps(asdict(rej) | extra, indent=1).encode())
+    if not _move(lake, key, target):
+        rej = Rejection(**(asdict(rej) | {"moved": False}))
+        lake.put(target + REASON_EXT, json.dumps(asdict(rej) | extra, indent=1).encode())
     return rej

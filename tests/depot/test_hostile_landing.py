@@ -260,3 +260,12 @@ def test_scan_never_raises_on_any_landing_name(local_lake) -> None:
         put_raw(local_lake, name, b"")
     scan = scan_landing(local_lake, LandingCursor(), now=T0.timestamp())
     assert len(scan.unroutable) == 4 and scan.days == []
+
+
+def test_an_object_no_call_can_reach_is_recorded_as_left_in_place(local_lake) -> None:
+    outside = local_lake.local_path().parent / "secret"
+    outside.write_bytes(b"not yours")
+    rej = q.quarantine(local_lake, "landing/clips/../../../secret", q.BAD_KEY, "climbs out")
+    assert not rej.moved and outside.read_bytes() == b"not yours"
+    rec = json.loads(local_lake.get(rej.quarantine_key + ".reason.json"))
+    assert rec["moved"] is False and rec["key"] == "landing/clips/../../../secret"
