@@ -71,6 +71,12 @@ def _land_the_bad(lake, good, local: bool) -> dict[str, str]:
     marker = f"{LANDING_ARRIVALS}/20261399/9999/20261399T999999.000000Z~{DAY}~store-a~cart-1~{'a' * 32}"
     lake.put(marker, b"")
     bad[marker] = "bad_key"
+    # a name the lake API refuses, written by another client ('#': a local lake hides such names
+    # as its own in-flight staging files, so only S3 can list it)
+    if not local:
+        name = f"landing/clips/date={DAY}/store=store-a/device=cart-x/e#f.mp4"
+        put_raw(lake, name, b"junk")
+        bad[name] = "bad_key"
     if local:  # names the lake API refuses, written by another client
         for name in (f"landing/clips/date={DAY}/store=store-a/device=cart-x/a\\b.mp4",
                      f"landing/clips/date={DAY}/store=store-a/device=cart-x/c\x07d.json",

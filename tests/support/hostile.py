@@ -16,7 +16,18 @@ from tests.support.clips import encode_h264
 
 
 def put_raw(lake: Lake, key: str | bytes, data: bytes) -> None:
-    """Write a file under a local lake by any name, bypassing the key checks (a hostile client)."""
+    """Write an object by any name, bypassing the lake's key checks (a hostile client): a file
+    under a local lake, or a plain S3 put through obstore's own store."""
+    if not lake.is_local:
+        from urllib.parse import urlparse
+
+        import obstore
+        from obstore.store import S3Store
+
+        url = urlparse(lake.uri)
+        store = S3Store(url.netloc, prefix=url.path.strip("/") or None, **lake.s3.store_kwargs())
+        obstore.put(store, key if isinstance(key, str) else os.fsdecode(key), data)
+        return
     root = os.fsencode(str(lake.local_path()))
     name = key if isinstance(key, bytes) else os.fsencode(key)
     path = os.path.join(root, name)
