@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index
+from edge_agent.lake import Lake
 from flywheel.depot.config import DepotConfig
 from resources.lake import LakeResource
 
@@ -46,7 +47,7 @@ def landing_clips_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return evaluate_landing(context, lake)
 
 
-def _quarantine_unroutable(context: dg.SensorEvaluationContext, the_lake, keys: list[str]) -> None:  # noqa: ANN001
+def _quarantine_unroutable(context: dg.SensorEvaluationContext, the_lake: Lake, keys: list[str]) -> None:
     """No capture day -> no partition to report these in: quarantine and log them here."""
     from flywheel.depot.landing import why_unroutable
     from flywheel.depot.quarantine import quarantine

@@ -328,7 +328,8 @@ def _load_json(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         if len(raw) > MAX_DOC_BYTES:
             raise ContractError("document", f"larger than {MAX_DOC_BYTES} bytes")
         try:
-            doc = json.loads(raw)
+            # RFC 8259: JSON between systems is UTF-8 (json.loads would also guess UTF-16 and -32)
+            doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw)
         except RecursionError:
             raise ContractError("document", "JSON nested too deeply") from None
         except ValueError as e:  # bad UTF-8, bad JSON, an integer too long to convert

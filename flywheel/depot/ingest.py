@@ -280,7 +280,10 @@ def _already(lake: Lake, stem: str, parts: dict[str, ObjectInfo], done_key: str,
     side = parts.get(SIDECAR_EXT)
     if entry is None or side is None or stamp(side) == entry.sidecar_stamp:
         return None  # ingested before the ledger existed, sidecar gone, or listed unchanged
-    sha = sha256_hex(lake.get(stem + SIDECAR_EXT))
+    try:
+        sha = sha256_hex(lake.get(stem + SIDECAR_EXT))
+    except ObjectNotFound:
+        return None  # gone since the listing: nothing to compare
     if sha == entry.sidecar_sha256:
         return None  # rewritten with the same bytes
     return (q.SIDECAR_CONFLICT, f"sidecar replaced after ingest (ingested sha256 "
@@ -377,7 +380,7 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                 side = stems.get(stem, {}).get(SIDECAR_EXT)
                 new_entries[sc.clip_id] = LedgerEntry(
                     clip_key=stem + CLIP_EXT, clip_sha256=sc.clip.sha256, sidecar_sha256=sha256_hex(raw),
-                    sidecar=raw.decode("utf-8"), sidecar_stamp=stamp(side))
+                    sidecar=raw.decode("utf-8", "surrogateescape"), sidecar_stamp=stamp(side))
                 if encoder is not None:
                     queued_ids.extend(r["frame_id"] for r in clip_out)
                     queued_px.extend(pixels)
@@ -409,5 +412,5 @@ def _quarantine_version(lake: Lake, key: str, reason: str, detail: str, now: dat
     tag = sha256_hex(lake.get(key))[:12]
     rej = q.quarantine(lake, key, reason, detail, now=now, tag=tag)
     if entry is not None and key.endswith(SIDECAR_EXT):
-        lake.put(rej.quarantine_key + ".ingested.json", entry.sidecar.encode())
+        lake.put(rej.quarantine_key + ".ingested.json", entry.sidecar.encode("utf-8", "surrogateescape"))
     return rej

@@ -24,7 +24,7 @@ class LedgerEntry:
     clip_key: str
     clip_sha256: str
     sidecar_sha256: str
-    sidecar: str  # the ingested sidecar document, so a conflict can keep both versions
+    sidecar: str  # the ingested sidecar's bytes (UTF-8, surrogateescape), so a conflict keeps both
     sidecar_stamp: str  # size, etag and mtime of the sidecar object as listed at ingest
 
 

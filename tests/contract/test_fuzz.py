@@ -110,6 +110,14 @@ def test_hostile_json_is_a_contract_error(raw: bytes, which) -> None:
         which(raw)
 
 
+def test_documents_are_utf8() -> None:
+    text = json.dumps(_SIDECAR)
+    assert parse_sidecar(text.encode()).clip_id == _SIDECAR["clip_id"]
+    for encoding in ("utf-16", "utf-32"):
+        with pytest.raises(ContractError, match="not valid JSON"):
+            parse_sidecar(text.encode(encoding))
+
+
 def test_a_sidecar_nested_deep_inside_a_field_is_a_contract_error() -> None:
     text = json.dumps(_replace(_SIDECAR, ("triggers", 0, "signals", "motion"), "@DEEP@"))
     for depth in (500, 5000, 50_000):

@@ -18,7 +18,7 @@ from flywheel.depot.landing import LandingCursor, SweepCursor, plan_sweep, scan_
 from jobs.depot import evaluate_landing, evaluate_sweep
 from resources.lake import LocalLakeResource
 from tests.depot.test_ingest import build_clip_from_bytes
-from tests.support.clips import build_clip, land, land_clip, render_frames, sidecar_with
+from tests.support.clips import build_clip, encode_h264, land, land_clip, render_frames, sidecar_with
 from tests.support.hostile import audio_only_mp4, put_raw, quarantine_records, resolution_change_mp4
 
 DAY = "2026-11-24"
@@ -205,6 +205,9 @@ def test_video_that_does_not_match_its_sidecar_is_quarantined(local_lake) -> Non
     wide = build_clip(seed=22, device_id="cart-wide")
     wide_c, wide_sc = _described(wide, wide.clip_bytes, width=320)
     land(local_lake, wide_c, sidecar_bytes=wide_sc)
+    not_h264 = encode_h264(render_frames(24, 160, 120, product=1, seed=24), 8, codec="mpeg4")
+    mpeg4 = build_clip_from_bytes(build_clip(seed=24, device_id="cart-mpeg4"), not_h264)
+    land(local_lake, mpeg4)
     changing = resolution_change_mp4(render_frames(12, 160, 120, product=1, seed=23),
                                      render_frames(12, 128, 96, product=1, seed=24))
     switch = build_clip_from_bytes(build_clip(seed=23, device_id="cart-switch"), changing)
@@ -215,6 +218,7 @@ def test_video_that_does_not_match_its_sidecar_is_quarantined(local_lake) -> Non
     assert got[more.clip_key] == ("video_mismatch", "the video has 24 frames, sidecar says 20")
     assert got[wide_c.clip_key] == ("video_mismatch", "frame 0 is 160x120, sidecar says 320x120")
     assert got[switch.clip_key] == ("video_mismatch", "frame 12 is 128x96, sidecar says 160x120")
+    assert got[mpeg4.clip_key] == ("video_mismatch", "codec is mpeg4, sidecar says h264")
 
 
 # 7: already ingested means the same clip and the same sidecar -------------------------------------
