@@ -72,7 +72,7 @@ def bench_video_checks(n_clips: int = 12, repeats: int = 5) -> dict:
 
     clips = [build_clip(seed=i, n_frames=48, width=320, height=240) for i in range(n_clips)]
     wanted = set(sample_indices(48, 4, {25}))
-    spec = VideoSpec("h264", 320, 240)
+    spec = VideoSpec("h264", 320, 240, 48)
     rounds = {"plain": [], "checked": []}
     for _ in range(repeats):  # alternate: the machine is shared and noisy
         for name, expect in (("plain", None), ("checked", spec)):

@@ -31,6 +31,7 @@ class VideoSpec:
     codec: str
     width: int
     height: int
+    frame_count: int | None = None  # decoding stops at the first frame past it (no frame bombs)
 
 
 def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any], None],
@@ -54,6 +55,9 @@ def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any],
             stream.thread_type = "SLICE"
             stream.codec_context.thread_count = threads
             for frame in container.decode(stream):
+                if expect is not None and expect.frame_count is not None and n >= expect.frame_count:
+                    raise VideoMismatch(f"the video has more than the {expect.frame_count} frames its "
+                                        "sidecar says")
                 if expect is not None and (frame.width, frame.height) != (expect.width, expect.height):
                     raise VideoMismatch(f"frame {n} is {frame.width}x{frame.height}, sidecar says "
                                         f"{expect.width}x{expect.height}")
