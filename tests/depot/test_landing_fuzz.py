@@ -42,7 +42,7 @@ def _valid_marker(key: str) -> bool:
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(keys=st.lists(landing_key, min_size=1, max_size=6, unique=True))
 def test_any_landing_names_end_up_ingested_or_quarantined(keys: list[str]) -> None:
     root = Path(tempfile.mkdtemp())
