@@ -36,7 +36,14 @@ from flywheel.depot.frames import (
     to_jpeg,
 )
 from flywheel.depot.landing import split_key
-from flywheel.depot.ledger import LedgerEntry, read_ledger, sha256_hex, stamp, write_ledger
+from flywheel.depot.ledger import (
+    LedgerEntry,
+    ingested_sidecar,
+    read_ledger,
+    sha256_hex,
+    stamp,
+    write_ledger,
+)
 from flywheel.depot.vectors import read_vectors, write_vectors
 
 FRAME_COLUMNS = [
@@ -340,8 +347,7 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
         reason, detail, only = conflict
         report.rejected_clips += 1
         for ext in [only] if only else sorted(parts):
-            report.rejections.append(_quarantine_version(lake, stem + ext, reason, detail, now,
-                                                         ledger.get(clip_id)))
+            report.rejections.append(_quarantine_version(lake, day, stem + ext, reason, detail, now))
     todo.sort(key=lambda item: item[0])  # key order: reports and rows come out the same every run
     workers = workers or min(4, os.cpu_count() or 1)
     rows: list[dict[str, Any]] = []
@@ -350,6 +356,7 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     queued_px: list[np.ndarray] = []
     ingested: dict[str, str] = {}  # clip id -> key, this run
     new_entries: dict[str, LedgerEntry] = {}
+    new_sidecars: dict[str, bytes] = {}
 
     def embed(flush: bool) -> None:
         while len(queued_px) >= EMBED_BATCH or (flush and queued_px):
@@ -378,7 +385,8 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                 side = stems.get(stem, {}).get(SIDECAR_EXT)
                 new_entries[sc.clip_id] = LedgerEntry(
                     clip_key=stem + CLIP_EXT, clip_sha256=sc.clip.sha256, sidecar_sha256=sha256_hex(raw),
-                    sidecar=raw.decode("utf-8", "surrogateescape"), sidecar_stamp=stamp(side))
+                    sidecar_stamp=stamp(side))
+                new_sidecars[sc.clip_id] = raw
                 if encoder is not None:
                     queued_ids.extend(r["frame_id"] for r in clip_out)
                     queued_px.extend(pixels)
@@ -399,16 +407,18 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     else:
         report.rows_total = existing.num_rows
     if new_entries:  # after the frames: a crash between leaves clips that read as ingested before
-        write_ledger(lake, day, {**ledger, **new_entries})  # the ledger (never re-ingested twice)
+        write_ledger(lake, day, {**ledger, **new_entries}, new_sidecars)  # the ledger (never twice)
     return report
 
 
-def _quarantine_version(lake: Lake, key: str, reason: str, detail: str, now: datetime,
-                        entry: LedgerEntry | None) -> q.Rejection:
+def _quarantine_version(lake: Lake, day: str, key: str, reason: str, detail: str, now: datetime
+                        ) -> q.Rejection:
     """Quarantine one version of an object that conflicts with what was ingested, keeping the
     ingested sidecar beside it; versions are told apart by content, so none overwrites another."""
     tag = sha256_hex(lake.get(key))[:12]
     rej = q.quarantine(lake, key, reason, detail, now=now, tag=tag)
-    if entry is not None and key.endswith(SIDECAR_EXT):
-        lake.put(rej.quarantine_key + ".ingested.json", entry.sidecar.encode("utf-8", "surrogateescape"))
+    ingested = ingested_sidecar(lake, day, key.rsplit("/", 1)[-1][: -len(SIDECAR_EXT)]) \
+        if key.endswith(SIDECAR_EXT) else None
+    if ingested is not None:
+        lake.put(rej.quarantine_key + ".ingested.json", ingested)
     return rej
