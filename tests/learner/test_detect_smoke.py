@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flywheel.depot import reference_sets
-from flywheel.learner import registry
+from flywheel.learner import reference_sets, registry
 from flywheel.learner.config import DatasetSpec, TrainConfig
 from flywheel.learner.datasets import write_dataset_version
 from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
