@@ -148,7 +148,7 @@ def filter_frames(frames: Sequence[FilterFrame], steps: dict[str, list[float]],
                              [idle[i] for i in order], config)
     res = FilterResult(device_threshold=thr)
     out: dict[int, tuple[bool, float, str]] = {}
-    for clip, members in by_clip.items():
+    for members in by_clip.values():
         ok = [i for i in members if imgs[i] is not None]
         for i in members:
             if imgs[i] is None:
