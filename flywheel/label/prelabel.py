@@ -18,7 +18,7 @@ from edge_agent.lake import Lake
 from flywheel.label import tables
 from flywheel.label.clips import read_sidecars
 from flywheel.label.ensemble import Calibration, decide
-from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote
+from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote, abstain
 
 FRAME_KEYS = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
 BATCH = 64  # frames handed to each labeler per call
@@ -68,13 +68,21 @@ def vote_all(labelers: Sequence[Prelabeler], inputs: Sequence[FrameInput],
     out: list[dict[str, Vote]] = [{} for _ in inputs]
     for lab in labelers:
         t0 = time.perf_counter()
-        for k in range(0, len(inputs), BATCH):
-            chunk = inputs[k:k + BATCH]
-            votes = lab.label(chunk)
-            if len(votes) != len(chunk):
-                raise RuntimeError(f"labeler {lab.name} returned {len(votes)} votes for {len(chunk)} frames")
-            for i, v in enumerate(votes):
-                out[k + i][lab.name] = v
+        todo = []
+        for i, fv in enumerate(out):
+            by = next((n for n, c in lab.skip_when.items() if n in fv and fv[n].label is not None
+                       and fv[n].confidence >= c), None)
+            if by is None:
+                todo.append(i)
+            else:
+                fv[lab.name] = abstain("skipped", f"{by} decided")
+        for k in range(0, len(todo), BATCH):
+            idx = todo[k:k + BATCH]
+            votes = lab.label([inputs[i] for i in idx])
+            if len(votes) != len(idx):
+                raise RuntimeError(f"labeler {lab.name} returned {len(votes)} votes for {len(idx)} frames")
+            for i, v in zip(idx, votes, strict=True):
+                out[i][lab.name] = v
         if report is not None:
             report.seconds[lab.name] = report.seconds.get(lab.name, 0.0) + time.perf_counter() - t0
     return out
