@@ -159,10 +159,11 @@ def filter_frames(frames: Sequence[FilterFrame], steps: dict[str, list[float]],
         stack = np.stack([imgs[i] for i in ok]).astype(np.int16).transpose(3, 0, 1, 2).copy()  # 3xnxhxw
         t = np.array([frames[i].t_s for i in ok])
         seg = np.array([times[i][2] for i in ok])
+        nxts = np.array([times[i][0] for i in ok])
         for a, i in enumerate(ok):
             d = np.abs(stack - stack[:, a:a + 1])  # planar: a max over channels is two elementwise ops
             diffs = np.maximum(np.maximum(d[0], d[1]), d[2])  # n x h x w: this frame against each
-            out[i] = _decide(frames[i], diffs, a, t, seg, times[i], thr[frames[i].device_id], config)
+            out[i] = _decide(frames[i], diffs, a, t, seg, nxts, times[i], thr[frames[i].device_id], config)
     for i in range(len(frames)):
         res.add(*out[i])
     return res
@@ -177,11 +178,18 @@ def _area(diffs: np.ndarray, mask: np.ndarray, thr: float) -> float:
 
 
 def _decide(f: FilterFrame, diffs: np.ndarray, a: int, t: np.ndarray, seg: np.ndarray,
+            nxts: np.ndarray,
             timing: tuple[float, float, int], thr: float, config: FilterConfig) -> tuple[bool, float, str]:
     nxt, prv, my_seg = timing
-    area_far = _area(diffs, np.abs(t - t[a]) >= config.far_s, thr)
+    far = np.abs(t - t[a]) >= config.far_s
+    area_far = _area(diffs, far, thr)
     if 0 < nxt <= config.insertion_s:
-        area, limit, where = area_far, config.area_insertion, "insertion"
+        # not against frames after the coming step where there are others: the item lies in the
+        # basket there, right where it drops
+        # ... but against this basket state's frames from before the insertion window
+        before = (far & (seg <= my_seg)) | ((seg == my_seg) & (nxts > config.insertion_s) & (t < t[a]))
+        area = _area(diffs, before, thr) if before.any() else area_far
+        limit, where = config.area_insertion, "insertion"
     elif prv <= config.retract_s:
         area, limit, where = 0.0, config.area_other, "retract"  # the hand leaves, the item lies
     else:
