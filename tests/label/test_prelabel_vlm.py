@@ -21,8 +21,9 @@ def test_tiny_clip_loads_and_labels(tmp_path) -> None:
     vlm = VlmLabeler(ckpt, PRODUCTS)
     assert vlm.load_error is None and vlm.version.startswith("clip-")
     rng = np.random.default_rng(0)
-    frames = [FrameInput(f"f{i}", "c", "d", i, 0.0, to_jpeg((rng.random((120, 160, 3)) * 255).astype(np.uint8)))
-              for i in range(3)] + [FrameInput("bad", "c", "d", 3, 0.0, b"garbage")]
+    pixels = [(rng.random((120, 160, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    frames = [FrameInput(f"f{i}", "c", "d", i, 0.0, to_jpeg(px)) for i, px in enumerate(pixels)]
+    frames.append(FrameInput("bad", "c", "d", 3, 0.0, b"garbage"))
     votes = vlm.label(frames)
     assert len(votes) == 4 and votes[3].reason == "unreadable_jpeg"
     for v in votes[:3]:
