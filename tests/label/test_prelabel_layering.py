@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GROUND_TRUTH = ("flywheel.sim", "flywheel.fleet.truth", "flywheel.fleet.runner")
 LABEL_CODE = ["flywheel.label.background", "flywheel.label.ensemble", "flywheel.label.catalog",
               "flywheel.label.prelabel", "flywheel.label.clips", "flywheel.label.tables",
-              *(f"flywheel.label.prelabelers.{p.stem}" for p in (ROOT / "flywheel/label/prelabelers").glob("*.py")
-                if p.stem != "__init__")]
+              *(f"flywheel.label.prelabelers.{p.stem}"
+                for p in (ROOT / "flywheel/label/prelabelers").glob("*.py") if p.stem != "__init__")]
 
 
 def _path(module: str) -> Path | None:
