@@ -121,3 +121,24 @@ def test_teacher_runs_the_device_model(tmp_path) -> None:
     assert teacher.version == "boot-1"
     assert all((v.label in (EAN, EANS[1]) and 0 < v.confidence <= 1) or v.reason == "sees_nothing"
                for v in votes)
+
+
+def test_teacher_from_the_registry_and_a_tampered_artifact(tmp_path) -> None:
+    from edge_agent.lake import Lake
+    from flywheel.fleet.bootstrap import install_model_slot
+    from flywheel.learner import registry
+
+    lake = Lake.at_path(tmp_path / "lake")
+    assert TeacherLabeler.from_registry(lake, tmp_path / "w").load_error == "no teacher model"
+    slot = install_model_slot(tmp_path / "m", ["none", EAN, EANS[1]], version="cls-1", seed=0) / "slots" / "a"
+    files = {"model.onnx": registry.put_file(lake, "cls-1", "model.onnx", slot / "model.onnx")}
+    registry.put_file(lake, "cls-1", "device.json", slot / "model.json")
+    registry.put_json(lake, registry.key("cls-1", "model.json"), {"model_id": "cls-1", "files": files})
+    registry.put_json(lake, registry.key("cls-1", "gate.json"), {"passed": True})
+    registry.bootstrap_production(lake, "cls-1")
+    teacher = TeacherLabeler.from_registry(lake, tmp_path / "w")
+    assert teacher.model is not None and teacher.version == "cls-1"
+    lake.put(registry.key("cls-1", "model.onnx"), b"tampered")
+    broken = TeacherLabeler.from_registry(lake, tmp_path / "w2")
+    assert broken.model is None and "sha256" in broken.load_error
+    assert {v.reason for v in broken.label([_frame(0)])} == {"no_model"}
