@@ -58,7 +58,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
     tables.write_candidates(lake, DAY, rows)
     empty = [r for r in rows if truth[r["frame_id"]].is_empty]
     items = [r for r in rows if not truth[r["frame_id"]].is_empty]
-    kept_ids = {r["frame_id"] for r in rows if r["kept"]}
+    kept_ids = {r["frame_id"]: r["empty_score"] for r in rows if r["kept"]}
 
     products = read_catalog(lake)
     labelers = [BarcodeLabeler({p.ean for p in products}), WeightLabeler(products),
@@ -88,9 +88,10 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
     rng.shuffle(order)
     cut = int(len(order) * REVIEW_SHARE)
     reviewed, held = order[:cut], order[cut:]
-    cal = fit([(votes[i], truth[inputs[i].frame_id].sku) for i in reviewed], n_classes=len(products))
+    es = [f.extra["empty_score"] for f in inputs]
+    cal = fit([(votes[i], truth[inputs[i].frame_id].sku, es[i]) for i in reviewed], n_classes=len(products))
     vision = {lab.name: lab.vision for lab in labelers}
-    dec = [decide(v, cal, vision) for v in votes]
+    dec = [decide(v, cal, vision, e) for v, e in zip(votes, es, strict=True)]
 
     def at(threshold: float, idx: list[int]) -> tuple[int, int]:
         acc = [i for i in idx if dec[i].label is not None and dec[i].confidence >= threshold]
@@ -104,7 +105,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
         elif n:
             break
     n_auto, ok_auto = at(threshold, held)
-    prelabel_rows(keys, votes, labelers, cal, report)  # the table rows, as the asset writes them
+    prelabel_rows(keys, votes, labelers, cal, report, es)  # the table rows, as the asset writes them
 
     total_s = filter_s + label_s
     ingest_fps = fd.frames / fd.ingest_s
@@ -126,6 +127,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
         "abstain_reasons": dict(report.abstains),
         "ensemble": {
             "calibration": {"reviewed_items": cal.n_reviewed, "weights": cal.weights, "a": cal.a, "b": cal.b,
+                            "c_empty_score": cal.c,
                             "accuracy_by_labeler": cal.accuracy},
             "threshold": threshold,
             "held_out_frames": len(held),
