@@ -88,7 +88,7 @@ def decide(votes: Mapping[str, Vote], cal: Calibration, vision: Mapping[str, boo
     return Decision(ranked[0][0], round(_sigmoid(z), 6), margin, disagreement, mismatch)
 
 
-def _platt(x: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1e-2) -> list[float]:
+def logistic_fit(x: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1e-2) -> list[float]:
     """Logistic regression of y on the feature rows x plus an intercept (Newton's method, a small
     ridge so separable data stays finite); the intercept comes last."""
     import numpy as np
@@ -137,5 +137,5 @@ def fit(items: Sequence[tuple], n_classes: int) -> Calibration:
     if len(set(ys)) < 2:  # all right (or all wrong): keep the default slope, shift by the rate
         rate = (sum(ys) + 1) / (len(ys) + 2)
         return Calibration(weights, 2.0, math.log(rate / (1 - rate)), 0.0, len(items), acc)
-    a, c, b = _platt(xs, ys)
+    a, c, b = logistic_fit(xs, ys)
     return Calibration(weights, round(a, 6), round(b, 6), round(c, 6), len(items), acc)
