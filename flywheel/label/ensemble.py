@@ -23,6 +23,7 @@ from flywheel.label.prelabelers.base import Vote
 DEFAULT_WEIGHTS = {"barcode": 4.0, "reader": 2.0, "vlm": 1.0, "teacher": 1.0, "weight": 0.5}
 MIN_REVIEWED = 30  # reviewed items before the fit replaces the defaults
 NARROW_ONLY = {"weight"}  # labelers that never decide alone
+OUTSIDE_CANDIDATES = 0.25  # a label the weight step rules out keeps this share of its score
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ def scores(votes: Mapping[str, Vote], weights: Mapping[str, float]) -> dict[str,
             out[v.label] = out.get(v.label, 0.0) + weights.get(name, 1.0) * v.confidence
     for name, v in votes.items():
         if name in NARROW_ONLY and v.candidates:
-            for c in v.candidates:
-                if c in out:  # supports a label another labeler named
+            for c in out:
+                if c in v.candidates:  # supports a label another labeler named
                     out[c] += weights.get(name, 1.0) / len(v.candidates)
+                else:  # the load cell says it is not this product
+                    out[c] *= OUTSIDE_CANDIDATES
     return out
 
 
