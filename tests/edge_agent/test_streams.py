@@ -5,14 +5,17 @@ stream that stalls, one that drops and comes back, and one that changes resoluti
 from __future__ import annotations
 
 import glob
+import io
 import itertools
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from edge_agent.sources import AvSource, ReconnectingSource
+from tests.edge_agent.conftest import lake_clips
 from tests.support.streams import RtspCamera, free_port, http_server, make_ts, need
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -86,8 +89,8 @@ def test_stalled_http_camera_times_out_and_reconnects(clip):
 
 
 def test_rtsp_camera_drops_and_comes_back(clip):
-    """The camera's encoder dies (the pusher is killed, the RTSP server stays): the client sees the
-    stream end or time out, reconnects with backoff, and reads again once the camera is back."""
+    """The camera goes off (server and encoder gone) mid-stream: the client sees the stream end or
+    time out, then refused connections, backs off, and reads again once the camera is back."""
     need("ffmpeg", "rtsp-server-perl")
     with RtspCamera(clip) as cam:
         causes: list[str] = []
@@ -95,7 +98,7 @@ def test_rtsp_camera_drops_and_comes_back(clip):
         def on_error(cause: str, _e: Exception) -> None:
             causes.append(cause)
             if len(causes) == 2:
-                cam.pusher.start()  # back after two failed attempts
+                cam.up()  # back after two failed attempts
 
         src = ReconnectingSource(lambda: AvSource(cam.url, options={"rtsp_transport": "udp"}, timeout_s=2),
                                  reconnect_on_eof=True, backoff_s=0.3, max_reconnects=30,
@@ -104,7 +107,7 @@ def test_rtsp_camera_drops_and_comes_back(clip):
         for f in src:
             frames.append(f)
             if len(frames) == 15 and not causes:
-                cam.pusher.kill()
+                cam.down()
             if len(frames) == 40:
                 break
         src.close()
@@ -113,7 +116,8 @@ def test_rtsp_camera_drops_and_comes_back(clip):
     assert [f.t for f in frames] == sorted(f.t for f in frames)
 
 
-def test_resolution_change_mid_stream(tmp_path, clip, make_agent, local_lake):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_resolution_change_mid_stream(tmp_path, clip, make_agent, local_lake, isolation):
     """A camera switching from 320x240 to 640x480 within one HTTP stream: the source yields both
     sizes, and the agent keeps running and capturing across the change."""
     big = make_ts(tmp_path / "big.ts", "640x480", seconds=2.0, pattern="testsrc2")
@@ -130,12 +134,20 @@ def test_resolution_change_mid_stream(tmp_path, clip, make_agent, local_lake):
     sizes = [f.image.shape for f in frames]
     assert sizes[0] == (240, 320, 3) and sizes[-1] == (480, 640, 3)
     assert sizes == sorted(sizes)  # one switch, no flapping
-    agent = make_agent(local_lake)
+    from edge_agent.agent import CaptureSettings
+
+    agent = make_agent(local_lake, capture=CaptureSettings(pre_roll_s=0.5, post_roll_s=3.0, max_clip_s=10,
+                                                               isolation=isolation))
     for f in frames:
         f.image = np.ascontiguousarray(f.image)
         agent.process(f)
     totals = agent.close(drain_timeout=30)
-    assert totals["frames"] == 55
+    assert totals["frames"] == 55 and totals["uploaded_clips"] == totals["captures"] == 1
+    # the clip spans the switch: one H.264 stream at the first size, later frames scaled into it
+    (mp4,), _ = lake_clips(local_lake)
+    with av.open(io.BytesIO(local_lake.get(mp4))) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(decoded) > 31 and {d.shape for d in decoded} == {(240, 320, 3)}
 
 
 @pytest.mark.skipif(not any(os.access(d, os.W_OK) for d in glob.glob("/dev/video*")),

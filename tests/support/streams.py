@@ -104,14 +104,21 @@ class RtspCamera:
         self.pusher = Proc(["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
                             "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{src_port}/cam"])
 
-    def __enter__(self) -> RtspCamera:
+    def up(self) -> None:
         self.server.start()
         _wait_port(self.port)
         _wait_port(self.src_port)
         self.pusher.start()
         time.sleep(1.0)  # the relay has the stream's SDP once the pusher's ANNOUNCE went through
+
+    def down(self) -> None:
+        """The camera loses power: encoder and server gone, the port refuses connections."""
+        self.pusher.kill()
+        self.server.kill()
+
+    def __enter__(self) -> RtspCamera:
+        self.up()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.pusher.kill()
-        self.server.kill()
+        self.down()
