@@ -19,6 +19,9 @@ GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate use
 
 
 class SourcesConfig(dg.Config):
+    # "simulator": import the simulator's catalog, bootstrap and frozen sets (the demo);
+    # "imported": train on what `flywheel catalog import` / `flywheel import` put in the depot
+    source: Literal["simulator", "imported"] = "simulator"
     seed: int = 0  # simulator world + dataset seed (byte-identical exports per seed)
     n_per_sku: int = 24  # bootstrap "manually collected" frames per core SKU
     n_test: int = 200  # frames per frozen standard test set
@@ -43,14 +46,28 @@ class SourcesConfig(dg.Config):
                  for n in STANDARD_SETS],
 )
 def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
+    from flywheel.imports.sources import imported_sources, refuse_simulator_over_user_data
     from flywheel.learner.pipeline import SimSources, import_from_simulator
 
-    imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
-                                                             config.n_test))
+    if config.source == "imported":
+        imported = imported_sources(lake.lake())
+    else:
+        refuse_simulator_over_user_data(lake.lake())
+        imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
+                                                                 config.n_test))
     names = {"catalog": "sku_catalog", "manual_collection": "manual_collection",
              **{n: f"standard_set_{n}" for n in STANDARD_SETS}}
+    user_sets = {n: imp.sha256[:16] for n, imp in imported.items()
+                 if n not in ("catalog", "manual_collection")}
     for name, asset_key in names.items():
-        imp = imported[name]
+        imp = imported.get(name)
+        if imp is None:  # imported data need not have the simulator's set names
+            yield dg.MaterializeResult(
+                asset_key=asset_key, metadata={"present": False, "rows": 0, "source": config.source},
+                check_results=[dg.AssetCheckResult(
+                    check_name="frozen", asset_key=asset_key, passed=True,
+                    metadata={"actual": "absent", "threshold": "absent"})])
+            continue
         if imp.drift_sha256:
             context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
                                 f"frozen version {imp.sha256[:16]} is kept")
@@ -64,8 +81,9 @@ def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, la
                           "threshold": imp.sha256[:16]}))
         yield dg.MaterializeResult(
             asset_key=asset_key, data_version=dg.DataVersion(imp.sha256[:16]),
-            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows,
-                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)},
+            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows, "source": config.source,
+                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256),
+                      **({"standard_sets": user_sets} if name == "manual_collection" else {})},
             check_results=checks)
 
 
@@ -174,16 +192,23 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
     )
 
 
+class EvaluationConfig(dg.Config):
+    # standard sets pooled into the gate's target metric; empty: every set but the reference one
+    gate_sets: list[str] = []
+    reference_set: str = "manual"  # evaluated and reported (manual_*), never gated
+
+
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager",
     description="This run's candidate and the production model on every frozen standard set with ONNX "
                 "Runtime: top-1, per-SKU, per-slice accuracy, ECE, CPU latency; report.md compares.")
-def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
+def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, lake: LakeResource,
                          candidate_model: ModelRef) -> dg.Output[EvaluationRef]:
     from flywheel.learner.pipeline import evaluate_candidate, evaluation_ref
     from flywheel.learner.plots import png_markdown, slices_png
 
-    ev = evaluate_candidate(lake.lake(), candidate_model)
+    ev = evaluate_candidate(lake.lake(), candidate_model, config.gate_sets or None,
+                            config.reference_set or None)
     cand = ev["candidate"]
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand["metrics"].items()}
     prod_slices = ev["production"]["slices"] if ev["production"] else None
@@ -193,6 +218,7 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
             "candidate": ev["candidate_id"], "production": ev["production_id"] or "none",
             **metrics,
             "test_set_versions": {k: v[:16] for k, v in ev["test_set_versions"].items()},
+            "gate_sets": ev["gate_sets"],
             "report": dg.MetadataValue.md(ev["report_md"]),
             "slices": dg.MetadataValue.md(png_markdown(slices_png(cand["slices"], prod_slices),
                                                        "slices")),

@@ -22,16 +22,16 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
+from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import read_catalog
 from flywheel.imports.formats import Item, RawDataset, read_dataset
 from flywheel.imports.images import NEAR_DUP_BITS, BadImage, inspect_image, sha256
 from flywheel.imports.leaks import find_leaks
 from flywheel.imports.mapping import map_classes, read_mapping_file
-from flywheel.learner import depot_sets
 from flywheel.learner.config import EMPTY_CLASS, SplitRule
 from flywheel.learner.datasets import assign_splits
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.frames import normalise
+from flywheel.learner.labelled_frames import normalise
 
 SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # a lake folder and a Dagster asset name
 MAX_SIDE = 1280  # larger photos are downscaled once at import (training works at <= 640 px)

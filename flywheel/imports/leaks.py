@@ -18,7 +18,7 @@ class Leak:
 
 
 def fingerprints(images: list[bytes]) -> tuple[list[str], np.ndarray]:
-    return [sha256(b) for b in images], np.array([phash(b) for b in images], dtype=np.uint64)
+    return [sha256(b) for b in images], np.stack([phash(b) for b in images])  # n x words
 
 
 def find_leaks(new_sources: list[str], new_images: list[bytes],
@@ -33,7 +33,8 @@ def find_leaks(new_sources: list[str], new_images: list[bytes],
             continue
         sha, ph = fingerprints(images)
         exact = {s: i for i, s in enumerate(sha)}
-        dist = np.bitwise_count(new_ph[:, None] ^ ph[None, :])  # n_new x n_other Hamming distances
+        # n_new x n_other Hamming distances
+        dist = np.bitwise_count(new_ph[:, None, :] ^ ph[None, :, :]).sum(axis=-1)
         for i, src in enumerate(new_sources):
             if new_sha[i] in exact:
                 leaks.append(Leak(src, f"{name}:{ids[exact[new_sha[i]]]}", "exact"))

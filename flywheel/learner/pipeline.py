@@ -132,16 +132,32 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
     return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
 
 
-def evaluate_candidate(lake: Lake, model: ModelRef | str) -> dict:
+def choose_sets(names: list[str], gate_sets: list[str] | None = None,
+                reference_set: str | None = reference_sets.MANUAL_SET) -> tuple[list[str], list[str]]:
+    """(sets to evaluate, sets pooled into the gate's target metric). Named gate sets, plus the
+    reference set (reported as manual_*, never gated) when the lake has it; by default every set
+    but the reference gates, and a lake whose only set is the reference gates on that one."""
+    if gate_sets:
+        unknown = sorted(set(gate_sets) - set(names))
+        if unknown:
+            raise DatasetError(f"gate set(s) {unknown} are not standard sets in the lake {names}")
+        extra = [reference_set] if reference_set in names and reference_set not in gate_sets else []
+        return sorted({*gate_sets, *extra}), sorted(gate_sets)
+    gated = [n for n in names if n != reference_set] or list(names)
+    return list(names), gated
+
+
+def evaluate_candidate(lake: Lake, model: ModelRef | str, gate_sets: list[str] | None = None,
+                       reference_set: str | None = reference_sets.MANUAL_SET) -> dict:
     """Candidate and production on the same frozen sets with the same code: comparable numbers.
-    `model` is a ModelRef (its card verified) or a registered model id."""
+    `model` is a ModelRef (its card verified) or a registered model id; see choose_sets."""
     from flywheel.learner.evaluate import comparison_report
 
     if isinstance(model, ModelRef):
         model.read(lake)
     model_id = model.model_id if isinstance(model, ModelRef) else model
-    test_sets, versions = reference_sets.read_standard_sets(lake)
-    prod_sets = reference_sets.production_set_names(list(test_sets))
+    names, prod_sets = choose_sets(reference_sets.standard_set_names(lake), gate_sets, reference_set)
+    test_sets, versions = reference_sets.read_standard_sets(lake, names)
     candidate = evaluate_registered(lake, model_id, test_sets, prod_sets)
     production_id = registry.production_model_id(lake)
     production = None
@@ -150,7 +166,7 @@ def evaluate_candidate(lake: Lake, model: ModelRef | str) -> dict:
     else:
         production_id = None
     evaluation = {"candidate_id": model_id, "candidate": candidate, "production_id": production_id,
-                  "production": production, "test_set_versions": versions,
+                  "production": production, "test_set_versions": versions, "gate_sets": prod_sets,
                   "report_md": comparison_report(model_id, candidate, production_id, production)}
     registry.put_json(lake, registry.key(model_id, "evaluation.json"), evaluation)
     lake.put(registry.key(model_id, "report.md"), evaluation["report_md"].encode())

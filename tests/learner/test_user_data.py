@@ -1,0 +1,71 @@
+"""The Learner on data a user brings (issue 13): hostile class names, sparse columns, set names."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import yaml
+
+from flywheel.learner.config import DatasetSpec, TrainConfig
+from flywheel.learner.datasets import build_members, write_dataset_version
+from flywheel.learner.errors import DatasetError
+from flywheel.learner.materialize import materialize_classify, materialize_detect
+from flywheel.learner.train import TrainRequest, check_class_order, run_training
+from tests.learner.fakes import SKUS, fake_frames
+
+# "T-shirt/top" would nest inside "T-shirt" as folders; quotes and ".." break paths and YAML
+HOSTILE = {SKUS[0]: "T-shirt/top", SKUS[1]: "T-shirt", SKUS[2]: "..'a: b'"}
+
+
+def hostile_frames(**kw) -> pl.DataFrame:
+    df = fake_frames(**kw)
+    return df.with_columns(pl.col("sku").replace(HOSTILE))
+
+
+def test_hostile_names_never_become_paths(tmp_path):
+    members, _ = build_members(hostile_frames(empty_every=5, size=(96, 64)), DatasetSpec(),
+                               set(HOSTILE.values()))
+    classes = sorted(members["label"].unique().to_list())
+    root = materialize_classify(members, classes, tmp_path / "cls", 32)
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["0000", "0001", "0002", "0003"]
+    assert not list(tmp_path.glob("cls/*/T-shirt*"))
+    n = {i: len(list((root / "train" / f"{i:04d}").iterdir())) for i in range(4)}
+    want = members.filter(pl.col("split") == "train").group_by("label").len()
+    assert n == {classes.index(r["label"]): r["len"] for r in want.iter_rows(named=True)}
+    det, _ = build_members(hostile_frames(empty_every=5, size=(96, 64)), DatasetSpec(task="detect"),
+                           set(HOSTILE.values()))
+    data = yaml.safe_load(materialize_detect(det, classes, tmp_path / "det").read_text())
+    assert list(data["names"].values()) == [c for c in classes if c != "empty"]
+
+
+def test_class_order_mismatch_is_refused():
+    classes = ["T-shirt", "T-shirt/top", "empty"]
+    check_class_order({0: "0000", 1: "0001", 2: "0002"}, "classify", classes)
+    with pytest.raises(DatasetError, match="trained class order"):
+        check_class_order({0: "0001", 1: "0000", 2: "0002"}, "classify", classes)
+    with pytest.raises(DatasetError, match="mislabel"):
+        check_class_order({0: "T-shirt/top", 1: "T-shirt"}, "detect", classes)
+
+
+@pytest.mark.slow
+def test_training_on_hostile_names_keeps_the_card_order(local_lake):
+    catalog = set(HOSTILE.values())
+    ds, _ = write_dataset_version(local_lake, hostile_frames(n_sessions=5, frames_per_session=6),
+                                  DatasetSpec(include_empty=False), catalog, ["fake"])
+    cfg = TrainConfig(epochs=1, imgsz=32, batch=16)
+    result = run_training(TrainRequest(local_lake.uri, None, ds.version, cfg, "hostile",
+                                       catalog=tuple(sorted(catalog))))
+    assert result.card["classes"] == sorted(catalog) and result.onnx_validation["passed"]
+
+
+def test_only_frame_id_sku_and_image_are_required():
+    from flywheel.learner.labelled_frames import normalise
+
+    full = fake_frames(empty_every=4)
+    sparse = normalise(full.select("frame_id", "sku", "image_png"))
+    assert sparse["session_id"].to_list() == sparse["frame_id"].to_list()
+    assert sparse["is_empty"].to_list() == full["is_empty"].to_list()
+    members, _ = build_members(sparse, DatasetSpec(), set(SKUS))
+    assert members.height == full.height and members["split"].n_unique() == 2
+    with pytest.raises(ValueError, match=r"lacks columns \['sku'\]"):
+        normalise(full.select("frame_id", "image_png"))
