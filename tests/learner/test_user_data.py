@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 import yaml
@@ -69,3 +71,21 @@ def test_only_frame_id_sku_and_image_are_required():
     assert members.height == full.height and members["split"].n_unique() == 2
     with pytest.raises(ValueError, match=r"lacks columns \['sku'\]"):
         normalise(full.select("frame_id", "image_png"))
+
+
+def test_same_image_under_a_new_id_is_a_leak(local_lake):
+    from flywheel.depot import reference_sets
+    from flywheel.learner.pipeline import build_dataset
+    from tests.learner.fakes import to_parquet
+
+    train = fake_frames(n_sessions=4, seed=1)
+    test = fake_frames(n_sessions=2, seed=2, id_prefix="t")
+    reference_sets.import_catalog(local_lake, json.dumps({"products": [{"ean": s} for s in SKUS]}))
+    reference_sets.import_standard_set(local_lake, "shelf", to_parquet(test))
+    copied = test.head(2).with_columns(pl.lit("new-id").alias("session_id"),
+                                       (pl.lit("copy-") + pl.col("frame_id")).alias("frame_id"))
+    reference_sets.import_manual_collection(local_lake, to_parquet(pl.concat([train, copied])))
+    with pytest.raises(DatasetError, match=r"byte-identical to frozen .* \({'shelf': 2}\)"):
+        build_dataset(local_lake, DatasetSpec())
+    reference_sets.import_manual_collection(local_lake, to_parquet(train))
+    assert build_dataset(local_lake, DatasetSpec())[0].manifest["counts"]["members"] == train.height
