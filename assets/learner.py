@@ -101,7 +101,11 @@ class DatasetConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
         description="every class found in two or more sessions has validation frames (a class seen "
-                    "in one session only cannot be on both sides without leakage)")],
+                    "in one session only cannot be on both sides without leakage)"),
+                 dg.AssetCheckSpec(
+        "train_class_coverage", asset="dataset_version",
+        description="every class has training frames (when every group holds a class of its own, "
+                    "the group forced into validation takes its classes out of training)")],
     description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
                 "id = hash(member ids, labels, split rule); split by session; validated (empty, "
                 "single class, unknown SKUs, frozen-set frames) before anything is written.")
@@ -135,6 +139,10 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
                   "val_class_share": (n_classes - len(balance["classes_missing_in_val"]))
                   / max(n_classes, 1),
                   "missing": balance["classes_missing_in_val"], "in_one_group": sorted(single)})
+    untrained = balance["classes_missing_in_train"]
+    yield dg.AssetCheckResult(
+        check_name="train_class_coverage", passed=not untrained, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"actual": len(untrained), "threshold": 0, "missing": untrained})
 
 
 class TrainingConfig(dg.Config):

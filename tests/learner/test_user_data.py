@@ -89,3 +89,17 @@ def test_same_image_under_a_new_id_is_a_leak(local_lake):
         build_dataset(local_lake, DatasetSpec())
     reference_sets.import_manual_collection(local_lake, to_parquet(train))
     assert build_dataset(local_lake, DatasetSpec())[0].manifest["counts"]["members"] == train.height
+
+
+def test_one_session_per_class_fails_train_coverage_loudly(tmp_path):
+    from edge_agent.lake import Lake
+    from tests.learner.test_learner_defs import _materialize_dataset, _seed_lake
+
+    frames = pl.concat([fake_frames(1, 4, skus=(SKUS[0],), seed=1, id_prefix="a"),
+                        fake_frames(1, 4, skus=(SKUS[1],), seed=2, id_prefix="b")])
+    _seed_lake(Lake.at_path(tmp_path), frames)
+    result = _materialize_dataset(tmp_path)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    train = checks["train_class_coverage"]
+    assert not train.passed and train.metadata["actual"].value == 1
+    assert train.metadata["threshold"].value == 0 and len(train.metadata["missing"].value) == 1
