@@ -225,9 +225,9 @@ def _leak_errors(new: pl.DataFrame, others: dict[str, pl.DataFrame], side: str, 
     errors = []
     for other in sorted({lk.other.split(":")[0] for lk in leaks}):
         mine = [lk for lk in leaks if lk.other.startswith(other + ":")]
-        kinds = Counter(lk.kind.split(" ")[0] for lk in mine)
+        kinds = dict(sorted(Counter(lk.kind.split(" ")[0] for lk in mine).items()))
         ex = mine[0]
-        errors.append(f"{len(mine)} image(s) are also in {side} '{other}' ({dict(kinds)}), e.g. "
+        errors.append(f"{len(mine)} image(s) are also in {side} '{other}' ({kinds}), e.g. "
                       f"{ex.source} = {ex.other} ({ex.kind}); a test image in training inflates "
                       "every score")
     return errors

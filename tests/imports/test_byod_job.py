@@ -11,7 +11,7 @@ import pytest
 from flywheel.cli import main
 from flywheel.depot import reference_sets
 from flywheel.learner import registry
-from tests.imports import photos
+from flywheel.sim import photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -13,7 +13,7 @@ from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import import_catalog_file
 from flywheel.imports.dataset import DatasetImportError, import_dataset
 from flywheel.learner.config import EMPTY_CLASS
-from tests.imports import photos
+from flywheel.sim import photos
 
 CLASSES = ["T-shirt/top", "cola 'zero'", "chips"]  # hostile ids: a slash, quotes, a space
 

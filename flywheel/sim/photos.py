@@ -1,6 +1,7 @@
-"""Small real image datasets made on the spot (no downloads): photos of the simulator's rendered
-packages (real label art, text and EAN-13 bars) on a cart-basket background, at random positions,
-scales and lighting, saved as JPEG with the exact item box. Writers for every import format."""
+"""Small real image datasets (no downloads) for tests, benchmarks and trying `flywheel import`:
+photos of the simulator's rendered packages (real label art, text and EAN-13 bars) on a cart-basket
+background, at random positions, scales and lighting, saved as JPEG with the exact item box; and
+writers for every format `flywheel import` reads."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ def take_photos(product, cls: str, n: int, seed: int) -> list[Photo]:
 
     rng = np.random.default_rng(seed)
     faces = [render_front(product), render_back(product)]
-    bg = Image.fromarray(render_basket(*SIZE))
+    big = Image.fromarray(render_basket(SIZE[0] + 48, SIZE[1] + 36))
     out = []
     for _ in range(n):
+        ox, oy = int(rng.integers(0, 49)), int(rng.integers(0, 37))  # the camera moved a little
+        bg = big.crop((ox, oy, ox + SIZE[0], oy + SIZE[1]))
         sprite = faces[int(rng.integers(2))]
         sprite = scale_sprite(sprite, float(rng.uniform(0.35, 0.5)))
         w, h = sprite.size
