@@ -272,18 +272,42 @@ class CorrectionBatchV1(_Doc):
     model_config = ConfigDict(populate_by_name=True)
 
 
+# -- device model ------------------------------------------------------------------------------
+
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class DeviceModelV1(_Doc):
+    """A model slot's `model.json`, beside `model.onnx`: what the device needs to label, size and
+    normalise exactly as evaluation did. The registry writes it (models/<id>/device.json)."""
+
+    schema_: Literal["flywheel.device_model"] = Field("flywheel.device_model", alias="schema")
+    schema_version: Literal[1] = 1
+    model_version: SafeId  # the registry's model id
+    labels: list[str] = Field(min_length=1)  # output index -> SKU; "empty"/"none"/"" = no product
+    # [h, w]; None: the ONNX input's static shape
+    input_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] | None = None
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]  # per RGB channel
+    std: Annotated[list[Positive], Field(min_length=3, max_length=3)] = [1.0, 1.0, 1.0]
+    output: str = Field("", max_length=500)  # what the output tensor holds, for people
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 # -- parsing -----------------------------------------------------------------------------------
 
 ClipSidecar = ClipSidecarV1
 StatusReport = StatusReportV1
 ReleaseManifest = ReleaseManifestV1
 CorrectionBatch = CorrectionBatchV1
+DeviceModel = DeviceModelV1
 
 _REGISTRY: dict[str, dict[int, type[_Doc]]] = {
     "flywheel.clip_sidecar": {1: ClipSidecarV1},
     "flywheel.status_report": {1: StatusReportV1},
     "flywheel.release_manifest": {1: ReleaseManifestV1},
     "flywheel.correction_batch": {1: CorrectionBatchV1},
+    "flywheel.device_model": {1: DeviceModelV1},
 }
 MAX_DOC_BYTES = 16 * 1024 * 1024  # a sidecar of a long clip is ~1 MB; anything far bigger is hostile
 
@@ -346,3 +370,12 @@ def parse_release_manifest(raw: bytes | str | dict[str, Any]) -> ReleaseManifest
 
 def parse_correction_batch(raw: bytes | str | dict[str, Any]) -> CorrectionBatch:
     return parse_document(raw, CorrectionBatchV1)
+
+
+def parse_device_model(raw: bytes | str | dict[str, Any]) -> DeviceModel:
+    """A slot's model.json. Slots written before the document was versioned carry no `schema`:
+    they are read as version 1 (the fields are the same), so a device keeps its installed model."""
+    doc = _load_json(raw)
+    if "schema" not in doc:
+        doc = {"schema": "flywheel.device_model", "schema_version": 1, **doc}
+    return parse_document(doc, DeviceModelV1)

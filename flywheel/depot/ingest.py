@@ -24,6 +24,7 @@ from edge_agent.contract.errors import ContractError
 from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, day_prefix, parse_clip_key
 from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.depot import frames_table
 from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig, frames_key
 from flywheel.depot.embed import FrameEncoder, encoder_id
@@ -31,12 +32,7 @@ from flywheel.depot.frames import DecodeError, decode_sampled, sample_indices, t
 from flywheel.depot.landing import split_key
 from flywheel.depot.vectors import read_vectors, write_vectors
 
-FRAME_COLUMNS = [
-    "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
-    "model_version", "rule_set_version", "agent_version", "is_trigger_frame", "frame_triggers",
-    "triggers", "barcode", "weight_g", "weight_change_g", "aisle", "x_m", "prediction", "confidence",
-    "blur", "brightness", "width", "height", "clip_key", "clip_sha256", "thumb_jpeg", "image_jpeg",
-]
+FRAME_COLUMNS = frames_table.NAMES  # the frames table's columns: defined once, in frames_table
 EMBED_BATCH = 64  # frames per encoder forward pass (the encoders batch internally up to this)
 
 
@@ -155,25 +151,9 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str, 
     return rows, [f.rgb for f in frames], decoded
 
 
-def frames_schema():  # noqa: ANN201 - pyarrow imported lazily
-    import pyarrow as pa
-
-    return pa.schema([
-        ("frame_id", pa.string()), ("clip_id", pa.string()), ("frame_index", pa.int32()),
-        ("t_s", pa.float64()), ("captured_at", pa.timestamp("us", tz="UTC")), ("date", pa.string()),
-        ("store_id", pa.string()), ("device_id", pa.string()), ("model_version", pa.string()),
-        ("rule_set_version", pa.string()), ("agent_version", pa.string()),
-        ("is_trigger_frame", pa.bool_()), ("frame_triggers", pa.string()), ("triggers", pa.string()),
-        ("barcode", pa.string()), ("weight_g", pa.float64()), ("weight_change_g", pa.float64()),
-        ("aisle", pa.string()), ("x_m", pa.float64()), ("prediction", pa.string()),
-        ("confidence", pa.float64()), ("blur", pa.float64()), ("brightness", pa.float64()),
-        ("width", pa.int32()), ("height", pa.int32()), ("clip_key", pa.string()),
-        ("clip_sha256", pa.string()), ("thumb_jpeg", pa.binary()), ("image_jpeg", pa.binary()),
-    ])
-
-
-JPEG_COLUMNS = ("thumb_jpeg", "image_jpeg")
-METADATA_COLUMNS = [c for c in FRAME_COLUMNS if c not in JPEG_COLUMNS]
+frames_schema = frames_table.arrow_schema
+JPEG_COLUMNS = frames_table.JPEG_COLUMNS
+METADATA_COLUMNS = frames_table.METADATA_COLUMNS
 
 
 def read_frames(lake: Lake, day: str, columns: list[str] | None = None):  # noqa: ANN201

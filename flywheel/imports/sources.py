@@ -9,6 +9,7 @@ from edge_agent.lake import Lake
 from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import CATALOG_SCHEMA
 from flywheel.learner.errors import DatasetError
+from flywheel.learner.pipeline import SimSources, import_from_simulator
 
 
 def imported_sources(lake: Lake) -> dict[str, depot_sets.Imported]:
@@ -38,3 +39,15 @@ def refuse_simulator_over_user_data(lake: Lake) -> None:
         raise DatasetError(f"{lake.uri} holds an imported catalog ({cur['rows']} products); the "
                            "simulator would replace it. Run the job with learner_sources config "
                            "`source: imported` to train on the imported data")
+
+
+def load_sources(lake: Lake, source: str = "simulator", sim: SimSources | None = None
+                 ) -> dict[str, depot_sets.Imported]:
+    """The Learner job's starting data: the simulator's exports imported into the depot (the demo;
+    refused over a user's catalog), or what the user imported, as it is ("imported")."""
+    if source == "imported":
+        return imported_sources(lake)
+    if source != "simulator":
+        raise ValueError(f"source must be 'simulator' or 'imported', not {source!r}")
+    refuse_simulator_over_user_data(lake)
+    return import_from_simulator(lake, sim or SimSources())

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge_agent.sources import AvSource, ReconnectingSource
-from tests.edge_agent.conftest import lake_clips
+from tests.edge_agent.conftest import capture_config, lake_clips
 from tests.support.streams import RtspCamera, free_port, http_server, make_ts, need
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -134,10 +134,8 @@ def test_resolution_change_mid_stream(tmp_path, clip, make_agent, local_lake, is
     sizes = [f.image.shape for f in frames]
     assert sizes[0] == (240, 320, 3) and sizes[-1] == (480, 640, 3)
     assert sizes == sorted(sizes)  # one switch, no flapping
-    from edge_agent.agent import CaptureSettings
-
-    agent = make_agent(local_lake, capture=CaptureSettings(pre_roll_s=0.5, post_roll_s=3.0, max_clip_s=10,
-                                                               isolation=isolation))
+    agent = make_agent(local_lake, capture=capture_config(pre_roll_s=0.5, post_roll_s=3.0, max_clip_s=10,
+                                                          isolation=isolation))
     for f in frames:
         f.image = np.ascontiguousarray(f.image)
         agent.process(f)
