@@ -73,7 +73,7 @@ def test_classify_from_an_empty_lake(seaweed, ray_cluster, tmp_path, monkeypatch
     photos.catalog_csv(tmp_path / "catalog.csv", CLASSES)
     (tmp_path / "map.csv").write_text("class,id\nT-shirt_top,T-shirt/top\n"
                                       "cola 'zero',cola 'zero'\nchips,chips\n")
-    photos.write_imagefolder(tmp_path / "photos", photos.dataset(CLASSES, 20, seed=1))
+    photos.write_imagefolder(tmp_path / "photos", photos.dataset(CLASSES, 30, seed=1))
     photos.write_imagefolder(tmp_path / "test", photos.dataset(CLASSES, 10, seed=2))
     _cli("catalog", "import", str(tmp_path / "catalog.csv"), "--lake", uri)
     _cli("import", str(tmp_path / "photos"), "--mapping", str(tmp_path / "map.csv"), "--lake", uri)
@@ -81,15 +81,15 @@ def test_classify_from_an_empty_lake(seaweed, ray_cluster, tmp_path, monkeypatch
          "--mapping", str(tmp_path / "map.csv"), "--lake", uri)
     assert reference_sets.standard_set_names(lake_from(uri)) == ["shelf"]
 
-    result, lake = _run_job(seaweed, "byod-classify", _config("classify", 15))
+    result, lake = _run_job(seaweed, "byod-classify", _config("classify", 20))
     assert result.success
     assert reference_sets.standard_set_names(lake) == ["shelf"]  # no simulator sets were added
     assert reference_sets.catalog_skus(lake) == set(CLASSES)  # and the catalog is still the user's
     ds = _mat(result, "dataset_version")
-    assert ds["members"] == 60 and ds["classes"] == 3 and ds["train"] > ds["val"] > 0
+    assert ds["members"] == 90 and ds["classes"] == 3 and ds["train"] > ds["val"] > 0
     model = _mat(result, "candidate_model")
     card = registry.read_card(lake, model["model_id"])
-    assert card["classes"] == sorted(CLASSES) and model["onnx_agrees"] is True
+    assert card.classes == sorted(CLASSES) and model["onnx_agrees"] is True
     ev = _mat(result, "candidate_evaluation")
     assert ev["gate_sets"] == ["shelf"] and list(ev["test_set_versions"]) == ["shelf"]
     assert ev["production_top1"] > 0.6  # 3 classes: chance is 0.33
@@ -126,7 +126,7 @@ def test_detect_from_yolo_export(seaweed, ray_cluster, tmp_path, monkeypatch):
     ds = _mat(result, "dataset_version")
     assert ds["members"] == 48 and ds["classes"] == 3
     card = registry.read_card(lake, _mat(result, "candidate_model")["model_id"])
-    assert card["task"] == "detect" and card["classes"] == sorted(CLASSES)
+    assert card.task == "detect" and card.classes == sorted(CLASSES)
     ev = _mat(result, "candidate_evaluation")
     assert ev["gate_sets"] == ["shelf"] and ev["production_map50"] is not None
     gate, meta = _gate(result)
