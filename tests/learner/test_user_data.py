@@ -57,7 +57,7 @@ def test_training_on_hostile_names_keeps_the_card_order(local_lake):
     cfg = TrainConfig(epochs=1, imgsz=32, batch=16)
     result = run_training(TrainRequest(local_lake.uri, None, ds.version, cfg, "hostile",
                                        catalog=tuple(sorted(catalog))))
-    assert result.card["classes"] == sorted(catalog) and result.onnx_validation["passed"]
+    assert result.card.classes == sorted(catalog) and result.onnx_validation["passed"]
 
 
 def test_only_frame_id_sku_and_image_are_required():
