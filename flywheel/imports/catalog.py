@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.lake import Lake, ObjectExists
-from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.barcodes import check_barcode
 from flywheel.imports.images import BadImage, inspect_image, sha256
+from flywheel.learner import reference_sets as depot_sets
 
 CATALOG_SCHEMA = "flywheel.catalog/v1"
 REQUIRED = ("id", "name", "brand", "barcode", "weight")

@@ -22,12 +22,12 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import read_catalog
 from flywheel.imports.formats import Item, RawDataset, read_dataset
 from flywheel.imports.images import NEAR_DUP_BITS, BadImage, inspect_image, sha256
 from flywheel.imports.leaks import find_leaks
 from flywheel.imports.mapping import map_classes, read_mapping_file
+from flywheel.learner import reference_sets as depot_sets
 from flywheel.learner.config import EMPTY_CLASS, SplitRule
 from flywheel.learner.datasets import assign_splits
 from flywheel.learner.errors import DatasetError

@@ -43,10 +43,3 @@ def find_leaks(new_sources: list[str], new_images: list[bytes],
             if dist[i, j] <= max_bits:
                 leaks.append(Leak(src, f"{name}:{ids[j]}", f"near-duplicate (pHash distance {dist[i, j]})"))
     return leaks
-
-
-def exact_leaks(images: list[bytes], others: dict[str, list[bytes]]) -> dict[str, int]:
-    """Set name -> how many of `images` it holds byte for byte (whatever ids either side uses)."""
-    mine = {sha256(b) for b in images}
-    counts = {name: len(mine & {sha256(b) for b in imgs}) for name, imgs in others.items()}
-    return {n: c for n, c in sorted(counts.items()) if c}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from edge_agent.lake import Lake
-from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import CATALOG_SCHEMA
+from flywheel.learner import reference_sets as depot_sets
 from flywheel.learner.errors import DatasetError
 from flywheel.learner.pipeline import SimSources, import_from_simulator
 

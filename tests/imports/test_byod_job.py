@@ -9,8 +9,7 @@ import dagster as dg
 import pytest
 
 from flywheel.cli import main
-from flywheel.depot import reference_sets
-from flywheel.learner import registry
+from flywheel.learner import reference_sets, registry
 from flywheel.sim import photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from flywheel.cli import main
-from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.barcodes import check_barcode
 from flywheel.imports.catalog import CatalogError, import_catalog_file, read_catalog
+from flywheel.learner import reference_sets as depot_sets
 
 
 def _png() -> bytes:

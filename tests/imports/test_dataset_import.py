@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from flywheel.cli import main
-from flywheel.depot import reference_sets as depot_sets
 from flywheel.imports.catalog import import_catalog_file
 from flywheel.imports.dataset import DatasetImportError, import_dataset
+from flywheel.learner import reference_sets as depot_sets
 from flywheel.learner.config import EMPTY_CLASS
 from flywheel.sim import photos
 

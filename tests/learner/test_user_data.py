@@ -74,7 +74,7 @@ def test_only_frame_id_sku_and_image_are_required():
 
 
 def test_same_image_under_a_new_id_is_a_leak(local_lake):
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
     from flywheel.learner.pipeline import build_dataset
     from tests.learner.fakes import to_parquet
 
