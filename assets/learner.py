@@ -9,8 +9,9 @@ import dagster as dg
 from dagster_ray import RayResource
 
 from flywheel.defaults import default_of
+from flywheel.imports.sources import load_sources
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
-from flywheel.learner.pipeline import SimSources
+from flywheel.learner.pipeline import SimSources, choose_sets
 from flywheel.refs import DatasetRef, EvaluationRef, ModelRef
 from resources.lake import LakeResource
 
@@ -22,6 +23,9 @@ GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate use
 
 # Config defaults come from the domain (flywheel.defaults.default_of): one source for each number.
 class SourcesConfig(dg.Config):
+    # "simulator": import the simulator's catalog, bootstrap and frozen sets (the demo);
+    # "imported": train on what `flywheel catalog import` / `flywheel import` put in the depot
+    source: Literal["simulator", "imported"] = default_of(load_sources, "source")
     seed: int = default_of(SimSources, "seed")  # simulator world + dataset seed
     n_per_sku: int = default_of(SimSources, "n_per_sku")  # bootstrap frames per core SKU
     n_test: int = default_of(SimSources, "n_test")  # frames per frozen standard test set
@@ -46,14 +50,21 @@ class SourcesConfig(dg.Config):
                  for n in STANDARD_SETS],
 )
 def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
-    from flywheel.learner.pipeline import SimSources, import_from_simulator
-
-    imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
-                                                             config.n_test))
+    imported = load_sources(lake.lake(), config.source,
+                            SimSources(config.seed, config.n_per_sku, config.n_test))
     names = {"catalog": "sku_catalog", "manual_collection": "manual_collection",
              **{n: f"standard_set_{n}" for n in STANDARD_SETS}}
+    user_sets = {n: imp.sha256[:16] for n, imp in imported.items()
+                 if n not in ("catalog", "manual_collection")}
     for name, asset_key in names.items():
-        imp = imported[name]
+        imp = imported.get(name)
+        if imp is None:  # imported data need not have the simulator's set names
+            yield dg.MaterializeResult(
+                asset_key=asset_key, metadata={"present": False, "rows": 0, "source": config.source},
+                check_results=[dg.AssetCheckResult(
+                    check_name="frozen", asset_key=asset_key, passed=True,
+                    metadata={"actual": "absent", "threshold": "absent"})])
+            continue
         if imp.drift_sha256:
             context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
                                 f"frozen version {imp.sha256[:16]} is kept")
@@ -67,8 +78,9 @@ def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, la
                           "threshold": imp.sha256[:16]}))
         yield dg.MaterializeResult(
             asset_key=asset_key, data_version=dg.DataVersion(imp.sha256[:16]),
-            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows,
-                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)},
+            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows, "source": config.source,
+                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256),
+                      **({"standard_sets": user_sets} if name == "manual_collection" else {})},
             check_results=checks)
 
 
@@ -86,7 +98,11 @@ class DatasetConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
         description="every class found in two or more sessions has validation frames (a class seen "
-                    "in one session only cannot be on both sides without leakage)")],
+                    "in one session only cannot be on both sides without leakage)"),
+                 dg.AssetCheckSpec(
+        "train_class_coverage", asset="dataset_version",
+        description="every class has training frames (when every group holds a class of its own, "
+                    "the group forced into validation takes its classes out of training)")],
     description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
                 "id = hash(member ids, labels, split rule); split by session; validated (empty, "
                 "single class, unknown SKUs, frozen-set frames) before anything is written.")
@@ -120,6 +136,10 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
                   "val_class_share": (n_classes - len(balance["classes_missing_in_val"]))
                   / max(n_classes, 1),
                   "missing": balance["classes_missing_in_val"], "in_one_group": sorted(single)})
+    untrained = balance["classes_missing_in_train"]
+    yield dg.AssetCheckResult(
+        check_name="train_class_coverage", passed=not untrained, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"actual": len(untrained), "threshold": 0, "missing": untrained})
 
 
 class TrainingConfig(dg.Config):
@@ -177,16 +197,22 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
     )
 
 
+class EvaluationConfig(dg.Config):
+    # standard sets pooled into the gate's target metric; none: every set but the reference one
+    gate_sets: list[str] | None = default_of(choose_sets, "gate_sets")
+    reference_set: str = default_of(choose_sets, "reference_set")  # reported (manual_*), never gated
+
+
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager",
     description="This run's candidate and the production model on every frozen standard set with ONNX "
                 "Runtime: top-1, per-SKU, per-slice accuracy, ECE, CPU latency; report.md compares.")
-def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
+def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, lake: LakeResource,
                          candidate_model: ModelRef) -> dg.Output[EvaluationRef]:
     from flywheel.learner.pipeline import evaluate_candidate, evaluation_ref
     from flywheel.learner.plots import png_markdown, slices_png
 
-    ev = evaluate_candidate(lake.lake(), candidate_model)
+    ev = evaluate_candidate(lake.lake(), candidate_model, config.gate_sets, config.reference_set)
     cand = ev.candidate
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand.metrics.items()}
     prod_slices = ev.production.slices if ev.production else None
@@ -196,6 +222,7 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
             "candidate": ev.candidate_id, "production": ev.production_id or "none",
             **metrics,
             "test_set_versions": {k: v[:16] for k, v in ev.test_set_versions.items()},
+            "gate_sets": ev.gate_sets,
             "report": dg.MetadataValue.md(ev.report_md),
             "slices": dg.MetadataValue.md(png_markdown(slices_png(cand.slices, prod_slices),
                                                        "slices")),

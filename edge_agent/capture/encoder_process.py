@@ -118,14 +118,12 @@ class EncoderProcess:
     def encode(self, job: CaptureJob, tmp: Path) -> tuple[int, bytes]:
         """Encode the job's frames into `tmp`; returns (clip size, sidecar bytes)."""
         shape = (len(job.frames), *job.frames[0].image.shape)
-        if any(r.image.shape != shape[1:] for r in job.frames):
-            raise ValueError("frame size changed within a capture")
         with self._lock:
             conn = self._ensure()
             shm = self._block(int(np.prod(shape)))
             block = np.ndarray(shape, np.uint8, buffer=shm.buf)
             for i, r in enumerate(job.frames):
-                block[i] = r.image
+                block[i] = r.image if r.image.shape == shape[1:] else _fit(r.image, shape[1:])
             del block
             light = dataclasses.replace(
                 job, frames=[dataclasses.replace(r, image=None) for r in job.frames])
@@ -172,3 +170,12 @@ class EncoderProcess:
                 self._kill()
             self._proc = self._conn = None
             self._free_block()
+
+
+def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A frame from after a camera's resolution change, scaled to the clip's size (what the
+    in-thread encoder's reformatter does), so the capture keeps one H.264 stream."""
+    import av
+
+    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+        width=shape[1], height=shape[0]).to_ndarray(format="rgb24")

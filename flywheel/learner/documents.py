@@ -95,6 +95,7 @@ class EvaluationV1(_Part):
     production: ModelEvaluation | None
     test_set_versions: dict[str, str]  # set name -> sha256 of the frozen Parquet
     report_md: str
+    gate_sets: list[str] = []  # the sets pooled into the gate's target metric (production_*)
 
 
 class GateRule(_Part):
