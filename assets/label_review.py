@@ -1,7 +1,6 @@
 """Label stage, review half: review_queue -> (humans, via landing/corrections/) -> merged_labels.
 Thin: the work is in flywheel.label.{routing,review_tasks,corrections,merge}."""
 
-from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
@@ -20,7 +19,7 @@ class ReviewConfig(dg.Config):
                                                      "confidence (and without disagreement or mismatch).")
     audit_rate: float = Field(0.02, description="Share of auto-accepted frames drawn for a human audit.")
     seed: int = Field(0, description="Seed of the audit draw (stable per frame).")
-    near_duplicate_distance: float = Field(0.02, description="Cosine distance under which frames of one "
+    near_duplicate_distance: float = Field(0.01, description="Cosine distance under which frames of one "
                                                              "clip form one task (LanceDB index vectors).")
 
 

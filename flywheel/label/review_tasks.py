@@ -189,7 +189,7 @@ def catalog_of(lake: Lake, prelabels: list[dict[str, Any]]) -> list[str]:
         return sorted({r["label"] for r in prelabels if r.get("label")})
 
 
-def queue_day(lake: Lake, day: str, config: Any, location: Any = None, near_duplicate_distance: float = 0.02
+def queue_day(lake: Lake, day: str, config: Any, location: Any = None, near_duplicate_distance: float = 0.01
               ) -> tuple[Routing, dict[str, str], str]:
     """Route the day's pre-labels (skipping frames humans settled, conflicts first), group
     near-duplicates through the Depot's LanceDB index when there is one, and write the queue and its

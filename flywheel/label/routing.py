@@ -211,7 +211,7 @@ def wilson_interval(errors: int, n: int, z: float = 1.96) -> tuple[float, float,
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def lancedb_groups(table: Any, max_distance: float = 0.02, limit: int = 64) -> Grouper:
+def lancedb_groups(table: Any, max_distance: float = 0.01, limit: int = 64) -> Grouper:
     """A grouper over the Depot's LanceDB index: near-duplicates (cosine distance <= max_distance)
     of the same clip, found by vector search prefiltered to that clip's doubtful frames. Leaders are
     taken in queue order, so a group is labelled through its most doubtful frame."""
@@ -238,7 +238,7 @@ def lancedb_groups(table: Any, max_distance: float = 0.02, limit: int = 64) -> G
                 if peers:
                     where = f"frame_id IN ({', '.join(_sql_str(f) for f in peers)})"
                     hits = (table.search(vectors[fid]).distance_type("cosine")
-                            .where(where, prefilter=True).select(["frame_id"])
+                            .where(where, prefilter=True).select(["frame_id", "_distance"])
                             .limit(min(limit, len(peers))).to_list())
                     for h in hits:
                         if h["_distance"] <= max_distance and h["frame_id"] not in taken:
