@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge_agent.lake import Lake
 
@@ -21,31 +22,19 @@ class FleetDay:
     catalog: list[str]
 
 
-def build_fleet_day(lake: Lake, day: str = DAY, *, carts: int = 2, minutes: float = 0.5, seed: int = 3
-                    ) -> FleetDay:
-    from flywheel.fleet.truth import fleet_truth, truth_key
-
+def build_fleet_day(lake: Lake, work: Path, day: str = DAY, *, carts: int = 2, minutes: float = 0.5,
+                    seed: int = 3) -> FleetDay:
+    """The Label stage's shared fleet day (benchmarks/label_fleet.py), indexed in LanceDB."""
+    from benchmarks.label_fleet import build_fleet_day as fleet_day
     from flywheel.depot.embed import load_encoder
     from flywheel.depot.index import index_day
-    from flywheel.depot.ingest import ingest_day, read_frames
-    from flywheel.fleet.runner import simulate_fleet
-    from flywheel.learner.depot_sets import import_catalog
     from flywheel.sim import default_world
 
-    simulate_fleet(lake, carts=carts, minutes=minutes, seed=seed, day=day, progress=False)
-    world = default_world(seed, 3)
-    import_catalog(lake, world.catalog.to_json())
-    encoder = load_encoder({"kind": "descriptor", "version": 1}, lake)
-    ingest_day(lake, day, encoder=encoder)
-    index_day(lake, day, encoder)
-    rows = read_frames(lake, day, columns=["frame_id", "device_id", "captured_at"]).to_pylist()
-    truth_map = fleet_truth(carts, minutes, seed=seed, day=day)
-    truth = {}
-    for r in rows:
-        t = truth_map[truth_key(r["device_id"], r["captured_at"])]
-        truth[r["frame_id"]] = None if t.is_empty else t.sku
-    return FleetDay(day=day, frames=len(rows), truth=truth,
-                    catalog=sorted(p.ean for p in world.catalog.products))
+    fd = fleet_day(lake, work, carts=carts, minutes=minutes, seed=seed, day=day)
+    index_day(lake, day, load_encoder({"kind": "descriptor", "version": 1}, lake))
+    truth = {f: (None if t.is_empty else t.sku) for f, t in fd.truth.items()}
+    return FleetDay(day=day, frames=fd.frames, truth=truth,
+                    catalog=sorted(p.ean for p in default_world(seed, 3).catalog.products))
 
 
 def noisy_prelabels(lake: Lake, fd: FleetDay, *, seed: int = 0, wrong: float = 0.08, abstain: float = 0.1,

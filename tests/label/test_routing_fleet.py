@@ -18,8 +18,9 @@ from tests.label.review_day import DAY, build_fleet_day, noisy_prelabels
 
 @pytest.fixture(scope="module")
 def fleet_day(tmp_path_factory: pytest.TempPathFactory):
-    lake = Lake.at_path(tmp_path_factory.mktemp("review-fleet") / "lake")
-    fd = build_fleet_day(lake)
+    work = tmp_path_factory.mktemp("review-fleet")
+    lake = Lake.at_path(work / "lake")
+    fd = build_fleet_day(lake, work / "fleet")
     noisy_prelabels(lake, fd)
     return lake, fd
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUND_TRUTH = ["flywheel.sim", "flywheel.fleet", "flywheel.label.annotator"]
+# the simulator, the fleet driver that holds each frame's truth, the truth replay, the annotator
+GROUND_TRUTH = ["flywheel.sim", "flywheel.fleet.runner", "flywheel.fleet.truth", "flywheel.label.annotator"]
 NO_TRUTH = ["flywheel.label.routing", "flywheel.label.review_tasks", "flywheel.label.corrections",
             "flywheel.label.merge", "flywheel.label.tables"]
 
@@ -39,6 +40,10 @@ def test_no_import_chain_to_ground_truth(graph, module: str) -> None:
             if chain:
                 chains[t] = " -> ".join(chain)
     assert chains == {}
+
+
+def test_the_check_sees_the_annotator_reading_truth(graph) -> None:
+    assert graph.find_shortest_chain(importer="flywheel.label.annotator", imported="flywheel.fleet.truth")
 
 
 def test_the_check_sees_function_level_imports(graph) -> None:
