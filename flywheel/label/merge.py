@@ -147,7 +147,8 @@ def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) ->
                          "previous_label": prev, "route": route.get("route")})
             counts["human"] += 1
             counts["human_changed"] += h.label != route.get("label")
-            if route.get("route") == AUDIT:
+            # audited: routed to audit now, or answered in an audit task of an earlier iteration
+            if route.get("route") == AUDIT or (h.task_id or "").startswith(AUDIT + "-"):
                 audited += 1
                 audit_errors += h.label != route.get("label")
         elif route.get("route") in (AUTO, AUDIT) and route.get("label") is not None:

@@ -91,3 +91,13 @@ def test_rewrite_is_idempotent(local_lake) -> None:
     assert local_lake.get("label/merged/date=2026-11-24/merged.parquet") == first
     assert read_merged(local_lake, "2026-11-24").num_rows == 3
     assert read_conflicts(local_lake, "2026-11-24") == {}
+
+
+def test_audit_answers_still_count_after_the_frame_is_routed_human() -> None:
+    # next iteration: the audited frame is routed `human`; its correction names its audit task
+    later = [{**r, "route": "human", "task_id": None} if r["frame_id"] == "f-aud" else r for r in routes()]
+    b = batch("b1", {"frame_id": "f-aud", "sku": B, "previous_sku": A, "note": "task audit-20261124-01"})
+    res = merge_day(later, [b])
+    assert res.audit["n"] == 1 and res.audit["errors"] == 1
+    (row,) = [r for r in res.rows if r["frame_id"] == "f-aud"]
+    assert row["task_id"] == "audit-20261124-01"
