@@ -18,15 +18,17 @@ def task(tid: str, frames: list[str], proposed: str | None, rank: int = 0, kind:
 
 
 def test_time_model_verify_pick_and_group_expansion() -> None:
-    truth = {"a1": CATALOG[0], "b1": CATALOG[1], "c1": None}.get
+    truth = {"a1": CATALOG[0], "b1": CATALOG[1], "c1": None, "d1": CATALOG[2]}.get
     tasks = [task("review-1", ["a1", "a2", "a3"], CATALOG[0], 0),  # right proposal: one verification
              task("review-2", ["b1"], CATALOG[5], 1),  # wrong proposal: verify, then pick
-             task("review-3", ["c1"], None, 2)]  # nothing proposed: pick from scratch (an empty frame)
+             task("review-3", ["c1"], None, 2),  # nothing proposed, nothing there: one look
+             task("review-4", ["d1"], None, 3)]  # nothing proposed, a product: pick from scratch
     out, rep = annotate(tasks, truth, CATALOG, AnnotatorConfig(error_rate=0.0), NOW)
-    assert rep.seconds == 1.6 + (1.6 + 15.0) + 15.0 and rep.tasks_answered == 3 and rep.verify_only == 1
+    assert rep.seconds == 1.6 + (1.6 + 15.0) + 1.6 + 15.0 and rep.tasks_answered == 4
+    assert rep.verify_only == 1
     assert [(c["frame_id"], c["action"], c["sku"]) for c in out] == [
         ("a1", "confirm", CATALOG[0]), ("a2", "confirm", CATALOG[0]), ("a3", "confirm", CATALOG[0]),
-        ("b1", "relabel", CATALOG[1]), ("c1", "reject", None)]
+        ("b1", "relabel", CATALOG[1]), ("c1", "reject", None), ("d1", "relabel", CATALOG[2])]
     assert all(c["note"].startswith("task review-") for c in out)
     assert out[0]["corrected_at"] < out[3]["corrected_at"] < out[4]["corrected_at"]  # the clock runs
 
