@@ -2,10 +2,13 @@
 Thin: the work is in flywheel.label.{routing,review_tasks,corrections,merge}."""
 
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
 from assets.depot import capture_days
+from flywheel.refs import LabelsRef
 from resources.index import IndexResource
 from resources.lake import LakeResource
 
@@ -72,6 +75,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
 
 
 @dg.asset(partitions_def=capture_days, group_name="label", deps=[review_queue],
+          io_manager_key="ref_io_manager",
           check_specs=[dg.AssetCheckSpec("auto_label_error", asset="merged_labels",
                                          description="upper 95 % Wilson bound of the audited auto-label "
                                                      "error rate")],
@@ -79,8 +83,9 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
                       "when, tool, task, previous label): human beats auto, a later knowing human "
                       "beats an earlier one, independent disagreement goes back to the queue. "
                       "label/merged/date=D/ (merged.parquet, conflicts.parquet, frames.parquet).")
-def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    from flywheel.label.merge import merge_labels_day, merged_key
+def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource
+                  ) -> Iterator[dg.Output[LabelsRef] | dg.AssetCheckResult]:
+    from flywheel.label.merge import labels_ref, merge_labels_day, merged_key
 
     day = context.partition_key
     the_lake = lake.lake()
@@ -90,12 +95,7 @@ def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     for r in result.rows:
         if r["source"] == "human":
             tools[r["tool"]] = tools.get(r["tool"], 0) + 1
-    check = dg.AssetCheckResult(
-        check_name="auto_label_error", passed=a["n"] == 0 or a["ci_high"] <= AUDIT_ERROR_THRESHOLD,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"actual": float(round(a["ci_high"], 4)) if a["n"] else 0.0,
-                  "threshold": AUDIT_ERROR_THRESHOLD, "audited": int(a["n"]), "errors": int(a["errors"])})
-    return dg.MaterializeResult(metadata={
+    yield dg.Output(labels_ref(the_lake, day, n_frames), metadata={
         "labels": len(result.rows),
         "auto": result.counts["auto"],
         "human": result.counts["human"],
@@ -109,47 +109,9 @@ def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         "audited_frames": int(a["n"]),
         "labelled_frames": n_frames,
         "path": dg.MetadataValue.path(the_lake.url(merged_key(day))),
-    }, check_results=[check])
-
-
-merged_labels_job = dg.define_asset_job(
-    "merged_labels_job", selection=dg.AssetSelection.assets(merged_labels), partitions_def=capture_days,
-    description="Merge the day's corrections into its labels (asked for by the corrections sensor).")
-
-
-def evaluate_corrections(context: dg.SensorEvaluationContext, lake: LakeResource,
-                         index: IndexResource) -> dg.SensorResult:
-    """One tick: file what waits in landing/corrections/ (quarantining bad batches), then one
-    merged_labels run per capture day the new batches touch."""
-    import hashlib
-
-    from flywheel.depot.index import open_table
-    from flywheel.label.corrections import index_frame_days, scan_corrections
-
-    the_lake = lake.lake()
-    if not any(True for _ in the_lake.list("landing/corrections", limit=1)):
-        return dg.SensorResult()
-    try:
-        table, _ = open_table(the_lake, index.location(the_lake))
-    except LookupError as e:
-        return dg.SensorResult(skip_reason=f"corrections wait for the Depot index: {e}")
-    scan = scan_corrections(the_lake, index_frame_days(table))
-    for r in scan.rejections:
-        context.log.warning(f"quarantined {r.key}: {r.reason}: {r.detail}")
-    runs = []
-    for day, batch_ids in sorted(scan.days.items()):
-        digest = hashlib.blake2b(",".join(sorted(batch_ids)).encode(), digest_size=8).hexdigest()
-        runs.append(dg.RunRequest(run_key=f"corrections:{day}:{digest}", partition_key=day,
-                                  tags={"label/day": day, "label/batches": str(len(batch_ids))}))
-    context.log.info(f"{len(scan.accepted)} batch(es) filed ({scan.corrections} corrections), "
-                     f"{len(scan.rejections)} quarantined; {len(runs)} merge run(s)")
-    return dg.SensorResult(run_requests=runs)
-
-
-@dg.sensor(job=merged_labels_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Watches landing/corrections/ (CorrectionBatchV1 files and Label Studio JSON "
-                       "exports): files each batch per capture day or quarantines it with its reason, "
-                       "then asks for a merged_labels run of each day it touches.")
-def corrections_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
-                       index: IndexResource) -> dg.SensorResult:
-    return evaluate_corrections(context, lake, index)
+    })
+    yield dg.AssetCheckResult(
+        check_name="auto_label_error", passed=a["n"] == 0 or a["ci_high"] <= AUDIT_ERROR_THRESHOLD,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"actual": float(round(a["ci_high"], 4)) if a["n"] else 0.0,
+                  "threshold": AUDIT_ERROR_THRESHOLD, "audited": int(a["n"]), "errors": int(a["errors"])})

@@ -24,9 +24,9 @@ class FleetDay:
 def build_fleet_day(lake: Lake, work: Path, *, carts: int = 3, minutes: float = 1.0, seed: int = 0,
                     day: str = "2026-11-24") -> FleetDay:
     from flywheel.depot.ingest import ingest_day, read_frames
+    from flywheel.depot.reference_sets import import_catalog
     from flywheel.fleet.runner import simulate_fleet
     from flywheel.fleet.truth import fleet_truth, truth_key
-    from flywheel.learner.depot_sets import import_catalog
     from flywheel.sim import default_world
 
     summary = simulate_fleet(lake, carts=carts, minutes=minutes, seed=seed, day=day, work_dir=work,

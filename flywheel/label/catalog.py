@@ -20,7 +20,7 @@ def parse_catalog(data: bytes | str) -> list[Product]:
 
 def read_catalog(lake: Lake) -> list[Product]:
     """The catalog currently imported into the Depot (depot/catalog/current.json)."""
-    from flywheel.learner.depot_sets import CATALOG_AREA, read_current_bytes
+    from flywheel.depot.reference_sets import CATALOG_AREA, read_current_bytes
 
     _, data = read_current_bytes(lake, CATALOG_AREA)
     return parse_catalog(data)

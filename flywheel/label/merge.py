@@ -28,6 +28,7 @@ from edge_agent.contract.layout import validate_date
 from edge_agent.contract.schemas import CorrectionBatchV1
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.label.routing import AUDIT, AUTO, CONFLICT, wilson_interval
+from flywheel.refs import LabelsRef, ref_for
 
 MERGED = "label/merged"
 AUTO_TOOL = "prelabel-ensemble"
@@ -238,17 +239,18 @@ def _png(jpeg: bytes) -> bytes:
     return buf.getvalue()
 
 
-def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any) -> int:
+def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None) -> int:
     """The merged labels joined with the Depot's frames, in the simulator export's columns (what
     the Learner's dataset builder reads). Session = the clip: near-duplicate frames of one capture
     stay on one side of the train/val split. A `None` label from a human = an empty frame."""
     import pyarrow as pa
 
     labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))
-    ids = frames.column("frame_id").to_pylist()
-    cols = {c: frames.column(c).to_pylist() for c in ("clip_id", "device_id", "store_id", "width", "height")}
-    jpeg = frames.column("image_jpeg")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    ids = frames.column("frame_id").to_pylist() if frames is not None else []
+    cols = {c: frames.column(c).to_pylist() for c in ("clip_id", "device_id", "store_id", "width", "height")
+            } if frames is not None else {}
+    jpeg = frames.column("image_jpeg") if frames is not None else None
     for i, fid in enumerate(ids):
         if fid not in labels:
             continue
@@ -281,5 +283,9 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
     write_merged(lake, day, result, ids)
     frames = read_frames(lake, day, columns=["frame_id", "clip_id", "device_id", "store_id", "width",
                                               "height", "image_jpeg"])
-    n = write_labelled_frames(lake, day, read_merged(lake, day), frames) if frames is not None else 0
-    return result, ids, n
+    return result, ids, write_labelled_frames(lake, day, read_merged(lake, day), frames)
+
+
+def labels_ref(lake: Lake, day: str, rows: int) -> LabelsRef:
+    """The reference merged_labels hands to dataset_version: the day's labelled frames as written."""
+    return ref_for(lake, LabelsRef, merged_key(day, "frames.parquet"), day=day, rows=rows)

@@ -181,7 +181,7 @@ def write_review(lake: Lake, day: str, routing: Routing, frames: Any, catalog: l
 
 def catalog_of(lake: Lake, prelabels: list[dict[str, Any]]) -> list[str]:
     """The Depot's catalog SKUs; without an imported catalog, the labels proposed so far."""
-    from flywheel.learner.depot_sets import catalog_skus
+    from flywheel.depot.reference_sets import catalog_skus
 
     try:
         return sorted(catalog_skus(lake))

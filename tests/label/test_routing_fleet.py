@@ -28,21 +28,25 @@ def fleet_day(tmp_path_factory: pytest.TempPathFactory):
 def _resources(lake: Lake) -> dict:
     from resources.index import LocalIndexResource
     from resources.lake import LocalLakeResource
+    from resources.lineage import LakeRefIOManager
 
-    return {"lake": LocalLakeResource(root=str(lake.local_path())), "index": LocalIndexResource()}
+    lake_res = LocalLakeResource(root=str(lake.local_path()))
+    return {"lake": lake_res, "index": LocalIndexResource(),
+            "ref_io_manager": LakeRefIOManager(lake=lake_res)}
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 def test_review_loop_on_a_fleet_day(fleet_day) -> None:
     from assets.depot import capture_days
-    from assets.label_review import corrections_sensor, merged_labels, review_queue
+    from assets.label_review import merged_labels, review_queue
     from flywheel.cli import main
     from flywheel.label.corrections import FOREIGN_FRAMES, batch_doc
     from flywheel.label.merge import read_merged
     from flywheel.label.review_tasks import read_routes, read_tasks, review_key
     from flywheel.label.tables import read_prelabels
-    from flywheel.learner.frames import read_frames as learner_frames
+    from flywheel.learner.labelled_frames import read_frames as learner_frames
+    from jobs.label_review import corrections_sensor
 
     lake, fd = fleet_day
     res = _resources(lake)
@@ -88,7 +92,7 @@ def test_review_loop_on_a_fleet_day(fleet_day) -> None:
         lake.put(corrections_key("stray"), batch_doc("stray", "cvat", [{
             "frame_id": "no-such-clip-000001", "action": "reject", "annotator": "x",
             "corrected_at": "2026-11-24T12:00:00Z"}]))
-        ctx = dg.build_sensor_context(instance=instance, resources=res)
+        ctx = dg.build_sensor_context(instance=instance, resources={k: res[k] for k in ("lake", "index")})
         tick = corrections_sensor(ctx)
         (req,) = tick.run_requests
         assert req.partition_key == DAY
@@ -118,6 +122,19 @@ def test_review_loop_on_a_fleet_day(fleet_day) -> None:
         frames = learner_frames(lake.get("label/merged/date=2026-11-24/frames.parquet"))
         assert frames.height == len(table) == mmd["labelled_frames"].value
         assert frames["image_png"][0][:4] == b"\x89PNG"
+
+        # merged_labels is an input of dataset_version: the day's labelled frames join the manual set
+        import assets.learner as la
+        from flywheel.learner.pipeline import SimSources, import_from_simulator
+
+        import_from_simulator(lake, SimSources(seed=3, n_per_sku=3, n_test=20))
+        ds = dg.materialize([la.dataset_version, merged_labels], selection=["dataset_version"],
+                            instance=instance, resources=res)
+        assert ds.success
+        dmd = ds.asset_materializations_for_node("dataset_version")[0].metadata
+        assert dmd["label_days"].value == [DAY] and dmd["label_frames"].value == len(table)
+        manual = ds.asset_materializations_for_node("dataset_version")[0]
+        assert manual.metadata["members"].value >= len(table)
 
         # next iteration: human-labelled frames are not queued again
         again = dg.materialize([review_queue], partition_key=DAY, instance=instance, resources=res)
