@@ -74,7 +74,6 @@ class DatasetConfig(dg.Config):
     split_by: Literal["session_id", "device_id"] = "session_id"  # never split a session
     val_fraction: float = 0.2  # share of groups in validation
     include_empty: bool = True  # keep empty frames as the "empty" class (classify)
-    extra_sources: list[str] = []  # lake keys of more labelled-frame Parquet (e.g. merged labels)
 
 
 @dg.asset(
@@ -98,7 +97,7 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
     spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
                        split=SplitRule(by=config.split_by, val_fraction=config.val_fraction))
     labels = labelled_sources(lake.lake(), merged_labels)
-    ds, created = build_dataset(lake.lake(), spec, (*config.extra_sources, *labels))
+    ds, created = build_dataset(lake.lake(), spec, labels)
     m = ds.manifest
     balance = m["class_balance"]
     n_classes = len(m["classes"])
