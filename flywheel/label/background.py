@@ -1,15 +1,18 @@
 """The empty-background filter: drop frames that show no item, keep every frame with one.
 
-Each camera learns its own background from its idle frames. A cart's basket changes as items land,
-so the model is not one picture but a bank of idle exemplars: the clip's own pre-roll and post-roll
-frames (captured before the shopper's arm comes in and after the item has landed) plus the device's
-other idle frames that look like them. A frame's foreground is what no exemplar explains, pixel by
-pixel; the device's noise level (learned from pairs of its idle frames) sets the per-pixel threshold.
-A frame is empty when its foreground area is below the device's area threshold. Barcode-read frames
-are always kept (a barcode in view means an item in view).
+Each camera learns its own background from its own idle frames. A cart's basket changes as items
+land, so the background is not one picture but the clip's other frames: a frame's foreground is
+what no frame of the same clip at least `far_s` away explains, pixel by pixel (the min over those
+frames of the per-pixel difference). An idle frame is explained by idle frames before and after it
+(each shows the basket as it is, minus or plus one item); a held item is explained by no frame
+without it. The per-pixel threshold comes from the device's noise, measured between its idle
+frames. The load cell bounds each insertion: the item is in view in the second before its weight
+step, and the frames just after the step show only the empty hand leaving (retract). Outside an
+insertion with a step, frames are compared with the earlier frames of the same basket state.
+Frames with a barcode read are always kept. Nothing here reads ground truth.
 
-Once human labels exist, a small empty-vs-object head on the production model's embeddings is
-blended in (`EmptyHead`).
+Once human labels exist, a small empty-vs-object head on the production model's embeddings can
+overrule the background model (`EmptyHead`).
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from typing import Any
 import numpy as np
 
 GRID = (48, 64)  # h, w of the comparison image (thumbnails are 120x160)
-NOISE_K = 4.0  # per-pixel threshold = NOISE_K x the device's idle-pair noise (robust std)
-MIN_PIXEL_DIFF = 18.0  # grey levels: floor of the per-pixel threshold (compression, lighting)
-AREA_EMPTY = 0.02  # foreground share of the image at which a frame stops being empty
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    noise_k: float = NOISE_K  # per-pixel threshold in units of the device's idle noise
-    min_pixel_diff: float = MIN_PIXEL_DIFF  # floor of the per-pixel threshold
-    area_empty: float = AREA_EMPTY  # foreground share at which empty_score crosses 0.5
-    edge_frames: int = 1  # sampled frames at each end of a clip taken as idle exemplars
+    noise_k: float = 4.0  # per-pixel threshold in units of the device's idle noise (robust std)
+    min_pixel_diff: float = 16.0  # grey levels: floor of the per-pixel threshold (JPEG, lighting)
+    max_pixel_diff: float = 40.0  # and its ceiling (a noisy camera must still see items)
+    far_s: float = 1.2  # exemplars are at least this far in time (longer than one insertion)
+    same_state_gap_s: float = 0.25  # earlier frames of the same basket state used as exemplars
+    insertion_s: float = 1.0  # the item is in view at most this long before its weight step
+    retract_s: float = 0.4  # after the step, this long shows only the hand leaving
+    area_insertion: float = 0.03  # foreground share that keeps a frame inside an insertion window
+    area_other: float = 0.04  # foreground share that keeps a frame elsewhere
+    step_g: float = 40.0  # weight change that marks an item landing
     keep_barcode_frames: bool = True  # a barcode read on the frame: always kept
 
 
@@ -42,21 +48,27 @@ class FilterFrame:
     clip_id: str
     device_id: str
     frame_index: int
+    t_s: float
     jpeg: bytes | None  # the thumbnail (or full) JPEG
     barcode_read: bool = False
 
 
 @dataclass
 class FilterResult:
-    kept: list[bool]
-    empty_score: list[float]
-    reason: list[str]
-    device_noise: dict[str, float] = field(default_factory=dict)
+    kept: list[bool] = field(default_factory=list)
+    empty_score: list[float] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    device_threshold: dict[str, float] = field(default_factory=dict)  # per-pixel threshold per device
     unreadable: int = 0
+
+    def add(self, kept: bool, score: float, reason: str) -> None:
+        self.kept.append(kept)
+        self.empty_score.append(round(score, 6))
+        self.reason.append(reason)
 
 
 def small(jpeg: bytes | None) -> np.ndarray | None:
-    """HxWx3 float32 comparison image (blurred, GRID size) of a JPEG, None if unreadable."""
+    """HxWx3 uint8 comparison image (GRID size, lightly blurred) of a JPEG, None if unreadable."""
     import cv2
 
     if not jpeg:
@@ -65,71 +77,129 @@ def small(jpeg: bytes | None) -> np.ndarray | None:
     if img is None:
         return None
     img = cv2.resize(img, (GRID[1], GRID[0]), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(img, (3, 3), 0).astype(np.float32)
+    return cv2.GaussianBlur(img, (3, 3), 0)
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(a - b).max(axis=2)  # per pixel, the channel that changed most
+    import cv2
+
+    return cv2.absdiff(a, b).max(axis=2)  # per pixel, the channel that changed most
 
 
-def device_noise(idle: Sequence[np.ndarray]) -> float:
-    """Robust per-pixel noise between a device's consecutive idle exemplars (median absolute
-    difference, scaled to a std); most pixels of two idle frames differ only by noise."""
-    if len(idle) < 2:
-        return MIN_PIXEL_DIFF / NOISE_K
-    meds = [float(np.median(_diff(a, b))) for a, b in zip(idle, idle[1:], strict=False)]
-    return 1.4826 * float(np.median(meds)) + 1e-3
+def empty_score(area: float, threshold: float) -> float:
+    """1 = surely empty; exactly 0.5 at the area threshold."""
+    return float(0.5 ** (area / max(threshold, 1e-9)))
 
 
-def foreground(img: np.ndarray, exemplars: Sequence[np.ndarray], thr: float) -> float:
-    """Share of pixels that no exemplar explains (per-pixel min difference above thr)."""
-    if not exemplars:
-        return 1.0
-    d = np.min(np.stack([_diff(img, e) for e in exemplars]), axis=0)
-    return float((d > thr).mean())
+def positive_steps(sidecar: Any, step_g: float) -> list[float]:
+    """Clip times at which the weight settles one item heavier (an item landed)."""
+    if sidecar is None:
+        return []
+    series = [(s.t, s.grams) for s in sidecar.weight_series]
+    steps, level = [], series[0][1] if series else 0.0
+    for t, g in series[1:]:
+        if abs(g - level) >= step_g:
+            if g > level:
+                steps.append(t)
+            level = g
+    return steps
 
 
-def empty_score(area: float, area_empty: float) -> float:
-    """1 = surely empty; 0.5 exactly at the area threshold."""
-    return float(0.5 ** (area / max(area_empty, 1e-9)))
+def _device_thresholds(frames: Sequence[FilterFrame], imgs: list, idle: list[bool],
+                       config: FilterConfig) -> dict[str, float]:
+    """Per device: noise_k x the robust std of pixel differences between consecutive idle frames
+    of the same clip (the camera's own noise, compression and flicker), clamped."""
+    meds: dict[str, list[float]] = defaultdict(list)
+    last: dict[str, int] = {}
+    for i, f in enumerate(frames):
+        if not idle[i] or imgs[i] is None:
+            continue
+        j = last.get(f.clip_id)
+        if j is not None:
+            meds[f.device_id].append(float(np.median(_diff(imgs[i], imgs[j]))))
+        last[f.clip_id] = i
+    out = {}
+    for dev in {f.device_id for f in frames}:
+        noise = 1.4826 * float(np.median(meds[dev])) if meds[dev] else 0.0
+        out[dev] = round(min(max(config.noise_k * noise, config.min_pixel_diff), config.max_pixel_diff), 3)
+    return out
 
 
-def filter_frames(frames: Sequence[FilterFrame], config: FilterConfig | None = None) -> FilterResult:
+def filter_frames(frames: Sequence[FilterFrame], steps: dict[str, list[float]],
+                  config: FilterConfig | None = None) -> FilterResult:
+    """Keep or drop each frame. `steps`: clip id -> clip times of its positive weight steps."""
     config = config or FilterConfig()
+    order = sorted(range(len(frames)), key=lambda i: (frames[i].clip_id, frames[i].t_s))
     imgs = [small(f.jpeg) for f in frames]
     by_clip: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(frames):
-        by_clip[f.clip_id].append(i)
-    # idle exemplars: each clip's first and last sampled frames
-    clip_refs: dict[str, list[int]] = {}
-    device_idle: dict[str, list[np.ndarray]] = defaultdict(list)
-    for clip, idx in by_clip.items():
-        idx.sort(key=lambda i: frames[i].frame_index)
-        ends = [i for i in idx[:config.edge_frames] + idx[-config.edge_frames:]
-                if imgs[i] is not None and not frames[i].barcode_read]
-        clip_refs[clip] = list(dict.fromkeys(ends))
-        device_idle[frames[idx[0]].device_id].extend(imgs[i] for i in clip_refs[clip])
-    noise = {d: device_noise(v) for d, v in device_idle.items()}
-    res = FilterResult([], [], [], {d: round(v, 3) for d, v in noise.items()})
-    for i, f in enumerate(frames):
-        img = imgs[i]
-        if img is None:
-            res.unreadable += 1  # kept: a human or the labelers decide; nothing is lost
-            res.kept.append(True), res.empty_score.append(0.0), res.reason.append("unreadable_jpeg")
+    for i in order:
+        by_clip[frames[i].clip_id].append(i)
+
+    def timing(i: int) -> tuple[float, float, int]:
+        t, st = frames[i].t_s, steps.get(frames[i].clip_id, [])
+        nxt = min((s - t for s in st if s > t), default=float("inf"))
+        prv = min((t - s for s in st if s <= t), default=float("inf"))
+        return nxt, prv, sum(s <= t for s in st)
+
+    times = [timing(i) for i in range(len(frames))]
+    # idle for the noise estimate: far from any step (no insertion, no retract)
+    idle = [n > 2 * config.insertion_s and p > 2 * config.retract_s for n, p, _ in times]
+    thr = _device_thresholds([frames[i] for i in order], [imgs[i] for i in order],
+                             [idle[i] for i in order], config)
+    res = FilterResult(device_threshold=thr)
+    out: dict[int, tuple[bool, float, str]] = {}
+    for members in by_clip.values():
+        ok = [i for i in members if imgs[i] is not None]
+        for i in members:
+            if imgs[i] is None:
+                res.unreadable += 1  # kept: the labelers and a human decide; nothing is lost
+                out[i] = (True, 0.0, "unreadable_jpeg")
+        if not ok:
             continue
-        thr = max(config.min_pixel_diff, config.noise_k * noise[f.device_id])
-        refs = [imgs[j] for j in clip_refs[f.clip_id] if j != i]
-        area = foreground(img, refs, thr) if refs else 0.0
-        score = empty_score(area, config.area_empty) if refs else 0.5
-        if f.barcode_read and config.keep_barcode_frames:
-            res.kept.append(True), res.empty_score.append(score), res.reason.append("barcode_read")
-        elif not refs:
-            res.kept.append(False), res.empty_score.append(1.0), res.reason.append("idle_exemplar")
-        else:
-            keep = score < 0.5
-            res.kept.append(keep), res.empty_score.append(round(score, 6))
-            res.reason.append(f"foreground {area:.3f}" if keep else f"background {area:.3f}")
+        stack = np.stack([imgs[i] for i in ok]).astype(np.int16).transpose(3, 0, 1, 2).copy()  # 3xnxhxw
+        t = np.array([frames[i].t_s for i in ok])
+        seg = np.array([times[i][2] for i in ok])
+        nxts = np.array([times[i][0] for i in ok])
+        for a, i in enumerate(ok):
+            d = np.abs(stack - stack[:, a:a + 1])  # planar: a max over channels is two elementwise ops
+            diffs = np.maximum(np.maximum(d[0], d[1]), d[2])  # n x h x w: this frame against each
+            out[i] = _decide(frames[i], diffs, a, t, seg, nxts, times[i], thr[frames[i].device_id], config)
+    for i in range(len(frames)):
+        res.add(*out[i])
     return res
+
+
+def _area(diffs: np.ndarray, mask: np.ndarray, thr: float) -> float:
+    """Foreground share of a frame against the clip frames in `mask` (1.0 if none): per pixel,
+    the best explanation any of them gives."""
+    if not mask.any():
+        return 1.0
+    return float((diffs[mask].min(axis=0) > thr).mean())
+
+
+def _decide(f: FilterFrame, diffs: np.ndarray, a: int, t: np.ndarray, seg: np.ndarray,
+            nxts: np.ndarray,
+            timing: tuple[float, float, int], thr: float, config: FilterConfig) -> tuple[bool, float, str]:
+    nxt, prv, my_seg = timing
+    far = np.abs(t - t[a]) >= config.far_s
+    area_far = _area(diffs, far, thr)
+    if 0 < nxt <= config.insertion_s:
+        # not against frames after the coming step where there are others: the item lies in the
+        # basket there, right where it drops
+        # ... but against this basket state's frames from before the insertion window
+        before = (far & (seg <= my_seg)) | ((seg == my_seg) & (nxts > config.insertion_s) & (t < t[a]))
+        area = _area(diffs, before, thr) if before.any() else area_far
+        limit, where = config.area_insertion, "insertion"
+    elif prv <= config.retract_s:
+        area, limit, where = 0.0, config.area_other, "retract"  # the hand leaves, the item lies
+    else:
+        same = (seg == my_seg) & (t[a] - t >= config.same_state_gap_s)
+        area, limit, where = min(area_far, _area(diffs, same, thr)), config.area_other, "idle"
+    score = empty_score(area, limit)
+    if f.barcode_read and config.keep_barcode_frames:
+        return True, score, "barcode_read"
+    keep = area >= limit
+    return keep, score, f"{where}: foreground {area:.3f} {'>=' if keep else '<'} {limit}"
 
 
 def candidates_rows(lake, day: str, config: FilterConfig | None = None  # noqa: ANN001
@@ -138,17 +208,19 @@ def candidates_rows(lake, day: str, config: FilterConfig | None = None  # noqa: 
     from flywheel.depot.ingest import read_frames
     from flywheel.label.clips import read_sidecars
 
+    config = config or FilterConfig()
     cols = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s", "clip_key",
             "thumb_jpeg"]
     table = read_frames(lake, day, columns=cols)
     if table is None:
-        return [], FilterResult([], [], [])
+        return [], FilterResult()
     rows = table.to_pylist()
     sidecars, _ = read_sidecars(lake, {r["clip_id"]: r["clip_key"] for r in rows})
     reads = {(c, b.frame) for c, sc in sidecars.items() for b in sc.barcode_reads}
-    frames = [FilterFrame(r["frame_id"], r["clip_id"], r["device_id"], int(r["frame_index"]),
+    steps = {c: positive_steps(sc, config.step_g) for c, sc in sidecars.items()}
+    frames = [FilterFrame(r["frame_id"], r["clip_id"], r["device_id"], int(r["frame_index"]), float(r["t_s"]),
                           r["thumb_jpeg"], (r["clip_id"], r["frame_index"]) in reads) for r in rows]
-    res = filter_frames(frames, config)
+    res = filter_frames(frames, steps, config)
     keys = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
     out = [{**{k: r[k] for k in keys}, "kept": k, "empty_score": s, "reason": why}
            for r, k, s, why in zip(rows, res.kept, res.empty_score, res.reason, strict=True)]

@@ -3,7 +3,9 @@ on the items humans reviewed so far (human-calibrated labelling).
 
 score(label) = sum over labelers voting `label` of weight[labeler] * their confidence; the weight
 labeler only adds to labels another labeler named (it narrows, never decides alone). The final
-confidence is P(correct | margin) from a logistic (Platt) fit of margin -> human agreement.
+confidence is P(correct | margin, empty_score) from a logistic (Platt) fit on the human reviews:
+the vote margin, and the filter's empty_score (a frame the filter nearly dropped is often empty,
+whatever the barcode propagated onto it).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ NARROW_ONLY = {"weight"}  # labelers that never decide alone
 @dataclass(frozen=True)
 class Calibration:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    a: float = 2.0  # P(correct) = sigmoid(a * margin + b)
+    a: float = 2.0  # P(correct) = sigmoid(a * margin + b + c * empty_score)
     b: float = -1.0
+    c: float = 0.0  # the filter's empty_score: a kept frame that nearly looked empty is doubtful
     n_reviewed: int = 0  # human-reviewed items it was fitted on (0 = defaults)
     accuracy: dict[str, float] = field(default_factory=dict)  # per labeler, on reviewed items
 
@@ -70,7 +73,8 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def decide(votes: Mapping[str, Vote], cal: Calibration, vision: Mapping[str, bool]) -> Decision:
+def decide(votes: Mapping[str, Vote], cal: Calibration, vision: Mapping[str, bool],
+           empty_score: float = 0.0) -> Decision:
     s = scores(votes, cal.weights)
     voted = {n: v.label for n, v in votes.items() if v.label is not None and n not in NARROW_ONLY}
     disagreement = len(set(voted.values())) > 1
@@ -80,37 +84,39 @@ def decide(votes: Mapping[str, Vote], cal: Calibration, vision: Mapping[str, boo
         return Decision(None, 0.0, 0.0, disagreement, mismatch)
     ranked = sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))
     margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
-    return Decision(ranked[0][0], round(_sigmoid(cal.a * margin + cal.b), 6), margin, disagreement,
-                    mismatch)
+    z = cal.a * margin + cal.b + cal.c * empty_score
+    return Decision(ranked[0][0], round(_sigmoid(z), 6), margin, disagreement, mismatch)
 
 
-def _platt(x: Sequence[float], y: Sequence[int], l2: float = 1e-2) -> tuple[float, float]:
-    """Logistic regression of y on x (Newton's method, a small ridge so separable data stays finite)."""
+def _platt(x: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1e-2) -> list[float]:
+    """Logistic regression of y on the feature rows x plus an intercept (Newton's method, a small
+    ridge so separable data stays finite); the intercept comes last."""
     import numpy as np
 
     X = np.column_stack([np.asarray(x, float), np.ones(len(x))])
     t = np.asarray(y, float)
-    w = np.zeros(2)
+    w = np.zeros(X.shape[1])
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -30, 30)))
         g = X.T @ (p - t) + l2 * w
-        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(2)
+        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
         step = np.linalg.solve(H, g)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return float(w[0]), float(w[1])
+    return [float(v) for v in w]
 
 
-def fit(items: Sequence[tuple[Mapping[str, Vote], str | None]], n_classes: int) -> Calibration:
-    """Fit weights and calibration on human-reviewed items: (the votes, the human label).
+def fit(items: Sequence[tuple], n_classes: int) -> Calibration:
+    """Fit weights and calibration on human-reviewed items: (the votes, the human label[, the
+    filter's empty_score]).
     Weights are each labeler's log-odds of being right against a random pick among n_classes
     (independent voters: the naive-Bayes weight), from its accuracy when it voted."""
     if len(items) < MIN_REVIEWED:
         return Calibration(n_reviewed=0)
     right: dict[str, int] = {}
     seen: dict[str, int] = {}
-    for votes, truth in items:
+    for votes, truth, *_ in items:
         for name, v in votes.items():
             if v.label is not None:
                 seen[name] = seen.get(name, 0) + 1
@@ -123,13 +129,13 @@ def fit(items: Sequence[tuple[Mapping[str, Vote], str | None]], n_classes: int) 
             weights[name] = round(max(0.0, math.log(a * max(n_classes - 1, 1) / (1 - a))), 4)
     cal = Calibration(weights=weights, n_reviewed=len(items), accuracy=acc)
     xs, ys = [], []
-    for votes, truth in items:
+    for votes, truth, *rest in items:
         d = decide(votes, cal, {})
         if d.label is not None:
-            xs.append(d.margin)
+            xs.append((d.margin, float(rest[0]) if rest else 0.0))
             ys.append(int(d.label == truth))
     if len(set(ys)) < 2:  # all right (or all wrong): keep the default slope, shift by the rate
         rate = (sum(ys) + 1) / (len(ys) + 2)
-        return Calibration(weights, 2.0, math.log(rate / (1 - rate)), len(items), acc)
-    a, b = _platt(xs, ys)
-    return Calibration(weights, round(a, 6), round(b, 6), len(items), acc)
+        return Calibration(weights, 2.0, math.log(rate / (1 - rate)), 0.0, len(items), acc)
+    a, c, b = _platt(xs, ys)
+    return Calibration(weights, round(a, 6), round(b, 6), round(c, 6), len(items), acc)

@@ -18,7 +18,7 @@ from edge_agent.lake import Lake
 from flywheel.label import tables
 from flywheel.label.clips import read_sidecars
 from flywheel.label.ensemble import Calibration, decide
-from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote
+from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote, abstain
 
 FRAME_KEYS = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
 BATCH = 64  # frames handed to each labeler per call
@@ -46,9 +46,10 @@ class PrelabelReport:
                 "labeler_seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
-def load_inputs(lake: Lake, day: str, frame_ids: set[str] | None = None
+def load_inputs(lake: Lake, day: str, frame_ids: set[str] | dict[str, float] | None = None
                 ) -> tuple[list[FrameInput], list[dict[str, Any]], int]:
-    """(inputs, frame key rows, unreadable sidecars) for the day's frames (only `frame_ids` if given)."""
+    """(inputs, frame key rows, unreadable sidecars) for the day's frames (only `frame_ids` if given;
+    a dict gives each frame's empty_score from the filter)."""
     from flywheel.depot.ingest import read_frames
 
     table = read_frames(lake, day, columns=[*FRAME_KEYS, "clip_key", "image_jpeg"])
@@ -56,8 +57,10 @@ def load_inputs(lake: Lake, day: str, frame_ids: set[str] | None = None
         return [], [], 0
     rows = [r for r in table.to_pylist() if frame_ids is None or r["frame_id"] in frame_ids]
     sidecars, bad = read_sidecars(lake, {r["clip_id"]: r["clip_key"] for r in rows})
+    scores = frame_ids if isinstance(frame_ids, dict) else {}
     inputs = [FrameInput(r["frame_id"], r["clip_id"], r["device_id"], int(r["frame_index"]),
-                         float(r["t_s"]), r["image_jpeg"], sidecars.get(r["clip_id"])) for r in rows]
+                         float(r["t_s"]), r["image_jpeg"], sidecars.get(r["clip_id"]),
+                         {"empty_score": scores.get(r["frame_id"], 0.0)}) for r in rows]
     keys = [{k: r[k] for k in FRAME_KEYS} for r in rows]
     return inputs, keys, bad
 
@@ -68,28 +71,37 @@ def vote_all(labelers: Sequence[Prelabeler], inputs: Sequence[FrameInput],
     out: list[dict[str, Vote]] = [{} for _ in inputs]
     for lab in labelers:
         t0 = time.perf_counter()
-        for k in range(0, len(inputs), BATCH):
-            chunk = inputs[k:k + BATCH]
-            votes = lab.label(chunk)
-            if len(votes) != len(chunk):
-                raise RuntimeError(f"labeler {lab.name} returned {len(votes)} votes for {len(chunk)} frames")
-            for i, v in enumerate(votes):
-                out[k + i][lab.name] = v
+        todo = []
+        for i, fv in enumerate(out):
+            by = next((n for n, c in lab.skip_when.items() if n in fv and fv[n].label is not None
+                       and fv[n].confidence >= c), None)
+            if by is None:
+                todo.append(i)
+            else:
+                fv[lab.name] = abstain("skipped", f"{by} decided")
+        for k in range(0, len(todo), BATCH):
+            idx = todo[k:k + BATCH]
+            votes = lab.label([inputs[i] for i in idx])
+            if len(votes) != len(idx):
+                raise RuntimeError(f"labeler {lab.name} returned {len(votes)} votes for {len(idx)} frames")
+            for i, v in zip(idx, votes, strict=True):
+                out[i][lab.name] = v
         if report is not None:
             report.seconds[lab.name] = report.seconds.get(lab.name, 0.0) + time.perf_counter() - t0
     return out
 
 
 def prelabel_rows(keys: Sequence[dict[str, Any]], votes: Sequence[dict[str, Vote]],
-                  labelers: Sequence[Prelabeler], cal: Calibration, report: PrelabelReport
-                  ) -> list[dict[str, Any]]:
+                  labelers: Sequence[Prelabeler], cal: Calibration, report: PrelabelReport,
+                  empty_scores: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """The prelabels rows (tables.PRELABELS_SCHEMA) and the report's counts."""
     versions = {lab.name: lab.version for lab in labelers} | {"ensemble": cal.version}
     versions_json = tables.labeler_versions_json(versions)
     vision = {lab.name: lab.vision for lab in labelers}
     rows = []
-    for key, fv in zip(keys, votes, strict=True):
-        d = decide(fv, cal, vision)
+    empty_scores = empty_scores or [0.0] * len(keys)
+    for key, fv, es in zip(keys, votes, empty_scores, strict=True):
+        d = decide(fv, cal, vision, es)
         for name, v in fv.items():
             if v.label is not None:
                 report.votes[name] += 1
@@ -110,17 +122,21 @@ def prelabel_rows(keys: Sequence[dict[str, Any]], votes: Sequence[dict[str, Vote
     return rows
 
 
+def kept_scores(lake: Lake, day: str) -> dict[str, float]:
+    """{frame_id: empty_score} of the day's frames the filter kept."""
+    cand = tables.read_candidates(lake, day, columns=["frame_id", "kept", "empty_score"]).to_pylist()
+    return {c["frame_id"]: float(c["empty_score"]) for c in cand if c["kept"]}
+
+
 def prelabel_day(lake: Lake, day: str, labelers: Sequence[Prelabeler], cal: Calibration | None = None
                  ) -> PrelabelReport:
     """Pre-label the day's kept candidates and replace its prelabels file."""
     cal = cal or Calibration()
-    cand = tables.read_candidates(lake, day, columns=["frame_id", "kept"])
-    kept = {f for f, k in zip(cand.column("frame_id").to_pylist(), cand.column("kept").to_pylist(),
-                              strict=True) if k}
+    kept = kept_scores(lake, day)
     report = PrelabelReport(day=day)
     inputs, keys, report.sidecar_errors = load_inputs(lake, day, kept)
     votes = vote_all(labelers, inputs, report)
-    rows = prelabel_rows(keys, votes, labelers, cal, report)
+    rows = prelabel_rows(keys, votes, labelers, cal, report, [f.extra["empty_score"] for f in inputs])
     tables.write_prelabels(lake, day, rows)
     return report
 
@@ -163,9 +179,10 @@ def votes_from_rows(votes: Sequence[dict[str, Any]]) -> dict[str, Vote]:
     return {v["labeler"]: Vote(v["label"], float(v["confidence"] or 0.0), v["evidence"] or "") for v in votes}
 
 
-def reviewed_items(lake: Lake, limit_days: int = 60) -> list[tuple[dict[str, Vote], str | None]]:
-    """(votes, human label) of every pre-labelled frame a human has reviewed (the review stage's
-    merged labels with source "human"), over the latest `limit_days` days that have merged labels."""
+def reviewed_items(lake: Lake, limit_days: int = 60) -> list[tuple[dict[str, Vote], str | None, float]]:
+    """(votes, human label, the filter's empty_score) of every pre-labelled frame a human has
+    reviewed (the review stage's merged labels with source "human"), over the latest `limit_days`
+    days that have merged labels."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -182,6 +199,7 @@ def reviewed_items(lake: Lake, limit_days: int = 60) -> list[tuple[dict[str, Vot
         if not human:
             continue
         pre = tables.read_prelabels(lake, day, columns=["frame_id", "votes"]).to_pylist()
-        items.extend((votes_from_rows(r["votes"]), human[r["frame_id"]])
+        scores = kept_scores(lake, day)
+        items.extend((votes_from_rows(r["votes"]), human[r["frame_id"]], scores.get(r["frame_id"], 0.0))
                      for r in pre if r["frame_id"] in human)
     return items

@@ -1,15 +1,14 @@
 """A tiny randomly initialised CLIP checkpoint written with transformers' own classes (no download):
-a byte-level BPE vocabulary written here, the real tokenizer, image processor and model classes,
+a byte-level character vocabulary made here, the real tokenizer, image processor and model classes,
 saved with save_pretrained so the labeler's real loading and inference path runs on it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
 def _byte_chars() -> list[str]:
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     return sorted(set(bytes_to_unicode().values()))
 
@@ -30,9 +29,7 @@ def build_tiny_clip(dest: Path, seed: int = 0) -> Path:
     chars = _byte_chars()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    (dest / "vocab.json").write_text(json.dumps(vocab))
-    (dest / "merges.txt").write_text("#version: 0.2\na b</w>\n")
-    tok = CLIPTokenizer(str(dest / "vocab.json"), str(dest / "merges.txt"), pad_token="<|endoftext|>")
+    tok = CLIPTokenizer(vocab=vocab, merges=[])  # characters only: enough to run the real path
     image = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     torch.manual_seed(seed)
     text = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -79,6 +79,9 @@ class Prelabeler(ABC):
     name: str = "?"
     version: str = "0"
     vision: bool = True  # judges the pixels (a contradiction with the barcode is a mismatch)
+    # {labeler: confidence}: frames where that earlier labeler voted at least this confident are not
+    # handed to this one (an expensive labeler adds nothing there); they count as "skipped"
+    skip_when: dict[str, float] = {}
 
     @abstractmethod
     def label(self, frames: Sequence[FrameInput]) -> list[Vote]:

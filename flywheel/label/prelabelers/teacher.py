@@ -35,15 +35,18 @@ class TeacherLabeler(Prelabeler):
 
     @classmethod
     def from_registry(cls, lake, work_dir: str | Path, model_id: str | None = None) -> TeacherLabeler:  # noqa: ANN001
-        """The registry's model `model_id` (default: production), installed into `work_dir`."""
-        from flywheel.fleet.bootstrap import install_registry_model
-        from flywheel.learner.registry import production_model_id
+        """The registry's model `model_id` (default: production): the device's ONNX and its
+        device.json, verified against the model card, in a flat model directory under `work_dir`."""
+        from flywheel.learner import registry
 
-        model_id = model_id or production_model_id(lake)
+        model_id = model_id or registry.production_model_id(lake)
         if not model_id:
             return cls(None)
         try:
-            return cls(install_registry_model(lake, Path(work_dir) / "teacher", model_id))
+            d = Path(work_dir) / "teacher" / model_id
+            registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
+            (d / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
+            return cls(d)
         except Exception as e:  # noqa: BLE001 - missing or corrupt artifact: abstain, do not fail
             t = cls(None)
             t.load_error = f"checkpoint did not load: {model_id}: {type(e).__name__}: {e}"
