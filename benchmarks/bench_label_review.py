@@ -18,33 +18,63 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TARGET_SAVING = 0.85
 TARGET_ACCURACY = 0.99
 
 
+@dataclass
+class Prelabelled:
+    """The day's labeler votes, computed once; each iteration re-decides them with the calibration
+    fitted on the human reviews so far (what the prelabels asset does on its next run)."""
+
+    keys: list
+    votes: list
+    labelers: list
+    empty_scores: list
+    status: dict
+    n_classes: int
+
+    def relabel(self, lake, day: str) -> dict:  # noqa: ANN001
+        from flywheel.label import tables
+        from flywheel.label.ensemble import fit
+        from flywheel.label.prelabel import PrelabelReport, prelabel_rows, reviewed_items
+
+        cal = fit(reviewed_items(lake), n_classes=self.n_classes)
+        report = PrelabelReport(day=day)
+        rows = prelabel_rows(self.keys, self.votes, self.labelers, cal, report, self.empty_scores)
+        tables.write_prelabels(lake, day, rows)
+        return {"calibration": cal.version, "reviewed_items": cal.n_reviewed, "labelled": report.labelled,
+                "abstained": report.abstained, "disagreements": report.disagreements,
+                "barcode_mismatches": report.barcode_mismatches}
+
+
 def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int):  # noqa: ANN001, ANN201
-    """Fleet day -> Depot (+ index) -> candidates -> pre-labels; returns (FleetDay, prelabel report)."""
+    """Fleet day -> Depot (+ index) -> candidates -> every labeler's votes on the kept frames."""
     from benchmarks.label_fleet import build_fleet_day
     from flywheel.depot.embed import load_encoder
     from flywheel.depot.index import index_day
     from flywheel.label import tables
     from flywheel.label.background import candidates_rows
     from flywheel.label.catalog import read_catalog
-    from flywheel.label.prelabel import build_labelers, prelabel_day
+    from flywheel.label.prelabel import build_labelers, kept_scores, load_inputs, vote_all
 
     fd = build_fleet_day(lake, work, carts=carts, minutes=minutes, seed=seed)
     index_day(lake, fd.day, load_encoder({"kind": "descriptor", "version": 1}, lake))
     rows, _ = candidates_rows(lake, fd.day)
     tables.write_candidates(lake, fd.day, rows)
-    labelers, status = build_labelers(lake, read_catalog(lake), str(work / "labelers"))
-    report = prelabel_day(lake, fd.day, labelers)
-    return fd, report, status
+    products = read_catalog(lake)
+    labelers, status = build_labelers(lake, products, str(work / "labelers"))
+    inputs, keys, _ = load_inputs(lake, fd.day, kept_scores(lake, fd.day))
+    votes = vote_all(labelers, inputs)
+    return fd, Prelabelled(keys, votes, labelers, [f.extra["empty_score"] for f in inputs], status,
+                           len(products))
 
 
-def review_loop(lake, day: str, truth: dict, budget_s: float, error_rate: float,  # noqa: ANN001
-                max_iterations: int = 8) -> dict:
+def review_loop(lake, day: str, truth: dict, pre: Prelabelled, budget_s: float,  # noqa: ANN001
+                error_rate: float, threshold: float, max_iterations: int = 8) -> dict:
     from flywheel.depot.index import open_table
     from flywheel.label.annotator import UNKNOWN, AnnotatorConfig, simulate_review
     from flywheel.label.corrections import index_frame_days, scan_corrections
@@ -58,7 +88,9 @@ def review_loop(lake, day: str, truth: dict, budget_s: float, error_rate: float,
     catalog = catalog_of(lake, [])
     for i in range(max_iterations):
         t0 = time.perf_counter()
-        routing, _, grouping = queue_day(lake, day, RoutingConfig(budget_s=budget_s, seed=0))
+        prelabels = pre.relabel(lake, day)
+        routing, _, grouping = queue_day(lake, day, RoutingConfig(budget_s=budget_s, seed=0,
+                                                                  accept_threshold=threshold))
         if not routing.tasks:
             break
         rep = simulate_review(lake, day, routing.tasks, catalog, lambda f: truth.get(f, UNKNOWN),
@@ -70,6 +102,7 @@ def review_loop(lake, day: str, truth: dict, budget_s: float, error_rate: float,
         out["frames_in_tasks"] += rep.frames_answered
         out["wrong_answers"] += rep.wrong_answers
         out["iterations"].append({
+            "prelabels": prelabels, "auto": routing.count("auto"),
             "tasks": len(routing.tasks), "answered": rep.tasks_answered, "human_s": round(rep.seconds, 1),
             "planned_s": routing.planned_s, "deferred": routing.count("deferred"),
             "folded": sum(len(t.frame_ids) - 1 for t in routing.tasks), "grouping": grouping,
@@ -79,7 +112,7 @@ def review_loop(lake, day: str, truth: dict, budget_s: float, error_rate: float,
 
 
 def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, budget_s: float = 900.0,
-         error_rate: float = 0.02) -> dict:
+         error_rate: float = 0.02, threshold: float = 0.97) -> dict:
     from edge_agent.lake import Lake
     from flywheel.label.merge import read_merged, read_summary
     from flywheel.label.review_tasks import catalog_of, read_routes
@@ -88,10 +121,10 @@ def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, bud
     with tempfile.TemporaryDirectory(prefix="bench-label-review-") as tmp:
         lake = Lake.at_path(Path(tmp) / "lake")
         t0 = time.perf_counter()
-        fd, pre_report, status = prepare_day(lake, Path(tmp), carts, minutes, seed)
+        fd, pre = prepare_day(lake, Path(tmp), carts, minutes, seed)
         seconds_prepare = time.perf_counter() - t0
         truth = {f: (None if t.is_empty else t.sku) for f, t in fd.truth.items()}
-        loop = review_loop(lake, fd.day, truth, budget_s, error_rate)
+        loop = review_loop(lake, fd.day, truth, pre, budget_s, error_rate, threshold)
         merged = read_merged(lake, fd.day).to_pylist()
         routes = read_routes(lake, fd.day)
         summary = read_summary(lake, fd.day) or {}
@@ -107,7 +140,7 @@ def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, bud
     audit = summary.get("audit", {})
     result = {
         "day": fd.day, "carts": carts, "minutes": minutes, "seed": seed, "budget_s_per_iteration": budget_s,
-        "annotator_error_rate": error_rate, "labelers": status,
+        "annotator_error_rate": error_rate, "accept_threshold": threshold, "labelers": pre.status,
         "frames": fd.frames, "non_empty_frames": non_empty, "kept_prelabelled": len(routes),
         "merged_labels": len(merged), "merged_items": labelled_items,
         "coverage_of_non_empty": round(labelled_items / non_empty, 4) if non_empty else 0.0,
@@ -129,7 +162,6 @@ def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, bud
         "meets_saving": 1 - per_label / pick_s >= TARGET_SAVING,
         "meets_accuracy": (correct / len(merged) if merged else 0) >= TARGET_ACCURACY,
         "seconds_prepare": round(seconds_prepare, 1),
-        "prelabel": {k: v for k, v in vars(pre_report).items() if isinstance(v, int | float | str)},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "label_review.json").write_text(json.dumps(result, indent=2, default=str))
