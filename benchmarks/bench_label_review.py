@@ -66,7 +66,8 @@ def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int):  # noq
     rows, _ = candidates_rows(lake, fd.day)
     tables.write_candidates(lake, fd.day, rows)
     products = read_catalog(lake)
-    labelers, status = build_labelers(lake, products, str(work / "labelers"))
+    # teacher: the bootstrap model the carts ran (the fleet day installs it under work/model)
+    labelers, status = build_labelers(lake, products, str(work / "labelers"), teacher_dir=str(work / "model"))
     inputs, keys, _ = load_inputs(lake, fd.day, kept_scores(lake, fd.day))
     votes = vote_all(labelers, inputs)
     return fd, Prelabelled(keys, votes, labelers, [f.extra["empty_score"] for f in inputs], status,
