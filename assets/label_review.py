@@ -8,6 +8,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets.depot import capture_days
+from flywheel.defaults import default_of
+from flywheel.label.routing import RoutingConfig, lancedb_groups
 from flywheel.refs import LabelsRef
 from resources.index import IndexResource
 from resources.lake import LakeResource
@@ -17,13 +19,18 @@ AUDIT_ERROR_THRESHOLD = 0.05  # upper 95 % bound of the auto-label error rate we
 
 
 class ReviewConfig(dg.Config):
-    budget_s: float = Field(900.0, description="Human seconds per iteration (per capture day and run).")
-    accept_threshold: float = Field(0.9, description="Auto-accept pre-labels at or above this calibrated "
-                                                     "confidence (and without disagreement or mismatch).")
-    audit_rate: float = Field(0.02, description="Share of auto-accepted frames drawn for a human audit.")
-    seed: int = Field(0, description="Seed of the audit draw (stable per frame).")
-    near_duplicate_distance: float = Field(0.01, description="Cosine distance under which frames of one "
-                                                             "clip form one task (LanceDB index vectors).")
+    budget_s: float = Field(default_of(RoutingConfig, "budget_s"),
+                            description="Human seconds per iteration (per capture day and run).")
+    accept_threshold: float = Field(default_of(RoutingConfig, "accept_threshold"),
+                                    description="Auto-accept pre-labels at or above this calibrated "
+                                                "confidence (and without disagreement or mismatch).")
+    audit_rate: float = Field(default_of(RoutingConfig, "audit_rate"),
+                              description="Share of auto-accepted frames drawn for a human audit.")
+    seed: int = Field(default_of(RoutingConfig, "seed"),
+                      description="Seed of the audit draw (stable per frame).")
+    near_duplicate_distance: float = Field(default_of(lancedb_groups, "max_distance"),
+                                           description="Cosine distance under which frames of one clip form "
+                                                       "one task (LanceDB index vectors).")
 
 
 def _summary_md(counts: dict[str, int]) -> str:
@@ -39,7 +46,6 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
                  index: IndexResource) -> dg.MaterializeResult:
     from flywheel.label.merge import read_summary
     from flywheel.label.review_tasks import queue_day
-    from flywheel.label.routing import RoutingConfig
 
     day = context.partition_key
     the_lake = lake.lake()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from flywheel.defaults import default_of
 from flywheel.depot.cli import lake_from
+from flywheel.label.annotator import AnnotatorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--day", required=True, help="capture day, YYYY-MM-DD")
     r.add_argument("--simulate", action="store_true",
                    help="answer the open tasks from simulator ground truth (demo, benchmarks)")
-    r.add_argument("--error-rate", type=float, default=0.02, help="share of wrong answers (default 2 %%)")
-    r.add_argument("--annotator", default="sim-annotator-1", help="annotator id in the corrections")
+    r.add_argument("--error-rate", type=float, default=default_of(AnnotatorConfig, "error_rate"),
+                   help="share of wrong answers (default 2 %%)")
+    r.add_argument("--annotator", default=default_of(AnnotatorConfig, "annotator"),
+                   help="annotator id in the corrections")
     r.add_argument("--seed", type=int, default=0, help="the fleet simulation's seed (and the error draw)")
     r.add_argument("--stores", type=int, default=3, help="stores of the simulated world")
     r.add_argument("--carts", type=int, help="carts of the fleet run (default: from the device ids)")
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from flywheel.label.annotator import AnnotatorConfig, answered_task_ids
+    from flywheel.label.annotator import answered_task_ids
     from flywheel.label.review_tasks import read_tasks
 
     lake = lake_from(args.lake)

@@ -189,8 +189,8 @@ def catalog_of(lake: Lake, prelabels: list[dict[str, Any]]) -> list[str]:
         return sorted({r["label"] for r in prelabels if r.get("label")})
 
 
-def queue_day(lake: Lake, day: str, config: Any, location: Any = None, near_duplicate_distance: float = 0.01
-              ) -> tuple[Routing, dict[str, str], str]:
+def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
+              near_duplicate_distance: float | None = None) -> tuple[Routing, dict[str, str], str]:
     """Route the day's pre-labels (skipping frames humans settled, conflicts first), group
     near-duplicates through the Depot's LanceDB index when there is one, and write the queue and its
     exports. Returns (routing, written keys, how frames were grouped)."""
@@ -210,7 +210,9 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None, near_dupl
                                 strict=True) if s == "human"}
     try:
         table, _ = open_table(lake, location)
-        group, grouping = lancedb_groups(table, near_duplicate_distance), "lancedb"
+        group = lancedb_groups(table) if near_duplicate_distance is None \
+            else lancedb_groups(table, near_duplicate_distance)
+        grouping = "lancedb"
     except LookupError:  # no index yet: every frame is its own task
         group, grouping = singletons, "off (no Depot index)"
     routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),

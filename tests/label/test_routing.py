@@ -107,3 +107,13 @@ def test_wilson_interval_matches_published_values(k: int, n: int, low: float, hi
     assert rate == k / n
     assert lo == pytest.approx(low, abs=2e-4) and hi == pytest.approx(high, abs=2e-4)
     assert wilson_interval(0, 0) == (0.0, 0.0, 1.0)
+
+
+def test_the_asset_config_takes_the_domain_defaults() -> None:
+    from assets.label_review import ReviewConfig
+    from flywheel.label.routing import lancedb_groups
+
+    cfg, dom = ReviewConfig(), RoutingConfig()
+    assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
+        (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
+    assert cfg.near_duplicate_distance == lancedb_groups.__defaults__[0]
