@@ -28,6 +28,9 @@ class ReviewConfig(dg.Config):
                               description="Share of auto-accepted frames drawn for a human audit.")
     seed: int = Field(default_of(RoutingConfig, "seed"),
                       description="Seed of the audit draw (stable per frame).")
+    trust_calibration: bool = Field(default_of(RoutingConfig, "trust_calibration"),
+                                    description="Once the ensemble is calibrated on human reviews, accept "
+                                                "a disagreement or barcode mismatch it is still sure about.")
     near_duplicate_distance: float = Field(default_of(lancedb_groups, "max_distance"),
                                            description="Cosine distance under which frames of one clip form "
                                                        "one task (LanceDB index vectors).")
@@ -50,7 +53,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     day = context.partition_key
     the_lake = lake.lake()
     rcfg = RoutingConfig(budget_s=config.budget_s, accept_threshold=config.accept_threshold,
-                         audit_rate=config.audit_rate, seed=config.seed)
+                         audit_rate=config.audit_rate, seed=config.seed,
+                         trust_calibration=config.trust_calibration)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
                                         config.near_duplicate_distance)
     counts = {r: routing.count(r) for r in ("auto", "review", "conflict", "audit", "deferred", "human")}

@@ -19,6 +19,7 @@ and the Depot only: never ground truth (a layering test checks it).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ class RoutingConfig:
     audit_rate: float = 0.02  # share of auto-accepted frames drawn into the audit sample
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
+    # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
+    # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
+    # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
+    trust_calibration: bool = False
     time: TimeModel = field(default_factory=TimeModel)
 
 
@@ -91,13 +96,25 @@ class Routing:
         return sum(1 for r in self.routes if r["route"] == route)
 
 
-def doubt_reasons(row: dict[str, Any], threshold: float) -> list[str]:
+def human_calibrated(row: dict[str, Any]) -> bool:
+    """Whether the row's ensemble was calibrated on human reviews (flywheel.label.ensemble names
+    such a calibration "human-<hash>" in labeler_versions)."""
+    try:
+        versions = json.loads(row.get("labeler_versions") or "{}")
+    except ValueError:
+        return False
+    return str(versions.get("ensemble", "")).startswith("human-")
+
+
+def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False) -> list[str]:
     reasons = []
     if row.get("label") is None:
         reasons.append("abstain")
-    if row.get("barcode_mismatch"):
+    vouched = (trust_calibration and (row.get("confidence") or 0.0) >= threshold
+               and human_calibrated(row))
+    if row.get("barcode_mismatch") and not vouched:
         reasons.append("barcode_mismatch")
-    if row.get("disagreement"):
+    if row.get("disagreement") and not vouched:
         reasons.append("disagreement")
     if row.get("label") is not None and (row.get("confidence") or 0.0) < threshold:
         reasons.append("low_confidence")
@@ -153,7 +170,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         if fid in done:
             put(row, HUMAN, "human label")
             continue
-        reasons = doubt_reasons(row, config.accept_threshold)
+        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration)
         if reasons:
             doubtful.append({**row, "_reasons": reasons})
         elif in_audit(fid, config.audit_rate, config.seed):

@@ -117,3 +117,16 @@ def test_the_asset_config_takes_the_domain_defaults() -> None:
     assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
         (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
     assert cfg.near_duplicate_distance == lancedb_groups.__defaults__[0]
+
+
+def test_trusting_a_human_calibration_accepts_flags_it_is_sure_about() -> None:
+    human = '{"ensemble":"human-0a1b2c3d","teacher":"t1"}'
+    default = '{"ensemble":"default-0a1b2c3d","teacher":"t1"}'
+    rows = [{**row("f-sure", conf=0.99, mis=True), "labeler_versions": human},
+            {**row("f-unsure", conf=0.8, dis=True), "labeler_versions": human},
+            {**row("f-cold", conf=0.99, mis=True), "labeler_versions": default}]
+    trusted = {r["frame_id"]: r["route"] for r in
+               route_day(DAY, rows, RoutingConfig(audit_rate=0.0, trust_calibration=True)).routes}
+    assert trusted == {"f-sure": AUTO, "f-unsure": REVIEW, "f-cold": REVIEW}
+    strict = {r["frame_id"]: r["route"] for r in route_day(DAY, rows, RoutingConfig(audit_rate=0.0)).routes}
+    assert strict == {"f-sure": REVIEW, "f-unsure": REVIEW, "f-cold": REVIEW}
