@@ -147,7 +147,7 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
 
 
 def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, budget_s: float = 900.0,
-         error_rate: float = 0.02, threshold: float = 0.97, trust: bool = True, days: int = 2) -> dict:
+         error_rate: float = 0.02, threshold: float = 0.97, trust: bool = False, days: int = 2) -> dict:
     """Day 1 starts cold (default calibration); later days run with the calibration the humans'
     earlier reviews fitted: the steady state of the loop, where the targets are judged."""
     from edge_agent.lake import Lake
