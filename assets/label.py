@@ -5,6 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.depot import capture_days, depot_frames
+from resources.encoder import EncoderResource
 from resources.labelers import LabelersResource
 from resources.lake import LakeResource
 
@@ -22,16 +23,21 @@ class FilterSettings(dg.Config):
           check_specs=[dg.AssetCheckSpec("kept_share", asset="label_candidates",
                                          description="share of the day's frames the filter keeps")],
           description="Every Depot frame of the day with the empty-background filter's verdict (kept, "
-                      "empty_score, reason) at label/candidates/date=D/candidates.parquet.")
+                      "empty_score, reason) at label/candidates/date=D/candidates.parquet; once humans "
+                      "have labelled frames, an empty-vs-object head on the embeddings drops more.")
 def label_candidates(context: dg.AssetExecutionContext, config: FilterSettings,
-                     lake: LakeResource) -> dg.MaterializeResult:
+                     lake: LakeResource, encoder: EncoderResource) -> dg.MaterializeResult:
     from flywheel.label import tables
     from flywheel.label.background import FilterConfig, candidates_rows
+    from flywheel.label.empty_head import train_head
 
     the_lake = lake.lake()
     day = context.partition_key
+    enc = encoder.encoder(the_lake)
+    head, n_human = train_head(the_lake, enc)  # once humans have labelled frames
     rows, res = candidates_rows(the_lake, day, FilterConfig(
-        area_insertion=config.area_insertion, area_other=config.area_other, noise_k=config.noise_k))
+        area_insertion=config.area_insertion, area_other=config.area_other, noise_k=config.noise_k),
+        head=head, encoder=enc)
     tables.write_candidates(the_lake, day, rows)
     kept = sum(res.kept)
     share = kept / len(rows) if rows else 0.0
@@ -42,6 +48,9 @@ def label_candidates(context: dg.AssetExecutionContext, config: FilterSettings,
         "frames_in": len(rows), "kept": kept, "dropped": len(rows) - kept,
         "kept_share": dg.MetadataValue.float(round(share, 4)),
         "unreadable_frames": res.unreadable,
+        "empty_head": (f"trained on {head.n_empty} empty + {head.n_object} item frames ({head.encoder_id})"
+                       if head else f"not trained ({n_human} human labels so far)"),
+        "dropped_by_head": res.dropped_by_head,
         "device_pixel_threshold": dg.MetadataValue.json(res.device_threshold),
         "path": dg.MetadataValue.path(the_lake.url(tables.candidates_key(day))),
     }, check_results=[check])

@@ -17,6 +17,6 @@ def defs(deployment: Deployment) -> dg.Definitions:
     return dg.Definitions(
         assets=[label_candidates, prelabels],  # their checks are declared on the assets
         jobs=[prelabel_job],
-        resources={**deployment.pick("lake"),
+        resources={**deployment.pick("lake", "encoder"),
                    # no VLM checkpoint ships with the code: set vlm_checkpoint in the launchpad or here
                    "labelers": LabelersResource()})

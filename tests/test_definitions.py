@@ -55,6 +55,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     """The stage convention: each stage module's `defs(deployment)` brings its assets, checks, jobs
     and resources; stages that name the same shared resource merge (they get the same object)."""
     import jobs.depot
+    import jobs.label
     import jobs.label_review
     import jobs.learner
     from flywheel.definitions import STAGES
@@ -62,6 +63,8 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
 
     deployment = Deployment("local")
     depot, learner = jobs.depot.defs(deployment), jobs.learner.defs(deployment)
+    label = dg.Definitions.merge(depot, jobs.label.defs(deployment))  # shares the lake and encoder
+    assert {"label_candidates", "prelabels"} <= {k.to_user_string() for k in label.resolve_all_asset_keys()}
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
     label_review = jobs.label_review.defs(deployment)  # merged_labels feeds dataset_version
@@ -71,7 +74,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
             "candidate_model", "candidate_evaluation"} <= keys
     assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate",
                                                                 "merged_labels_job"}
-    assert {jobs.depot, jobs.learner, jobs.label_review} <= set(STAGES)
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

@@ -60,6 +60,7 @@ class FilterResult:
     reason: list[str] = field(default_factory=list)
     device_threshold: dict[str, float] = field(default_factory=dict)  # per-pixel threshold per device
     unreadable: int = 0
+    dropped_by_head: int = 0
 
     def add(self, kept: bool, score: float, reason: str) -> None:
         self.kept.append(kept)
@@ -202,9 +203,10 @@ def _decide(f: FilterFrame, diffs: np.ndarray, a: int, t: np.ndarray, seg: np.nd
     return keep, score, f"{where}: foreground {area:.3f} {'>=' if keep else '<'} {limit}"
 
 
-def candidates_rows(lake, day: str, config: FilterConfig | None = None  # noqa: ANN001
-                    ) -> tuple[list[dict[str, Any]], FilterResult]:
-    """The day's candidates rows (tables.CANDIDATES_SCHEMA) from the Depot frames table."""
+def candidates_rows(lake, day: str, config: FilterConfig | None = None, head=None,  # noqa: ANN001
+                    encoder=None) -> tuple[list[dict[str, Any]], FilterResult]:  # noqa: ANN001
+    """The day's candidates rows (tables.CANDIDATES_SCHEMA) from the Depot frames table; with an
+    `EmptyHead` (and the `encoder` it was trained for), kept frames it is sure are empty are dropped."""
     from flywheel.depot.ingest import read_frames
     from flywheel.label.clips import read_sidecars
 
@@ -221,7 +223,28 @@ def candidates_rows(lake, day: str, config: FilterConfig | None = None  # noqa: 
     frames = [FilterFrame(r["frame_id"], r["clip_id"], r["device_id"], int(r["frame_index"]), float(r["t_s"]),
                           r["thumb_jpeg"], (r["clip_id"], r["frame_index"]) in reads) for r in rows]
     res = filter_frames(frames, steps, config)
+    if head is not None:
+        apply_head(lake, day, frames, res, head, encoder)
     keys = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
     out = [{**{k: r[k] for k in keys}, "kept": k, "empty_score": s, "reason": why}
            for r, k, s, why in zip(rows, res.kept, res.empty_score, res.reason, strict=True)]
     return out, res
+
+
+def apply_head(lake, day: str, frames: Sequence[FilterFrame], res: FilterResult, head, encoder) -> None:  # noqa: ANN001
+    """Drop the kept frames (never barcode or unreadable ones) the empty head is sure about."""
+    from flywheel.label.empty_head import DROP_AT, frame_vectors
+
+    never = ("barcode_read", "unreadable_jpeg")
+    idx = [i for i, k in enumerate(res.kept) if k and res.reason[i] not in never]
+    vecs = frame_vectors(lake, day, [frames[i].frame_id for i in idx], encoder)
+    for i in idx:
+        v = vecs.get(frames[i].frame_id)
+        if v is None:
+            continue
+        p = float(head.p_empty(np.asarray(v)[None])[0])
+        if p >= DROP_AT:
+            res.kept[i] = False
+            res.empty_score[i] = round(max(res.empty_score[i], p), 6)
+            res.reason[i] = f"empty head: p_empty {p:.3f} >= {DROP_AT} ({res.reason[i]})"
+            res.dropped_by_head += 1

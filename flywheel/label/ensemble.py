@@ -23,6 +23,7 @@ from flywheel.label.prelabelers.base import Vote
 DEFAULT_WEIGHTS = {"barcode": 4.0, "reader": 2.0, "vlm": 1.0, "teacher": 1.0, "weight": 0.5}
 MIN_REVIEWED = 30  # reviewed items before the fit replaces the defaults
 NARROW_ONLY = {"weight"}  # labelers that never decide alone
+OUTSIDE_CANDIDATES = 0.25  # a label the weight step rules out keeps this share of its score
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ def scores(votes: Mapping[str, Vote], weights: Mapping[str, float]) -> dict[str,
             out[v.label] = out.get(v.label, 0.0) + weights.get(name, 1.0) * v.confidence
     for name, v in votes.items():
         if name in NARROW_ONLY and v.candidates:
-            for c in v.candidates:
-                if c in out:  # supports a label another labeler named
+            for c in out:
+                if c in v.candidates:  # supports a label another labeler named
                     out[c] += weights.get(name, 1.0) / len(v.candidates)
+                else:  # the load cell says it is not this product
+                    out[c] *= OUTSIDE_CANDIDATES
     return out
 
 
@@ -88,7 +91,7 @@ def decide(votes: Mapping[str, Vote], cal: Calibration, vision: Mapping[str, boo
     return Decision(ranked[0][0], round(_sigmoid(z), 6), margin, disagreement, mismatch)
 
 
-def _platt(x: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1e-2) -> list[float]:
+def logistic_fit(x: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1e-2) -> list[float]:
     """Logistic regression of y on the feature rows x plus an intercept (Newton's method, a small
     ridge so separable data stays finite); the intercept comes last."""
     import numpy as np
@@ -137,5 +140,5 @@ def fit(items: Sequence[tuple], n_classes: int) -> Calibration:
     if len(set(ys)) < 2:  # all right (or all wrong): keep the default slope, shift by the rate
         rate = (sum(ys) + 1) / (len(ys) + 2)
         return Calibration(weights, 2.0, math.log(rate / (1 - rate)), 0.0, len(items), acc)
-    a, c, b = _platt(xs, ys)
+    a, c, b = logistic_fit(xs, ys)
     return Calibration(weights, round(a, 6), round(b, 6), round(c, 6), len(items), acc)

@@ -52,3 +52,13 @@ def test_fit_learns_who_to_trust_and_calibrates() -> None:
 def test_too_few_reviews_keep_the_defaults() -> None:
     items = [({"teacher": Vote(A, 0.9, "m")}, A)] * (MIN_REVIEWED - 1)
     assert fit(items, 3) == Calibration()
+
+
+def test_a_label_the_weight_rules_out_loses_most_of_its_score() -> None:
+    w = Vote(None, 0.0, "ambiguous", "ambiguous", (A, B))
+    votes = {"teacher": Vote(C, 0.9, "m"), "reader": Vote(A, 0.3, "ocr"), "weight": w}
+    d = decide(votes, Calibration(), VISION)
+    assert d.label == A and d.disagreement  # C (0.9 * 0.25) loses to A (0.6 + 0.25)
+    alone = decide({"teacher": Vote(C, 0.9, "m"), "weight": w}, Calibration(), VISION)
+    assert alone.label == C and alone.confidence < decide({"teacher": Vote(C, 0.9, "m")}, Calibration(),
+                                                           VISION).confidence

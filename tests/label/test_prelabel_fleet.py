@@ -10,19 +10,15 @@ import pytest
 from assets.depot import capture_days
 from assets.label import label_candidates, prelabels
 from flywheel.label import tables
+from resources.encoder import EncoderResource
 from resources.labelers import LabelersResource
 from resources.lake import LocalLakeResource, S3LakeResource
-
-DAY = "2026-11-24"
+from tests.label.fleet_day import DAY, shared_fleet_day
 
 
 @pytest.fixture(scope="module")
-def fleet_day(tmp_path_factory):
-    from benchmarks.label_fleet import build_fleet_day
-    from edge_agent.lake import Lake
-
-    root = tmp_path_factory.mktemp("label_fleet")
-    return build_fleet_day(Lake.at_path(root / "lake"), root / "work", carts=2, minutes=0.75, seed=3, day=DAY)
+def fleet_day(tmp_path_factory):  # noqa: ANN001, ANN201
+    return shared_fleet_day(tmp_path_factory)
 
 
 def _copy(src, dst, prefixes) -> None:  # noqa: ANN001
@@ -35,7 +31,7 @@ def _materialize(lake_resource, work) -> dg.ExecuteInProcessResult:  # noqa: ANN
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(capture_days.name, [DAY])
         return dg.materialize([label_candidates, prelabels], instance=instance, partition_key=DAY,
-                              resources={"lake": lake_resource,
+                              resources={"lake": lake_resource, "encoder": EncoderResource(kind="descriptor"),
                                          "labelers": LabelersResource(ocr=False, work_dir=str(work))})
 
 
@@ -69,6 +65,7 @@ def test_filter_and_prelabels_on_a_fleet_day(backend, fleet_day, request, tmp_pa
     assert dropped_empty >= 0.9 and lost_items <= 0.02, (dropped_empty, lost_items)
     meta = _meta(result, "label_candidates")
     kept = sum(c["kept"] for c in cand)
+    assert meta["empty_head"] == "not trained (0 human labels so far)" and meta["dropped_by_head"] == 0
     assert meta["frames_in"] == len(cand) and meta["kept"] == kept and meta["dropped"] == len(cand) - kept
     check = result.get_asset_check_evaluations()[0]
     assert check.metadata["threshold"].value == 0.9

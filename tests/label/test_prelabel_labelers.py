@@ -124,18 +124,18 @@ def test_teacher_runs_the_device_model(tmp_path) -> None:
 
 
 def test_teacher_from_the_registry_and_a_tampered_artifact(tmp_path) -> None:
+    from edge_agent.contract.schemas import parse_device_model
     from edge_agent.lake import Lake
     from flywheel.fleet.bootstrap import install_model_slot
     from flywheel.learner import registry
+    from tests.support.registry import register_model
 
     lake = Lake.at_path(tmp_path / "lake")
     assert TeacherLabeler.from_registry(lake, tmp_path / "w").load_error == "no teacher model"
     slot = install_model_slot(tmp_path / "m", ["none", EAN, EANS[1]], version="cls-1", seed=0) / "slots" / "a"
-    files = {"model.onnx": registry.put_file(lake, "cls-1", "model.onnx", slot / "model.onnx")}
-    registry.put_file(lake, "cls-1", "device.json", slot / "model.json")
-    registry.put_json(lake, registry.key("cls-1", "model.json"), {"model_id": "cls-1", "files": files})
-    registry.put_json(lake, registry.key("cls-1", "gate.json"), {"passed": True})
-    registry.bootstrap_production(lake, "cls-1")
+    device = parse_device_model((slot / "model.json").read_bytes())
+    register_model(lake, "cls-1", {"model.onnx": (slot / "model.onnx").read_bytes()},
+                   classes=["none", EAN, EANS[1]], device=device, production=True)
     teacher = TeacherLabeler.from_registry(lake, tmp_path / "w")
     assert teacher.model is not None and teacher.version == "cls-1"
     lake.put(registry.key("cls-1", "model.onnx"), b"tampered")
