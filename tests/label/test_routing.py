@@ -33,7 +33,7 @@ def row(fid: str, label: str | None = SKU_A, conf: float = 0.99, *, dis: bool = 
 
 def test_doubtful_go_first_most_doubtful_leading_and_confident_are_auto() -> None:
     rows = [row("f-ok1"), row("f-ok2"), row("f-low", conf=0.6), row("f-abst", None, 0.0),
-            row("f-mis", conf=0.95, mis=True), row("f-dis", conf=0.92, dis=True)]
+            row("f-mis", conf=0.99, mis=True), row("f-dis", conf=0.98, dis=True)]
     r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0))
     by = {x["frame_id"]: x for x in r.routes}
     assert by["f-ok1"]["route"] == AUTO and by["f-ok2"]["route"] == AUTO
