@@ -12,7 +12,7 @@ from flywheel.defaults import default_of
 from flywheel.imports.sources import load_sources
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
 from flywheel.learner.pipeline import SimSources, choose_sets
-from flywheel.refs import DatasetRef, EvaluationRef, ModelRef
+from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef
 from resources.lake import LakeResource
 
 GROUP = "learner"
@@ -89,11 +89,12 @@ class DatasetConfig(dg.Config):
     split_by: Literal["session_id", "device_id"] = default_of(SplitRule, "by")  # never split a session
     val_fraction: float = default_of(SplitRule, "val_fraction")  # share of groups in validation
     include_empty: bool = default_of(DatasetSpec, "include_empty")  # empty frames as "empty" (classify)
-    extra_sources: list[str] = []  # lake keys of more labelled-frame Parquet (e.g. merged labels)
 
 
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager",
+    # every capture day's merged labels (Label stage); days never merged are left out
+    ins={"merged_labels": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     deps=["manual_collection", "sku_catalog", *[f"standard_set_{n}" for n in STANDARD_SETS]],
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
@@ -106,14 +107,16 @@ class DatasetConfig(dg.Config):
     description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
                 "id = hash(member ids, labels, split rule); split by session; validated (empty, "
                 "single class, unknown SKUs, frozen-set frames) before anything is written.")
-def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource
+def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource,
+                    merged_labels: dict[str, LabelsRef]
                     ) -> Iterator[dg.Output[DatasetRef] | dg.AssetCheckResult]:
-    from flywheel.learner.pipeline import build_dataset, dataset_ref
+    from flywheel.learner.pipeline import build_dataset, dataset_ref, labelled_sources
     from flywheel.learner.plots import class_balance_png, png_markdown
 
     spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
                        split=SplitRule(by=config.split_by, val_fraction=config.val_fraction))
-    ds, created = build_dataset(lake.lake(), spec, tuple(config.extra_sources))
+    labels = labelled_sources(lake.lake(), merged_labels)
+    ds, created = build_dataset(lake.lake(), spec, labels)
     m = ds.manifest
     balance = m["class_balance"]
     n_classes = len(m["classes"])
@@ -123,6 +126,8 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
         dataset_ref(lake.lake(), ds), data_version=dg.DataVersion(ds.version),
         metadata={
             "version": ds.version, "newly_written": created, "manifest": f"{ds.prefix}/manifest.json",
+            "label_days": sorted(d for d, r in merged_labels.items() if r.rows),
+            "label_frames": sum(r.rows for r in merged_labels.values()),
             "members": m["counts"]["members"], "train": m["counts"]["train"], "val": m["counts"]["val"],
             "groups": m["counts"]["groups"], "classes": n_classes, "rejects": m["counts"]["rejects"],
             "imbalance_ratio": balance["imbalance_ratio"],

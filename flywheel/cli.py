@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "flywheel.depot.cli",
     "flywheel.fleet.cli",
     "flywheel.imports.cli",
+    "flywheel.label.cli",
     "flywheel.sim.cli",
 ]
 

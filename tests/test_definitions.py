@@ -76,6 +76,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     and resources; stages that name the same shared resource merge (they get the same object)."""
     import jobs.depot
     import jobs.label
+    import jobs.label_review
     import jobs.learner
     from flywheel.definitions import STAGES
     from resources.deployments import Deployment
@@ -86,12 +87,14 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     assert {"label_candidates", "prelabels"} <= {k.to_user_string() for k in label.resolve_all_asset_keys()}
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
-    merged = dg.Definitions.merge(depot, learner)
+    label_review = jobs.label_review.defs(deployment)  # merged_labels feeds dataset_version
+    merged = dg.Definitions.merge(depot, learner, label_review)
     keys = {k.to_user_string() for k in merged.resolve_all_asset_keys()}
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
-    assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate"}
-    assert {jobs.depot, jobs.learner, jobs.label} <= set(STAGES)
+    assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate",
+                                                                "merged_labels_job"}
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

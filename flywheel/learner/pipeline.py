@@ -24,7 +24,7 @@ from flywheel.learner.errors import DatasetError
 from flywheel.learner.gate import GateDecision, decide, write_decision
 from flywheel.learner.labelled_frames import read_frames
 from flywheel.learner.train import TrainRequest, TrainResult, run_training
-from flywheel.refs import DatasetRef, EvaluationRef, ModelRef, ref_for
+from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef, ref_for
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,15 @@ def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] 
     ds, created = write_dataset_version(lake, frames, spec, reference_sets.catalog_skus(lake),
                                         [current["key"], *extra_sources], frozen_frames)
     return ds, created
+
+
+def labelled_sources(lake: Lake, refs: dict[str, LabelsRef]) -> tuple[str, ...]:
+    """Lake keys of the Label stage's labelled frames, day order, each checked against the hash
+    its reference carries (a day relabelled since is refused, not silently mixed in)."""
+    for ref in refs.values():
+        if ref.rows:
+            ref.read(lake)
+    return tuple(refs[d].key for d in sorted(refs) if refs[d].rows)
 
 
 def dataset_ref(lake: Lake, ds: DatasetVersion) -> DatasetRef:

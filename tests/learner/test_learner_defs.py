@@ -8,7 +8,7 @@ import json
 import dagster as dg
 import pytest
 
-from tests.learner.fakes import SKUS, fake_frames, to_parquet
+from tests.learner.fakes import SKUS, fake_frames, label_days_source, to_parquet
 
 LEARNER_ASSETS = {"sku_catalog", "manual_collection", "standard_set_manual", "standard_set_store_A",
                   "standard_set_store_B", "standard_set_store_C", "dataset_version", "candidate_model",
@@ -64,7 +64,7 @@ def _materialize_dataset(tmp_path):
     from resources.lineage import LakeRefIOManager
 
     lake = LocalLakeResource(root=str(tmp_path))
-    return dg.materialize([la.dataset_version],
+    return dg.materialize([la.dataset_version, label_days_source()],
                           resources={"lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake)},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
                           selection=["dataset_version"])
