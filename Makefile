@@ -22,6 +22,11 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: install lint
+	# The camera tests serve real HTTP and RTSP streams on 127.0.0.1: ffmpeg and rtsp-server-perl
+	# (Debian packages); without them those tests skip and say why.
+	command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq ffmpeg rtsp-server-perl; } \
+		|| echo "ffmpeg / rtsp-server-perl unavailable: the camera stream tests will skip"
 	$(PY) -m pytest
 
 demo: install

@@ -10,9 +10,10 @@ from dagster_ray import RayResource
 from pydantic import Field
 
 from flywheel.defaults import default_of
+from flywheel.imports.sources import load_sources
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
-from flywheel.learner.pipeline import SimSources
-from flywheel.refs import DatasetRef, EvaluationRef, ModelRef
+from flywheel.learner.pipeline import SimSources, choose_sets
+from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef
 from resources.lake import LakeResource
 
 GROUP = "learner"
@@ -26,6 +27,9 @@ GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate use
 
 # Config defaults come from the domain (flywheel.defaults.default_of): one source for each number.
 class SourcesConfig(dg.Config):
+    # "simulator": import the simulator's catalog, bootstrap and frozen sets (the demo);
+    # "imported": train on what `flywheel catalog import` / `flywheel import` put in the depot
+    source: Literal["simulator", "imported"] = default_of(load_sources, "source")
     seed: int = default_of(SimSources, "seed")  # simulator world + dataset seed
     n_per_sku: int = default_of(SimSources, "n_per_sku")  # bootstrap frames per core SKU
     n_test: int = default_of(SimSources, "n_test")  # frames per frozen standard test set
@@ -57,13 +61,21 @@ class SourcesConfig(dg.Config):
                  for a in FROZEN_ASSETS.values()],
 )
 def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, lake: LakeResource):
-    from flywheel.learner.pipeline import SimSources, import_from_simulator
-
-    imported = import_from_simulator(lake.lake(), SimSources(config.seed, config.n_per_sku,
-                                                             config.n_test, config.n_insertions))
+    imported = load_sources(lake.lake(), config.source,
+                            SimSources(config.seed, config.n_per_sku, config.n_test,
+                                       config.n_insertions))
     names = {"catalog": "sku_catalog", "manual_collection": "manual_collection", **FROZEN_ASSETS}
+    user_sets = {n: imp.sha256[:16] for n, imp in imported.items()
+                 if n not in ("catalog", "manual_collection")}
     for name, asset_key in names.items():
-        imp = imported[name]
+        imp = imported.get(name)
+        if imp is None:  # imported data need not have the simulator's set names
+            yield dg.MaterializeResult(
+                asset_key=asset_key, metadata={"present": False, "rows": 0, "source": config.source},
+                check_results=[dg.AssetCheckResult(
+                    check_name="frozen", asset_key=asset_key, passed=True,
+                    metadata={"actual": "absent", "threshold": "absent"})])
+            continue
         if imp.drift_sha256:
             context.log.warning(f"{asset_key}: the generator now yields {imp.drift_sha256[:16]}, the "
                                 f"frozen version {imp.sha256[:16]} is kept")
@@ -77,8 +89,9 @@ def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, la
                           "threshold": imp.sha256[:16]}))
         yield dg.MaterializeResult(
             asset_key=asset_key, data_version=dg.DataVersion(imp.sha256[:16]),
-            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows,
-                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256)},
+            metadata={"key": imp.key, "sha256": imp.sha256, "rows": imp.rows, "source": config.source,
+                      "newly_written": imp.created, "generator_drift": bool(imp.drift_sha256),
+                      **({"standard_sets": user_sets} if name == "manual_collection" else {})},
             check_results=checks)
 
 
@@ -87,27 +100,34 @@ class DatasetConfig(dg.Config):
     split_by: Literal["session_id", "device_id"] = default_of(SplitRule, "by")  # never split a session
     val_fraction: float = default_of(SplitRule, "val_fraction")  # share of groups in validation
     include_empty: bool = default_of(DatasetSpec, "include_empty")  # empty frames as "empty" (classify)
-    extra_sources: list[str] = []  # lake keys of more labelled-frame Parquet (e.g. merged labels)
 
 
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager",
+    # every capture day's merged labels (Label stage); days never merged are left out
+    ins={"merged_labels": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     deps=["manual_collection", "sku_catalog", *FROZEN_ASSETS.values()],
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
         description="every class found in two or more sessions has validation frames (a class seen "
-                    "in one session only cannot be on both sides without leakage)")],
+                    "in one session only cannot be on both sides without leakage)"),
+                 dg.AssetCheckSpec(
+        "train_class_coverage", asset="dataset_version",
+        description="every class has training frames (when every group holds a class of its own, "
+                    "the group forced into validation takes its classes out of training)")],
     description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
                 "id = hash(member ids, labels, split rule); split by session; validated (empty, "
                 "single class, unknown SKUs, frozen-set frames) before anything is written.")
-def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource
+def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource,
+                    merged_labels: dict[str, LabelsRef]
                     ) -> Iterator[dg.Output[DatasetRef] | dg.AssetCheckResult]:
-    from flywheel.learner.pipeline import build_dataset, dataset_ref
+    from flywheel.learner.pipeline import build_dataset, dataset_ref, labelled_sources
     from flywheel.learner.plots import class_balance_png, png_markdown
 
     spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
                        split=SplitRule(by=config.split_by, val_fraction=config.val_fraction))
-    ds, created = build_dataset(lake.lake(), spec, tuple(config.extra_sources))
+    labels = labelled_sources(lake.lake(), merged_labels)
+    ds, created = build_dataset(lake.lake(), spec, labels)
     m = ds.manifest
     balance = m["class_balance"]
     n_classes = len(m["classes"])
@@ -117,6 +137,8 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
         dataset_ref(lake.lake(), ds), data_version=dg.DataVersion(ds.version),
         metadata={
             "version": ds.version, "newly_written": created, "manifest": f"{ds.prefix}/manifest.json",
+            "label_days": sorted(d for d, r in merged_labels.items() if r.rows),
+            "label_frames": sum(r.rows for r in merged_labels.values()),
             "members": m["counts"]["members"], "train": m["counts"]["train"], "val": m["counts"]["val"],
             "groups": m["counts"]["groups"], "classes": n_classes, "rejects": m["counts"]["rejects"],
             "imbalance_ratio": balance["imbalance_ratio"],
@@ -130,6 +152,10 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
                   "val_class_share": (n_classes - len(balance["classes_missing_in_val"]))
                   / max(n_classes, 1),
                   "missing": balance["classes_missing_in_val"], "in_one_group": sorted(single)})
+    untrained = balance["classes_missing_in_train"]
+    yield dg.AssetCheckResult(
+        check_name="train_class_coverage", passed=not untrained, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"actual": len(untrained), "threshold": 0, "missing": untrained})
 
 
 class TrainingConfig(dg.Config):
@@ -187,16 +213,22 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
     )
 
 
+class EvaluationConfig(dg.Config):
+    # standard sets pooled into the gate's target metric; none: every set but the reference one
+    gate_sets: list[str] | None = default_of(choose_sets, "gate_sets")
+    reference_set: str = default_of(choose_sets, "reference_set")  # reported (manual_*), never gated
+
+
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager",
     description="This run's candidate and the production model on every frozen standard set with ONNX "
                 "Runtime: top-1, per-SKU, per-slice accuracy, ECE, CPU latency; report.md compares.")
-def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
+def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, lake: LakeResource,
                          candidate_model: ModelRef) -> dg.Output[EvaluationRef]:
     from flywheel.learner.pipeline import evaluate_candidate, evaluation_ref
     from flywheel.learner.plots import png_markdown, slices_png
 
-    ev = evaluate_candidate(lake.lake(), candidate_model)
+    ev = evaluate_candidate(lake.lake(), candidate_model, config.gate_sets, config.reference_set)
     cand = ev.candidate
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand.metrics.items()}
     prod_slices = ev.production.slices if ev.production else None
@@ -206,6 +238,7 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
             "candidate": ev.candidate_id, "production": ev.production_id or "none",
             **metrics,
             "test_set_versions": {k: v[:16] for k, v in ev.test_set_versions.items()},
+            "gate_sets": ev.gate_sets,
             "report": dg.MetadataValue.md(ev.report_md),
             "slices": dg.MetadataValue.md(png_markdown(slices_png(cand.slices, prod_slices),
                                                        "slices")),
@@ -222,16 +255,7 @@ def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
 
     # the evaluation this run produced (GateRules.for_task of the candidate's task)
     decision = gate_candidate(lake.lake(), candidate_evaluation)
-    metadata: dict = {"candidate": decision.candidate_id, "production": decision.production_id or "none",
-                      "decision": dg.MetadataValue.md(decision.markdown())}
-    for r in decision.rules:
-        metadata[f"{r.name}.actual"] = r.actual
-        metadata[f"{r.name}.threshold"] = r.threshold
-    target = next((r for r in decision.rules if r.name == "target_metric"), None)
-    metadata["actual"] = target.actual if target else None
-    metadata["threshold"] = target.threshold if target else None
-    if not decision.passed:
-        metadata["reasons"] = "; ".join(decision.reasons)
+    metadata = {**decision.check_metadata(), "decision": dg.MetadataValue.md(decision.markdown())}
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata,
                                description=("passed" if decision.passed else

@@ -37,8 +37,7 @@ ORACLE_STORES = ("A", "B", "C")
 def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from edge_agent.lake import Lake
-    from flywheel.depot import reference_sets
-    from flywheel.learner import registry
+    from flywheel.learner import reference_sets, registry
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import SimSources, build_dataset, evaluate_candidate, import_from_simulator
     from flywheel.learner.train import TrainRequest, run_training, train_on_ray
@@ -124,7 +123,7 @@ def oracle_training_frames(lake, seed: int, n_per_store: int, per_session: int) 
     refuses (AssertionError) any frame, session or image shared with a frozen standard set."""
     import polars as pl
 
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
     from flywheel.learner.labelled_frames import read_frames
     from flywheel.sim import default_world
     from flywheel.sim.export import build_production_training_set, export_dataset
@@ -182,7 +181,7 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
     from dataclasses import replace
 
     from edge_agent.lake import Lake
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import build_dataset, evaluate_candidate
     from flywheel.learner.registry import new_model_id

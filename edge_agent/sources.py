@@ -72,6 +72,7 @@ class AvSource:
                  fps: float | None = None, timeout_s: float = 10.0) -> None:
         self.url, self.format, self.options, self.fps = url, format, dict(options or {}), fps
         self.timeout_s = timeout_s
+        self.ts_repairs = 0  # frames whose timestamp went backwards (RTP resync, camera clock reset)
         self._container = None
 
     def __iter__(self) -> Iterator[Frame]:
@@ -82,15 +83,23 @@ class AvSource:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         start = time.monotonic()
+        period = 1.0 / float(stream.average_rate or 15)
         t0: float | None = None
+        prev = -period
         for n, vf in enumerate(self._container.decode(stream)):
-            t = float(vf.time) if vf.time is not None else n / float(stream.average_rate or 15)
+            t = float(vf.time) if vf.time is not None else n * period
             t0 = t if t0 is None else t0
+            # RTSP clients re-base timestamps when the first RTCP sender report arrives, and cameras
+            # reset their clocks: time must still move forward, or clips and triggers misorder frames
+            if t - t0 <= prev:
+                self.ts_repairs += 1
+                t0 = t - (prev + period)
+            prev = t - t0
             if self.fps:
                 delay = (n / self.fps) - (time.monotonic() - start)
                 if delay > 0:
                     time.sleep(delay)
-            yield Frame(vf.to_ndarray(format="rgb24"), t - t0)
+            yield Frame(vf.to_ndarray(format="rgb24"), prev)
 
     def close(self) -> None:
         if self._container is not None:

@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = [
     "flywheel.depot.cli",
     "flywheel.fleet.cli",
+    "flywheel.imports.cli",
+    "flywheel.label.cli",
     "flywheel.sim.cli",
 ]
 

@@ -29,12 +29,14 @@ from __future__ import annotations
 import dagster as dg
 
 import jobs.depot
+import jobs.label
+import jobs.label_review
 import jobs.learner
 from resources.deployments import Deployment
 
 # One line per stage. (Import modules, not their `defs`: a second Definitions object at module
 # scope here would break code loading.)
-STAGES = (jobs.depot, jobs.learner)
+STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.label_review)
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

@@ -71,8 +71,20 @@ class EvaluationRef(Ref):
         return self.model_id
 
 
+class LabelsRef(Ref):
+    """One capture day's merged labels as labelled-frame rows in the Learner's dataset columns
+    (label/merged/date=D/frames.parquet)."""
+
+    day: str = Field(description="The capture day (YYYY-MM-DD).")
+    rows: int = Field(description="Labelled frames in the file.")
+
+    @property
+    def id(self) -> str:
+        return self.day
+
+
 # every reference type by name, so a stored reference round-trips to its own class
-REF_TYPES: dict[str, type[Ref]] = {t.__name__: t for t in (DatasetRef, ModelRef, EvaluationRef)}
+REF_TYPES: dict[str, type[Ref]] = {t.__name__: t for t in (DatasetRef, ModelRef, EvaluationRef, LabelsRef)}
 
 
 def ref_for(lake: Lake, ref_type: type[Ref], key: str, **ids: str) -> Ref:

@@ -48,7 +48,9 @@ class LakeRefIOManager(dg.ConfigurableIOManager):
         self.lake.lake().put(key, json.dumps(doc, sort_keys=True).encode())
         context.add_output_metadata({"ref": key, "ref_id": obj.id, "ref_sha256": obj.sha256[:16]})
 
-    def load_input(self, context: dg.InputContext) -> Ref:
+    def load_input(self, context: dg.InputContext) -> Ref | dict[str, Ref]:
+        if context.has_asset_partitions and not context.has_partition_key:
+            return self._load_partitions(context)
         asset_key = context.asset_key
         partition = context.asset_partition_key if context.has_asset_partitions else None
         lake = self.lake.lake()
@@ -63,8 +65,27 @@ class LakeRefIOManager(dg.ConfigurableIOManager):
                     f"{asset_key.to_user_string()} has no materialization to take a reference from; "
                     "materialize it first (or in the same run)")
             key = ref_key(asset_key, event.run_id, partition)
-        doc = json.loads(lake.get(key))
-        ref_type = REF_TYPES.get(doc.get("type", ""))
-        if ref_type is None:
-            raise ValueError(f"{key}: unknown reference type {doc.get('type')!r}")
-        return ref_type.model_validate(doc["ref"])
+        return _read_ref(lake.get(key), key)
+
+    def _load_partitions(self, context: dg.InputContext) -> dict[str, Ref]:
+        """An unpartitioned step reading a partitioned upstream (e.g. dataset_version <- every
+        capture day's merged_labels): partition -> the reference of its latest materialization;
+        partitions never materialized are left out."""
+        lake = self.lake.lake()
+        out: dict[str, Ref] = {}
+        for partition in context.asset_partition_keys:
+            records = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition]),
+                limit=1).records
+            if records:
+                key = ref_key(context.asset_key, records[0].run_id, partition)
+                out[partition] = _read_ref(lake.get(key), key)
+        return out
+
+
+def _read_ref(data: bytes, key: str) -> Ref:
+    doc = json.loads(data)
+    ref_type = REF_TYPES.get(doc.get("type", ""))
+    if ref_type is None:
+        raise ValueError(f"{key}: unknown reference type {doc.get('type')!r}")
+    return ref_type.model_validate(doc["ref"])

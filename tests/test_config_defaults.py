@@ -16,13 +16,17 @@ def _dagster_default(config_cls, name: str):
 
 def _pairs():
     from assets.depot import FleetConfig, IngestConfig
-    from assets.learner import DatasetConfig, SourcesConfig, TrainingConfig
+    from assets.learner import DatasetConfig, EvaluationConfig, SourcesConfig, TrainingConfig
     from flywheel.depot.config import DepotConfig
     from flywheel.depot.fleet_rollup import rollup_day
+    from flywheel.imports.sources import load_sources
     from flywheel.learner.config import DatasetSpec, SplitRule, TrainConfig
-    from flywheel.learner.pipeline import SimSources
+    from flywheel.learner.pipeline import SimSources, choose_sets
 
     return [
+        (SourcesConfig, "source", load_sources, "source"),
+        (EvaluationConfig, "gate_sets", choose_sets, "gate_sets"),
+        (EvaluationConfig, "reference_set", choose_sets, "reference_set"),
         (SourcesConfig, "seed", SimSources, "seed"),
         (SourcesConfig, "n_per_sku", SimSources, "n_per_sku"),
         (SourcesConfig, "n_test", SimSources, "n_test"),
@@ -43,7 +47,7 @@ def _pairs():
     ]
 
 
-@pytest.mark.parametrize("index", range(16))
+@pytest.mark.parametrize("index", range(19))
 def test_dagster_config_defaults_equal_domain_defaults(index: int) -> None:
     cfg, name, domain, domain_name = _pairs()[index]
     assert _dagster_default(cfg, name) == default_of(domain, domain_name), f"{cfg.__name__}.{name}"
@@ -52,14 +56,14 @@ def test_dagster_config_defaults_equal_domain_defaults(index: int) -> None:
 def test_every_dagster_config_field_is_covered() -> None:
     """A new Config field needs a domain default (and a line above), or an explicit exemption."""
     from assets.depot import FleetConfig, IngestConfig
-    from assets.learner import DatasetConfig, SourcesConfig, TrainingConfig
+    from assets.learner import DatasetConfig, EvaluationConfig, SourcesConfig, TrainingConfig
 
     exempt = {("DatasetConfig", "extra_sources"),  # a run input, not a setting: empty by default
               ("IngestConfig", "max_clip_mb"),  # DepotConfig.max_clip_bytes in MiB (checked below)
               ("IngestConfig", "replay_samples"),  # UI only: contact sheets on the materialization
               ("TrainingConfig", "model_yaml"), ("TrainingConfig", "imgsz")}  # "" / 0: the task's
     covered = {(c.__name__, n) for c, n, _, _ in _pairs()}
-    for cfg in (SourcesConfig, DatasetConfig, TrainingConfig, IngestConfig, FleetConfig):
+    for cfg in (SourcesConfig, DatasetConfig, TrainingConfig, EvaluationConfig, IngestConfig, FleetConfig):
         for name in cfg.model_fields:
             assert (cfg.__name__, name) in covered | exempt, f"{cfg.__name__}.{name} has no domain twin"
 

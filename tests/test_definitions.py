@@ -19,9 +19,29 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
 
     defs = build_definitions(deployment)
     repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
-    assert "lake" in repo.get_top_level_resources()
-    for job in repo.get_all_jobs():
-        assert job.name
+    assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder"}
+    expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
+                          "index": "LocalIndexResource"},
+                "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
+                            "index": "S3IndexResource"}}[deployment]
+    assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
+    assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
+        "depot_ingest_job", "train_and_evaluate"}
+    assert {s.name: s.job_name for s in repo.sensor_defs} == {
+        "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job"}
+    assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
+        "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1")}
+    ingest = repo.get_job("depot_ingest_job")
+    assert {k.to_user_string() for k in ingest.asset_layer.executable_asset_keys} == {
+        "depot_frames", "depot_index", "depot_fleet_rollup"}
+    assert ingest.partitions_def.name == "capture_day"
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert {"landing_clips", "depot_frames", "depot_index", "depot_fleet_rollup", "sku_catalog",
+            "manual_collection", "dataset_version", "candidate_model", "candidate_evaluation"} <= keys
+    # lineage travels through the lake-backed reference IO manager, never the default one
+    by_key = {k.to_user_string(): a for a in defs.resolve_asset_graph().assets_defs for k in a.keys}
+    for asset in ("dataset_version", "candidate_model", "candidate_evaluation"):
+        assert by_key[asset].get_io_manager_key_for_asset_key(dg.AssetKey(asset)) == "ref_io_manager"
 
 
 def test_workspace_loads_in_dagster(tmp_path: Path) -> None:
@@ -55,20 +75,26 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     """The stage convention: each stage module's `defs(deployment)` brings its assets, checks, jobs
     and resources; stages that name the same shared resource merge (they get the same object)."""
     import jobs.depot
+    import jobs.label
+    import jobs.label_review
     import jobs.learner
     from flywheel.definitions import STAGES
     from resources.deployments import Deployment
 
     deployment = Deployment("local")
     depot, learner = jobs.depot.defs(deployment), jobs.learner.defs(deployment)
+    label = dg.Definitions.merge(depot, jobs.label.defs(deployment))  # shares the lake and encoder
+    assert {"label_candidates", "prelabels"} <= {k.to_user_string() for k in label.resolve_all_asset_keys()}
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
-    merged = dg.Definitions.merge(depot, learner)
+    label_review = jobs.label_review.defs(deployment)  # merged_labels feeds dataset_version
+    merged = dg.Definitions.merge(depot, learner, label_review)
     keys = {k.to_user_string() for k in merged.resolve_all_asset_keys()}
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
-    assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate"}
-    assert set(STAGES) == {jobs.depot, jobs.learner}
+    assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate",
+                                                                "merged_labels_job"}
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

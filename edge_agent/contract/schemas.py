@@ -59,7 +59,9 @@ UtcTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # NaN and Infinity (which json.loads accepts) are refused wherever a float is
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False,
+                              allow_inf_nan=False)
 
 
 # -- clip sidecar ------------------------------------------------------------------------------
@@ -328,6 +330,8 @@ def parse_document(raw: bytes | str | dict[str, Any], expect: type[T]) -> T:
     model = versions[version]
     try:
         return model.model_validate(doc)  # type: ignore[return-value]
+    except RecursionError:
+        raise ContractError("document", "nested too deeply") from None
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "document"
@@ -348,8 +352,11 @@ def _load_json(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         if len(raw) > MAX_DOC_BYTES:
             raise ContractError("document", f"larger than {MAX_DOC_BYTES} bytes")
         try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            # RFC 8259: JSON between systems is UTF-8 (json.loads would also guess UTF-16 and -32)
+            doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw)
+        except RecursionError:
+            raise ContractError("document", "JSON nested too deeply") from None
+        except ValueError as e:  # bad UTF-8, bad JSON, an integer too long to convert
             raise ContractError("document", f"not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ContractError("document", f"must be a JSON object, got {type(doc).__name__}")

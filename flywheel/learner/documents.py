@@ -98,6 +98,7 @@ class EvaluationV1(_Part):
     production: ModelEvaluation | None
     test_set_versions: dict[str, str]  # set name -> sha256 of the frozen Parquet
     report_md: str
+    gate_sets: list[str] = []  # the sets pooled into the gate's target metric (production_*)
     insertion_set_versions: dict[str, str] = {}  # insertion set name -> sha256 (optional)
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.depot.reference_sets import (
+from flywheel.learner.labelled_frames import read_frames
+from flywheel.learner.reference_sets import (
     INSERTION_AREA,
     Imported,
     import_versioned,
     read_current_bytes,
     standard_set_names,
 )
-from flywheel.learner.labelled_frames import read_frames
 
 INSERTION_COLUMNS = ("insertion_id", "phase", "barcode_in_view")
 

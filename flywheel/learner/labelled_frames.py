@@ -14,9 +14,16 @@ from typing import Any
 
 import polars as pl
 
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "frame_id", "session_id", "device_id", "store", "distribution", "sku", "is_empty", "image_png",
-)
+REQUIRED_COLUMNS: tuple[str, ...] = ("frame_id", "sku", "image_png")  # what the Learner needs
+# Columns the Learner does not need, filled when absent: each frame its own split group, a lab
+# ("manual") frame of an unknown device, empty exactly when it names no SKU.
+DEFAULTS: dict[str, pl.Expr] = {
+    "session_id": pl.col("frame_id"),
+    "device_id": pl.lit("unknown"),
+    "store": pl.lit("manual"),
+    "distribution": pl.lit("manual"),
+    "is_empty": pl.col("sku").is_null(),
+}
 
 
 def read_frames(data: bytes | str) -> pl.DataFrame:
@@ -29,6 +36,10 @@ def normalise(df: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"frames table lacks columns {missing}; has {df.columns}")
+    absent = {c: e for c, e in DEFAULTS.items() if c not in df.columns}
+    if absent:
+        df = df.with_columns(pl.col("frame_id").cast(pl.String), pl.col("sku").cast(pl.String))
+        df = df.with_columns(**absent)
     if "conditions" not in df.columns:
         df = df.with_columns(pl.lit("{}").alias("conditions"))
     elif df.schema["conditions"] != pl.String:

@@ -1,6 +1,11 @@
 """Write a dataset version (or any members table) as the directory layout ultralytics trains on.
 
-classify: <root>/{train,val}/<class>/<frame_id>.png, frames stretched to imgsz x imgsz with the
+Class names never become paths: a class is the folder `class_folder(i)` of its index in the card's
+class list ("0000", "0001", ...), which sorts in card order whatever the names are ("T-shirt/top",
+"..", quotes), so the class order ultralytics derives from the folders is the card's; train.py
+checks the trained model's names against `trained_names` all the same.
+
+classify: <root>/{train,val}/<class index>/<frame_id>.png, frames stretched to imgsz x imgsz with the
           nearest-neighbour rule evaluation and the device apply (see preprocess.py), so ultralytics'
           own resize + centre crop is a no-op and never cuts an off-centre item out of view.
 detect:   <root>/images/{train,val}/<frame_id>.png + labels/.../<frame_id>.txt (YOLO boxes from the
@@ -9,7 +14,9 @@ detect:   <root>/images/{train,val}/<frame_id>.png + labels/.../<frame_id>.txt (
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +26,38 @@ from flywheel.learner.config import EMPTY_CLASS
 from flywheel.learner.preprocess import resize_nearest
 
 
+def class_folder(i: int) -> str:
+    return f"{i:04d}"
+
+
+def trained_names(task: str, classes: list[str]) -> list[str]:
+    """The class names, in index order, ultralytics must report after training on our layout."""
+    if task == "classify":
+        return [class_folder(i) for i in range(len(classes))]
+    return [c for c in classes if c != EMPTY_CLASS]
+
+
+def _file_name(frame_id: str) -> str:
+    """Frame ids are ours (hex digests, "img-<sha>"); any other id is made a safe, unique name."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in frame_id)
+    if safe == frame_id and safe:
+        return safe
+    return f"{safe[:80]}-{hashlib.sha256(frame_id.encode()).hexdigest()[:12]}"
+
+
 def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int) -> Path:
     from PIL import Image
 
+    folder = {c: class_folder(i) for i, c in enumerate(classes)}
     for side in ("train", "val"):
-        for c in classes:  # every class folder on both sides: ultralytics indexes classes by folder
-            (root / side / c).mkdir(parents=True, exist_ok=True)
+        for f in folder.values():  # every class folder on both sides: ultralytics indexes by folder
+            (root / side / f).mkdir(parents=True, exist_ok=True)
     for row in members.select("frame_id", "label", "split", "image_png").iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
             small = resize_nearest(np.asarray(im.convert("RGB")), imgsz)
-        Image.fromarray(small).save(root / row["split"] / row["label"] / f"{row['frame_id']}.png",
-                                    compress_level=1)
+        Image.fromarray(small).save(
+            root / row["split"] / folder[row["label"]] / f"{_file_name(row['frame_id'])}.png",
+            compress_level=1)
     return root
 
 
@@ -45,7 +73,7 @@ def materialize_detect(members: pl.DataFrame, classes: list[str], root: Path) ->
     for row in members.select("frame_id", "label", "split", "item_box", "image_png").iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
             w, h = im.size
-            im.convert("RGB").save(root / "images" / row["split"] / f"{row['frame_id']}.png",
+            im.convert("RGB").save(root / "images" / row["split"] / f"{_file_name(row['frame_id'])}.png",
                                    compress_level=1)
         lines = []
         if row["label"] != EMPTY_CLASS and row["item_box"] is not None:
@@ -55,9 +83,10 @@ def materialize_detect(members: pl.DataFrame, classes: list[str], root: Path) ->
             if x2 > x1 and y2 > y1:
                 lines.append(f"{index[row['label']]} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
                              f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-        (root / "labels" / row["split"] / f"{row['frame_id']}.txt").write_text("\n".join(lines))
+        (root / "labels" / row["split"] / f"{_file_name(row['frame_id'])}.txt").write_text("\n".join(lines))
     yaml = root / "data.yaml"
+    # JSON strings are YAML scalars: quotes, colons, slashes in a class name stay part of the name
     yaml.write_text(
-        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n"
-        + "".join(f"  {i}: '{n}'\n" for i, n in enumerate(names)))
+        f"path: {json.dumps(str(root))}\ntrain: images/train\nval: images/val\nnames:\n"
+        + "".join(f"  {i}: {json.dumps(n)}\n" for i, n in enumerate(names)))
     return yaml

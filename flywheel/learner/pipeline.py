@@ -16,8 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.depot import reference_sets
-from flywheel.learner import registry
+from flywheel.learner import reference_sets, registry
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
 from flywheel.learner.documents import EvaluationV1, parse
@@ -25,7 +24,7 @@ from flywheel.learner.errors import DatasetError
 from flywheel.learner.gate import GateDecision, decide, write_decision
 from flywheel.learner.labelled_frames import read_frames
 from flywheel.learner.train import TrainRequest, TrainResult, run_training
-from flywheel.refs import DatasetRef, EvaluationRef, ModelRef, ref_for
+from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef, ref_for
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,28 @@ def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] 
     if leaked_sessions:
         raise DatasetError(f"{len(leaked_sessions)} session(s) appear in both the training sources "
                            f"and a frozen standard test set, e.g. {sorted(leaked_sessions)[0]}")
+    # ids are whatever a source chose: the same picture under a new id is caught by its bytes.
+    # Item frames only: a fixed camera over an empty cart yields identical empty frames everywhere
+    frozen_sets = (reference_sets.read_standard_sets(lake)[0]
+                   if reference_sets.standard_set_names(lake) else {})
+    items = pl.col("is_empty").fill_null(False).not_()
+    leaked = exact_leaks(frames.filter(items)["image_png"].to_list(),
+                         {n: f.filter(items)["image_png"].to_list() for n, f in frozen_sets.items()})
+    if leaked:
+        raise DatasetError(f"training images are byte-identical to frozen standard test set images "
+                           f"({leaked}); training must never see them")
     ds, created = write_dataset_version(lake, frames, spec, reference_sets.catalog_skus(lake),
                                         [current["key"], *extra_sources], frozen_frames)
     return ds, created
+
+
+def labelled_sources(lake: Lake, refs: dict[str, LabelsRef]) -> tuple[str, ...]:
+    """Lake keys of the Label stage's labelled frames, day order, each checked against the hash
+    its reference carries (a day relabelled since is refused, not silently mixed in)."""
+    for ref in refs.values():
+        if ref.rows:
+            ref.read(lake)
+    return tuple(refs[d].key for d in sorted(refs) if refs[d].rows)
 
 
 def dataset_ref(lake: Lake, ds: DatasetVersion) -> DatasetRef:
@@ -160,18 +178,34 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
     return result
 
 
-def evaluate_candidate(lake: Lake, model: ModelRef | str) -> EvaluationV1:
+def choose_sets(names: list[str], gate_sets: list[str] | None = None,
+                reference_set: str | None = reference_sets.MANUAL_SET) -> tuple[list[str], list[str]]:
+    """(sets to evaluate, sets pooled into the gate's target metric). Named gate sets, plus the
+    reference set (reported as manual_*, never gated) when the lake has it; by default every set
+    but the reference gates, and a lake whose only set is the reference gates on that one."""
+    if gate_sets:
+        unknown = sorted(set(gate_sets) - set(names))
+        if unknown:
+            raise DatasetError(f"gate set(s) {unknown} are not standard sets in the lake {names}")
+        extra = [reference_set] if reference_set in names and reference_set not in gate_sets else []
+        return sorted({*gate_sets, *extra}), sorted(gate_sets)
+    gated = [n for n in names if n != reference_set] or list(names)
+    return list(names), gated
+
+
+def evaluate_candidate(lake: Lake, model: ModelRef | str, gate_sets: list[str] | None = None,
+                       reference_set: str | None = reference_sets.MANUAL_SET) -> EvaluationV1:
     """Candidate and production on the same frozen sets with the same code: comparable numbers.
-    `model` is a ModelRef (its card verified) or a registered model id."""
+    `model` is a ModelRef (its card verified) or a registered model id; see choose_sets."""
     from flywheel.learner.evaluate import comparison_report
     from flywheel.learner.insertion_sets import read_insertion_sets
 
     if isinstance(model, ModelRef):
         model.read(lake)
     model_id = model.model_id if isinstance(model, ModelRef) else model
-    test_sets, versions = reference_sets.read_standard_sets(lake)
+    names, prod_sets = choose_sets(reference_sets.standard_set_names(lake), gate_sets, reference_set)
+    test_sets, versions = reference_sets.read_standard_sets(lake, names)
     insertion_sets, insertion_versions = read_insertion_sets(lake)
-    prod_sets = reference_sets.production_set_names(list(test_sets))
     candidate = evaluate_registered(lake, model_id, test_sets, prod_sets, insertion_sets)
     production_id = registry.production_model_id(lake)
     production = None
@@ -181,7 +215,7 @@ def evaluate_candidate(lake: Lake, model: ModelRef | str) -> EvaluationV1:
         production_id = None
     evaluation = EvaluationV1(
         candidate_id=model_id, candidate=candidate, production_id=production_id,
-        production=production, test_set_versions=versions,
+        production=production, test_set_versions=versions, gate_sets=prod_sets,
         insertion_set_versions=insertion_versions,
         report_md=comparison_report(model_id, candidate, production_id, production))
     registry.write_evaluation(lake, evaluation)
@@ -206,3 +240,15 @@ def gate_candidate(lake: Lake, evaluation_of: EvaluationRef | str, rules: GateRu
                       evaluation.production.model_dump() if evaluation.production else None)
     write_decision(lake, decision)
     return decision
+
+
+def exact_leaks(images: list[bytes], others: dict[str, list[bytes]]) -> dict[str, int]:
+    """Set name -> how many of `images` it holds byte for byte (whatever ids either side uses)."""
+    import hashlib
+
+    def digests(imgs: list[bytes]) -> set[str]:
+        return {hashlib.sha256(b).hexdigest() for b in imgs}
+
+    mine = digests(images)
+    counts = {name: len(mine & digests(imgs)) for name, imgs in others.items()}
+    return {n: c for n, c in sorted(counts.items()) if c}

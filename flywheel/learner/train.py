@@ -122,6 +122,7 @@ def run_training(req: TrainRequest) -> TrainResult:
         best = run_dir / "weights" / "best.pt"
         if not best.exists():
             best = run_dir / "weights" / "last.pt"
+        check_class_order(YOLO(str(best)).names, cfg.task, classes)
         curves = _read_curves(run_dir / "results.csv")
         meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),
                 "classes": classes, "code_version": req.code_version,
@@ -163,10 +164,21 @@ def run_training(req: TrainRequest) -> TrainResult:
         created_at=datetime.now(UTC),
     )
     registry.write_device_model(lake, device_model(card))
-    registry.put_json(lake, registry.key(req.model_id, "training_curves.json"), curves)
+    registry.write_training_curves(lake, req.model_id, curves)
     registry.write_card(lake, card)  # the card goes last
     return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
                        time.perf_counter() - t0, n_train, n_val, card, validation, _where())
+
+
+def check_class_order(names: dict[int, str] | list[str], task: str, classes: list[str]) -> None:
+    """The trained model's class order must be the card's, or every label it predicts is wrong."""
+    from flywheel.learner.materialize import trained_names
+
+    got = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+    want = trained_names(task, classes)
+    if got != want:
+        raise DatasetError(f"trained class order {got[:8]} differs from the dataset's {want[:8]} "
+                           f"(classes {classes[:8]}); the model card would mislabel every prediction")
 
 
 def device_model(card: ModelCardV1) -> DeviceModelV1:

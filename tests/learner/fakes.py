@@ -64,3 +64,13 @@ def to_parquet(df: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.write_parquet(buf)
     return buf.getvalue()
+
+
+def label_days_source():  # noqa: ANN201 - a dagster AssetSpec
+    """dataset_version's `merged_labels` input when the Label stage is not in the Definitions (an
+    external asset that was never materialized: no labelled days)."""
+    import dagster as dg
+
+    from assets.depot import capture_days
+
+    return dg.AssetSpec("merged_labels", partitions_def=capture_days).with_io_manager_key("ref_io_manager")

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 import pytest
 
-from tests.learner.fakes import SKUS, fake_frames, to_parquet
+from tests.learner.fakes import SKUS, fake_frames, label_days_source, to_parquet
 
 LEARNER_ASSETS = {"sku_catalog", "manual_collection", "standard_set_manual", "standard_set_store_A",
                   "standard_set_store_B", "standard_set_store_C", "dataset_version", "candidate_model",
@@ -50,7 +50,7 @@ def test_cluster_deployment_uses_kuberay_with_training_settings():
 
 
 def _seed_lake(lake, frames):
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
 
     catalog = json.dumps({"seed": 0, "products": [{"ean": s} for s in SKUS]})
     reference_sets.import_catalog(lake, catalog)
@@ -65,7 +65,7 @@ def _materialize_dataset(tmp_path):
     from resources.lineage import LakeRefIOManager
 
     lake = LocalLakeResource(root=str(tmp_path))
-    return dg.materialize([la.dataset_version],
+    return dg.materialize([la.dataset_version, label_days_source()],
                           resources={"lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake)},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
                           selection=["dataset_version"])
@@ -105,7 +105,7 @@ def test_bad_input_fails_the_dataset_asset_before_training(tmp_path, frames, mes
 
 def test_leaked_test_set_sessions_are_refused(tmp_path):
     from edge_agent.lake import Lake
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
 
     frames = fake_frames(n_sessions=6)
     lake = Lake.at_path(tmp_path)

@@ -17,6 +17,7 @@ from flywheel.learner.config import GateRules
 from flywheel.learner.documents import OnnxValidation
 from flywheel.refs import ModelRef
 from resources.lineage import LakeRefIOManager
+from tests.learner.fakes import label_days_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -41,7 +42,8 @@ def job_run(seaweed, ray_cluster, tmp_path_factory):
 
     lake_res = _lake_resource(seaweed)
     defs = dg.Definitions(
-        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation],
+        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation,
+                label_days_source()],
         asset_checks=[la.release_gate], jobs=[train_and_evaluate],
         resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
                    "ray": LocalRayCluster(num_cpus=2)})
@@ -126,8 +128,8 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
 
 def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     from edge_agent.model import DeviceModel
-    from flywheel.depot.reference_sets import read_standard_sets
     from flywheel.learner.preprocess import to_tensor
+    from flywheel.learner.reference_sets import read_standard_sets
     from flywheel.sim import decode_png
 
     result, lake, _ = job_run

@@ -9,6 +9,7 @@ import threading
 import dagster as dg
 import pytest
 
+from tests.learner.fakes import label_days_source
 from tests.support.lineage import BARRIERS, LockstepRefIOManager
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -42,7 +43,8 @@ def test_overlapping_runs_each_gate_their_own_candidate(seaweed, ray_cluster):
     import_from_simulator(lake, SimSources(seed=0, n_per_sku=6, n_test=40))
     BARRIERS["lineage"] = threading.Barrier(len(RUNS))
     defs = dg.Definitions(
-        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation],
+        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation,
+                label_days_source()],
         asset_checks=[la.release_gate], jobs=[train_and_evaluate],
         resources={"lake": lake_res, "ray": LocalRayCluster(num_cpus=2),
                    "ref_io_manager": LockstepRefIOManager(lake=lake_res, barrier="lineage")})

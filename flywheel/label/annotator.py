@@ -1,0 +1,146 @@
+"""A simulated annotator for the demo and the benchmarks: answers open review tasks from the
+simulator's ground truth, with a configurable error rate, and bills its time with the cited time
+model (`flywheel.label.routing.TimeModel`). It writes `CorrectionBatchV1` files into
+`landing/corrections/` exactly as a real tool integration would; the corrections sensor takes it
+from there. Evaluation code: it may read ground truth, the labelers and routing may not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from edge_agent.contract.layout import LANDING_CORRECTIONS, corrections_key
+from edge_agent.contract.schemas import parse_correction_batch
+from edge_agent.lake import Lake
+from flywheel.label.corrections import CORRECTIONS, batch_doc
+from flywheel.label.merge import task_of
+from flywheel.label.routing import Task, TimeModel
+
+TOOL = "flywheel-sim-annotator"
+UNKNOWN = object()  # no ground truth for a frame: the task is left open
+
+
+@dataclass(frozen=True)
+class AnnotatorConfig:
+    error_rate: float = 0.02  # share of answers that are wrong (a random other SKU, or "no product")
+    seed: int = 0
+    annotator: str = "sim-annotator-1"
+    time: TimeModel = field(default_factory=TimeModel)
+
+
+@dataclass
+class AnnotationReport:
+    tasks_answered: int = 0
+    frames_answered: int = 0
+    tasks_without_truth: int = 0
+    wrong_answers: int = 0  # deliberate errors (the error rate at work)
+    seconds: float = 0.0  # billed by the time model
+    verify_only: int = 0  # tasks settled by one verification
+    batch_key: str | None = None
+
+
+def answer(task: Task, truth: str | None, catalog: list[str], config: AnnotatorConfig,
+           rng: random.Random) -> tuple[str | None, float, bool]:
+    """(the answer, seconds it took, whether it is a deliberate error)."""
+    given = truth
+    wrong = rng.random() < config.error_rate
+    if wrong:
+        given = rng.choice([s for s in [*catalog, None] if s != truth])
+    picks = max(1, len(catalog))
+    if task.proposed_label is None:
+        # nothing proposed: "is there a product at all?" is one yes/no look; naming it is a pick
+        seconds = config.time.verify_s if given is None else config.time.pick_s(picks)
+    else:
+        seconds = config.time.verify_s + (0.0 if given == task.proposed_label else config.time.pick_s(picks))
+    return given, seconds, wrong
+
+
+def answered_task_ids(lake: Lake, day: str) -> set[str]:
+    """Tasks some correction already answers: filed for the day, or still waiting in landing."""
+    done: set[str] = set()
+    for prefix in (f"{CORRECTIONS}/date={day}", LANDING_CORRECTIONS):
+        for info in lake.list(prefix):
+            try:
+                batch = parse_correction_batch(lake.get(info.key))
+            except Exception:  # noqa: BLE001 - not ours to judge here: the sensor quarantines it
+                continue
+            done |= {t for c in batch.corrections if (t := task_of(c.note))}
+    return done
+
+
+def annotate(tasks: list[Task], truth_of: Callable[[str], Any], catalog: list[str],
+             config: AnnotatorConfig, now: datetime) -> tuple[list[dict[str, Any]], AnnotationReport]:
+    """Answer `tasks` in queue order; the corrections' times advance with the billed seconds."""
+    rng = random.Random(config.seed)
+    report = AnnotationReport()
+    out: list[dict[str, Any]] = []
+    clock = now
+    for task in sorted(tasks, key=lambda t: t.rank):
+        truth = truth_of(task.frame_ids[0])
+        if truth is UNKNOWN:
+            report.tasks_without_truth += 1
+            continue
+        given, seconds, wrong = answer(task, truth, catalog, config, rng)
+        clock += timedelta(seconds=seconds)
+        report.seconds += seconds
+        report.wrong_answers += wrong
+        report.verify_only += task.proposed_label is not None and given == task.proposed_label
+        report.tasks_answered += 1
+        action = "reject" if given is None else ("confirm" if given == task.proposed_label else "relabel")
+        for fid in task.frame_ids:  # the group was labelled once; the tool expands it per frame
+            out.append({"frame_id": fid, "action": action, "sku": given,
+                        "previous_sku": task.proposed_label, "annotator": config.annotator,
+                        "corrected_at": clock, "note": f"task {task.task_id}"})
+            report.frames_answered += 1
+    return out, report
+
+
+def fleet_truth_lookup(lake: Lake, day: str, frame_ids: list[str], *, seed: int = 0, stores: int = 3,
+                       fps: float = 10.0, carts: int | None = None, minutes: float | None = None
+                       ) -> Callable[[str], Any]:
+    """frame id -> true SKU (None = no item) for Depot frames of a simulated fleet day; UNKNOWN for
+    frames the simulation did not produce. Carts and minutes default to what the frames imply."""
+    from flywheel.depot.ingest import read_frames
+    from flywheel.fleet.truth import fleet_truth, truth_key
+
+    frames = read_frames(lake, day, columns=["frame_id", "device_id", "captured_at"])
+    wanted = set(frame_ids)
+    rows = [r for r in (frames.to_pylist() if frames is not None else []) if r["frame_id"] in wanted]
+    if not rows:
+        return lambda fid: UNKNOWN
+    cart_ids = [int(r["device_id"].rsplit("-", 1)[-1]) for r in rows if r["device_id"].startswith("cart-")]
+    carts = carts or (max(cart_ids) + 1 if cart_ids else 1)
+    if minutes is None:  # long enough to cover the latest frame of any cart (they start 7 min apart)
+        first = datetime.fromisoformat(f"{day}T09:00:00+00:00")
+        minutes = max((r["captured_at"] - first).total_seconds() for r in rows) / 60 + 1.0
+    truth = fleet_truth(carts, minutes, seed=seed, day=day, stores=stores, fps=fps)
+    by_frame = {}
+    for r in rows:
+        t = truth.get(truth_key(r["device_id"], r["captured_at"]))
+        by_frame[r["frame_id"]] = UNKNOWN if t is None else (None if t.is_empty else t.sku)
+    return lambda fid: by_frame.get(fid, UNKNOWN)
+
+
+def simulate_review(lake: Lake, day: str, tasks: list[Task], catalog: list[str],
+                    truth_of: Callable[[str], Any], config: AnnotatorConfig | None = None,
+                    now: datetime | None = None) -> AnnotationReport:
+    """Answer the day's open tasks and land one correction batch (none when nothing is open)."""
+    config = config or AnnotatorConfig()
+    done = answered_task_ids(lake, day)
+    open_tasks = [t for t in tasks if t.task_id not in done]
+    corrections, report = annotate(open_tasks, truth_of, sorted(catalog), config,
+                                   now or datetime.now(UTC))
+    if not corrections:
+        return report
+    digest = hashlib.blake2b("|".join(sorted(t.task_id for t in open_tasks)).encode()
+                             + config.annotator.encode(), digest_size=8).hexdigest()
+    batch_id = f"sim-{day}-{digest}"
+    key = corrections_key(batch_id)
+    lake.put(key, batch_doc(batch_id, TOOL, corrections))
+    report.batch_key = key
+    return report

@@ -1,0 +1,291 @@
+"""Merge auto-accepted pre-labels and human corrections into one label per frame, with provenance.
+
+Rules (per frame):
+- a human label beats an auto label;
+- a later human label beats an earlier one when it was given knowing it: same annotator (changed
+  their mind), or its `previous_sku` is the label it replaces (a reviewer corrected it);
+- two humans who disagree independently send the frame back to the queue (a `conflict`: no merged
+  label until a later human, shown one of the disputed labels, settles it);
+- a frame routed `review`/`deferred` without a human answer has no merged label yet.
+Inputs are read whole and the output is sorted, so re-running gives the same table.
+
+    label/merged/date=D/merged.parquet     frame_id, label, source, confidence, annotator, tool,
+                                           task_id, annotation_id, corrected_at, previous_label, route
+    label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label
+    label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from edge_agent.contract.layout import validate_date
+from edge_agent.contract.schemas import CorrectionBatchV1
+from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.label.routing import AUDIT, AUTO, CONFLICT, wilson_interval
+from flywheel.refs import LabelsRef, ref_for
+
+MERGED = "label/merged"
+AUTO_TOOL = "prelabel-ensemble"
+TASK_NOTE = re.compile(r"\btask ([A-Za-z0-9._-]+)")
+
+
+def merged_key(day: str, name: str = "merged.parquet") -> str:
+    return f"{MERGED}/date={validate_date(day)}/{name}"
+
+
+@dataclass(frozen=True)
+class HumanLabel:
+    frame_id: str
+    label: str | None  # SKU, or None = no product in the frame (a `reject`)
+    action: str
+    annotator: str
+    tool: str
+    batch_id: str
+    annotation_id: str  # <batch_id>:<position in the batch>
+    corrected_at: datetime
+    previous_label: str | None  # what the annotator was shown
+    task_id: str | None = None  # from the correction's note ("task <id>"), as our tools write it
+
+
+@dataclass
+class Resolution:
+    winner: HumanLabel | None
+    conflict: bool
+    labels: list[HumanLabel]
+
+
+@dataclass
+class MergeResult:
+    rows: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    counts: dict[str, int] = field(default_factory=dict)
+    audit: dict[str, float] = field(default_factory=dict)  # n, errors, rate, ci_low, ci_high
+
+
+def task_of(note: str) -> str | None:
+    m = TASK_NOTE.search(note or "")
+    return m.group(1) if m else None
+
+
+def human_labels(batches: list[CorrectionBatchV1], auto_label: dict[str, str | None]
+                 ) -> dict[str, list[HumanLabel]]:
+    """Per frame, the human answers in time order. A `confirm` without a SKU confirms what was shown
+    (its previous_sku, else the frame's pre-label); `set_box` keeps the label it was shown."""
+    out: dict[str, list[HumanLabel]] = {}
+    for b in batches:
+        for i, c in enumerate(b.corrections):
+            shown = c.previous_sku if c.previous_sku is not None else auto_label.get(c.frame_id)
+            if c.action == "reject":
+                label = None
+            elif c.action == "relabel":
+                label = c.sku
+            else:
+                label = c.sku if c.sku is not None else shown
+            out.setdefault(c.frame_id, []).append(HumanLabel(
+                frame_id=c.frame_id, label=label, action=c.action, annotator=c.annotator, tool=b.tool,
+                batch_id=b.batch_id, annotation_id=f"{b.batch_id}:{i}", corrected_at=c.corrected_at,
+                previous_label=c.previous_sku, task_id=task_of(c.note)))
+    for labels in out.values():
+        labels.sort(key=lambda h: (h.corrected_at, h.batch_id, h.annotation_id))
+    return out
+
+
+def is_adjudication(h: HumanLabel) -> bool:
+    return h.task_id is not None and h.task_id.startswith(CONFLICT + "-")
+
+
+def resolve(labels: list[HumanLabel], auto_label: str | None = None) -> Resolution:
+    """Apply the human-vs-human rules to one frame's answers (time order)."""
+    current: HumanLabel | None = None
+    disputed = False
+    for h in labels:
+        if current is None:
+            current = h
+        elif is_adjudication(h):
+            current, disputed = h, False  # answered in a conflict task: shown the dispute
+        elif disputed:
+            continue  # a further independent answer does not settle a dispute
+        elif (h.label == current.label or h.annotator == current.annotator
+              or (h.previous_label == current.label and current.label != auto_label)):
+            current = h  # agreement, a change of mind, or a correction of the human label it was shown
+        else:
+            disputed = True
+    if disputed:
+        return Resolution(winner=None, conflict=True, labels=labels)
+    return Resolution(winner=current, conflict=False, labels=labels)
+
+
+def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) -> MergeResult:
+    """Merge one day: `routes` from the review queue (frame_id, route, task_id, label, confidence)."""
+    by_frame = {r["frame_id"]: r for r in routes}
+    auto_label = {f: r.get("label") for f, r in by_frame.items()}
+    humans = human_labels(batches, auto_label)
+    rows, conflicts = [], []
+    counts = {"auto": 0, "human": 0, "conflicts": 0, "pending": 0, "human_changed": 0}
+    audited = audit_errors = 0
+    for fid in sorted(set(by_frame) | set(humans)):
+        route = by_frame.get(fid, {})
+        if fid in humans:
+            res = resolve(humans[fid], route.get("label"))
+            if res.conflict:
+                counts["conflicts"] += 1
+                conflicts.append({"frame_id": fid, "latest_label": res.labels[-1].label,
+                                  "labels": json.dumps([[h.annotator, h.label] for h in res.labels])})
+                continue
+            h = res.winner
+            assert h is not None
+            prev = route.get("label") if len(res.labels) == 1 else res.labels[-2].label
+            rows.append({"frame_id": fid, "label": h.label, "source": "human", "confidence": 1.0,
+                         "annotator": h.annotator, "tool": h.tool,
+                         "task_id": h.task_id or route.get("task_id"),
+                         "annotation_id": h.annotation_id, "corrected_at": h.corrected_at,
+                         "previous_label": prev, "route": route.get("route")})
+            counts["human"] += 1
+            counts["human_changed"] += h.label != route.get("label")
+            # audited: routed to audit now, or answered in an audit task of an earlier iteration
+            if route.get("route") == AUDIT or (h.task_id or "").startswith(AUDIT + "-"):
+                audited += 1
+                audit_errors += h.label != route.get("label")
+        elif route.get("route") in (AUTO, AUDIT) and route.get("label") is not None:
+            rows.append({"frame_id": fid, "label": route["label"], "source": "auto",
+                         "confidence": route.get("confidence"), "annotator": None, "tool": AUTO_TOOL,
+                         "task_id": route.get("task_id"), "annotation_id": None, "corrected_at": None,
+                         "previous_label": None, "route": route.get("route")})
+            counts["auto"] += 1
+        else:
+            counts["pending"] += 1
+    rate, low, high = wilson_interval(audit_errors, audited)
+    return MergeResult(rows=rows, conflicts=conflicts, counts=counts,
+                       audit={"n": audited, "errors": audit_errors, "rate": rate, "ci_low": low,
+                              "ci_high": high})
+
+
+def merged_schema():  # noqa: ANN201 - pyarrow imported lazily
+    import pyarrow as pa
+
+    return pa.schema([
+        ("frame_id", pa.string()), ("label", pa.string()), ("source", pa.string()),
+        ("confidence", pa.float64()), ("annotator", pa.string()), ("tool", pa.string()),
+        ("task_id", pa.string()), ("annotation_id", pa.string()),
+        ("corrected_at", pa.timestamp("us", tz="UTC")), ("previous_label", pa.string()),
+        ("route", pa.string())])
+
+
+def conflicts_schema():  # noqa: ANN201
+    import pyarrow as pa
+
+    return pa.schema([("frame_id", pa.string()), ("latest_label", pa.string()), ("labels", pa.string())])
+
+
+def _put(lake: Lake, key: str, table: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    lake.put(key, memoryview(sink.getvalue()))
+
+
+def _get(lake: Lake, key: str, schema: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(lake.get(key)))
+    except ObjectNotFound:
+        return schema.empty_table()
+
+
+def write_merged(lake: Lake, day: str, result: MergeResult, batch_ids: list[str] | None = None) -> None:
+    """merged.parquet, conflicts.parquet and summary.json (counts, audit estimate, batches merged)."""
+    import pyarrow as pa
+
+    _put(lake, merged_key(day), pa.Table.from_pylist(result.rows, schema=merged_schema()))
+    _put(lake, merged_key(day, "conflicts.parquet"),
+         pa.Table.from_pylist(result.conflicts, schema=conflicts_schema()))
+    lake.put(merged_key(day, "summary.json"), json.dumps(
+        {"counts": result.counts, "audit": result.audit, "batches": sorted(batch_ids or [])},
+        indent=1, sort_keys=True).encode())
+
+
+def read_merged(lake: Lake, day: str) -> Any:
+    return _get(lake, merged_key(day), merged_schema())
+
+
+def read_conflicts(lake: Lake, day: str) -> dict[str, str | None]:
+    t = _get(lake, merged_key(day, "conflicts.parquet"), conflicts_schema())
+    return dict(zip(t.column("frame_id").to_pylist(), t.column("latest_label").to_pylist(), strict=True))
+
+
+def read_summary(lake: Lake, day: str) -> dict[str, Any] | None:
+    """Counts and audit estimate of the day's last merge (summary.json), or None before one."""
+    try:
+        return json.loads(lake.get(merged_key(day, "summary.json")))
+    except ObjectNotFound:
+        return None
+
+
+def _png(jpeg: bytes) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("RGB").save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None) -> int:
+    """The merged labels joined with the Depot's frames, in the simulator export's columns (what
+    the Learner's dataset builder reads). Session = the clip: near-duplicate frames of one capture
+    stay on one side of the train/val split. A `None` label from a human = an empty frame."""
+    import pyarrow as pa
+
+    labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))
+    rows: list[dict[str, Any]] = []
+    ids = frames.column("frame_id").to_pylist() if frames is not None else []
+    cols = {c: frames.column(c).to_pylist() for c in ("clip_id", "device_id", "store_id", "width", "height")
+            } if frames is not None else {}
+    jpeg = frames.column("image_jpeg") if frames is not None else None
+    for i, fid in enumerate(ids):
+        if fid not in labels:
+            continue
+        sku = labels[fid]
+        rows.append({"frame_id": fid, "session_id": cols["clip_id"][i], "device_id": cols["device_id"][i],
+                     "store": cols["store_id"][i], "distribution": "production", "sku": sku,
+                     "is_empty": sku is None, "item_box": None, "hand_box": None, "conditions": "{}",
+                     "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i],
+                     "height": cols["height"][i]})
+    schema = pa.schema([
+        ("frame_id", pa.string()), ("session_id", pa.string()), ("device_id", pa.string()),
+        ("store", pa.string()), ("distribution", pa.string()), ("sku", pa.string()),
+        ("is_empty", pa.bool_()), ("item_box", pa.list_(pa.float32())), ("hand_box", pa.list_(pa.float32())),
+        ("conditions", pa.string()), ("image_png", pa.binary()), ("width", pa.int32()),
+        ("height", pa.int32())])
+    _put(lake, merged_key(day, "frames.parquet"), pa.Table.from_pylist(rows, schema=schema))
+    return len(rows)
+
+
+def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]:
+    """Merge the day's routes and filed corrections, write merged/conflicts/summary and the
+    labelled frames; returns (result, batch ids merged, labelled frames written)."""
+    from flywheel.depot.ingest import read_frames
+    from flywheel.label.corrections import read_day_batches
+    from flywheel.label.review_tasks import read_routes
+
+    batches = read_day_batches(lake, day)
+    result = merge_day(read_routes(lake, day), batches)
+    ids = [b.batch_id for b in batches]
+    write_merged(lake, day, result, ids)
+    frames = read_frames(lake, day, columns=["frame_id", "clip_id", "device_id", "store_id", "width",
+                                              "height", "image_jpeg"])
+    return result, ids, write_labelled_frames(lake, day, read_merged(lake, day), frames)
+
+
+def labels_ref(lake: Lake, day: str, rows: int) -> LabelsRef:
+    """The reference merged_labels hands to dataset_version: the day's labelled frames as written."""
+    return ref_for(lake, LabelsRef, merged_key(day, "frames.parquet"), day=day, rows=rows)

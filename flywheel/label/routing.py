@@ -1,0 +1,267 @@
+"""Confidence routing: which pre-labelled frames a human sees this iteration, within a time budget.
+
+Every kept frame gets one route:
+
+- `review`   doubtful (abstained, vision contradicts the barcode, labelers disagree, or confidence
+             below the accept threshold): in a task, most doubtful first, while the budget lasts;
+- `conflict` two humans disagreed on it: back in the queue ahead of everything else;
+- `audit`    auto-accepted, but drawn into the random audit sample (stable per frame and seed), so
+             the auto-label error rate can be estimated from what the humans answer;
+- `auto`     accepted as pre-labelled;
+- `deferred` doubtful but over this iteration's budget: waits for the next one, never auto-accepted;
+- `human`    already has a human label: not queued again.
+
+Near-duplicate frames of one session (a clip) are grouped by the caller's `group` function (LanceDB
+similarity, see `lancedb_groups`) and form one task, labelled once. This module reads pre-labels
+and the Depot only: never ground truth (a layering test checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Routes (the `route` column of the routes table).
+AUTO, REVIEW, AUDIT, DEFERRED, CONFLICT, HUMAN = "auto", "review", "audit", "deferred", "conflict", "human"
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """Seconds a person spends per task, from published measurements.
+
+    verify_s: confirming or rejecting a proposed label, 1.6 s (Papadopoulos, Uijlings, Keller,
+      Ferrari, "We don't need no bounding-boxes", CVPR 2016: 1.6 s per yes/no verification).
+    box_s / extreme_click_s: drawing a box 34.5 s vs extreme clicking 7.0 s (Papadopoulos et al.,
+      "Extreme clicking for efficient object annotation", ICCV 2017).
+    class_scan_s: picking a SKU from scratch, 1.0 s per class considered (Bearman, Russakovsky,
+      Ferrari, Fei-Fei, "What's the Point", ECCV 2016: image-level labels at ~1 s per class); a
+      linear scan of an N-SKU catalog considers N/2 classes on average, so 15 s for our 30 SKUs.
+    """
+
+    verify_s: float = 1.6  # confirm / reject a proposal
+    class_scan_s: float = 1.0  # per class considered when picking from scratch
+    box_s: float = 34.5  # a box drawn the classic way
+    extreme_click_s: float = 7.0  # a box by extreme clicking
+
+    def pick_s(self, n_classes: int) -> float:
+        """Picking the right SKU from scratch among `n_classes` (expected half scanned)."""
+        return self.class_scan_s * max(1.0, n_classes / 2)
+
+    def expected_task_s(self, confidence: float | None, n_classes: int) -> float:
+        """What a task costs before anyone answers: verify the proposal, and pick from scratch
+        when it is wrong (probability 1 - confidence; no proposal: always)."""
+        if confidence is None:
+            return self.pick_s(n_classes)
+        return self.verify_s + (1.0 - min(max(confidence, 0.0), 1.0)) * self.pick_s(n_classes)
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    budget_s: float = 900.0  # human seconds per iteration (per capture day and run)
+    accept_threshold: float = 0.97  # calibrated P(correct): the auto part stays within a 1 % error budget
+    audit_rate: float = 0.02  # share of auto-accepted frames drawn into the audit sample
+    seed: int = 0  # audit draw (stable per frame_id and seed)
+    n_classes: int = 30  # catalog size, for the cost of picking from scratch
+    # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
+    # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
+    # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
+    trust_calibration: bool = False
+    time: TimeModel = field(default_factory=TimeModel)
+
+
+@dataclass
+class Task:
+    task_id: str
+    kind: str  # review | conflict | audit
+    reason: str  # why the leader is doubtful (comma separated) or "audit"
+    frame_ids: list[str]  # the near-duplicate group; the first is the leader shown to the human
+    proposed_label: str | None  # the pre-label (or the latest human label for a conflict)
+    confidence: float | None
+    est_seconds: float
+    rank: int = 0  # 0 = first in the queue
+
+
+@dataclass
+class Routing:
+    tasks: list[Task]
+    routes: list[dict[str, Any]]  # one per frame: frame_id, route, task_id, label, confidence, reason
+    budget_s: float
+    planned_s: float  # expected human seconds of the tasks
+
+    def count(self, route: str) -> int:
+        return sum(1 for r in self.routes if r["route"] == route)
+
+
+def human_calibrated(row: dict[str, Any]) -> bool:
+    """Whether the row's ensemble was calibrated on human reviews (flywheel.label.ensemble names
+    such a calibration "human-<hash>" in labeler_versions)."""
+    try:
+        versions = json.loads(row.get("labeler_versions") or "{}")
+    except ValueError:
+        return False
+    return str(versions.get("ensemble", "")).startswith("human-")
+
+
+def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False) -> list[str]:
+    reasons = []
+    if row.get("label") is None:
+        reasons.append("abstain")
+    vouched = (trust_calibration and (row.get("confidence") or 0.0) >= threshold
+               and human_calibrated(row))
+    if row.get("barcode_mismatch") and not vouched:
+        reasons.append("barcode_mismatch")
+    if row.get("disagreement") and not vouched:
+        reasons.append("disagreement")
+    if row.get("label") is not None and (row.get("confidence") or 0.0) < threshold:
+        reasons.append("low_confidence")
+    return reasons
+
+
+def doubt_score(row: dict[str, Any]) -> float:
+    """Lower = more doubtful: confidence, pushed down by a barcode mismatch and by disagreement."""
+    conf = 0.0 if row.get("label") is None else float(row.get("confidence") or 0.0)
+    return conf - 0.5 * bool(row.get("barcode_mismatch")) - 0.25 * bool(row.get("disagreement"))
+
+
+def in_audit(frame_id: str, rate: float, seed: int) -> bool:
+    """A stable uniform draw per frame: the same frames are audited however often a day re-runs."""
+    h = hashlib.blake2b(f"{seed}:{frame_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64 < rate
+
+
+def task_id_for(day: str, kind: str, frame_ids: Iterable[str]) -> str:
+    h = hashlib.blake2b(f"{day}|{kind}|{','.join(sorted(frame_ids))}".encode(), digest_size=8)
+    return f"{kind}-{day.replace('-', '')}-{h.hexdigest()}"  # the kind stays readable in notes
+
+
+Grouper = Callable[[list[dict[str, Any]]], list[list[str]]]
+
+
+def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["frame_id"]] for r in rows]
+
+
+def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
+              human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
+              group: Grouper = singletons) -> Routing:
+    """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
+    frame -> latest human label, for frames two humans disagree on (they go first)."""
+    config = config or RoutingConfig()
+    done = set(human_labelled)
+    conflicts = dict(conflicts or {})
+    by_id = {r["frame_id"]: r for r in prelabels}
+    routes: dict[str, dict[str, Any]] = {}
+    doubtful: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
+
+    def put(row: dict[str, Any], route: str, reason: str, task_id: str | None = None) -> None:
+        routes[row["frame_id"]] = {"frame_id": row["frame_id"], "route": route, "task_id": task_id,
+                                   "label": row.get("label"), "confidence": row.get("confidence"),
+                                   "reason": reason}
+
+    for fid in sorted(by_id):
+        row = by_id[fid]
+        if fid in conflicts:
+            continue  # tasks below
+        if fid in done:
+            put(row, HUMAN, "human label")
+            continue
+        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration)
+        if reasons:
+            doubtful.append({**row, "_reasons": reasons})
+        elif in_audit(fid, config.audit_rate, config.seed):
+            audit.append(row)
+        else:
+            put(row, AUTO, f"confidence >= {config.accept_threshold}")
+    # Conflicts first (one task per frame: humans already looked at it), then doubtful groups,
+    # most doubtful leader first, then the audit sample; whatever does not fit waits.
+    queue: list[tuple[str, list[dict[str, Any]], str]] = []
+    for fid in sorted(conflicts):
+        row = by_id.get(fid, {"frame_id": fid})
+        queue.append((CONFLICT, [{**row, "label": conflicts[fid], "confidence": None}], "humans disagree"))
+    doubtful.sort(key=lambda r: (doubt_score(r), r["frame_id"]))
+    order = {r["frame_id"]: i for i, r in enumerate(doubtful)}
+    rows_of = {r["frame_id"]: r for r in doubtful}
+    for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g)):
+        members = sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
+        queue.append((REVIEW, members, ",".join(members[0]["_reasons"])))
+    for row in sorted(audit, key=lambda r: r["frame_id"]):
+        queue.append((AUDIT, [row], "audit"))
+    tasks: list[Task] = []
+    spent = 0.0
+    for kind, members, reason in queue:
+        lead = members[0]
+        label = lead.get("label")
+        conf = None if label is None or kind == CONFLICT else float(lead.get("confidence") or 0.0)
+        cost = config.time.expected_task_s(conf, config.n_classes)
+        if kind == CONFLICT:
+            cost = config.time.verify_s + config.time.pick_s(config.n_classes)  # a careful second look
+        ids = [m["frame_id"] for m in members]
+        if spent + cost > config.budget_s:
+            for m in members:
+                put(m, DEFERRED if kind != AUDIT else AUTO,
+                    "over budget" if kind != AUDIT else "audit draw over budget")
+            continue
+        spent += cost
+        task = Task(task_id=task_id_for(day, kind, ids), kind=kind, reason=reason, frame_ids=ids,
+                    proposed_label=label, confidence=conf, est_seconds=round(cost, 3), rank=len(tasks))
+        tasks.append(task)
+        for m in members:
+            put(m, kind, reason, task.task_id)
+    return Routing(tasks=tasks, routes=[routes[f] for f in sorted(routes)], budget_s=config.budget_s,
+                   planned_s=round(spent, 3))
+
+
+def wilson_interval(errors: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """(rate, low, high): the Wilson score interval (95 % by default) of a binomial proportion;
+    well-behaved at 0 errors and small n, where the normal approximation collapses to 0 +- 0."""
+    if n <= 0:
+        return 0.0, 0.0, 1.0
+    p = errors / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def lancedb_groups(table: Any, max_distance: float = 0.01, limit: int = 64) -> Grouper:
+    """A grouper over the Depot's LanceDB index: near-duplicates (cosine distance <= max_distance)
+    of the same clip, found by vector search prefiltered to that clip's doubtful frames. Leaders are
+    taken in queue order, so a group is labelled through its most doubtful frame."""
+    from flywheel.depot.index import _sql_str
+
+    def group(rows: list[dict[str, Any]]) -> list[list[str]]:
+        if not rows:
+            return []
+        ids = [r["frame_id"] for r in rows]
+        id_list = ", ".join(_sql_str(f) for f in ids)
+        got = (table.search().where(f"frame_id IN ({id_list})", prefilter=True)
+               .select(["frame_id", "vector"]).limit(len(ids)).to_list())
+        vectors = {g["frame_id"]: g["vector"] for g in got}
+        clip_of = {r["frame_id"]: r["clip_id"] for r in rows}
+        taken: set[str] = set()
+        groups: list[list[str]] = []
+        for fid in ids:  # rows arrive in queue order
+            if fid in taken:
+                continue
+            taken.add(fid)
+            members = [fid]
+            if fid in vectors:
+                peers = [f for f in ids if clip_of[f] == clip_of[fid] and f not in taken]
+                if peers:
+                    where = f"frame_id IN ({', '.join(_sql_str(f) for f in peers)})"
+                    hits = (table.search(vectors[fid]).distance_type("cosine")
+                            .where(where, prefilter=True).select(["frame_id", "_distance"])
+                            .limit(min(limit, len(peers))).to_list())
+                    for h in hits:
+                        if h["_distance"] <= max_distance and h["frame_id"] not in taken:
+                            taken.add(h["frame_id"])
+                            members.append(h["frame_id"])
+            groups.append(members)
+        return groups
+
+    return group

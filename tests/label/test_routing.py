@@ -1,0 +1,132 @@
+"""Routing rules on hand-built pre-label rows (unit); the LanceDB grouping and the Dagster asset are
+exercised on a real fleet day in test_routing_fleet.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from flywheel.label.routing import (
+    AUDIT,
+    AUTO,
+    CONFLICT,
+    DEFERRED,
+    HUMAN,
+    REVIEW,
+    RoutingConfig,
+    TimeModel,
+    in_audit,
+    route_day,
+    wilson_interval,
+)
+
+DAY = "2026-11-24"
+SKU_A, SKU_B = "4006381333931", "5012345678900"
+
+
+def row(fid: str, label: str | None = SKU_A, conf: float = 0.99, *, dis: bool = False, mis: bool = False,
+        clip: str = "c1") -> dict:
+    return {"frame_id": fid, "clip_id": clip, "label": label, "confidence": conf, "disagreement": dis,
+            "barcode_mismatch": mis}
+
+
+def test_doubtful_go_first_most_doubtful_leading_and_confident_are_auto() -> None:
+    rows = [row("f-ok1"), row("f-ok2"), row("f-low", conf=0.6), row("f-abst", None, 0.0),
+            row("f-mis", conf=0.99, mis=True), row("f-dis", conf=0.98, dis=True)]
+    r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0))
+    by = {x["frame_id"]: x for x in r.routes}
+    assert by["f-ok1"]["route"] == AUTO and by["f-ok2"]["route"] == AUTO
+    assert [t.frame_ids[0] for t in r.tasks] == ["f-abst", "f-mis", "f-low", "f-dis"]
+    assert r.tasks[1].reason == "barcode_mismatch" and r.tasks[3].reason == "disagreement"
+    assert all(by[f]["route"] == REVIEW and by[f]["task_id"] for f in ("f-low", "f-abst", "f-mis", "f-dis"))
+    assert [t.rank for t in r.tasks] == [0, 1, 2, 3]
+
+
+def test_budget_defers_the_rest_and_never_auto_accepts_them() -> None:
+    tm = TimeModel()
+    rows = [row(f"f{i}", conf=0.5) for i in range(10)]
+    one = tm.expected_task_s(0.5, 30)
+    r = route_day(DAY, rows, RoutingConfig(budget_s=3.5 * one, audit_rate=0.0))
+    assert len(r.tasks) == 3 and math.isclose(r.planned_s, 3 * one, rel_tol=1e-6)
+    assert r.count(DEFERRED) == 7 and r.count(AUTO) == 0
+
+
+def test_expected_costs_follow_the_cited_time_model() -> None:
+    tm = TimeModel()
+    assert tm.verify_s == 1.6 and tm.box_s == 34.5 and tm.extreme_click_s == 7.0
+    assert tm.pick_s(30) == 15.0
+    assert tm.expected_task_s(None, 30) == 15.0  # nothing proposed: pick from scratch
+    assert tm.expected_task_s(1.0, 30) == 1.6  # a sure proposal: one verification
+    assert math.isclose(tm.expected_task_s(0.8, 30), 1.6 + 0.2 * 15.0)
+
+
+def test_audit_sample_is_stable_about_the_rate_and_after_the_doubtful() -> None:
+    ids = [f"frame-{i:05d}" for i in range(20000)]
+    drawn = [f for f in ids if in_audit(f, 0.02, 0)]
+    assert 0.017 < len(drawn) / len(ids) < 0.023
+    assert drawn == [f for f in ids if in_audit(f, 0.02, 0)]  # the same frames on a re-run
+    rows = [row(f) for f in ids[:2000]] + [row("zz-doubt", conf=0.1)]
+    r = route_day(DAY, rows, RoutingConfig(audit_rate=0.02, budget_s=10_000))
+    kinds = [t.kind for t in r.tasks]
+    assert kinds[0] == REVIEW and set(kinds[1:]) == {AUDIT}
+    assert r.count(AUDIT) == sum(in_audit(f, 0.02, 0) for f in ids[:2000])
+
+
+def test_human_labelled_are_not_queued_again_and_conflicts_come_first() -> None:
+    rows = [row("f1", conf=0.2), row("f2", conf=0.2), row("f3", conf=0.3)]
+    r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0), human_labelled={"f1"}, conflicts={"f3": SKU_B})
+    by = {x["frame_id"]: x for x in r.routes}
+    assert by["f1"]["route"] == HUMAN
+    assert r.tasks[0].kind == CONFLICT and r.tasks[0].frame_ids == ["f3"]
+    assert r.tasks[0].proposed_label == SKU_B and r.tasks[0].task_id.startswith("conflict-")
+    assert by["f3"]["route"] == CONFLICT and by["f2"]["route"] == REVIEW
+
+
+def test_a_group_is_one_task_labelled_through_its_most_doubtful_frame() -> None:
+    rows = [row("a1", conf=0.7), row("a2", conf=0.4), row("a3", conf=0.8), row("b1", conf=0.5, clip="c2")]
+
+    def group(doubtful: list[dict]) -> list[list[str]]:
+        clips: dict[str, list[str]] = {}
+        for d in doubtful:
+            clips.setdefault(d["clip_id"], []).append(d["frame_id"])
+        return list(clips.values())
+
+    r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0), group=group)
+    assert [t.frame_ids for t in r.tasks] == [["a2", "a1", "a3"], ["b1"]]
+    assert r.tasks[0].confidence == 0.4
+    # same inputs, same task ids: a re-run rewrites the same queue
+    again = route_day(DAY, rows, RoutingConfig(audit_rate=0.0), group=group)
+    assert [t.task_id for t in again.tasks] == [t.task_id for t in r.tasks]
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), [(0, 50, 0.0, 0.0714), (2, 100, 0.0055, 0.0700),
+                                                     (10, 10, 0.7225, 1.0)])
+def test_wilson_interval_matches_published_values(k: int, n: int, low: float, high: float) -> None:
+    rate, lo, hi = wilson_interval(k, n)
+    assert rate == k / n
+    assert lo == pytest.approx(low, abs=2e-4) and hi == pytest.approx(high, abs=2e-4)
+    assert wilson_interval(0, 0) == (0.0, 0.0, 1.0)
+
+
+def test_the_asset_config_takes_the_domain_defaults() -> None:
+    from assets.label_review import ReviewConfig
+    from flywheel.label.routing import lancedb_groups
+
+    cfg, dom = ReviewConfig(), RoutingConfig()
+    assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
+        (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
+    assert cfg.near_duplicate_distance == lancedb_groups.__defaults__[0]
+
+
+def test_trusting_a_human_calibration_accepts_flags_it_is_sure_about() -> None:
+    human = '{"ensemble":"human-0a1b2c3d","teacher":"t1"}'
+    default = '{"ensemble":"default-0a1b2c3d","teacher":"t1"}'
+    rows = [{**row("f-sure", conf=0.99, mis=True), "labeler_versions": human},
+            {**row("f-unsure", conf=0.8, dis=True), "labeler_versions": human},
+            {**row("f-cold", conf=0.99, mis=True), "labeler_versions": default}]
+    trusted = {r["frame_id"]: r["route"] for r in
+               route_day(DAY, rows, RoutingConfig(audit_rate=0.0, trust_calibration=True)).routes}
+    assert trusted == {"f-sure": AUTO, "f-unsure": REVIEW, "f-cold": REVIEW}
+    strict = {r["frame_id"]: r["route"] for r in route_day(DAY, rows, RoutingConfig(audit_rate=0.0)).routes}
+    assert strict == {"f-sure": REVIEW, "f-unsure": REVIEW, "f-cold": REVIEW}
