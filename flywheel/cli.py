@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "flywheel.depot.cli",
     "flywheel.fleet.cli",
+    "flywheel.release.cli",
     "flywheel.sim.cli",
 ]
 

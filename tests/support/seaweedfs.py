@@ -105,7 +105,7 @@ def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float =
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"weed exited early: {(data_dir / 'weed.log').read_text()[-2000:]}")
-        if _bucket_ready(server):
+        if _bucket_ready(server) and _bucket_listable(server):
             return server
         time.sleep(0.2)
     server.stop()
@@ -122,6 +122,21 @@ def _bucket_ready(server: SeaweedServer) -> bool:
     except urllib.error.HTTPError as e:
         return e.code in (403, 401)
     except OSError:
+        return False
+
+
+def _bucket_listable(server: SeaweedServer) -> bool:
+    # The anonymous HEAD can answer 403 before the bucket exists; an authenticated listing cannot
+    # (NoSuchBucket), so the first test's first request never races the bucket's creation.
+    from edge_agent.lake import Lake, LakeError, S3Options
+
+    lake = Lake(f"s3://{server.bucket}", s3=S3Options(
+        endpoint=server.endpoint, access_key_id=server.access_key,
+        secret_access_key=server.secret_key, max_retries=0, retry_timeout_s=2.0))
+    try:
+        list(lake.list("", limit=1))
+        return True
+    except LakeError:
         return False
 
 
