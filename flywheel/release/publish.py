@@ -35,13 +35,14 @@ def registry_files(lake: Lake, model_id: str) -> dict[str, bytes]:
     from flywheel.learner import registry
 
     card = registry.read_card(lake, model_id)
-    files = {"model.onnx": lake.get(registry.key(model_id, "model.onnx")),
-             "model.json": lake.get(registry.key(model_id, "device.json")),  # the device card
-             "golden.npz": lake.get(registry.key(model_id, "golden.npz"))}
-    for name, data in files.items():
-        entry = card.get("files", {}).get(name)
+    stored = {"model.onnx": "model.onnx", "model.json": "device.json", "golden.npz": "golden.npz"}
+    files = {}
+    for name, src in stored.items():  # model.json in a slot is the registry's device card
+        data = lake.get(registry.key(model_id, src))
+        entry = card.get("files", {}).get(src)
         if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise RepositoryError(f"model {model_id}: {name} does not match the sha256 in its card")
+            raise RepositoryError(f"model {model_id}: {src} does not match the sha256 in its card")
+        files[name] = data
     return files
 
 
