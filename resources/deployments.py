@@ -17,6 +17,7 @@ from resources.encoder import EncoderResource
 from resources.index import LocalIndexResource, S3IndexResource
 from resources.lake import LocalLakeResource, S3LakeResource
 from resources.ray import LocalRayCluster, kuberay_cluster
+from resources.release import EnvReleaseSigner, LocalReleaseSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "cluster")
@@ -36,7 +37,9 @@ def local_lake_root() -> str:
 def local_resources() -> dict[str, Any]:
     return {"lake": LocalLakeResource(root=local_lake_root()),
             "ray": LocalRayCluster(num_cpus=2),
-            "index": LocalIndexResource(), "encoder": EncoderResource()}
+            "index": LocalIndexResource(), "encoder": EncoderResource(),
+            "signer": LocalReleaseSigner(keys_dir=os.environ.get(
+                "FLYWHEEL_RELEASE_KEYS_DIR", str(REPO_ROOT / "var" / "release_keys")))}
 
 
 def cluster_resources() -> dict[str, Any]:
@@ -52,6 +55,9 @@ def cluster_resources() -> dict[str, Any]:
                                  access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
                                  secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY")),
         "encoder": EncoderResource(),
+        "signer": EnvReleaseSigner(targets_key=dg.EnvVar("FLYWHEEL_RELEASE_TARGETS_KEY"),
+                                   snapshot_key=dg.EnvVar("FLYWHEEL_RELEASE_SNAPSHOT_KEY"),
+                                   timestamp_key=dg.EnvVar("FLYWHEEL_RELEASE_TIMESTAMP_KEY")),
     }
 
 

@@ -14,6 +14,7 @@ from edge_agent.lake import Lake
 from flywheel.release.health import DEFAULT_STAGES, Decision, GateConfig, judge, next_stage
 from flywheel.release.publish import current_channel, rollback_release, set_rollout
 from flywheel.release.repository import ChannelRepository
+from flywheel.release.stage import promote_if_full
 
 
 @dataclass
@@ -45,6 +46,7 @@ class StepResult:
     decision: Decision
     before: ReleaseChannelV1
     after: ReleaseChannelV1  # == before when held
+    promoted: bool = False  # models/production.json moved to the release (it reached full)
 
 
 def step(repo: ChannelRepository, reports: list[StatusReportV2], cfg: GateConfig | None = None,
@@ -62,7 +64,9 @@ def step(repo: ChannelRepository, reports: list[StatusReportV2], cfg: GateConfig
         if nxt is not None:
             stage, pct, shadow = nxt
             after = set_rollout(repo, RolloutStage(stage=stage, percent=pct, shadow_percent=shadow))
-    return StepResult(decision, channel, after)
+    promoted = promote_if_full(repo.lake, after) if after is not channel and decision.action == "advance" \
+        else False
+    return StepResult(decision, channel, after, promoted)
 
 
 def iter_stages(stages=DEFAULT_STAGES) -> Iterator[RolloutStage]:

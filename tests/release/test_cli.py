@@ -13,19 +13,7 @@ from flywheel.cli import main
 from flywheel.release.keys import load_keys
 from flywheel.release.publish import current_channel, read_target
 from flywheel.release.repository import open_channel
-from tests.support.ota import SimDevice, release_files
-
-
-def _register(lake: Lake, model_id: str, files: dict[str, bytes]) -> None:
-    """The registry files the release path reads (models/<id>/...), with the card's sha256s."""
-    import hashlib
-
-    names = {"model.onnx": "model.onnx", "model.json": "device.json", "golden.npz": "golden.npz"}
-    card = {"model_id": model_id, "files": {}}
-    for name, stored in names.items():
-        lake.put(f"models/{model_id}/{stored}", files[name])
-        card["files"][stored] = {"sha256": hashlib.sha256(files[name]).hexdigest()}
-    lake.put(f"models/{model_id}/model.json", json.dumps(card).encode())
+from tests.support.ota import SimDevice, register_model, release_files
 
 
 def test_cli_keygen_init_publish_rotate_rules(tmp_path: Path, capsys):
@@ -39,7 +27,7 @@ def test_cli_keygen_init_publish_rotate_rules(tmp_path: Path, capsys):
     with pytest.raises(FileExistsError):
         main(["release", "keygen", "--keys", str(keys)])
     assert main(["release", "init", *common]) == 0
-    _register(lake, "cls-1", release_files(1, "m-1"))
+    register_model(lake, "cls-1", release_files(1, "m-1"))
     assert main(["release", "publish", *common, "--model-id", "cls-1"]) == 0
     old_ts_pem = (keys / "timestamp.pem").read_bytes()
     assert main(["release", "rotate", *common, "--role", "timestamp"]) == 0

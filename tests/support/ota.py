@@ -150,3 +150,21 @@ def raise_disk_full(after_bytes: int):
         written["n"] += n
 
     return hook
+
+
+def register_model(lake, model_id: str, files: dict[str, bytes], *, gate_passed: bool | None = None,
+                   production_id: str | None = None) -> None:
+    """A registry entry as the Learner writes it (models/<id>/: model.onnx, device.json,
+    golden.npz, the card with sha256s) and, with `gate_passed`, its gate decision."""
+    import hashlib
+
+    names = {"model.onnx": "model.onnx", "model.json": "device.json", "golden.npz": "golden.npz"}
+    card = {"model_id": model_id, "files": {}}
+    for name, stored in names.items():
+        lake.put(f"models/{model_id}/{stored}", files[name])
+        card["files"][stored] = {"sha256": hashlib.sha256(files[name]).hexdigest()}
+    lake.put(f"models/{model_id}/model.json", json.dumps(card).encode())
+    if gate_passed is not None:
+        gate = {"candidate_id": model_id, "production_id": production_id, "passed": gate_passed,
+                "reasons": [] if gate_passed else ["target metric did not improve"], "rules": []}
+        lake.put(f"models/{model_id}/gate.json", json.dumps(gate).encode())
