@@ -9,11 +9,12 @@ import dagster as dg
 import assets
 import jobs.depot
 import jobs.learner
+import jobs.release
 from resources.deployments import resources_for
 
 # One `defs` per stage module in jobs/; add a stage here when it lands.
 # (import the modules, not their `defs`: a second Definitions at module scope breaks code loading)
-STAGE_DEFS: list[dg.Definitions] = [jobs.depot.defs, jobs.learner.defs]
+STAGE_DEFS: list[dg.Definitions] = [jobs.depot.defs, jobs.learner.defs, jobs.release.defs]
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

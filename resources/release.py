@@ -14,14 +14,14 @@ from flywheel.release.keys import ReleaseKeys
 
 
 class ReleaseSignerResource(dg.ConfigurableResource):
-    """Abstract: `.keys()` returns the signers a release run may use."""
+    """Abstract: `.signers()` returns the signers a release run may use."""
 
     channel: str = Field(default="stable", description="Release channel these keys sign for.")
     timestamp_expiry_s: float = Field(
         default=24 * 3600.0, description="Timestamp freshness window; the schedule re-signs well "
                                          "before it ends (freeze-attack protection).")
 
-    def keys(self) -> ReleaseKeys:
+    def signers(self) -> ReleaseKeys:
         raise NotImplementedError
 
     def expiry(self):
@@ -38,7 +38,7 @@ class LocalReleaseSigner(ReleaseSignerResource):
     create_missing: bool = Field(default=True, description="Run `keygen` when the directory has "
                                                            "no keys (local deployment only).")
 
-    def keys(self) -> ReleaseKeys:
+    def signers(self) -> ReleaseKeys:
         from pathlib import Path
 
         from flywheel.release.keys import keygen, load_keys
@@ -55,7 +55,7 @@ class EnvReleaseSigner(ReleaseSignerResource):
     snapshot_key: str = Field(description="PEM of the snapshot key (secret).")
     timestamp_key: str = Field(description="PEM of the timestamp key (secret).")
 
-    def keys(self) -> ReleaseKeys:
+    def signers(self) -> ReleaseKeys:
         from flywheel.release.keys import signer_from_pem
 
         return ReleaseKeys({"targets": signer_from_pem(self.targets_key.encode()),

@@ -41,6 +41,15 @@ def read_reports(lake: Lake, start_after: str | None = None, limit: int | None =
     return ReportBatch(reports, rejected, cursor)
 
 
+def read_window(lake: Lake, channel: ReleaseChannelV1) -> ReportBatch:
+    """The reports of the channel's current stage: reported since its channel.json was published.
+    (Lists every status report: status keys are per device, not in time order.)"""
+    batch = read_reports(lake)
+    since = channel.published_at
+    batch.reports = [r for r in batch.reports if r.reported_at >= since]
+    return batch
+
+
 @dataclass
 class StepResult:
     decision: Decision

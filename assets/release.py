@@ -1,0 +1,89 @@
+"""Release assets: the staged rollout judged on fleet health. Thin: flywheel.release does the work.
+
+`release_rollout` reads the status reports of the current stage's window, runs the health gate
+(one-sided two-proportion z-tests canary vs control, absolute limits, shadow agreement), then
+advances the stage, holds, or halts and republishes the last good model. Every gate check is an
+asset check with `actual` and `threshold`.
+"""
+
+import dagster as dg
+
+from resources.lake import LakeResource
+from resources.release import ReleaseSignerResource
+
+GROUP = "release"
+GATE_CHECKS = {
+    "shadow_agreement": "shadow cohort: candidate top-1 agrees with production (min share)",
+    "barcode_disagreement": "canary vs control: top-1 vs barcode disagreement, one-sided z-test + margin",
+    "low_confidence": "canary vs control: low-confidence rate, one-sided z-test + margin",
+    "weight_inconsistent": "canary vs control: predictions inconsistent with the weight step",
+    "crashes_per_frame": "canary vs control: crashes per frame, one-sided z-test + margin",
+    "inference_p99_ms": "worst canary device inference p99 (absolute limit)",
+    "validation_failures": "golden-input validation failures on canary devices (absolute limit)",
+}
+
+
+class RolloutConfig(dg.Config):
+    alpha: float = 0.01  # one-sided significance of "canary worse than control"
+    agreement_margin: float = 0.02  # allowed drop in barcode agreement (absolute)
+    min_barcode_checks: int = 100  # per cohort before agreement is judged (else hold)
+    min_frames: int = 1000  # per cohort before crash rates are judged (else hold)
+    max_p99_ms: float = 250.0  # worst canary device p99
+    min_shadow_frames: int = 500  # shadow frames before the shadow gate judges
+    min_shadow_agreement: float = 0.9  # shadow top-1 == production top-1
+
+    def gate(self):
+        from flywheel.release.health import GateConfig
+
+        return GateConfig(alpha=self.alpha, agreement_margin=self.agreement_margin,
+                          min_barcode_checks=self.min_barcode_checks, min_frames=self.min_frames,
+                          max_p99_ms=self.max_p99_ms, min_shadow_frames=self.min_shadow_frames,
+                          min_shadow_agreement=self.min_shadow_agreement)
+
+
+@dg.asset(
+    group_name=GROUP,
+    check_specs=[dg.AssetCheckSpec(name, asset="release_rollout", description=d)
+                 for name, d in GATE_CHECKS.items()],
+    description="The channel's staged rollout (shadow 10% -> canary 5% -> 25% -> 50% -> 100%), judged "
+                "on the current stage's status reports: advance, hold, or halt and roll back (the last "
+                "good model republished as a new, higher release).")
+def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, lake: LakeResource,
+                    signer: ReleaseSignerResource):
+    from flywheel.release.publish import current_channel
+    from flywheel.release.repository import open_channel
+    from flywheel.release.rollout import read_window, step
+
+    the_lake = lake.lake()
+    repo = open_channel(the_lake, signer.channel, signer.signers(), signer.expiry(), create=False)
+    channel = current_channel(repo)
+    window = read_window(the_lake, channel) if channel else None
+    result = step(repo, window.reports if window else [], config.gate())
+    by_name = {c.name: c for c in result.decision.checks} if result else {}
+    for name in GATE_CHECKS:
+        c = by_name.get(name)
+        status = "n/a" if c is None else {True: "pass", False: "FAIL", None: "hold"}[c.passed]
+        yield dg.AssetCheckResult(
+            check_name=name, passed=c is None or c.passed is not False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"actual": c.actual if c else None, "threshold": c.threshold if c else None,
+                      "status": status, "detail": c.detail if c else "not judged at this stage"})
+    if result is None:
+        yield dg.MaterializeResult(metadata={
+            "channel": signer.channel, "action": "none",
+            "stage": channel.rollout.stage if channel else "no release"})
+        return
+    d = result.decision
+    yield dg.MaterializeResult(
+        data_version=dg.DataVersion(f"{result.after.release.release_id}@{result.after.sequence}"),
+        metadata={
+            "channel": signer.channel, "action": d.action,
+            "release": result.before.release.release_id,
+            "stage_before": f"{result.before.rollout.stage} {result.before.rollout.percent:g}%",
+            "stage_after": f"{result.after.rollout.stage} {result.after.rollout.percent:g}%",
+            "now_shipping": result.after.release.release_id,
+            "production_moved": result.promoted,
+            "canary_devices": len(d.canary.devices), "control_devices": len(d.control.devices),
+            "reports_in_window": len(window.reports), "reports_rejected": len(window.rejected),
+            "reasons": "; ".join(d.reasons) or "none",
+        })

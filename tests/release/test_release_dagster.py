@@ -1,0 +1,84 @@
+"""The release stage in Dagster: the rollout asset's gate checks (actual/threshold) and actions, the
+health-gate sensor's ticks, and the timestamp refresh job, against a real lake and real keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.release import GATE_CHECKS, release_rollout
+from edge_agent.contract.layout import status_key
+from edge_agent.contract.release import RolloutStage
+from edge_agent.contract.schemas import (
+    HealthFigures,
+    LatencyMs,
+    OtaStateV2,
+    StatusReportV2,
+    dump_document,
+)
+from flywheel.release.keys import load_keys
+from flywheel.release.publish import current_channel, publish_release
+from flywheel.release.repository import open_channel
+from jobs.release import evaluate_status, refresh_timestamps_job
+from resources.lake import LocalLakeResource
+from resources.release import LocalReleaseSigner
+from tests.support.ota import release_files
+
+
+def _report(lake, device: str, release_id: str, agree: int) -> None:
+    doc = StatusReportV2(device_id=device, store_id="S1", reported_at=datetime.now(UTC),
+                         agent_version="t", model_version="m", rule_set_version="r1", window_s=600,
+                         frames_processed=2000, inference_latency_ms=LatencyMs(p50=2.0, p99=5.0),
+                         ota=OtaStateV2(channel="stable", release_id=release_id, state="active"),
+                         health=HealthFigures(predictions=200, barcode_checked=200, barcode_agree=agree))
+    lake.put(status_key(device, datetime.now(UTC)), dump_document(doc))
+
+
+def test_rollout_asset_halts_a_worse_canary_with_checks_and_sensor_ticks(tmp_path, keys_dir):
+    lake_res = LocalLakeResource(root=str(tmp_path / "lake"))
+    lake = lake_res.lake()
+    signer = LocalReleaseSigner(keys_dir=str(keys_dir), create_missing=False)
+    repo = open_channel(lake, "stable", load_keys(keys_dir))
+    good = publish_release(repo, "cls-good", release_files(1, "m-good"), RolloutStage(stage="full",
+                                                                                       percent=100))
+    cand = publish_release(repo, "cls-cand", release_files(2, "m-cand"),
+                           RolloutStage(stage="canary", percent=5))
+    instance = dg.DagsterInstance.ephemeral()
+    ctx = dg.build_sensor_context(instance=instance, resources={"lake": lake_res})
+    assert evaluate_status(ctx, lake_res).run_requests == []  # no reports yet
+    for i in range(4):
+        _report(lake, f"cart-c{i}", cand.release.release_id, agree=150)  # 75 % agreement
+        _report(lake, f"cart-p{i}", good.release.release_id, agree=196)  # 98 %
+    tick = evaluate_status(dg.build_sensor_context(instance=instance, resources={"lake": lake_res}),
+                           lake_res)
+    assert len(tick.run_requests) == 1
+    again = evaluate_status(dg.build_sensor_context(cursor=tick.cursor, instance=instance,
+                                                    resources={"lake": lake_res}), lake_res)
+    assert again.run_requests == []  # the same reports are never judged twice
+
+    result = dg.materialize([release_rollout], instance=instance,
+                            resources={"lake": lake_res, "signer": signer})
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == set(GATE_CHECKS)
+    bad = checks["barcode_disagreement"]
+    assert not bad.passed
+    assert bad.metadata["actual"].value > bad.metadata["threshold"].value == 0.02
+    assert checks["inference_p99_ms"].passed and checks["inference_p99_ms"].metadata["actual"].value == 5.0
+    mat = result.asset_materializations_for_node("release_rollout")[0]
+    assert mat.metadata["action"].value == "halt"
+    rolled = current_channel(open_channel(lake, "stable", load_keys(keys_dir), create=False))
+    assert rolled.release.model_id == "cls-good" and rolled.sequence > cand.sequence
+
+
+def test_timestamp_refresh_job_resigns(tmp_path, keys_dir):
+    lake_res = LocalLakeResource(root=str(tmp_path / "lake"))
+    repo = open_channel(lake_res.lake(), "stable", load_keys(keys_dir))
+    before = repo.timestamp.signed.version
+    result = refresh_timestamps_job.execute_in_process(resources={
+        "lake": lake_res, "signer": LocalReleaseSigner(keys_dir=str(keys_dir), create_missing=False)})
+    assert result.success
+    assert result.output_for_node("refresh_channel_timestamp") == before + 1
+    reloaded = open_channel(lake_res.lake(), "stable", load_keys(keys_dir), create=False)
+    assert reloaded.timestamp.signed.version == before + 1
