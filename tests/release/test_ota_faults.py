@@ -151,7 +151,7 @@ def test_7_download_interrupted_three_times_resumes(repo, device, trusted_root):
     key, length = _artifact_key(repo, channel)
     flaky = InterruptingLake(repo.lake, cuts=[length // 4, length // 2, 3 * length // 4],
                              match=".model.onnx")
-    fetcher = LakeFetcher(flaky, device.state_dir / "partial", chunk=64 * 1024)
+    fetcher = LakeFetcher(flaky, device.state_dir / "partial")
     states = [device.updater(flaky, repo.channel, trusted_root, fetcher=fetcher).check()
               for _ in range(3)]
     assert states == ["failed"] * 3 and flaky.interruptions == 3
@@ -159,8 +159,8 @@ def test_7_download_interrupted_three_times_resumes(repo, device, trusted_root):
     up = device.updater(flaky, repo.channel, trusted_root, fetcher=fetcher)
     assert install(device, up) == "active"
     assert device.running_version() == "m-1"
-    assert fetcher.fetched_by_key[key] <= 1.05 * length  # issue target: at most 1.05
-    assert fetcher.fetched_by_key[key] == length  # here exactly: a cut read returns nothing
+    assert fetcher.fetched_by_key[key] == length  # every byte that reached the disk, once
+    assert fetcher.fetched_by_key[key] + flaky.wasted_bytes <= 1.05 * length  # with the lost bytes
 
 
 def test_8_lake_unreachable_during_check(repo, device, trusted_root):

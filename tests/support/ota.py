@@ -64,12 +64,14 @@ def release_files(seed: int, version: str, *, pad_bytes: int = 0,
 
 class InterruptingLake:
     """Passes everything to a real lake, but a read of a key containing `match` that crosses one of
-    `cuts` (absolute byte offsets) returns nothing and fails, once per cut: a dropped connection."""
+    `cuts` (absolute byte offsets) fails there, once per cut: a dropped connection. The bytes that
+    came over before the drop are lost to the client and counted in `wasted_bytes`."""
 
     def __init__(self, inner: Lake, cuts: list[int], match: str = "/targets/") -> None:
         self.inner, self.match = inner, match
         self.pending = sorted(cuts)
         self.interruptions = 0
+        self.wasted_bytes = 0
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -80,6 +82,7 @@ class InterruptingLake:
             if start <= cut < end:
                 self.pending.pop(0)
                 self.interruptions += 1
+                self.wasted_bytes += len(self.inner.get(key, start, cut))
                 raise LakeError(f"{key}: connection dropped at byte {cut}")
         return self.inner.get(key, start, end)
 
