@@ -97,6 +97,7 @@ class Agent:
         self.status_interval_s = status_interval_s
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
+        self.shadow: Predictor | None = None  # OTA shadow mode: a candidate run beside `model`
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
@@ -187,6 +188,16 @@ class Agent:
             sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
+        shadow = self.shadow  # OTA shadow mode: the candidate judges the same frame, never acts
+        if shadow is not None:
+            try:
+                sp = shadow.predict(image)
+                sf.shadow_ran, sf.shadow_prediction = True, sp.label
+                self.telemetry.add("shadow_frames")
+                self.telemetry.add("shadow_agree", int(sp.label == pred.label))
+            except Exception as e:  # a shadow fault never costs the production path
+                self.telemetry.add("shadow_errors")
+                log.error("shadow model failed on a frame: %s", e)
         firings = []
         fired = rules.evaluate(sf)
         if fired:

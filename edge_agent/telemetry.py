@@ -43,6 +43,9 @@ class Totals:
     rule_reloads: int = 0
     rule_errors: int = 0
     model_reload_errors: int = 0  # a new model slot that failed to load (the old model kept running)
+    shadow_frames: int = 0  # frames an OTA shadow (candidate) model also judged
+    shadow_agree: int = 0  # of those, same top-1 as production
+    shadow_errors: int = 0  # shadow model faults (the production path never notices)
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}

@@ -65,7 +65,8 @@ class OtaUpdater:
         self.state_path = self.state_dir / "ota.json"
         self.fetcher = fetcher or LakeFetcher(lake, self.state_dir / "partial")
         self.rec = load_record(self.state_path)
-        self.shadow: ReleaseRef | None = None  # set when this device runs a release in shadow
+        self.shadow: ReleaseRef | None = None  # the release this device runs in shadow, if any
+        self.shadow_dir: Path | None = None  # its validated model dir (model.onnx + model.json)
         self.on_state = None  # optional callback(state) after each persisted step (tests, telemetry)
 
     # -- public -----------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class OtaUpdater:
             tuf.refresh()
             channel = self._channel(tuf)
             want, in_shadow = assigned(channel, self.cfg.device_id)
-            self.shadow = channel.release if in_shadow else None
+            self._prepare_shadow(tuf, channel.release if in_shadow else None)
             if want is None or not self._needs(want):
                 if self.rec.state == "failed":
                     self.rec.state = "active" if self.rec.active_release else "idle"
@@ -185,30 +186,13 @@ class OtaUpdater:
         return self.state_dir / "staging" / ref.release_id
 
     def _install(self, tuf, want: ReleaseRef) -> str:
-        from tuf.api.exceptions import LengthOrHashMismatchError
-
         r = self.rec
         if r.release_id != want.release_id or r.state not in ("downloading", "verified"):
             r.release_id, r.target = want.release_id, want.model_dump(mode="json")
         r.state, r.detail = "downloading", ""
         self._save()
         staging = self._staging(want)
-        staging.mkdir(parents=True, exist_ok=True)
-        for name, path in want.files.items():
-            info = tuf.get_targetinfo(path)
-            if info is None:
-                raise OtaError(f"release {want.release_id}: {path} is not a signed target")
-            dest = str(staging / name)
-            if tuf.find_cached_target(info, dest):
-                continue  # verified on an earlier attempt (before a restart)
-            url = LakeFetcher.url(f"releases/{self.cfg.channel}/targets/"
-                                  + _hashed(path, next(iter(info.hashes.values()))))
-            try:
-                tuf.download_target(info, dest)
-            except LengthOrHashMismatchError:
-                self.fetcher.discard(url)  # never resume from bytes that failed verification
-                raise
-            self.fetcher.discard(url)
+        self._download(tuf, want, staging)
         slot = self._inactive_slot()
         self._stage_into(slot, staging)
         self._validate_slot(slot, staging / "golden.npz")
@@ -218,6 +202,46 @@ class OtaUpdater:
         r.state = "swapping"
         self._save()
         return self._activate_and_probe()
+
+    def _download(self, tuf, ref: ReleaseRef, dest: Path) -> None:
+        """Every file of `ref` into `dest`, verified by TUF (length + sha256); resumable."""
+        from tuf.api.exceptions import LengthOrHashMismatchError
+
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, path in ref.files.items():
+            info = tuf.get_targetinfo(path)
+            if info is None:
+                raise OtaError(f"release {ref.release_id}: {path} is not a signed target")
+            out = str(dest / name)
+            if tuf.find_cached_target(info, out):
+                continue  # verified on an earlier attempt (before a restart)
+            url = LakeFetcher.url(f"releases/{self.cfg.channel}/targets/"
+                                  + _hashed(path, next(iter(info.hashes.values()))))
+            try:
+                tuf.download_target(info, out)
+            except LengthOrHashMismatchError:
+                self.fetcher.discard(url)  # never resume from bytes that failed verification
+                raise
+            self.fetcher.discard(url)
+
+    def _prepare_shadow(self, tuf, ref: ReleaseRef | None) -> None:
+        """Shadow mode: fetch and validate the candidate beside production (never activated)."""
+        if ref is None or ref.release_id in self.rec.rejected:
+            self.shadow, self.shadow_dir = None, None
+            return
+        if self.shadow is not None and self.shadow.release_id == ref.release_id:
+            return
+        d = self.state_dir / "shadow" / ref.release_id
+        self._download(tuf, ref, d)
+        try:
+            self._validate_model(d / "model.onnx", d / "golden.npz", "shadow")
+        except ValidationFailed as e:  # never run a candidate that fails its own golden set
+            self.rec.rejected.append(ref.release_id)
+            self.rec.detail = f"shadow {ref.release_id} refused: {e}"
+            self.shadow, self.shadow_dir = None, None
+            self._save()
+            return
+        self.shadow, self.shadow_dir = ref, d
 
     def _activate_and_probe(self) -> str:
         r = self.rec
@@ -291,17 +315,21 @@ class OtaUpdater:
             raise OtaError(f"golden inputs {path.name} unreadable: {e}") from None
 
     def _validate_slot(self, slot: str, golden_path: Path) -> None:
-        """ONNX Runtime on the golden inputs in `slot`, against the outputs the cloud recorded."""
+        self._validate_model(Path(self.cfg.model_dir) / "slots" / slot / "model.onnx", golden_path,
+                             f"slot {slot}")
+
+    def _validate_model(self, path: Path, golden_path: Path, where: str) -> None:
+        """ONNX Runtime on the golden inputs, against the outputs the cloud recorded."""
         import onnxruntime as ort
 
         golden = self._golden(golden_path)
-        path = Path(self.cfg.model_dir) / "slots" / slot / "model.onnx"
+        slot = where
         try:
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             name = sess.get_inputs()[0].name
             got = np.concatenate([sess.run(None, {name: x[None]})[0] for x in golden["inputs"]])
         except Exception as e:
-            raise ValidationFailed(f"golden validation: model in slot {slot} does not run: {e}") from None
+            raise ValidationFailed(f"golden validation: model in {slot} does not run: {e}") from None
         expected = golden["expected"]
         if got.shape != expected.shape:
             raise ValidationFailed(f"golden validation: output shape {got.shape} != expected "
@@ -309,7 +337,7 @@ class OtaUpdater:
         diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
         agree = float(np.mean(got.argmax(1) == expected.argmax(1))) if len(got) else 1.0
         if diff > self.cfg.golden_atol or agree < self.cfg.golden_min_top1:
-            raise ValidationFailed(f"golden validation failed in slot {slot}: max |diff| {diff:.3g} "
+            raise ValidationFailed(f"golden validation failed in {slot}: max |diff| {diff:.3g} "
                            f"(limit {self.cfg.golden_atol:g}), top-1 agreement {agree:.3f} "
                            f"(min {self.cfg.golden_min_top1:g})")
 
