@@ -29,7 +29,13 @@ from edge_agent.lake import Lake, LakeError
 from edge_agent.model import Prediction
 from edge_agent.sources import Frame, check_frame
 from edge_agent.telemetry import Telemetry
-from edge_agent.triggers.rules import RuleSet, RuleSetWatcher
+from edge_agent.triggers.rules import (
+    DEFAULT_LOW_CONFIDENCE,
+    DEFAULT_WEIGHT_CHANGE_G,
+    RuleSet,
+    RuleSetWatcher,
+    same_sku,
+)
 from edge_agent.triggers.signals import BarcodeReader, MotionDetector, SignalFrame, WeightTracker
 from edge_agent.upload import Backoff, TokenBucket, Uploader, UploadWindows
 
@@ -98,6 +104,8 @@ class Agent:
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
         self.shadow: Predictor | None = None  # OTA shadow mode: a candidate run beside `model`
+        self.ota = None  # an edge_agent.ota.OtaUpdater: checked in housekeeping, fed in probation
+        self.ota_check_s = 300.0  # how often housekeeping asks the release channel
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
@@ -115,6 +123,7 @@ class Agent:
         self.worker.start()
         if self.uploader is not None:
             self.uploader.start()
+        self.telemetry.add("restarts")
         self._house.start()
         self._started = True
         return self
@@ -173,9 +182,13 @@ class Agent:
             pred = model.predict(image)
         except Exception as e:  # a model fault costs this frame, never the loop
             self.telemetry.add("model_errors")
+            if self.ota is not None:
+                self.ota.record_crash(f"model failed on a frame: {e}")
             log.error("model failed on a frame: %s", e)
             return []
         self.telemetry.latency(pred.latency_ms)
+        if self.ota is not None:
+            self.ota.record_frame(pred.latency_ms)  # counts only while the model is on probation
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
         need = rules.signals
         sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
@@ -188,6 +201,7 @@ class Agent:
             sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
+        self._health(pred, sf)
         shadow = self.shadow  # OTA shadow mode: the candidate judges the same frame, never acts
         if shadow is not None:
             try:
@@ -217,6 +231,21 @@ class Agent:
         self.telemetry.add("frames")
         return firings
 
+    def _health(self, pred, sf: SignalFrame) -> None:
+        """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame,
+        low confidence, and a weight step the model did not see (counted per frame)."""
+        t = self.telemetry
+        if pred.label is not None:
+            t.add("predictions")
+            if sf.barcodes:
+                t.add("barcode_checked")
+                t.add("barcode_agree", int(same_sku(sf.barcodes[0].text, pred.label)))
+        if pred.confidence < DEFAULT_LOW_CONFIDENCE:
+            t.add("low_confidence")
+        if pred.label is None and sf.weight_delta_g is not None and \
+                abs(sf.weight_delta_g) >= DEFAULT_WEIGHT_CHANGE_G:
+            t.add("weight_inconsistent")
+
     def flush_capture(self) -> None:
         """Close the capture in progress now (end of stream, a clock jump) and hand it to the encoder."""
         self._submit(self.recorder.flush(self.model.version, self.rules.version))
@@ -237,12 +266,19 @@ class Agent:
         lower_thread_priority(10)
         next_status = time.monotonic() + self.status_interval_s
         next_rules = time.monotonic() + self.rules_reload_s
+        next_ota = time.monotonic()
         while not self._stop.wait(0.2):
             now = time.monotonic()
             if now >= next_rules:
                 next_rules = now + self.rules_reload_s
                 self.reload_rules()
                 self.reload_model()
+            if self.ota is not None and now >= next_ota:
+                next_ota = now + self.ota_check_s
+                try:
+                    self.check_ota()
+                except Exception as e:  # an OTA bug must never stop housekeeping
+                    log.error("OTA check failed: %s", e)
             if now >= next_status:
                 next_status = now + self.status_interval_s
                 self.publish_status()
@@ -277,11 +313,30 @@ class Agent:
         log.info("model %s active", new.version)
         return True
 
+    def check_ota(self) -> str | None:
+        """One OTA step (housekeeping calls it): check the channel or judge probation, then load
+        what the updater activated; the shadow model follows the updater's shadow release."""
+        if self.ota is None:
+            return None
+        state = self.ota.check()
+        if state == "failed" and "golden validation" in self.ota.rec.detail:
+            self.telemetry.add("validation_failures")
+        self.reload_model()
+        shadow_dir = self.ota.shadow_dir
+        if shadow_dir is None:
+            self.shadow = None
+        elif self.shadow is None or getattr(self.shadow, "slot", None) != shadow_dir:
+            from edge_agent.model import DeviceModel
+
+            self.shadow = DeviceModel(shadow_dir)
+        return state
+
     def status_document(self) -> bytes:
         report = self.telemetry.report(
             device_id=self.device_id, store_id=self.store_id, agent_version=AGENT_VERSION,
             model_version=self.model.version, rule_set_version=self.rules.version,
-            spool_bytes=self.spool.used_bytes, spool_clips=len(self.spool))
+            spool_bytes=self.spool.used_bytes, spool_clips=len(self.spool),
+            ota=self.ota.status() if self.ota is not None else None)
         return dump_document(report)
 
     def publish_status(self) -> bool:

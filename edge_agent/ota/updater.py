@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,9 @@ class OtaUpdater:
         self.shadow: ReleaseRef | None = None  # the release this device runs in shadow, if any
         self.shadow_dir: Path | None = None  # its validated model dir (model.onnx + model.json)
         self.on_state = None  # optional callback(state) after each persisted step (tests, telemetry)
+        # The inference thread reports probation frames while housekeeping checks: probation
+        # counters are guarded; the check itself never holds the lock during I/O.
+        self._probe_lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -99,7 +103,8 @@ class OtaUpdater:
     def check(self) -> str:
         """One update check: does nothing while on probation. Returns the state after it."""
         if self.rec.state == "probing":
-            return self._judge_probation()
+            with self._probe_lock:
+                return self._judge_probation()
         try:
             tuf = self._tuf()
             tuf.refresh()
@@ -121,17 +126,22 @@ class OtaUpdater:
             return self._fail(f"{type(e).__name__}: {e}")
 
     def record_frame(self, latency_ms: float) -> None:
-        if self.rec.state == "probing":
+        if self.rec.state != "probing":  # the hot path: one attribute read when not on probation
+            return
+        with self._probe_lock:
+            if self.rec.state != "probing":
+                return
             self.rec.probe_frames += 1
             self.rec.probe_latencies_ms.append(float(latency_ms))
             if self.rec.probe_frames % 10 == 0 or self.rec.probe_frames >= self.cfg.probation_frames:
                 self._save()
 
     def record_crash(self, detail: str = "model crashed") -> None:
-        if self.rec.state == "probing":
-            self.rec.probe_crashes += 1
-            self.rec.detail = detail
-            self._save()
+        with self._probe_lock:
+            if self.rec.state == "probing":
+                self.rec.probe_crashes += 1
+                self.rec.detail = detail
+                self._save()
 
     def probe(self, frames: int | None = None) -> str:
         """Run the active model on the golden inputs as probation frames (for devices or tests

@@ -188,6 +188,9 @@ def _same_sku(a: str, b: str) -> bool:
     return a.lstrip("0") == b.lstrip("0")
 
 
+same_sku = _same_sku  # public: the agent's barcode-agreement health figure uses the same match
+
+
 @dataclass(frozen=True)
 class RuleSet:
     version: str
