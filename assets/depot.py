@@ -146,7 +146,7 @@ def _md_table(rows: list[dict], cols: list[str]) -> str:
                       "throughput, model versions in the field.")
 def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
                        lake: LakeResource) -> dg.MaterializeResult:
-    from flywheel.depot.fleet import rollup_chart_markdown, rollup_day
+    from flywheel.depot.fleet_rollup import rollup_chart_markdown, rollup_day
 
     the_lake = lake.lake()
     r = rollup_day(the_lake, context.partition_key, silence_s=config.silence_s,

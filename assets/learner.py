@@ -2,12 +2,14 @@
 evaluation on the frozen standard sets, gated by a blocking check. Thin: the work is in
 `flywheel.learner`; these wire resources, config and metadata for the UI."""
 
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
 from dagster_ray import RayResource
 
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
+from flywheel.refs import DatasetRef, EvaluationRef, ModelRef
 from resources.lake import LakeResource
 
 GROUP = "learner"
@@ -76,7 +78,7 @@ class DatasetConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP,
+    group_name=GROUP, io_manager_key="ref_io_manager",
     deps=["manual_collection", "sku_catalog", *[f"standard_set_{n}" for n in STANDARD_SETS]],
     check_specs=[dg.AssetCheckSpec(
         "val_class_coverage", asset="dataset_version",
@@ -85,9 +87,9 @@ class DatasetConfig(dg.Config):
     description="Content-addressed dataset version datasets/<version>/ (manifest + Parquet shards): "
                 "id = hash(member ids, labels, split rule); split by session; validated (empty, "
                 "single class, unknown SKUs, frozen-set frames) before anything is written.")
-def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
-                    lake: LakeResource) -> dg.MaterializeResult:
-    from flywheel.learner.pipeline import build_dataset
+def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource
+                    ) -> Iterator[dg.Output[DatasetRef] | dg.AssetCheckResult]:
+    from flywheel.learner.pipeline import build_dataset, dataset_ref
     from flywheel.learner.plots import class_balance_png, png_markdown
 
     spec = DatasetSpec(task=config.task, include_empty=config.include_empty,
@@ -98,8 +100,8 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
     n_classes = len(m["classes"])
     single = set(balance["classes_in_one_group"])
     uncovered = [c for c in balance["classes_missing_in_val"] if c not in single]
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(ds.version),
+    yield dg.Output(
+        dataset_ref(lake.lake(), ds), data_version=dg.DataVersion(ds.version),
         metadata={
             "version": ds.version, "newly_written": created, "manifest": f"{ds.prefix}/manifest.json",
             "members": m["counts"]["members"], "train": m["counts"]["train"], "val": m["counts"]["val"],
@@ -108,15 +110,13 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig,
             "classes_missing_in_val": balance["classes_missing_in_val"],
             "class_balance": dg.MetadataValue.md(
                 png_markdown(class_balance_png(balance["per_class"]), "class balance")),
-        },
-        check_results=[dg.AssetCheckResult(
-            check_name="val_class_coverage", passed=not uncovered,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"actual": len(uncovered), "threshold": 0,
-                      "val_class_share": (n_classes - len(balance["classes_missing_in_val"]))
-                      / max(n_classes, 1),
-                      "missing": balance["classes_missing_in_val"], "in_one_group": sorted(single)})],
-    )
+        })
+    yield dg.AssetCheckResult(
+        check_name="val_class_coverage", passed=not uncovered, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"actual": len(uncovered), "threshold": 0,
+                  "val_class_share": (n_classes - len(balance["classes_missing_in_val"]))
+                  / max(n_classes, 1),
+                  "missing": balance["classes_missing_in_val"], "in_one_group": sorted(single)})
 
 
 class TrainingConfig(dg.Config):
@@ -139,21 +139,22 @@ class TrainingConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, deps=["dataset_version"],
-    description="A candidate model trained on the latest dataset version as a Ray task (dagster-ray), "
+    group_name=GROUP, io_manager_key="ref_io_manager",
+    description="A candidate model trained on this run's dataset version as a Ray task (dagster-ray), "
                 "registered at models/<model_id>/ with weights, validated ONNX, golden inputs, card "
                 "(classes, preprocessing, lineage).")
 def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: LakeResource,
-                    ray: RayResource) -> dg.MaterializeResult:
-    from flywheel.learner.pipeline import train_candidate
+                    ray: RayResource, dataset_version: DatasetRef) -> dg.Output[ModelRef]:
+    from flywheel.learner.pipeline import model_ref, train_candidate
     from flywheel.learner.plots import png_markdown, training_curves_png
     from flywheel.learner.train import train_on_ray
 
-    result = train_candidate(lake.lake(), config.train_config(), GATE_RULES, runner=train_on_ray)
+    result = train_candidate(lake.lake(), config.train_config(), GATE_RULES, dataset_version,
+                             runner=train_on_ray)
     final = result.curves[-1] if result.curves else {}
     epochs = max(len(result.curves), 1)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(result.model_id),
+    return dg.Output(
+        model_ref(lake.lake(), result.model_id), data_version=dg.DataVersion(result.model_id),
         metadata={
             "model_id": result.model_id, "dataset_version": result.dataset_version,
             "ran_on": result.where, "ray_cluster": ray.display_name,
@@ -174,19 +175,20 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
 
 
 @dg.asset(
-    group_name=GROUP, deps=["candidate_model"],
-    description="The candidate and the production model on every frozen standard set with ONNX "
+    group_name=GROUP, io_manager_key="ref_io_manager",
+    description="This run's candidate and the production model on every frozen standard set with ONNX "
                 "Runtime: top-1, per-SKU, per-slice accuracy, ECE, CPU latency; report.md compares.")
-def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    from flywheel.learner.pipeline import evaluate_candidate
+def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
+                         candidate_model: ModelRef) -> dg.Output[EvaluationRef]:
+    from flywheel.learner.pipeline import evaluate_candidate, evaluation_ref
     from flywheel.learner.plots import png_markdown, slices_png
 
-    ev = evaluate_candidate(lake.lake())
+    ev = evaluate_candidate(lake.lake(), candidate_model)
     cand = ev["candidate"]
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand["metrics"].items()}
     prod_slices = ev["production"]["slices"] if ev["production"] else None
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(ev["candidate_id"]),
+    return dg.Output(
+        evaluation_ref(lake.lake(), ev["candidate_id"]), data_version=dg.DataVersion(ev["candidate_id"]),
         metadata={
             "candidate": ev["candidate_id"], "production": ev["production_id"] or "none",
             **metrics,
@@ -201,10 +203,12 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource) 
 @dg.asset_check(asset="candidate_evaluation", blocking=True,
                 description="The release gate: target metric improves by >= delta, no slice regresses "
                             "by > epsilon, ONNX latency within budget, ONNX agrees with torch.")
-def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                 candidate_evaluation: EvaluationRef) -> dg.AssetCheckResult:
     from flywheel.learner.pipeline import gate_candidate
 
-    decision = gate_candidate(lake.lake())  # GateRules.for_task of the candidate's task
+    # the evaluation this run produced (GateRules.for_task of the candidate's task)
+    decision = gate_candidate(lake.lake(), candidate_evaluation)
     metadata: dict = {"candidate": decision.candidate_id, "production": decision.production_id or "none",
                       "decision": dg.MetadataValue.md(decision.markdown())}
     for r in decision.rules:

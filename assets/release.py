@@ -8,6 +8,7 @@ asset check with `actual` and `threshold`.
 
 import dagster as dg
 
+from flywheel.refs import EvaluationRef, ModelRef
 from resources.lake import LakeResource
 from resources.release import ReleaseSignerResource
 
@@ -43,6 +44,51 @@ class RolloutConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    check_specs=[dg.AssetCheckSpec("gate_rechecked", asset="release",
+                                   description="the release gate, re-run on the exact evaluation and "
+                                               "model this release signs")],
+    description="Signs the exact candidate its gate judged into the channel's TUF repository "
+                "(releases/<channel>/: model, device card, golden inputs as content-addressed "
+                "targets; signed channel.json) and starts its rollout at the first stage (a first "
+                "release goes to 100%). models/production.json moves only when a release reaches 100%.")
+def release(context: dg.AssetExecutionContext, lake: LakeResource, signer: ReleaseSignerResource,
+            candidate_model: ModelRef, candidate_evaluation: EvaluationRef):
+    from flywheel.learner.pipeline import gate_candidate
+    from flywheel.release.stage import ReleaseRefused, release_model
+
+    the_lake = lake.lake()
+    if candidate_model.model_id != candidate_evaluation.model_id:
+        raise ReleaseRefused(f"the evaluation judged {candidate_evaluation.model_id}, not "
+                             f"{candidate_model.model_id}")
+    candidate_model.read(the_lake)  # the card is still the one the gate saw (sha256)
+    decision = gate_candidate(the_lake, candidate_evaluation)  # re-checked on this very evaluation
+    target = next((r for r in decision.rules if r.name == "target_metric"), None)
+    yield dg.AssetCheckResult(
+        check_name="gate_rechecked", passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"candidate": decision.candidate_id, "actual": target.actual if target else None,
+                  "threshold": target.threshold if target else None,
+                  "reasons": "; ".join(decision.reasons) or "none"})
+    if not decision.passed:
+        raise ReleaseRefused(f"{decision.candidate_id} failed its gate on re-check: "
+                             + "; ".join(decision.reasons))
+    out = release_model(the_lake, signer.signers(), signer.channel, candidate_model.model_id,
+                        signer.expiry())
+    ch = out.channel
+    yield dg.MaterializeResult(
+        data_version=dg.DataVersion(ch.release.release_id),
+        metadata={"channel": ch.channel, "release_id": ch.release.release_id,
+                  "model_id": ch.release.model_id, "model_version": ch.release.model_version,
+                  "newly_published": out.published, "targets_version": ch.sequence,
+                  "stage": f"{ch.rollout.stage} {ch.rollout.percent:g}%"
+                           + (f" (+{ch.rollout.shadow_percent:g}% shadow)" if ch.rollout.shadow_percent
+                              else ""),
+                  "previous": ch.previous.release_id if ch.previous else "none",
+                  "production_moved": out.production_moved,
+                  "metadata": the_lake.url(f"releases/{ch.channel}/metadata")})
+
+
+@dg.asset(
+    group_name=GROUP, deps=["release"],
     check_specs=[dg.AssetCheckSpec(name, asset="release_rollout", description=d)
                  for name, d in GATE_CHECKS.items()],
     description="The channel's staged rollout (shadow 10% -> canary 5% -> 25% -> 50% -> 100%), judged "

@@ -25,7 +25,8 @@ TARGET_RATIO = 1.15
 def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from edge_agent.lake import Lake
-    from flywheel.learner import depot_sets, registry
+    from flywheel.depot import reference_sets
+    from flywheel.learner import registry
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import SimSources, build_dataset, evaluate_candidate, import_from_simulator
     from flywheel.learner.train import TrainRequest, run_training, train_on_ray
@@ -37,7 +38,7 @@ def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
         seconds_import = time.perf_counter() - t
         ds, _ = build_dataset(lake, DatasetSpec())
         cfg = TrainConfig(epochs=epochs)
-        catalog = tuple(sorted(depot_sets.catalog_skus(lake)))
+        catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
 
         def request(tag: str) -> TrainRequest:
             return TrainRequest(lake.uri, None, ds.version, cfg, f"cls-bench-{tag}", catalog=catalog,

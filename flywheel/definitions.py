@@ -1,31 +1,46 @@
-"""The Dagster code location. It only assembles: assets and checks from `assets/`, each stage's
-jobs, schedules and sensors (`defs` in its `jobs/` module), and the resources of the deployment
-chosen by FLYWHEEL_DEPLOYMENT (see resources/deployments.py)."""
+"""The Dagster code location. It only assembles the stages, for the deployment chosen by
+FLYWHEEL_DEPLOYMENT (local | cluster, see resources/deployments.py).
+
+How to add a stage (the convention every stage follows):
+
+1. `assets/<stage>.py`: the stage's assets and asset checks, thin calls into `flywheel/<stage>/`.
+   An asset that hands a thing downstream returns a typed reference (`flywheel.refs`: DatasetRef,
+   ModelRef, ...) with `io_manager_key="ref_io_manager"`, and the downstream asset takes it as an
+   input named after the upstream asset: lineage travels through Dagster, never a "latest" pointer.
+2. `jobs/<stage>.py`: the stage's jobs, schedules and sensors, and one function
+
+       def defs(deployment: Deployment) -> dg.Definitions:
+           return dg.Definitions(
+               assets=dg.load_assets_from_modules([assets.<stage>]),
+               asset_checks=dg.load_asset_checks_from_modules([assets.<stage>]),
+               jobs=[...], schedules=[...], sensors=[...],
+               resources={**deployment.pick("lake", ...),            # shared: same object for all
+                          "labeler": ... if deployment.name == "cluster" else ...})  # its own
+
+3. one line in STAGES below.
+
+Shared resources (lake, ray, index, encoder, ref_io_manager) are defined once per deployment in
+resources/deployments.py; `deployment.pick` hands every stage the same objects, so the stages'
+Definitions merge. A resource only one stage needs is built in that stage's module.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-import assets
 import jobs.depot
 import jobs.learner
 import jobs.release
-from resources.deployments import resources_for
+from resources.deployments import Deployment
 
-# One `defs` per stage module in jobs/; add a stage here when it lands.
-# (import the modules, not their `defs`: a second Definitions at module scope breaks code loading)
-STAGE_DEFS: list[dg.Definitions] = [jobs.depot.defs, jobs.learner.defs, jobs.release.defs]
+# One line per stage. (Import modules, not their `defs`: a second Definitions object at module
+# scope here would break code loading.)
+STAGES = (jobs.depot, jobs.learner, jobs.release)
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:
-    return dg.Definitions.merge(
-        dg.Definitions(
-            assets=dg.load_assets_from_package_module(assets),
-            asset_checks=dg.load_asset_checks_from_package_module(assets),
-            resources=resources_for(deployment),
-        ),
-        *STAGE_DEFS,
-    )
+    the_deployment = Deployment(deployment)
+    return dg.Definitions.merge(*(stage.defs(the_deployment) for stage in STAGES))
 
 
 defs = build_definitions()

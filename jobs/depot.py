@@ -1,12 +1,15 @@
-"""Depot jobs and the landing sensor: new clips in landing/clips/ -> per-capture-day ingest runs."""
+"""The Depot stage (Manage): its assets (assets/depot.py), the per-day ingest job and the landing
+sensors: new clips in landing/clips/ -> per-capture-day ingest runs."""
 
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+import assets.depot
 from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index
 from flywheel.depot.config import DepotConfig
+from resources.deployments import Deployment
 from resources.lake import LakeResource
 
 depot_ingest_job = dg.define_asset_job(
@@ -83,4 +86,10 @@ def landing_sweep_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return evaluate_sweep(context, lake)
 
 
-defs = dg.Definitions(jobs=[depot_ingest_job], sensors=[landing_clips_sensor, landing_sweep_sensor])
+def defs(deployment: Deployment) -> dg.Definitions:
+    """Everything of the Depot stage for one deployment (see flywheel/definitions.py)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.depot]),
+        asset_checks=dg.load_asset_checks_from_modules([assets.depot]),
+        jobs=[depot_ingest_job], sensors=[landing_clips_sensor, landing_sweep_sensor],
+        resources=deployment.pick("lake", "index", "encoder"))

@@ -1,8 +1,12 @@
-"""The Learner's job and its weekly schedule: import -> dataset -> train (Ray) -> evaluate -> gate."""
+"""The Learner stage (Train): its assets (assets/learner.py), the job and its weekly schedule:
+import -> dataset -> train (Ray) -> evaluate -> gate."""
 
 from __future__ import annotations
 
 import dagster as dg
+
+import assets.learner
+from resources.deployments import Deployment
 
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
@@ -19,4 +23,10 @@ weekly_training = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-defs = dg.Definitions(jobs=[train_and_evaluate], schedules=[weekly_training])
+def defs(deployment: Deployment) -> dg.Definitions:
+    """Everything of the Learner stage for one deployment (see flywheel/definitions.py)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.learner]),
+        asset_checks=dg.load_asset_checks_from_modules([assets.learner]),
+        jobs=[train_and_evaluate], schedules=[weekly_training],
+        resources=deployment.pick("lake", "ray", "ref_io_manager"))

@@ -5,9 +5,12 @@ import json
 
 import dagster as dg
 
-from assets.release import release_rollout
+import assets.release
+from assets.release import release, release_rollout
+from jobs.learner import train_and_evaluate
+from resources.deployments import REPO_ROOT, Deployment
 from resources.lake import LakeResource
-from resources.release import ReleaseSignerResource
+from resources.release import EnvReleaseSigner, LocalReleaseSigner, ReleaseSignerResource
 
 rollout_job = dg.define_asset_job(
     "release_rollout_job", selection=dg.AssetSelection.assets(release_rollout),
@@ -68,5 +71,38 @@ refresh_timestamps = dg.ScheduleDefinition(
     cron_schedule="17 */4 * * *",  # every 4 h: six chances inside the default 1-day expiry
     execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
 
-defs = dg.Definitions(jobs=[rollout_job, refresh_timestamps_job], sensors=[health_gate_sensor],
-                      schedules=[refresh_timestamps])
+release_job = dg.define_asset_job(
+    "release_job", selection=dg.AssetSelection.assets(release),
+    description="Sign the candidate the gate passed into the channel and start its rollout.")
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[train_and_evaluate],
+                      request_job=release_job, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="A train_and_evaluate run succeeded: release its candidate (the "
+                                  "release asset re-checks the gate on the exact evaluation).")
+def release_after_training(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    return dg.RunRequest(run_key=f"release:{run.run_id}", tags={"release/after_run": run.run_id})
+
+
+def signer_for(deployment: Deployment) -> ReleaseSignerResource:
+    """The release stage's own resource: a key directory locally, EnvVar PEM secrets on a cluster
+    (the root key never reaches a run there: channels are created offline with the CLI)."""
+    import os
+
+    if deployment.name == "cluster":
+        return EnvReleaseSigner(targets_key=dg.EnvVar("FLYWHEEL_RELEASE_TARGETS_KEY"),
+                                snapshot_key=dg.EnvVar("FLYWHEEL_RELEASE_SNAPSHOT_KEY"),
+                                timestamp_key=dg.EnvVar("FLYWHEEL_RELEASE_TIMESTAMP_KEY"))
+    return LocalReleaseSigner(keys_dir=os.environ.get("FLYWHEEL_RELEASE_KEYS_DIR",
+                                                      str(REPO_ROOT / "var" / "release_keys")))
+
+
+def defs(deployment: Deployment) -> dg.Definitions:
+    """Everything of the Release stage for one deployment (see flywheel/definitions.py)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.release]),
+        asset_checks=dg.load_asset_checks_from_modules([assets.release]),
+        jobs=[release_job, rollout_job, refresh_timestamps_job],
+        sensors=[health_gate_sensor, release_after_training], schedules=[refresh_timestamps],
+        resources={**deployment.pick("lake", "ref_io_manager"), "signer": signer_for(deployment)})

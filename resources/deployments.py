@@ -2,7 +2,12 @@
 
 local:   file lake under the repo (var/lake), LocalRay, SQLite Dagster instance.
 cluster: S3 lake, KubeRay, Postgres instance; endpoints and secrets from EnvVar.
-Each stage adds its resources to both functions below.
+
+The resources several stages share (lake, ray, index, encoder, the lineage IO manager) are defined
+here, once per deployment. A stage takes the ones it needs with `deployment.pick(...)`; a resource
+only one stage uses is built in that stage's module from `deployment.name`. `Deployment` builds the
+shared ones once, so every stage that names `lake` gets the same object: `Definitions.merge` accepts a
+key named by several stages only when it is the identical object.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import dagster as dg
 from resources.encoder import EncoderResource
 from resources.index import LocalIndexResource, S3IndexResource
 from resources.lake import LocalLakeResource, S3LakeResource
+from resources.lineage import LakeRefIOManager
 from resources.ray import LocalRayCluster, kuberay_cluster
-from resources.release import EnvReleaseSigner, LocalReleaseSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "cluster")
@@ -35,32 +40,48 @@ def local_lake_root() -> str:
 
 
 def local_resources() -> dict[str, Any]:
-    return {"lake": LocalLakeResource(root=local_lake_root()),
+    lake = LocalLakeResource(root=local_lake_root())
+    return {"lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake),
             "ray": LocalRayCluster(num_cpus=2),
-            "index": LocalIndexResource(), "encoder": EncoderResource(),
-            "signer": LocalReleaseSigner(keys_dir=os.environ.get(
-                "FLYWHEEL_RELEASE_KEYS_DIR", str(REPO_ROOT / "var" / "release_keys")))}
+            "index": LocalIndexResource(), "encoder": EncoderResource()}
 
 
 def cluster_resources() -> dict[str, Any]:
+    lake = S3LakeResource(
+        uri=dg.EnvVar("FLYWHEEL_LAKE_URI"),
+        endpoint=dg.EnvVar("AWS_ENDPOINT_URL"),
+        access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+        secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+    )
     return {
-        "lake": S3LakeResource(
-            uri=dg.EnvVar("FLYWHEEL_LAKE_URI"),
-            endpoint=dg.EnvVar("AWS_ENDPOINT_URL"),
-            access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
-            secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
-        ),
+        "lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake),
         "ray": kuberay_cluster(),
         "index": S3IndexResource(endpoint=dg.EnvVar("AWS_ENDPOINT_URL"),
                                  access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
                                  secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY")),
         "encoder": EncoderResource(),
-        "signer": EnvReleaseSigner(targets_key=dg.EnvVar("FLYWHEEL_RELEASE_TARGETS_KEY"),
-                                   snapshot_key=dg.EnvVar("FLYWHEEL_RELEASE_SNAPSHOT_KEY"),
-                                   timestamp_key=dg.EnvVar("FLYWHEEL_RELEASE_TIMESTAMP_KEY")),
     }
 
 
 def resources_for(deployment: str | None = None) -> dict[str, Any]:
+    """Every shared resource of a deployment (a fresh set per call)."""
     deployment = deployment or current_deployment()
     return local_resources() if deployment == "local" else cluster_resources()
+
+
+class Deployment:
+    """One deployment as the stages see it: its name and its shared resources, built once."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or current_deployment()
+        if self.name not in DEPLOYMENTS:
+            raise ValueError(f"deployment {self.name!r}: must be one of {DEPLOYMENTS}")
+        self.shared: dict[str, Any] = resources_for(self.name)
+
+    def pick(self, *keys: str) -> dict[str, Any]:
+        """The named shared resources (the same objects for every stage that names them)."""
+        missing = [k for k in keys if k not in self.shared]
+        if missing:
+            raise KeyError(f"no shared resource {missing} in deployment {self.name!r}; shared: "
+                           f"{sorted(self.shared)} (a stage's own resource belongs in its module)")
+        return {k: self.shared[k] for k in keys}

@@ -49,3 +49,28 @@ def test_lake_resource_gives_a_working_lake(tmp_path: Path) -> None:
     lake.put("x/y", b"1")
     assert lake.get("x/y") == b"1"
     assert isinstance(LocalLakeResource(root="r"), dg.ConfigurableResource)
+
+
+def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
+    """The stage convention: each stage module's `defs(deployment)` brings its assets, checks, jobs
+    and resources; stages that name the same shared resource merge (they get the same object)."""
+    import jobs.depot
+    import jobs.learner
+    from flywheel.definitions import STAGES
+    from resources.deployments import Deployment
+
+    deployment = Deployment("local")
+    depot, learner = jobs.depot.defs(deployment), jobs.learner.defs(deployment)
+    assert depot.resources["lake"] is learner.resources["lake"]
+    assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
+    merged = dg.Definitions.merge(depot, learner)
+    keys = {k.to_user_string() for k in merged.resolve_all_asset_keys()}
+    assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
+            "candidate_model", "candidate_evaluation"} <= keys
+    assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate"}
+    assert {jobs.depot, jobs.learner} <= set(STAGES)
+    with pytest.raises(KeyError, match="no shared resource"):
+        deployment.pick("labeler")
+    # two separately built deployments are distinct objects: merging them is refused, loudly
+    with pytest.raises(dg.DagsterInvariantViolationError, match="different resources"):
+        dg.Definitions.merge(depot, jobs.learner.defs(Deployment("local")))

@@ -1,10 +1,14 @@
 """The Learner's steps as plain functions; the Dagster assets in assets/learner.py are thin calls.
 
     import_from_simulator -> build_dataset -> train_candidate (Ray) -> evaluate_candidate -> gate
+
+Each step names exactly what it works on: a DatasetRef, a ModelRef, an EvaluationRef (flywheel/refs.py)
+handed over by the step before, never a "latest" pointer another run may have moved meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,16 +17,15 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.learner import depot_sets, registry
+from flywheel.depot import reference_sets
+from flywheel.learner import registry
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.frames import read_frames
 from flywheel.learner.gate import GateDecision, decide, write_decision
+from flywheel.learner.labelled_frames import read_frames
 from flywheel.learner.train import TrainRequest, TrainResult, run_training
-
-DATASET_POINTER = "depot/learner/latest_dataset.json"  # which version the next training uses
-CANDIDATE_POINTER = "depot/learner/latest_candidate.json"  # which model the evaluation looks at
+from flywheel.refs import DatasetRef, EvaluationRef, ModelRef, ref_for
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class SimSources:
     n_test: int = 200  # frames per frozen standard test set
 
 
-def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.Imported]:
+def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, reference_sets.Imported]:
     """Catalog, manual collection and frozen standard sets from the simulator, into the depot."""
     from flywheel.sim import default_world
     from flywheel.sim.export import (
@@ -45,21 +48,21 @@ def import_from_simulator(lake: Lake, src: SimSources) -> dict[str, depot_sets.I
     )
 
     world = default_world(src.seed)
-    out = {"catalog": depot_sets.import_catalog(lake, world.catalog.to_json())}
+    out = {"catalog": reference_sets.import_catalog(lake, world.catalog.to_json())}
     with tempfile.TemporaryDirectory() as tmp:
         def parquet(frames, name: str) -> bytes:
             path = Path(tmp) / f"{name}.parquet"
             export_dataset(frames, path)
             return path.read_bytes()
 
-        out["manual_collection"] = depot_sets.import_manual_collection(
+        out["manual_collection"] = reference_sets.import_manual_collection(
             lake, parquet(build_bootstrap_dataset(src.seed, src.n_per_sku, world=world), "bootstrap"))
-        out[depot_sets.MANUAL_SET] = depot_sets.import_standard_set(
-            lake, depot_sets.MANUAL_SET,
+        out[reference_sets.MANUAL_SET] = reference_sets.import_standard_set(
+            lake, reference_sets.MANUAL_SET,
             parquet(build_manual_test_set(src.seed, src.n_test, world=world), "manual"))
         for store in world.store_names:
             name = f"store_{store}"
-            out[name] = depot_sets.import_standard_set(
+            out[name] = reference_sets.import_standard_set(
                 lake, name, parquet(build_production_test_set(store, src.seed, src.n_test, world=world),
                                     name))
     return out
@@ -69,46 +72,47 @@ def build_dataset(lake: Lake, spec: DatasetSpec, extra_sources: tuple[str, ...] 
                   ) -> tuple[DatasetVersion, bool]:
     """The manual collection plus any extra labelled-frame Parquet files (lake keys, same columns
     as the simulator's export: e.g. the Label stage's merged corrections). Validated and
-    leakage-guarded against the frozen standard sets; the pointer tells training which to use."""
-    current, frames = depot_sets.read_manual_collection(lake)
+    leakage-guarded against the frozen standard sets; `dataset_ref` names it for training."""
+    current, frames = reference_sets.read_manual_collection(lake)
     if extra_sources:
         cols = frames.columns
         frames = pl.concat([frames, *[read_frames(lake.get(k)).select(cols) for k in extra_sources]],
                            how="vertical_relaxed")
-    frozen_frames, frozen_sessions = depot_sets.frozen_ids(lake)
+    frozen_frames, frozen_sessions = reference_sets.frozen_ids(lake)
     leaked_sessions = set(frames["session_id"].unique().to_list()) & frozen_sessions
     if leaked_sessions:
         raise DatasetError(f"{len(leaked_sessions)} session(s) appear in both the training sources "
                            f"and a frozen standard test set, e.g. {sorted(leaked_sessions)[0]}")
-    ds, created = write_dataset_version(lake, frames, spec, depot_sets.catalog_skus(lake),
+    ds, created = write_dataset_version(lake, frames, spec, reference_sets.catalog_skus(lake),
                                         [current["key"], *extra_sources], frozen_frames)
-    registry.put_json(lake, DATASET_POINTER, {"version": ds.version})
     return ds, created
 
 
-def latest_dataset_version(lake: Lake) -> str:
-    return registry.get_json(lake, DATASET_POINTER)["version"]
+def dataset_ref(lake: Lake, ds: DatasetVersion) -> DatasetRef:
+    return ref_for(lake, DatasetRef, f"{ds.prefix}/manifest.json", version=ds.version)
 
 
-def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules,
-                    runner: Callable[[TrainRequest], TrainResult] = run_training,
-                    dataset_version: str | None = None) -> TrainResult:
-    """Train on the latest dataset version through `runner` (train_on_ray in the asset)."""
-    version = dataset_version or latest_dataset_version(lake)
-    catalog = depot_sets.catalog_skus(lake)
+def model_ref(lake: Lake, model_id: str) -> ModelRef:
+    return ref_for(lake, ModelRef, registry.key(model_id, "model.json"), model_id=model_id)
+
+
+def evaluation_ref(lake: Lake, model_id: str) -> EvaluationRef:
+    return ref_for(lake, EvaluationRef, registry.key(model_id, "evaluation.json"), model_id=model_id)
+
+
+def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules, dataset: DatasetRef,
+                    runner: Callable[[TrainRequest], TrainResult] = run_training) -> TrainResult:
+    """Train on exactly `dataset` through `runner` (train_on_ray in the asset)."""
+    dataset.read(lake)  # the manifest is still the one the reference names
+    version = dataset.version
+    catalog = reference_sets.catalog_skus(lake)
     preflight(lake, version, catalog)  # fail here, not after a cluster has been scheduled
     req = TrainRequest(
         lake_uri=lake.uri, lake_s3=lake.s3, dataset_version=version, config=config,
         model_id=registry.new_model_id(config.task, version, config.as_dict()),
         parent_model_id=registry.production_model_id(lake), code_version=registry.code_version(),
         catalog=tuple(sorted(catalog)), rules=rules)
-    result = runner(req)
-    registry.put_json(lake, CANDIDATE_POINTER, {"model_id": result.model_id})
-    return result
-
-
-def latest_candidate(lake: Lake) -> str:
-    return registry.get_json(lake, CANDIDATE_POINTER)["model_id"]
+    return runner(req)
 
 
 def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_sets: list[str]) -> dict:
@@ -128,13 +132,16 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
     return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
 
 
-def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
-    """Candidate and production on the same frozen sets with the same code: comparable numbers."""
+def evaluate_candidate(lake: Lake, model: ModelRef | str) -> dict:
+    """Candidate and production on the same frozen sets with the same code: comparable numbers.
+    `model` is a ModelRef (its card verified) or a registered model id."""
     from flywheel.learner.evaluate import comparison_report
 
-    model_id = model_id or latest_candidate(lake)
-    test_sets, versions = depot_sets.read_standard_sets(lake)
-    prod_sets = depot_sets.production_set_names(list(test_sets))
+    if isinstance(model, ModelRef):
+        model.read(lake)
+    model_id = model.model_id if isinstance(model, ModelRef) else model
+    test_sets, versions = reference_sets.read_standard_sets(lake)
+    prod_sets = reference_sets.production_set_names(list(test_sets))
     candidate = evaluate_registered(lake, model_id, test_sets, prod_sets)
     production_id = registry.production_model_id(lake)
     production = None
@@ -150,14 +157,18 @@ def evaluate_candidate(lake: Lake, model_id: str | None = None) -> dict:
     return evaluation
 
 
-def gate_candidate(lake: Lake, rules: GateRules | None = None, model_id: str | None = None
+def gate_candidate(lake: Lake, evaluation_of: EvaluationRef | str, rules: GateRules | None = None
                    ) -> GateDecision:
-    """Decide from the stored evaluation and the card's ONNX validation; record gate.json.
-    Without explicit rules, the defaults for the candidate's task apply."""
-    model_id = model_id or latest_candidate(lake)
+    """Decide from the evaluation (an EvaluationRef, verified, or a model id: its stored one) and the
+    card's ONNX validation; record gate.json. Without explicit rules, the candidate task's apply."""
+    if isinstance(evaluation_of, EvaluationRef):
+        model_id = evaluation_of.model_id
+        evaluation = json.loads(evaluation_of.read(lake))
+    else:
+        model_id = evaluation_of
+        evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
     card = registry.read_card(lake, model_id)
     rules = rules or GateRules.for_task(card["task"])
-    evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
     decision = decide(model_id, evaluation["candidate"], card["onnx_validation"], rules,
                       evaluation.get("production_id"), evaluation.get("production"))
     write_decision(lake, decision)

@@ -19,7 +19,7 @@ DAY = "2026-11-24"
 def test_clips_from_real_edge_agents_ingest_index_search_and_replay(local_lake, tmp_path) -> None:
     runner = pytest.importorskip("flywheel.fleet.runner")
     from flywheel.depot.embed import DescriptorEncoder
-    from flywheel.depot.fleet import rollup_day
+    from flywheel.depot.fleet_rollup import rollup_day
     from flywheel.depot.index import index_day
     from flywheel.depot.ingest import ingest_day
     from flywheel.depot.replay import render_replay

@@ -16,7 +16,7 @@ from flywheel.learner.datasets import (
     write_dataset_version,
 )
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.frames import normalise, read_frames
+from flywheel.learner.labelled_frames import normalise, read_frames
 from tests.learner.fakes import SKUS, fake_frames, to_parquet
 
 CATALOG = set(SKUS)
@@ -202,18 +202,18 @@ def test_real_simulator_export_round_trips(tmp_path):
 
 
 def test_frozen_standard_sets_keep_their_version_and_report_drift(local_lake):
-    from flywheel.learner import depot_sets
+    from flywheel.depot import reference_sets
 
-    first = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
-    again = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
+    first = reference_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
+    again = reference_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
     assert first.created and not again.created and again.key == first.key
-    drifted = depot_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=2)))
+    drifted = reference_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=2)))
     assert drifted.key == first.key and drifted.drift_sha256 and drifted.drift_sha256 != first.sha256
-    frames, versions = depot_sets.read_standard_sets(local_lake)
+    frames, versions = reference_sets.read_standard_sets(local_lake)
     assert versions == {"store_A": first.sha256}
     assert frames["store_A"]["frame_id"].to_list() == fake_frames(seed=1)["frame_id"].to_list()
     # the manual collection is not frozen: a new import moves its pointer
-    depot_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=1)))
-    depot_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=3)))
-    _, manual = depot_sets.read_manual_collection(local_lake)
+    reference_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=1)))
+    reference_sets.import_manual_collection(local_lake, to_parquet(fake_frames(seed=3)))
+    _, manual = reference_sets.read_manual_collection(local_lake)
     assert manual["frame_id"].to_list() == fake_frames(seed=3)["frame_id"].to_list()

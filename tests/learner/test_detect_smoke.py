@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flywheel.learner import depot_sets, registry
+from flywheel.depot import reference_sets
+from flywheel.learner import registry
 from flywheel.learner.config import DatasetSpec, TrainConfig
 from flywheel.learner.datasets import write_dataset_version
 from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
@@ -29,15 +30,15 @@ def test_detect_trains_exports_and_registers(local_lake):
     assert local_lake.exists(registry.key("det-smoke", "model.onnx"))
 
     # evaluation on standard sets (box mAP, unknown SKUs counted) and the detect gate rules
-    depot_sets.import_standard_set(local_lake, "manual", to_parquet(
+    reference_sets.import_standard_set(local_lake, "manual", to_parquet(
         fake_frames(n_sessions=2, seed=5, empty_every=4, size=(96, 64), id_prefix="m")))
-    depot_sets.import_standard_set(local_lake, "store_A", to_parquet(
+    reference_sets.import_standard_set(local_lake, "store_A", to_parquet(
         fake_frames(n_sessions=3, seed=6, store="A", skus=(*SKUS, "4000000000017"), size=(96, 64),
                     id_prefix="a")))
     ev = evaluate_candidate(local_lake, "det-smoke")
     sets = ev["candidate"]["sets"]
     assert sets["store_A"]["frames_with_unknown_class"] == 4  # every 4th item is the unknown SKU
     assert 0.0 <= ev["candidate"]["metrics"]["production_map50"] <= 1.0
-    decision = gate_candidate(local_lake, model_id="det-smoke")
+    decision = gate_candidate(local_lake, "det-smoke")
     target = next(r for r in decision.rules if r.name == "target_metric")
     assert "production_map50" in target.detail and decision.passed  # bootstrap: floor 0

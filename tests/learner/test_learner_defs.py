@@ -49,20 +49,23 @@ def test_cluster_deployment_uses_kuberay_with_training_settings():
 
 
 def _seed_lake(lake, frames):
-    from flywheel.learner import depot_sets
+    from flywheel.depot import reference_sets
 
     catalog = json.dumps({"seed": 0, "products": [{"ean": s} for s in SKUS]})
-    depot_sets.import_catalog(lake, catalog)
-    depot_sets.import_manual_collection(lake, to_parquet(frames))
-    depot_sets.import_standard_set(lake, "store_A", to_parquet(fake_frames(seed=9, store="A",
+    reference_sets.import_catalog(lake, catalog)
+    reference_sets.import_manual_collection(lake, to_parquet(frames))
+    reference_sets.import_standard_set(lake, "store_A", to_parquet(fake_frames(seed=9, store="A",
                                                                            id_prefix="t")))
 
 
 def _materialize_dataset(tmp_path):
     import assets.learner as la
     from resources.lake import LocalLakeResource
+    from resources.lineage import LakeRefIOManager
 
-    return dg.materialize([la.dataset_version], resources={"lake": LocalLakeResource(root=str(tmp_path))},
+    lake = LocalLakeResource(root=str(tmp_path))
+    return dg.materialize([la.dataset_version],
+                          resources={"lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake)},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
                           selection=["dataset_version"])
 
@@ -101,12 +104,12 @@ def test_bad_input_fails_the_dataset_asset_before_training(tmp_path, frames, mes
 
 def test_leaked_test_set_sessions_are_refused(tmp_path):
     from edge_agent.lake import Lake
-    from flywheel.learner import depot_sets
+    from flywheel.depot import reference_sets
 
     frames = fake_frames(n_sessions=6)
     lake = Lake.at_path(tmp_path)
     _seed_lake(lake, frames)
-    depot_sets.import_standard_set(lake, "manual", to_parquet(frames.head(5)))
+    reference_sets.import_standard_set(lake, "manual", to_parquet(frames.head(5)))
     result = _materialize_dataset(tmp_path)
     assert not result.success
     assert "frozen standard test set" in str(result.failure_data_for_node("dataset_version").error)
@@ -134,15 +137,16 @@ def test_training_preflight_fails_before_any_cluster_work(tmp_path):
     from edge_agent.lake import Lake
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.errors import DatasetError
-    from flywheel.learner.pipeline import build_dataset, train_candidate
+    from flywheel.learner.pipeline import build_dataset, dataset_ref, train_candidate
 
     lake = Lake.at_path(tmp_path)
     _seed_lake(lake, fake_frames(n_sessions=6))
     ds, _ = build_dataset(lake, DatasetSpec())
+    ref = dataset_ref(lake, ds)
     lake.delete(ds.manifest["shards"][0]["key"])
 
     def runner(_req):
         raise AssertionError("training must not start on a broken dataset version")
 
     with pytest.raises(DatasetError, match="is missing"):
-        train_candidate(lake, TrainConfig(), GateRules(), runner=runner)
+        train_candidate(lake, TrainConfig(), GateRules(), ref, runner=runner)

@@ -14,6 +14,8 @@ import pytest
 
 from flywheel.learner import registry
 from flywheel.learner.config import GateRules
+from flywheel.refs import ModelRef
+from resources.lineage import LakeRefIOManager
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -23,19 +25,25 @@ RUN_CONFIG = {"ops": {
 }}
 
 
+def _lake_resource(seaweed):
+    from resources.lake import S3LakeResource
+
+    return S3LakeResource(uri=f"s3://{seaweed.bucket}/learner-job", endpoint=seaweed.endpoint,
+                          access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
+
+
 @pytest.fixture(scope="module")
 def job_run(seaweed, ray_cluster, tmp_path_factory):
     import assets.learner as la
     from jobs.learner import train_and_evaluate
-    from resources.lake import S3LakeResource
     from resources.ray import LocalRayCluster
 
-    lake_res = S3LakeResource(uri=f"s3://{seaweed.bucket}/learner-job", endpoint=seaweed.endpoint,
-                              access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
+    lake_res = _lake_resource(seaweed)
     defs = dg.Definitions(
         assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation],
         asset_checks=[la.release_gate], jobs=[train_and_evaluate],
-        resources={"lake": lake_res, "ray": LocalRayCluster(num_cpus=2)})
+        resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
+                   "ray": LocalRayCluster(num_cpus=2)})
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("train_and_evaluate").execute_in_process(
         run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
@@ -99,16 +107,19 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
     assert meta["latency.threshold"] == GateRules().latency_budget_ms
     stored = registry.get_json(lake, registry.key(ev["candidate"], "gate.json"))
     assert stored["passed"] and stored["candidate_id"] == ev["candidate"]
+    # the gate names the candidate this run trained, handed over as references, not pointers
+    assert meta["candidate"] == ev["candidate"] == _mat(result, "candidate_model")["model_id"]
+    assert ev["ref"] == f"lineage/candidate_evaluation/{result.run_id}.json"
 
 
 def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     from edge_agent.model import DeviceModel
-    from flywheel.learner.depot_sets import read_standard_sets
+    from flywheel.depot.reference_sets import read_standard_sets
     from flywheel.learner.preprocess import to_tensor
     from flywheel.sim import decode_png
 
-    _, lake, _ = job_run
-    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    result, lake, _ = job_run
+    mid = _mat(result, "candidate_model")["model_id"]
     slot = tmp_path / "slot"
     slot.mkdir()
     (slot / "model.onnx").write_bytes(lake.get(registry.key(mid, "model.onnx")))
@@ -129,10 +140,10 @@ def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
     """A candidate whose training-time ONNX validation failed: the blocking check fails with its
     reason and numbers, and nothing downstream of the evaluation (the release) materializes."""
     import assets.learner as la
-    from resources.lake import S3LakeResource
+    from flywheel.learner.pipeline import model_ref
 
-    _, lake, _ = job_run
-    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    result, lake, _ = job_run
+    mid = _mat(result, "candidate_model")["model_id"]
     registry.bootstrap_production(lake, mid)  # production = the trained model (no-op if set)
     bad = "cls-onnx-mismatch"
     for name in ("weights.pt", "model.onnx", "golden.npz"):
@@ -142,28 +153,30 @@ def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
         "passed": False, "max_abs_diff": 0.7, "top1_agreement": 0.5, "n": 20,
         "reason": "max |onnx - torch| = 0.7 (limit 0.001), top-1 agreement 0.500 (min 1)"})
     registry.put_json(lake, registry.key(bad, "model.json"), card)
-    registry.put_json(lake, "depot/learner/latest_candidate.json", {"model_id": bad})
+
+    @dg.asset(name="candidate_model", io_manager_key="ref_io_manager")
+    def bad_candidate() -> ModelRef:  # stands in for training: hands over the broken model
+        return model_ref(lake, bad)
 
     @dg.asset(deps=["candidate_evaluation"])
     def release_stub() -> None:
         raise AssertionError("a blocked gate must stop the release")
 
-    lake_res = S3LakeResource(uri=f"s3://{seaweed.bucket}/learner-job", endpoint=seaweed.endpoint,
-                              access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
-    result = dg.materialize([la.candidate_evaluation, la.release_gate, release_stub],
-                            resources={"lake": lake_res}, instance=dg.DagsterInstance.ephemeral(),
-                            raise_on_error=False)
+    lake_res = _lake_resource(seaweed)
+    result = dg.materialize([bad_candidate, la.candidate_evaluation, la.release_gate, release_stub],
+                            resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res)},
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
     assert not gate.passed
     meta = {k: v.value for k, v in gate.metadata.items()}
     assert meta["reasons"].startswith("onnx_agreement: max |onnx - torch| 0.7")
     assert meta["onnx_agreement.actual"] == 0.7 and meta["onnx_agreement.threshold"] == 1e-3
     assert meta["production"] == mid and "BLOCKED" in meta["decision"]
+    assert meta["candidate"] == bad
     assert [m.asset_key.to_user_string() for m in
             (e.materialization for e in result.get_asset_materialization_events())] == [
-        "candidate_evaluation"]
+        "candidate_model", "candidate_evaluation"]
     assert not registry.get_json(lake, registry.key(bad, "gate.json"))["passed"]
-    registry.put_json(lake, "depot/learner/latest_candidate.json", {"model_id": mid})
 
 
 def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
@@ -174,8 +187,8 @@ def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
     from flywheel.learner.gate import recheck_gate
     from flywheel.learner.onnx_tools import export_onnx
 
-    _, lake, _ = job_run
-    mid = registry.get_json(lake, "depot/learner/latest_candidate.json")["model_id"]
+    result, lake, _ = job_run
+    mid = _mat(result, "candidate_model")["model_id"]
     assert recheck_gate(lake, mid).passed
     registry.bootstrap_production(lake, mid)  # None when the test above bootstrapped already
     assert registry.production_model_id(lake) == mid

@@ -17,6 +17,7 @@ from edge_agent.contract.schemas import (
     StatusReportV2,
     dump_document,
 )
+from flywheel.refs import EvaluationRef, ModelRef
 from flywheel.release.keys import load_keys
 from flywheel.release.publish import current_channel, publish_release
 from flywheel.release.repository import open_channel
@@ -82,3 +83,74 @@ def test_timestamp_refresh_job_resigns(tmp_path, keys_dir):
     assert result.output_for_node("refresh_channel_timestamp") == before + 1
     reloaded = open_channel(lake_res.lake(), "stable", load_keys(keys_dir), create=False)
     assert reloaded.timestamp.signed.version == before + 1
+
+
+def _registered_candidate(lake, model_id: str, seed: int, top1: float, production_id: str | None):
+    """A registry entry plus the evaluation the Learner would have written for it."""
+    import json
+
+    from tests.support.ota import register_model
+
+    register_model(lake, model_id, release_files(seed, f"m-{model_id}"))
+    card = json.loads(lake.get(f"models/{model_id}/model.json"))
+    card.update(task="classify", onnx_validation={"passed": True, "max_abs_diff": 1e-6,
+                                                  "top1_agreement": 1.0, "n": 6})
+    lake.put(f"models/{model_id}/model.json", json.dumps(card).encode())
+    ev = {"candidate_id": model_id, "production_id": production_id,
+          "candidate": {"metrics": {"production_top1": top1, "latency_p95_ms": 1.0}, "slices": {}},
+          "production": ({"metrics": {"production_top1": 0.5, "latency_p95_ms": 1.0}, "slices": {}}
+                         if production_id else None)}
+    lake.put(f"models/{model_id}/evaluation.json", json.dumps(ev).encode())
+
+
+def _upstream(model_id: str):
+    """Stand-ins for the Learner's candidate_model and candidate_evaluation (unit test: no Ray);
+    they hand the release asset references exactly as the real ones do."""
+    from flywheel.learner.pipeline import evaluation_ref
+    from flywheel.refs import ref_for
+
+    @dg.asset(name="candidate_model", io_manager_key="ref_io_manager")
+    def candidate_model(lake: LocalLakeResource) -> ModelRef:
+        return ref_for(lake.lake(), ModelRef, f"models/{model_id}/model.json", model_id=model_id)
+
+    @dg.asset(name="candidate_evaluation", io_manager_key="ref_io_manager", deps=[candidate_model])
+    def candidate_evaluation(lake: LocalLakeResource) -> EvaluationRef:
+        return evaluation_ref(lake.lake(), model_id)
+
+    return [candidate_model, candidate_evaluation]
+
+
+def test_release_asset_signs_the_gated_candidate_and_devices_take_it(tmp_path, keys_dir):
+    from assets.release import release
+    from flywheel.learner import registry
+    from resources.lineage import LakeRefIOManager
+    from tests.support.ota import SimDevice
+
+    lake_res = LocalLakeResource(root=str(tmp_path / "lake"))
+    lake = lake_res.lake()
+    resources = {"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
+                 "signer": LocalReleaseSigner(keys_dir=str(keys_dir), create_missing=False)}
+    instance = dg.DagsterInstance.ephemeral()
+    _registered_candidate(lake, "cls-a", 1, top1=0.5, production_id=None)
+    result = dg.materialize([*_upstream("cls-a"), release], instance=instance, resources=resources)
+    assert result.success
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "gate_rechecked")
+    assert check.passed and check.metadata["candidate"].value == "cls-a"
+    md = result.asset_materializations_for_node("release")[0].metadata
+    assert md["stage"].value == "full 100%" and md["production_moved"].value is True
+    assert registry.production_model_id(lake) == "cls-a"  # moved by the release stage, at 100 %
+    device = SimDevice("cart-1", tmp_path / "cart-1")
+    device.install_factory()
+    up = device.updater(lake, "stable", lake.get("releases/stable/metadata/1.root.json"))
+    assert up.check() == "probing" and up.probe() == "active"
+    assert device.running_version() == "m-cls-a"
+
+    # A candidate whose gate fails on re-check is never signed; the channel does not move.
+    _registered_candidate(lake, "cls-b", 2, top1=0.4, production_id="cls-a")
+    failed = dg.materialize([*_upstream("cls-b"), release], instance=instance, resources=resources,
+                            raise_on_error=False)
+    assert not failed.success
+    check = next(c for c in failed.get_asset_check_evaluations() if c.check_name == "gate_rechecked")
+    assert not check.passed and check.metadata["candidate"].value == "cls-b"
+    channel = current_channel(open_channel(lake, "stable", load_keys(keys_dir), create=False))
+    assert channel.release.model_id == "cls-a" and registry.production_model_id(lake) == "cls-a"

@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.depot import capture_days, depot_fleet_rollup
 from edge_agent.contract.layout import status_key
-from flywheel.depot.fleet import list_devices, rollup_day
+from flywheel.depot.fleet_rollup import list_devices, rollup_day
 from flywheel.depot.ingest import ingest_day
 from resources.lake import LocalLakeResource
 from tests.support.clips import land_clip, status_report

@@ -22,7 +22,7 @@ import polars as pl
 
 from edge_agent.lake import Lake, ObjectExists, ObjectNotFound
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.frames import read_frames
+from flywheel.learner.labelled_frames import read_frames
 
 CATALOG_AREA = "depot/catalog"
 MANUAL_AREA = "depot/manual_collection"
