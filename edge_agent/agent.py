@@ -105,7 +105,7 @@ class Agent:
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
         self.shadow: Predictor | None = None  # OTA shadow mode: a candidate run beside `model`
         self.ota = None  # an edge_agent.ota.OtaUpdater: checked in housekeeping, fed in probation
-        self.ota_check_s = 300.0  # how often housekeeping asks the release channel
+        self.ota_check_s = 300.0  # how often housekeeping asks the release channel; 0: caller drives
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
@@ -273,7 +273,7 @@ class Agent:
                 next_rules = now + self.rules_reload_s
                 self.reload_rules()
                 self.reload_model()
-            if self.ota is not None and now >= next_ota:
+            if self.ota is not None and self.ota_check_s > 0 and now >= next_ota:
                 next_ota = now + self.ota_check_s
                 try:
                     self.check_ota()
