@@ -2,13 +2,14 @@
 that re-signs each channel's timestamp well before it expires."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 import assets.release
 from assets.release import release, release_rollout
 from jobs.learner import train_and_evaluate
-from resources.deployments import REPO_ROOT, Deployment
+from resources.deployments import Deployment, local_lake_root
 from resources.lake import LakeResource
 from resources.release import EnvReleaseSigner, LocalReleaseSigner, ReleaseSignerResource
 
@@ -94,8 +95,9 @@ def signer_for(deployment: Deployment) -> ReleaseSignerResource:
         return EnvReleaseSigner(targets_key=dg.EnvVar("FLYWHEEL_RELEASE_TARGETS_KEY"),
                                 snapshot_key=dg.EnvVar("FLYWHEEL_RELEASE_SNAPSHOT_KEY"),
                                 timestamp_key=dg.EnvVar("FLYWHEEL_RELEASE_TIMESTAMP_KEY"))
-    return LocalReleaseSigner(keys_dir=os.environ.get("FLYWHEEL_RELEASE_KEYS_DIR",
-                                                      str(REPO_ROOT / "var" / "release_keys")))
+    # next to the local lake (var/lake -> var/release_keys) unless FLYWHEEL_RELEASE_KEYS_DIR says
+    return LocalReleaseSigner(keys_dir=os.environ.get(
+        "FLYWHEEL_RELEASE_KEYS_DIR", str(Path(local_lake_root()).parent / "release_keys")))
 
 
 def defs(deployment: Deployment) -> dg.Definitions:

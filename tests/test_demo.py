@@ -27,14 +27,18 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
     assert "ingest run for" in text and "success" in text
     assert "candidate_evaluation.release_gate:" in text
     assert "Not built yet" in text
+    assert "release r000002-" in text and "full 100%" in text  # the first release: straight to full
+    assert "check release.gate_rechecked: PASSED" in text
     lake = tmp_path / "lake"
     assert any((lake / "landing" / "clips").rglob("*.mp4"))
     assert any((lake / "depot").rglob("*.parquet"))
     assert any((lake / "models").glob("*/model.onnx"))
+    assert (lake / "releases" / "stable" / "metadata" / "1.root.json").exists()
+    assert (lake / "models" / "production.json").exists()  # moved by the release stage
 
     import dagster as dg
 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
-        assert {r.job_name for r in runs} >= {"depot_ingest_job", "train_and_evaluate"}
+        assert {r.job_name for r in runs} >= {"depot_ingest_job", "train_and_evaluate", "release_job"}
         assert all(r.is_success for r in runs)
