@@ -27,6 +27,7 @@ class OtaRecord:
     probe_crashes: int = 0
     probe_latencies_ms: list[float] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # releases that failed validation/probation
+    rules_applied: str | None = None  # the signed rule set target last written to the rule file
     detail: str = ""
     updated_at: str = ""
 

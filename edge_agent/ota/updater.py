@@ -56,6 +56,7 @@ class OtaConfig:
     max_probe_p99_ms: float = 250.0  # inference p99 over the probation frames
     golden_atol: float = 1e-3  # max |output - expected| on the golden inputs
     golden_min_top1: float = 1.0  # share of golden inputs whose argmax must match
+    rules_file: Path | None = None  # the agent's watched rule file: signed rule sets land here
 
 
 class OtaUpdater:
@@ -109,6 +110,7 @@ class OtaUpdater:
             tuf = self._tuf()
             tuf.refresh()
             channel = self._channel(tuf)
+            self._apply_rules(tuf, channel.rule_set)
             want, in_shadow = assigned(channel, self.cfg.device_id)
             self._prepare_shadow(tuf, channel.release if in_shadow else None)
             if want is None or not self._needs(want):
@@ -233,6 +235,32 @@ class OtaUpdater:
                 self.fetcher.discard(url)  # never resume from bytes that failed verification
                 raise
             self.fetcher.discard(url)
+
+    def _apply_rules(self, tuf, path: str | None) -> None:
+        """A signed trigger rule set: verified by TUF, compiled, then atomically replaces the rule
+        file the agent watches (a bad one is reported and never replaces the running rules)."""
+        from edge_agent.triggers.rules import load_rule_set
+
+        if not path or self.cfg.rules_file is None or path == self.rec.rules_applied:
+            return
+        info = tuf.get_targetinfo(path)
+        if info is None:
+            raise OtaError(f"rule set {path} is not a signed target")
+        staged = self.state_dir / "rules" / Path(path).name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        tuf.download_target(info, str(staged))
+        try:
+            load_rule_set(staged)
+        except ValueError as e:
+            self.rec.rules_applied, self.rec.detail = path, f"rule set {path} refused: {e}"
+            self._save()
+            return
+        dest = Path(self.cfg.rules_file)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(staged, tmp)
+        tmp.replace(dest)
+        self.rec.rules_applied = path
+        self._save()
 
     def _prepare_shadow(self, tuf, ref: ReleaseRef | None) -> None:
         """Shadow mode: fetch and validate the candidate beside production (never activated)."""

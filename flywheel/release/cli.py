@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     channel_cmd("timestamp", "re-sign the timestamp (freshness)", _timestamp)
     q = channel_cmd("rules", "publish a trigger rule set as a signed target", _rules)
     q.add_argument("--version", required=True)
-    q.add_argument("--file", required=True, help="rule set JSON")
+    q.add_argument("--file", required=True, help="rule set TOML (the edge agent's rule file format)")
 
 
 def _repo(args: argparse.Namespace, create: bool = False):
@@ -132,8 +131,6 @@ def _timestamp(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from flywheel.release.publish import publish_rules
 
-    data = Path(args.file).read_bytes()
-    json.loads(data)  # a clear error for a file that is not JSON
-    ch = publish_rules(_repo(args), args.version, data)
+    ch = publish_rules(_repo(args), args.version, Path(args.file).read_bytes())
     print(f"rule set {ch.rule_set} published")
     return 0

@@ -104,11 +104,25 @@ def set_rollout(repo: ChannelRepository, rollout: RolloutStage,
 
 
 def publish_rules(repo: ChannelRepository, version: str, rules: bytes) -> ReleaseChannelV1:
-    """Ship a trigger rule set (e.g. a campaign for one SKU) as a signed target."""
+    """Ship a trigger rule set (TOML, the device's rule file format; e.g. a campaign for one SKU)
+    as a signed target. It is compiled here first: a rule that does not parse never ships."""
+    import tempfile
+    from pathlib import Path
+
+    from edge_agent.triggers.rules import load_rule_set
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "rules.toml").write_bytes(rules)
+        try:
+            compiled = load_rule_set(Path(tmp) / "rules.toml")
+        except ValueError as e:
+            raise RepositoryError(f"rule set {version}: {e}") from None
+    if compiled.version != version:
+        raise RepositoryError(f"rule set file says version {compiled.version!r}, not {version!r}")
     old = current_channel(repo)
     if old is None:
         raise RepositoryError(f"channel {repo.channel!r} has no release yet; publish a model first")
-    path = f"{RULES_DIR}/{version}.json"
+    path = f"{RULES_DIR}/{version}.toml"
     seq = repo.targets.signed.version + 1
     channel = old.model_copy(update={"sequence": seq, "published_at": datetime.now(UTC),
                                      "rule_set": path})
