@@ -1,8 +1,9 @@
 """Release/OTA benchmarks (writes var/bench/release.json).
 
 1. Resume efficiency: bytes of the model artifact fetched per device over its size when the download
-   is cut three times (at 25/50/75 %), through the real TUF client; target <= 1.05. Baseline in the
-   same run: the same cuts with resume disabled (partials discarded: every attempt starts over).
+   is cut three times (at 27/53/81 %, mid-read: the bytes in flight are lost), through the real TUF
+   client; target <= 1.05. Baseline in the same run: the same cuts with resume disabled (partials
+   discarded: every attempt starts over).
 2. Time to apply an update on one device: TUF refresh + download + golden validation in the inactive
    slot + swap + probation (20 frames) + commit, median over runs; compared with the bare floor
    (read the three files from the lake, write them into a slot, activate) as a ratio.
@@ -67,7 +68,8 @@ def bench_resume(work: Path) -> dict:
     out = {}
     for mode in ("resume", "restart"):
         d = _device(work, f"cart-{mode}")
-        flaky = InterruptingLake(lake, [length // 4, length // 2, 3 * length // 4], match=".model.onnx")
+        cuts = [int(length * f) for f in (0.27, 0.53, 0.81)]  # mid-chunk: the read in flight is lost
+        flaky = InterruptingLake(lake, cuts, match=".model.onnx")
         fetcher = LakeFetcher(flaky, d.state_dir / "partial")
         state = "failed"
         for _ in range(10):

@@ -149,7 +149,7 @@ def test_6_tampered_artifact_bytes(repo, device, trusted_root):
 def test_7_download_interrupted_three_times_resumes(repo, device, trusted_root):
     channel = ship(repo, pad_bytes=1_000_000)
     key, length = _artifact_key(repo, channel)
-    flaky = InterruptingLake(repo.lake, cuts=[length // 4, length // 2, 3 * length // 4],
+    flaky = InterruptingLake(repo.lake, cuts=[int(length * f) for f in (0.27, 0.53, 0.81)],
                              match=".model.onnx")
     fetcher = LakeFetcher(flaky, device.state_dir / "partial")
     states = [device.updater(flaky, repo.channel, trusted_root, fetcher=fetcher).check()
