@@ -88,3 +88,26 @@ def test_agent_rolls_back_a_model_that_crashes_on_probation(tmp_path, local_lake
     assert agent.model.version == "test-model-1"  # the previous slot, hot-swapped back
     report = parse_status_report(agent.status_document())
     assert report.ota.state == "rolled_back" and report.health.crashes == 3
+
+
+def test_agent_built_from_config_follows_the_channel(tmp_path, local_lake, model_dir):
+    """`[ota]` in agent.toml: the agent `edge-agent run` builds carries the updater, provisioned
+    with the channel's root; it installs, probes on frames and commits."""
+    from edge_agent.config import load_config
+    from edge_agent.runtime import build_agent
+    from tests.edge_agent.test_agent import write_config
+
+    keygen(tmp_path / "keys")
+    repo = open_channel(local_lake, "stable", load_keys(tmp_path / "keys"))
+    (tmp_path / "root.json").write_bytes(local_lake.get("releases/stable/metadata/1.root.json"))
+    publish_release(repo, "cls-1", release_files(1, "m-1"), RolloutStage(stage="full", percent=100))
+    path = write_config(tmp_path, model_dir, tmp_path / "lake")
+    path.write_text(path.read_text() + '[ota]\nchannel = "stable"\ntrusted_root = "root.json"\n'
+                    'probation_frames = 5\ncheck_s = 60\n')
+    agent = build_agent(load_config(path), lake=local_lake)
+    assert agent.ota is not None and agent.ota_check_s == 60
+    assert agent.check_ota() == "probing" and agent.model.version == "m-1"
+    for frame in scripted_frames(5):
+        agent.process(frame)
+    assert agent.check_ota() == "active"
+    assert parse_status_report(agent.status_document()).ota.state == "active"
