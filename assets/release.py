@@ -19,6 +19,7 @@ GATE_CHECKS = {
     "low_confidence": "canary vs control: low-confidence rate, one-sided z-test + margin",
     "weight_inconsistent": "canary vs control: predictions inconsistent with the weight step",
     "crashes_per_frame": "canary vs control: crashes per frame, one-sided z-test + margin",
+    "restarts_per_frame": "canary vs control: agent restarts per frame, one-sided z-test + margin",
     "inference_p99_ms": "worst canary device inference p99 (absolute limit)",
     "validation_failures": "golden-input validation failures on canary devices (absolute limit)",
 }

@@ -6,7 +6,7 @@ test is a one-sided two-proportion z-test (pooled variance): "is the canary's ra
 control's?" at significance `alpha`, AND by more than a practical margin (a tiny but significant
 difference on a huge fleet does not halt a release). It is applied to barcode agreement (top-1 vs
 the barcode read on the same insertion), the low-confidence rate, weight-inconsistent predictions
-and crashes per frame. Latency and validation failures are absolute limits. Shadow devices are
+crashes and restarts per frame. Latency and validation failures are absolute limits. Shadow devices are
 judged on their agreement with production.
 
 Each check carries `actual` and `threshold`; the decision is "advance", "hold" (not enough data
@@ -161,6 +161,8 @@ def judge(reports: Iterable[StatusReportV2], channel: ReleaseChannelV1,
                         control.weight_inconsistent, control.predictions, cfg.weight_margin, cfg.alpha,
                         cfg.min_barcode_checks),
             _rate_check("crashes_per_frame", canary.crashes, canary.frames, control.crashes,
+                        control.frames, cfg.crash_margin, cfg.alpha, cfg.min_frames),
+            _rate_check("restarts_per_frame", canary.restarts, canary.frames, control.restarts,
                         control.frames, cfg.crash_margin, cfg.alpha, cfg.min_frames),
             Check("inference_p99_ms", canary.worst_p99_ms <= cfg.max_p99_ms, canary.worst_p99_ms,
                   cfg.max_p99_ms, f"worst canary p99 {canary.worst_p99_ms:.1f} ms "
