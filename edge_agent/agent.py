@@ -105,6 +105,7 @@ class Agent:
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
         self.shadow: Predictor | None = None  # OTA shadow mode: a candidate run beside `model`
         self.ota = None  # an edge_agent.ota.OtaUpdater: checked in housekeeping, fed in probation
+        self._ota_reported: str | None = None
         self.ota_check_s = 300.0  # how often housekeeping asks the release channel; 0: caller drives
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
@@ -318,6 +319,8 @@ class Agent:
         what the updater activated; the shadow model follows the updater's shadow release."""
         if self.ota is None:
             return None
+        if self.ota.on_state is None:
+            self.ota.on_state = self._ota_step
         state = self.ota.check()
         if state == "failed" and "golden validation" in self.ota.rec.detail:
             self.telemetry.add("validation_failures")
@@ -330,6 +333,13 @@ class Agent:
 
             self.shadow = DeviceModel(shadow_dir)
         return state
+
+    def _ota_step(self, state: str) -> None:
+        """A status report at each OTA state change (only the housekeeping thread changes state; the
+        inference thread's probation counters never trigger a report)."""
+        if state != self._ota_reported:
+            self._ota_reported = state
+            self.publish_status()
 
     def status_document(self) -> bytes:
         report = self.telemetry.report(

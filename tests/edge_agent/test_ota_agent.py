@@ -56,13 +56,24 @@ def test_agent_installs_probes_commits_and_reports(tmp_path, local_lake, model_d
     report = parse_status_report(agent.status_document())
     assert isinstance(report, StatusReportV2)
     assert report.ota.state == "active" and report.ota.release_id.endswith("cls-1")
-    h = report.health
+    # a status report went out at each OTA state change; their windows add up
+    sent = [parse_status_report(local_lake.get(o.key)) for o in local_lake.list("landing/status")]
+    assert [r.ota.state for r in sent] == ["failed", "downloading", "verified", "swapping",
+                                            "probing", "active"]
+    h = _summed([*sent, report])
     assert sum(bool(r) for r in reads) == 8  # real EAN-13 reads on the barcode frames
     assert h.barcode_checked == len(checked)
     assert h.barcode_agree == sum(label == code for label, code in checked)
     assert h.predictions == sum(p.label is not None for p in preds)
     assert h.low_confidence == sum(p.confidence < 0.5 for p in preds)
     assert h.crashes == 0 and h.restarts == 0
+
+
+def _summed(reports):
+    from edge_agent.contract.schemas import HealthFigures
+
+    fields = HealthFigures.model_fields
+    return HealthFigures(**{k: sum(getattr(r.health, k) for r in reports) for k in fields})
 
 
 class _Crashing:
@@ -87,7 +98,8 @@ def test_agent_rolls_back_a_model_that_crashes_on_probation(tmp_path, local_lake
     assert agent.check_ota() == "rolled_back"
     assert agent.model.version == "test-model-1"  # the previous slot, hot-swapped back
     report = parse_status_report(agent.status_document())
-    assert report.ota.state == "rolled_back" and report.health.crashes == 3
+    sent = [parse_status_report(local_lake.get(o.key)) for o in local_lake.list("landing/status")]
+    assert report.ota.state == "rolled_back" and _summed([*sent, report]).crashes == 3
 
 
 def test_agent_built_from_config_follows_the_channel(tmp_path, local_lake, model_dir):
