@@ -18,7 +18,6 @@ the previous slot is never written while the new one is on probation, so rollbac
 
 from __future__ import annotations
 
-import io
 import shutil
 import threading
 from dataclasses import dataclass
@@ -31,17 +30,14 @@ from edge_agent.contract.schemas import OtaStateV2
 from edge_agent.lake import Lake
 from edge_agent.model import activate_slot, resolve_slot
 from edge_agent.ota.fetcher import LakeFetcher
+from edge_agent.ota.slots import (
+    OtaError,
+    ValidationFailed,
+    golden_check,
+    inactive_slot,
+    stage_into,
+)
 from edge_agent.ota.state import load_record, save_record
-
-SLOT_FILES = ("model.onnx", "model.json")  # what goes into a slot; golden.npz stays in staging
-
-
-class OtaError(Exception):
-    """One update step failed; the message says which and why."""
-
-
-class ValidationFailed(OtaError):
-    """The release's model failed golden-input validation: it is refused for good."""
 
 
 @dataclass
@@ -205,8 +201,8 @@ class OtaUpdater:
         self._save()
         staging = self._staging(want)
         self._download(tuf, want, staging)
-        slot = self._inactive_slot()
-        self._stage_into(slot, staging)
+        slot = inactive_slot(self.cfg.model_dir)
+        stage_into(self.cfg.model_dir, slot, staging)
         self._validate_slot(slot, staging / "golden.npz")
         r.state, r.target_slot = "verified", slot
         r.previous_slot = resolve_slot(self.cfg.model_dir).name
@@ -332,52 +328,12 @@ class OtaUpdater:
 
     # -- slots ------------------------------------------------------------------------------------
 
-    def _inactive_slot(self) -> str:
-        active = resolve_slot(self.cfg.model_dir).name
-        return "b" if active == "a" else "a"
-
-    def _stage_into(self, slot: str, staging: Path) -> None:
-        d = Path(self.cfg.model_dir) / "slots" / slot
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        for name in SLOT_FILES:
-            tmp = d / f".{name}.tmp"
-            shutil.copyfile(staging / name, tmp)
-            tmp.replace(d / name)
-
-    def _golden(self, path: Path):
-        try:
-            return np.load(io.BytesIO(path.read_bytes()))
-        except Exception as e:
-            raise OtaError(f"golden inputs {path.name} unreadable: {e}") from None
-
     def _validate_slot(self, slot: str, golden_path: Path) -> None:
         self._validate_model(Path(self.cfg.model_dir) / "slots" / slot / "model.onnx", golden_path,
                              f"slot {slot}")
 
     def _validate_model(self, path: Path, golden_path: Path, where: str) -> None:
-        """ONNX Runtime on the golden inputs, against the outputs the cloud recorded."""
-        import onnxruntime as ort
-
-        golden = self._golden(golden_path)
-        slot = where
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            name = sess.get_inputs()[0].name
-            got = np.concatenate([sess.run(None, {name: x[None]})[0] for x in golden["inputs"]])
-        except Exception as e:
-            raise ValidationFailed(f"golden validation: model in {slot} does not run: {e}") from None
-        expected = golden["expected"]
-        if got.shape != expected.shape:
-            raise ValidationFailed(f"golden validation: output shape {got.shape} != expected "
-                                   f"{expected.shape}")
-        diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-        agree = float(np.mean(got.argmax(1) == expected.argmax(1))) if len(got) else 1.0
-        if diff > self.cfg.golden_atol or agree < self.cfg.golden_min_top1:
-            raise ValidationFailed(f"golden validation failed in {slot}: max |diff| {diff:.3g} "
-                           f"(limit {self.cfg.golden_atol:g}), top-1 agreement {agree:.3f} "
-                           f"(min {self.cfg.golden_min_top1:g})")
+        golden_check(path, golden_path, where, self.cfg.golden_atol, self.cfg.golden_min_top1)
 
     def _cleanup(self) -> None:
         shutil.rmtree(self.state_dir / "staging", ignore_errors=True)
