@@ -25,7 +25,15 @@ GATE_CHECKS = {
 }
 
 
+DEFAULT_STAGE_SPECS = ["shadow:0:10", "canary:5", "ramp:25", "ramp:50", "full:100"]
+
+
+class ReleaseConfig(dg.Config):
+    stages: list[str] = DEFAULT_STAGE_SPECS  # "stage:percent[:shadow_percent]", ending in full:100
+
+
 class RolloutConfig(dg.Config):
+    stages: list[str] = DEFAULT_STAGE_SPECS  # the same stages the release started with
     alpha: float = 0.01  # one-sided significance of "canary worse than control"
     agreement_margin: float = 0.02  # allowed drop in barcode agreement (absolute)
     min_barcode_checks: int = 100  # per cohort before agreement is judged (else hold)
@@ -52,9 +60,11 @@ class RolloutConfig(dg.Config):
                 "(releases/<channel>/: model, device card, golden inputs as content-addressed "
                 "targets; signed channel.json) and starts its rollout at the first stage (a first "
                 "release goes to 100%). models/production.json moves only when a release reaches 100%.")
-def release(context: dg.AssetExecutionContext, lake: LakeResource, signer: ReleaseSignerResource,
-            candidate_model: ModelRef, candidate_evaluation: EvaluationRef):
+def release(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource,
+            signer: ReleaseSignerResource, candidate_model: ModelRef,
+            candidate_evaluation: EvaluationRef):
     from flywheel.learner.pipeline import gate_candidate
+    from flywheel.release.health import parse_stages
     from flywheel.release.stage import ReleaseRefused, release_model
 
     the_lake = lake.lake()
@@ -73,7 +83,7 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource, signer: Relea
         raise ReleaseRefused(f"{decision.candidate_id} failed its gate on re-check: "
                              + "; ".join(decision.reasons))
     out = release_model(the_lake, signer.signers(), signer.channel, candidate_model.model_id,
-                        signer.expiry())
+                        signer.expiry(), parse_stages(config.stages))
     ch = out.channel
     yield dg.MaterializeResult(
         data_version=dg.DataVersion(ch.release.release_id),
@@ -97,6 +107,7 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource, signer: Relea
                 "good model republished as a new, higher release).")
 def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, lake: LakeResource,
                     signer: ReleaseSignerResource):
+    from flywheel.release.health import parse_stages
     from flywheel.release.publish import current_channel
     from flywheel.release.repository import open_channel
     from flywheel.release.rollout import read_window, step
@@ -105,7 +116,7 @@ def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, la
     repo = open_channel(the_lake, signer.channel, signer.signers(), signer.expiry(), create=False)
     channel = current_channel(repo)
     window = read_window(the_lake, channel) if channel else None
-    result = step(repo, window.reports if window else [], config.gate())
+    result = step(repo, window.reports if window else [], config.gate(), parse_stages(config.stages))
     by_name = {c.name: c for c in result.decision.checks} if result else {}
     for name in GATE_CHECKS:
         c = by_name.get(name)

@@ -28,6 +28,27 @@ DEFAULT_STAGES: tuple[tuple[str, float, float], ...] = (
     ("full", 100.0, 0.0))
 
 
+def parse_stages(specs: list[str]) -> tuple[tuple[str, float, float], ...]:
+    """Rollout stages from config strings "stage:percent[:shadow_percent]", e.g. ["shadow:0:10",
+    "canary:5", "ramp:25", "ramp:50", "full:100"]. Percentages never go down; the last is full 100."""
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        try:
+            stage, pct, shadow = parts[0], float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0
+        except (IndexError, ValueError):
+            raise ValueError(f"rollout stage {spec!r}: expected 'stage:percent[:shadow_percent]'") from None
+        if stage not in ("shadow", "canary", "ramp", "full") or not (0 <= pct <= 100 and 0 <= shadow <= 100):
+            raise ValueError(f"rollout stage {spec!r}: stage must be shadow/canary/ramp/full and "
+                             "percentages in 0..100")
+        if out and pct < out[-1][1]:
+            raise ValueError(f"rollout stage {spec!r}: percent goes down after {out[-1][1]:g}")
+        out.append((stage, pct, shadow))
+    if not out or out[-1][:2] != ("full", 100.0):
+        raise ValueError("rollout stages must end with 'full:100'")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class GateConfig:
     alpha: float = 0.01  # one-sided significance of "canary worse than control"

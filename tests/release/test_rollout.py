@@ -111,3 +111,14 @@ def test_14_canary_gate_advances_or_halts_and_rolls_back(repo, trusted_root, tmp
     states = _check_all(repo, trusted_root, fleet)
     assert set(states.values()) == {"active"}
     assert {d.running_version() for d in fleet} == {"m-good"}  # every device, a working model
+
+
+def test_rollout_stages_from_config():
+    from flywheel.release.health import DEFAULT_STAGES, parse_stages
+
+    assert parse_stages(["shadow:0:10", "canary:5", "ramp:25", "ramp:50", "full:100"]) == DEFAULT_STAGES
+    assert parse_stages(["canary:1", "full:100"]) == (("canary", 1.0, 0.0), ("full", 100.0, 0.0))
+    for bad, why in ((["canary:50", "ramp:25", "full:100"], "goes down"), (["canary:5"], "end with"),
+                     (["canary"], "expected"), (["blue:5", "full:100"], "stage must be")):
+        with pytest.raises(ValueError, match=why):
+            parse_stages(bad)
