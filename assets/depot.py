@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from flywheel.defaults import default_of
 from flywheel.depot.config import DepotConfig
+from flywheel.depot.fleet_rollup import rollup_day
 from resources.encoder import EncoderResource
 from resources.index import IndexResource
 from resources.lake import LakeResource
@@ -21,10 +23,13 @@ landing_clips = dg.AssetSpec(
 
 
 class IngestConfig(dg.Config):
-    frame_every: int = Field(8, description="Sample every Nth frame, plus every trigger and barcode frame.")
-    max_clip_mb: float = Field(256.0, description="Bigger clips are quarantined unread (oversize).")
-    pending_timeout_s: float = Field(900.0, description="An incomplete clip waits this long before "
-                                                       "quarantine (the sensor uses the same default).")
+    frame_every: int = Field(default_of(DepotConfig, "frame_every"),
+                             description="Sample every Nth frame, plus every trigger and barcode frame.")
+    max_clip_mb: float = Field(default_of(DepotConfig, "max_clip_bytes") / 2**20,
+                               description="Bigger clips are quarantined unread (oversize).")
+    pending_timeout_s: float = Field(default_of(DepotConfig, "pending_timeout_s"),
+                                     description="An incomplete clip waits this long before "
+                                                 "quarantine (the sensor uses the same default).")
     replay_samples: int = Field(1, description="Clips whose replay contact sheet is attached to the "
                                                "materialization.")
 
@@ -121,10 +126,12 @@ def depot_index(context: dg.AssetExecutionContext, lake: LakeResource, index: In
 
 
 class FleetConfig(dg.Config):
-    silence_s: float = Field(3600.0, description="A device whose last report is older than this (at "
-                                                 "the end of the day) has stopped reporting.")
-    max_drop_rate: float = Field(0.1, description="Flag devices whose dropped / (captured + dropped) "
-                                                  "is above this.")
+    silence_s: float = Field(default_of(rollup_day, "silence_s"),
+                             description="A device whose last report is older than this (at the end "
+                                         "of the day) has stopped reporting.")
+    max_drop_rate: float = Field(default_of(rollup_day, "max_drop_rate"),
+                                 description="Flag devices whose dropped / (captured + dropped) is "
+                                             "above this.")
 
 
 def _md_table(rows: list[dict], cols: list[str]) -> str:

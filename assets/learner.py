@@ -8,7 +8,9 @@ from typing import Literal
 import dagster as dg
 from dagster_ray import RayResource
 
+from flywheel.defaults import default_of
 from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
+from flywheel.learner.pipeline import SimSources
 from flywheel.refs import DatasetRef, EvaluationRef, ModelRef
 from resources.lake import LakeResource
 
@@ -18,10 +20,11 @@ STANDARD_SETS = ("manual", *(f"store_{s}" for s in SIM_STORES))
 GATE_RULES = GateRules()  # ONNX agreement limits used at training; the gate uses for_task(task)
 
 
+# Config defaults come from the domain (flywheel.defaults.default_of): one source for each number.
 class SourcesConfig(dg.Config):
-    seed: int = 0  # simulator world + dataset seed (byte-identical exports per seed)
-    n_per_sku: int = 24  # bootstrap "manually collected" frames per core SKU
-    n_test: int = 200  # frames per frozen standard test set
+    seed: int = default_of(SimSources, "seed")  # simulator world + dataset seed
+    n_per_sku: int = default_of(SimSources, "n_per_sku")  # bootstrap frames per core SKU
+    n_test: int = default_of(SimSources, "n_test")  # frames per frozen standard test set
 
 
 @dg.multi_asset(
@@ -70,10 +73,10 @@ def learner_sources(context: dg.AssetExecutionContext, config: SourcesConfig, la
 
 
 class DatasetConfig(dg.Config):
-    task: Literal["classify", "detect"] = "classify"
-    split_by: Literal["session_id", "device_id"] = "session_id"  # never split a session
-    val_fraction: float = 0.2  # share of groups in validation
-    include_empty: bool = True  # keep empty frames as the "empty" class (classify)
+    task: Literal["classify", "detect"] = default_of(DatasetSpec, "task")
+    split_by: Literal["session_id", "device_id"] = default_of(SplitRule, "by")  # never split a session
+    val_fraction: float = default_of(SplitRule, "val_fraction")  # share of groups in validation
+    include_empty: bool = default_of(DatasetSpec, "include_empty")  # empty frames as "empty" (classify)
     extra_sources: list[str] = []  # lake keys of more labelled-frame Parquet (e.g. merged labels)
 
 
@@ -120,13 +123,13 @@ def dataset_version(context: dg.AssetExecutionContext, config: DatasetConfig, la
 
 
 class TrainingConfig(dg.Config):
-    task: Literal["classify", "detect"] = "classify"
-    model_yaml: str = ""  # empty: yolov8n-cls.yaml (classify) / yolov8n.yaml (detect), no weights
-    imgsz: int = 0  # 0: 64 (classify) / 96 (detect)
-    epochs: int = 20  # ~1 min on 2 CPUs for the bootstrap set at imgsz 64
-    batch: int = 32
-    seed: int = 0
-    num_cpus: int = 2  # CPUs the Ray training task reserves
+    task: Literal["classify", "detect"] = default_of(TrainConfig, "task")
+    model_yaml: str = ""  # empty: the task's default (TrainConfig.for_task), built from yaml
+    imgsz: int = 0  # 0: the task's default (TrainConfig.for_task)
+    epochs: int = default_of(TrainConfig, "epochs")
+    batch: int = default_of(TrainConfig, "batch")
+    seed: int = default_of(TrainConfig, "seed")
+    num_cpus: int = default_of(TrainConfig, "num_cpus")  # CPUs the Ray training task reserves
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
@@ -166,8 +169,8 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
             "onnx_max_abs_diff": result.onnx_validation.get("max_abs_diff"),
             "onnx_agrees": result.onnx_validation.get("passed"),
             "card": f"models/{result.model_id}/model.json",
-            "parent_model": result.card["lineage"]["parent_model"] or "none",
-            "code_version": result.card["lineage"]["code_version"],
+            "parent_model": result.card.lineage.parent_model or "none",
+            "code_version": result.card.lineage.code_version,
             "training_curves": dg.MetadataValue.md(
                 png_markdown(training_curves_png(result.curves), "training curves")),
         },
@@ -184,17 +187,17 @@ def candidate_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
     from flywheel.learner.plots import png_markdown, slices_png
 
     ev = evaluate_candidate(lake.lake(), candidate_model)
-    cand = ev["candidate"]
-    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand["metrics"].items()}
-    prod_slices = ev["production"]["slices"] if ev["production"] else None
+    cand = ev.candidate
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in cand.metrics.items()}
+    prod_slices = ev.production.slices if ev.production else None
     return dg.Output(
-        evaluation_ref(lake.lake(), ev["candidate_id"]), data_version=dg.DataVersion(ev["candidate_id"]),
+        evaluation_ref(lake.lake(), ev.candidate_id), data_version=dg.DataVersion(ev.candidate_id),
         metadata={
-            "candidate": ev["candidate_id"], "production": ev["production_id"] or "none",
+            "candidate": ev.candidate_id, "production": ev.production_id or "none",
             **metrics,
-            "test_set_versions": {k: v[:16] for k, v in ev["test_set_versions"].items()},
-            "report": dg.MetadataValue.md(ev["report_md"]),
-            "slices": dg.MetadataValue.md(png_markdown(slices_png(cand["slices"], prod_slices),
+            "test_set_versions": {k: v[:16] for k, v in ev.test_set_versions.items()},
+            "report": dg.MetadataValue.md(ev.report_md),
+            "slices": dg.MetadataValue.md(png_markdown(slices_png(cand.slices, prod_slices),
                                                        "slices")),
         },
     )

@@ -7,8 +7,12 @@ asset check with `actual` and `threshold`.
 """
 
 import dagster as dg
+from pydantic import Field
 
+from flywheel.defaults import default_of
 from flywheel.refs import EvaluationRef, ModelRef
+from flywheel.release.health import DEFAULT_STAGE_SPECS as HEALTH_STAGE_SPECS
+from flywheel.release.health import GateConfig
 from resources.lake import LakeResource
 from resources.release import ReleaseSignerResource
 
@@ -25,26 +29,29 @@ GATE_CHECKS = {
 }
 
 
-DEFAULT_STAGE_SPECS = ["shadow:0:10", "canary:5", "ramp:25", "ramp:50", "full:100"]
+DEFAULT_STAGE_SPECS = list(HEALTH_STAGE_SPECS)
 
 
 class ReleaseConfig(dg.Config):
-    stages: list[str] = DEFAULT_STAGE_SPECS  # "stage:percent[:shadow_percent]", ending in full:100
+    stages: list[str] = Field(DEFAULT_STAGE_SPECS, description="'stage:percent[:shadow_percent]', "
+                                                              "percent never down, ending full:100")
+
+
+def _gate(name: str, description: str):
+    return Field(default_of(GateConfig, name), description=description)
 
 
 class RolloutConfig(dg.Config):
-    stages: list[str] = DEFAULT_STAGE_SPECS  # the same stages the release started with
-    alpha: float = 0.01  # one-sided significance of "canary worse than control"
-    agreement_margin: float = 0.02  # allowed drop in barcode agreement (absolute)
-    min_barcode_checks: int = 100  # per cohort before agreement is judged (else hold)
-    min_frames: int = 1000  # per cohort before crash rates are judged (else hold)
-    max_p99_ms: float = 250.0  # worst canary device p99
-    min_shadow_frames: int = 500  # shadow frames before the shadow gate judges
-    min_shadow_agreement: float = 0.9  # shadow top-1 == production top-1
+    stages: list[str] = Field(DEFAULT_STAGE_SPECS, description="the stages the release started with")
+    alpha: float = _gate("alpha", "one-sided significance of 'canary worse than control'")
+    agreement_margin: float = _gate("agreement_margin", "allowed drop in barcode agreement (abs.)")
+    min_barcode_checks: int = _gate("min_barcode_checks", "per cohort before agreement is judged")
+    min_frames: int = _gate("min_frames", "per cohort before crash rates are judged")
+    max_p99_ms: float = _gate("max_p99_ms", "worst canary device inference p99")
+    min_shadow_frames: int = _gate("min_shadow_frames", "shadow frames before the shadow gate judges")
+    min_shadow_agreement: float = _gate("min_shadow_agreement", "shadow top-1 == production top-1")
 
-    def gate(self):
-        from flywheel.release.health import GateConfig
-
+    def gate(self) -> GateConfig:
         return GateConfig(alpha=self.alpha, agreement_margin=self.agreement_margin,
                           min_barcode_checks=self.min_barcode_checks, min_frames=self.min_frames,
                           max_p99_ms=self.max_p99_ms, min_shadow_frames=self.min_shadow_frames,

@@ -65,16 +65,17 @@ def _model_dir(root: Path) -> Path:
 
 
 def _agent(root: Path, rules, lake):
-    from edge_agent.agent import Agent, CaptureSettings
+    from edge_agent.agent import Agent
     from edge_agent.capture.spool import Spool
+    from edge_agent.config import CaptureConfig
     from edge_agent.model import DeviceModel
 
     return Agent(device_id="bench-cart", store_id="A", model=DeviceModel(_model_dir(root)),
                  rules=rules, spool=Spool(root / "spool", cap_bytes=10**10), lake=lake,
                  # Short clips: an "on" block closes one every half second, so the encoder and
                  # the uploader work through the whole block (the collector's maximum rate).
-                 capture=CaptureSettings(pre_roll_s=0.25, post_roll_s=0.25, max_clip_s=0.5,
-                                         queue_size=4, isolation="process"),
+                 capture=CaptureConfig(pre_roll_s=0.25, post_roll_s=0.25, max_clip_s=0.5,
+                                       queue_size=4, encoders=[], isolation="process"),
                  status_interval_s=3600).start()
 
 

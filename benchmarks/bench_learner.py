@@ -70,13 +70,13 @@ def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
         # the bootstrap model: the last in-process one, evaluated like any candidate (no production)
         bootstrap = runs["in_process"][-1]["model_id"]
         ev = evaluate_candidate(lake, bootstrap)
-        metrics = ev["candidate"]["metrics"]
-        per_set = {k: v["top1"] for k, v in ev["candidate"]["sets"].items()}
+        metrics = ev.candidate.metrics
+        per_set = {k: v["top1"] for k, v in ev.candidate.sets.items()}
         card = registry.read_card(lake, bootstrap)
 
     result = {
         "model": cfg.model_yaml, "imgsz": cfg.imgsz, "epochs": epochs, "batch": cfg.batch,
-        "dataset_version": ds.version, "n_train": n_train, "n_val": card["training"]["n_val"],
+        "dataset_version": ds.version, "n_train": n_train, "n_val": card.training["n_val"],
         "seconds_per_epoch_per_1000_images": inproc_train / epochs / n_train * 1000.0,
         "in_process_wall_s": [round(r["wall_s"], 2) for r in runs["in_process"]],
         "ray_wall_s": [round(r["wall_s"], 2) for r in runs["ray"]],

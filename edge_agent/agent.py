@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +22,7 @@ from typing import Protocol
 from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord, Recorder
 from edge_agent.capture.spool import Spool, atomic_write
 from edge_agent.capture.worker import CaptureWorker, lower_thread_priority
+from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.contract import dump_document
 from edge_agent.contract.layout import status_key
 from edge_agent.lake import Lake, LakeError
@@ -50,33 +50,10 @@ class Predictor(Protocol):
     def predict(self, image) -> Prediction: ...
 
 
-@dataclass
-class CaptureSettings:
-    pre_roll_s: float = 1.0
-    post_roll_s: float = 1.0
-    max_clip_s: float = 10.0
-    queue_size: int = 4
-    niceness: int = 10
-    encoders: tuple[str, ...] = ()
-    encoder_threads: int = 1
-    copy_frames: bool = False
-    isolation: str = "thread"  # "process": encode in a child process (see capture.encoder_process)
-
-
-@dataclass
-class UploadSettings:
-    bandwidth_bytes_per_s: float | None = None
-    burst_bytes: float | None = None
-    windows: tuple[str, ...] = ()
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 30.0
-    niceness: int = 10
-
-
 class Agent:
     def __init__(self, *, device_id: str, store_id: str, model: Predictor, rules: RuleSet,
-                 spool: Spool, lake: Lake | None, capture: CaptureSettings | None = None,
-                 upload: UploadSettings | None = None, status_interval_s: float = 60.0,
+                 spool: Spool, lake: Lake | None, capture: CaptureConfig | None = None,
+                 upload: UploadConfig | None = None, status_interval_s: float = 60.0,
                  rules_watcher: RuleSetWatcher | None = None, rules_reload_s: float = 5.0,
                  model_loader: Callable[[], Predictor | None] | None = None,
                  telemetry: Telemetry | None = None) -> None:
@@ -86,19 +63,19 @@ class Agent:
         self.spool = spool
         self.lake = lake
         self.telemetry = telemetry or Telemetry()
-        cap = capture or CaptureSettings()
-        up = upload or UploadSettings()
+        cap = capture or CaptureConfig()  # the agent's config objects: one set of defaults
+        up = upload or UploadConfig()
         self.recorder = Recorder(cap.pre_roll_s, cap.post_roll_s, cap.max_clip_s, cap.copy_frames)
         self.worker = CaptureWorker(spool, self.telemetry, device_id=device_id, store_id=store_id,
                                     agent_version=AGENT_VERSION, queue_size=cap.queue_size,
-                                    niceness=cap.niceness, encoders=cap.encoders,
+                                    niceness=cap.niceness, encoders=tuple(cap.encoders),
                                     threads=cap.encoder_threads, isolation=cap.isolation)
         self.uploader = None
         if lake is not None:
             self.uploader = Uploader(
                 lake, spool, self.telemetry,
                 bucket=TokenBucket(up.bandwidth_bytes_per_s or None, up.burst_bytes or None),
-                windows=UploadWindows.parse(up.windows),
+                windows=UploadWindows.parse(tuple(up.windows)),
                 backoff=Backoff(up.backoff_base_s, up.backoff_cap_s), niceness=up.niceness)
         self.status_interval_s = status_interval_s
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s

@@ -2,8 +2,8 @@
 
 Model directory layout (the OTA client swaps `active` atomically):
 
-    <model_dir>/slots/a/model.onnx   + model.json  {"model_version", "labels", "input_size": [h, w],
-    <model_dir>/slots/b/...                         "mean": [..3], "std": [..3]}
+    <model_dir>/slots/a/model.onnx   + model.json  (DeviceModelV1 in edge_agent/contract/schemas.py)
+    <model_dir>/slots/b/...
     <model_dir>/active               a text file naming the slot ("a"), or a symlink to slots/a
 
 A slot may also be given directly (a directory holding model.onnx). Labels are SKUs; the label
@@ -12,12 +12,14 @@ A slot may also be given directly (a directory holding model.onnx). Labels are S
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edge_agent.contract.errors import ContractError
+from edge_agent.contract.schemas import parse_device_model
 
 NONE_LABELS = ("", "none", "empty", "__none__")
 
@@ -81,15 +83,13 @@ class DeviceModel:
         self.slot = resolve_slot(model_dir)
         meta_path = self.slot / "model.json"
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = parse_device_model(meta_path.read_bytes())
         except FileNotFoundError:
             raise ModelError(f"{meta_path}: missing (model_version, labels)") from None
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{meta_path}: not valid JSON: {e}") from None
-        self.version = str(meta.get("model_version", ""))
-        self.labels: list[str] = list(meta.get("labels", []))
-        if not self.version or not self.labels:
-            raise ModelError(f"{meta_path}: needs model_version and labels")
+        except ContractError as e:
+            raise ModelError(f"{meta_path}: {e}") from None
+        self.version = meta.model_version
+        self.labels: list[str] = list(meta.labels)
         opts = ort.SessionOptions()
         # The inference loop is the device's primary job: a fixed, small thread budget keeps its
         # latency predictable and leaves cores to the encoder.
@@ -102,11 +102,10 @@ class DeviceModel:
             raise ModelError(f"{self.slot / 'model.onnx'}: cannot load: {e}") from None
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
-        shape = inp.shape
-        size = meta.get("input_size") or [shape[2], shape[3]]
+        size = meta.input_size or [inp.shape[2], inp.shape[3]]
         self.input_hw = (int(size[0]), int(size[1]))
-        self._mean = np.asarray(meta.get("mean", [0.0, 0.0, 0.0]), np.float32).reshape(1, 3, 1, 1)
-        self._std = np.asarray(meta.get("std", [1.0, 1.0, 1.0]), np.float32).reshape(1, 3, 1, 1)
+        self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
         out_dim = self._sess.get_outputs()[0].shape[-1]
         if isinstance(out_dim, int) and out_dim != len(self.labels):
             raise ModelError(f"{self.slot}: model has {out_dim} outputs but {len(self.labels)} labels")

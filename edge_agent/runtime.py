@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-from edge_agent.agent import Agent, CaptureSettings, UploadSettings
+from edge_agent.agent import Agent
 from edge_agent.capture.spool import Spool
 from edge_agent.config import AgentConfig
 from edge_agent.lake import Lake, S3Options, open_lake
@@ -51,10 +51,7 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None) -> Agent:
     agent = Agent(
         device_id=cfg.device_id, store_id=cfg.store_id, model=model, rules=cfg.rules, spool=spool,
         lake=the_lake,
-        capture=CaptureSettings(c.pre_roll_s, c.post_roll_s, c.max_clip_s, c.queue_size, c.niceness,
-                                tuple(c.encoders), c.encoder_threads, c.copy_frames, c.isolation),
-        upload=UploadSettings(u.bandwidth_bytes_per_s or None, u.burst_bytes or None,
-                              tuple(u.windows), u.backoff_base_s, u.backoff_cap_s, u.niceness),
+        capture=c, upload=u,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
         rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads))
     if cfg.ota.channel:

@@ -7,10 +7,10 @@ the cloud's sensor lists; only then delete the spooled files. Failures back off 
 full jitter. Priority order: the spool hands out entries by (priority, age).
 
 Nothing the lake already holds in good order is replaced: a clip that verifies is left alone (a
-resume after a crash sends nothing twice), and a sidecar that parses and names the same clip
-(id, size, sha256) is kept even when its bytes differ from ours, because the cloud may have
-accepted it. Only an object that fails its checksums (a cut or garbled write) is rewritten, and
-each such repair is counted.
+resume after a crash sends nothing twice), and a sidecar is kept only when its bytes are what this
+device writes for the clip (its spooled bytes, or their canonical form): comparing a few fields
+would keep a sidecar garbled in transit anywhere else, delete the spool entry, and leave the
+Depot to quarantine the clip. Anything else is rewritten, and each such repair is counted.
 
 The uploader is a niced thread of the agent process, not a child process like the encoder: its
 work is I/O and hashing, which run without the GIL (hashlib, the object store client), so it
@@ -33,7 +33,7 @@ from datetime import time as dtime
 
 from edge_agent.capture.spool import Spool, SpoolEntry
 from edge_agent.capture.worker import lower_thread_priority, stall_if
-from edge_agent.contract import ContractError, parse_sidecar
+from edge_agent.contract import ContractError, dump_document, parse_sidecar
 from edge_agent.contract.layout import arrival_key, parse_clip_key
 from edge_agent.lake import Lake, LakeError, ObjectExists
 from edge_agent.telemetry import Telemetry
@@ -149,14 +149,16 @@ def verify_remote(lake: Lake, key: str, data: bytes, sha256: str) -> None:
         raise VerifyError(f"{key}: remote bytes do not match the local sha256")
 
 
-def describes_clip(sidecar: bytes, entry: SpoolEntry) -> bool:
-    """True when `sidecar` is a valid sidecar naming the same clip (id, size, sha256) as `entry`."""
+def same_sidecar(remote: bytes, local: bytes) -> bool:
+    """True when the lake's sidecar hashes to what this device writes: its spooled bytes, or
+    their canonical form (`dump_document`, what the agent itself writes)."""
+    if hashlib.sha256(remote).digest() == hashlib.sha256(local).digest():
+        return True
     try:
-        sc = parse_sidecar(sidecar)
+        canonical = dump_document(parse_sidecar(local))
     except ContractError:
         return False
-    return (sc.clip_id, sc.clip.size_bytes, sc.clip.sha256) == (entry.clip_id, entry.clip_size,
-                                                                entry.sha256)
+    return hashlib.sha256(remote).digest() == hashlib.sha256(canonical).digest()
 
 
 class Uploader:
@@ -262,14 +264,9 @@ class Uploader:
         except ObjectExists:
             already = True
         remote = self.lake.get(key)
-        if remote == data:
+        if same_sidecar(remote, data):
             return already
-        if describes_clip(remote, entry):
-            # Another write of this clip's sidecar (a crash and re-encode, an older agent): the cloud
-            # may have accepted it, so it stays. Ours is redundant.
-            log.info("%s: the lake holds another valid sidecar for this clip; kept it", key)
-            return True
-        self._repair(key, data, VerifyError(f"{key}: remote sidecar is not a valid sidecar of this clip"))
+        self._repair(key, data, VerifyError(f"{key}: remote sidecar differs from this device's"))
         if self.lake.get(key) != data:
             raise VerifyError(f"{key}: sidecar still wrong after repair")
         return False

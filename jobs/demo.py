@@ -166,11 +166,15 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flywheel.defaults import default_of
+    from flywheel.learner.config import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--carts", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=1.0, help="simulated minutes per cart")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=default_of(TrainConfig, "epochs"),
+                        help="training epochs (default: TrainConfig's)")
     parser.add_argument("--seed", type=int, default=None,
                         help="fleet seed; default: new each run, so every turn collects new moments")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",

@@ -2,12 +2,13 @@
 sensors: new clips in landing/clips/ -> per-capture-day ingest runs."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
 import assets.depot
 from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index
+from edge_agent.lake import Lake
 from flywheel.depot.config import DepotConfig
 from resources.deployments import Deployment
 from resources.lake import LakeResource
@@ -22,14 +23,11 @@ def evaluate_landing(context: dg.SensorEvaluationContext, lake: LakeResource,
                      config: DepotConfig | None = None, now: float | None = None) -> dg.SensorResult:
     """One tick: list after the cursor, register the days, request one run per day with a run key."""
     from flywheel.depot.landing import LandingCursor, scan_landing
-    from flywheel.depot.quarantine import BAD_KEY, quarantine
 
     the_lake = lake.lake()
     scan = scan_landing(the_lake, LandingCursor.from_json(context.cursor),
                         now=time.time() if now is None else now, config=config)
-    for key in scan.unroutable:  # no capture day -> no partition to report it in: log it here
-        rej = quarantine(the_lake, key, BAD_KEY, "not a valid arrival marker key")
-        context.log.warning(f"quarantined {key}: {rej.reason}")
+    _quarantine_unroutable(context, the_lake, scan.unroutable)
     days = [d for d in scan.days if d]
     runs = [dg.RunRequest(run_key=scan.run_key(d), partition_key=d,
                           # "depot/day" lets dagster.yaml's run queue allow one run per day at a time
@@ -52,36 +50,45 @@ def landing_clips_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return evaluate_landing(context, lake)
 
 
-def evaluate_sweep(context: dg.SensorEvaluationContext, lake: LakeResource, now: datetime | None = None
-                   ) -> dg.SensorResult:
-    """Hourly: ingest today's landing partition in full; after midnight, yesterday once more.
+def _quarantine_unroutable(context: dg.SensorEvaluationContext, the_lake: Lake, keys: list[str]) -> None:
+    """No capture day -> no partition to report these in: quarantine and log them here."""
+    from flywheel.depot.landing import why_unroutable
+    from flywheel.depot.quarantine import quarantine
 
-    The ingest lists the whole day (O(day), in the run, not in this tick) and skips what it already
-    has, so this catches what has no arrival marker: clips whose sidecar never came (quarantined
-    after the timeout) and devices that write no markers (found within the hour)."""
-    from edge_agent.contract.layout import day_prefix
+    for key in keys:
+        reason, detail = why_unroutable(key)
+        rej = quarantine(the_lake, key, reason, detail)
+        context.log.warning(f"quarantined {key!r}: {rej.reason}: {rej.detail}")
 
+
+def evaluate_sweep(context: dg.SensorEvaluationContext, lake: LakeResource, now: datetime | None = None,
+                   config: DepotConfig | None = None) -> dg.SensorResult:
+    """One slice of a rolling full pass over landing/clips/ (`plan_sweep`): any day holding an
+    object no run has covered yet gets a run, however old the day. This catches what the arrival
+    stream misses: devices that write no markers, markers that sort behind the cursor (a slow clock,
+    a retried put), clips whose sidecar never came (quarantined after the timeout)."""
+    from edge_agent.contract.layout import LANDING_CLIPS
+    from flywheel.depot.landing import SweepCursor, plan_sweep
+
+    config = config or DepotConfig()
     now = now or datetime.now(UTC)
-    slot = now.strftime("%Y-%m-%dT%H")
-    if context.cursor == slot:
-        return dg.SensorResult(cursor=slot)
-    today = now.date()
-    targets = {today.isoformat(): f"depot-sweep:{today.isoformat()}:{now:%H}"}
-    if not context.cursor or context.cursor[:10] < today.isoformat():
-        yesterday = (today - timedelta(days=1)).isoformat()
-        targets[yesterday] = f"depot-sweep:{yesterday}:final"
+    cursor = SweepCursor.from_json(context.cursor)
     the_lake = lake.lake()
-    days = [d for d in sorted(targets) if any(True for _ in the_lake.list(day_prefix(d), limit=1))]
+    plan = plan_sweep(the_lake.list(LANDING_CLIPS, start_after=cursor.after, limit=config.max_keys_per_tick),
+                      cursor, now=now.timestamp(), limit=config.max_keys_per_tick,
+                      settle_s=config.pending_timeout_s)
+    _quarantine_unroutable(context, the_lake, plan.unroutable)
+    days = sorted(plan.days)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=targets[d], partition_key=d,
+        run_requests=[dg.RunRequest(run_key=plan.days[d], partition_key=d,
                                     tags={"depot/day": d, "depot/sweep": "true"}) for d in days],
         dynamic_partitions_requests=[capture_days.build_add_request(days)] if days else [],
-        cursor=slot)
+        cursor=plan.cursor.to_json())
 
 
-@dg.sensor(job=depot_ingest_job, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Hourly full sweep of today's (and after midnight yesterday's) landing "
-                       "partition: clips without arrival markers, incomplete-clip timeouts.")
+@dg.sensor(job=depot_ingest_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Rolling full pass over landing/clips/ (a bounded slice per tick, a watermark "
+                       "per day): late markers, devices without markers, incomplete-clip timeouts.")
 def landing_sweep_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     return evaluate_sweep(context, lake)
 

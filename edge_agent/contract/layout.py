@@ -39,7 +39,7 @@ SIDECAR_EXT = ".json"
 CLIP_ID_LEN = 32  # hex chars of the clip's sha256: content-derived, so re-uploads are idempotent
 
 _CLIP_KEY_RE = re.compile(
-    r"landing/clips/date=(?P<date>\d{4}-\d{2}-\d{2})/store=(?P<store>[^/]+)/device=(?P<device>[^/]+)"
+    r"landing/clips/date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/store=(?P<store>[^/]+)/device=(?P<device>[^/]+)"
     r"/(?P<clip_id>[^/]+)(?P<ext>\.mp4|\.json)")
 
 
@@ -55,13 +55,14 @@ def clip_id_for_bytes(data: bytes) -> str:
 
 
 def validate_date(value: str | date, field: str = "date") -> str:
+    """A calendar date in ASCII YYYY-MM-DD (`\\d` would also take Unicode digits like '٢')."""
     text = value.isoformat() if isinstance(value, date) else value
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise ContractError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}")
     try:
         date.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise ContractError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}") from None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise ContractError(field, f"must be an ISO date YYYY-MM-DD, got {value!r}")
+    except ValueError:
+        raise ContractError(field, f"{text!r} is not a calendar date") from None
     return text
 
 
@@ -123,6 +124,17 @@ def timestamp_id(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
+def parse_timestamp_id(ts: str, field: str = "timestamp") -> datetime:
+    """The UTC time of a `timestamp_id`; ContractError when the shape or the time is impossible
+    (month 13, second 99, Unicode digits)."""
+    if not isinstance(ts, str) or not re.fullmatch(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z", ts):
+        raise ContractError(field, f"must look like 20261125T101500.123456Z, got {ts!r}")
+    try:
+        return datetime.strptime(ts, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ContractError(field, f"{ts!r} is not a real time") from None
+
+
 def arrival_key(at: datetime, day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
     """The arrival marker a device puts (empty) right after a clip's sidecar.
 
@@ -146,8 +158,10 @@ def parse_arrival_key(key: str) -> tuple[str, ClipKey]:
     if not key.startswith(LANDING_ARRIVALS + "/") or len(fields) != 5:
         raise ContractError("key", f"not an arrival key: {key!r}")
     ts, day, store, device, clip_id = fields
-    if not re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z", ts):
-        raise ContractError("key", f"arrival key has a bad timestamp: {ts!r}")
+    try:
+        parse_timestamp_id(ts)
+    except ContractError as e:
+        raise ContractError("key", f"arrival key has a bad timestamp: {e.reason}") from None
     return ts, ClipKey(date=validate_date(day), store_id=validate_id(store, "store_id"),
                        device_id=validate_id(device, "device_id"), clip_id=validate_id(clip_id, "clip_id"),
                        kind="sidecar")

@@ -59,7 +59,9 @@ UtcTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # NaN and Infinity (which json.loads accepts) are refused wherever a float is
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False,
+                              allow_inf_nan=False)
 
 
 # -- clip sidecar ------------------------------------------------------------------------------
@@ -310,18 +312,42 @@ class CorrectionBatchV1(_Doc):
     model_config = ConfigDict(populate_by_name=True)
 
 
+# -- device model ------------------------------------------------------------------------------
+
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class DeviceModelV1(_Doc):
+    """A model slot's `model.json`, beside `model.onnx`: what the device needs to label, size and
+    normalise exactly as evaluation did. The registry writes it (models/<id>/device.json)."""
+
+    schema_: Literal["flywheel.device_model"] = Field("flywheel.device_model", alias="schema")
+    schema_version: Literal[1] = 1
+    model_version: SafeId  # the registry's model id
+    labels: list[str] = Field(min_length=1)  # output index -> SKU; "empty"/"none"/"" = no product
+    # [h, w]; None: the ONNX input's static shape
+    input_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] | None = None
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]  # per RGB channel
+    std: Annotated[list[Positive], Field(min_length=3, max_length=3)] = [1.0, 1.0, 1.0]
+    output: str = Field("", max_length=500)  # what the output tensor holds, for people
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 # -- parsing -----------------------------------------------------------------------------------
 
 ClipSidecar = ClipSidecarV1
 StatusReport = StatusReportV1
 ReleaseManifest = ReleaseManifestV1
 CorrectionBatch = CorrectionBatchV1
+DeviceModel = DeviceModelV1
 
 _REGISTRY: dict[str, dict[int, type[_Doc]]] = {
     "flywheel.clip_sidecar": {1: ClipSidecarV1},
     "flywheel.status_report": {1: StatusReportV1, 2: StatusReportV2},
     "flywheel.release_manifest": {1: ReleaseManifestV1},
     "flywheel.correction_batch": {1: CorrectionBatchV1},
+    "flywheel.device_model": {1: DeviceModelV1},
 }
 MAX_DOC_BYTES = 16 * 1024 * 1024  # a sidecar of a long clip is ~1 MB; anything far bigger is hostile
 
@@ -342,6 +368,8 @@ def parse_document(raw: bytes | str | dict[str, Any], expect: type[T]) -> T:
     model = versions[version]
     try:
         return model.model_validate(doc)  # type: ignore[return-value]
+    except RecursionError:
+        raise ContractError("document", "nested too deeply") from None
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "document"
@@ -362,8 +390,11 @@ def _load_json(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         if len(raw) > MAX_DOC_BYTES:
             raise ContractError("document", f"larger than {MAX_DOC_BYTES} bytes")
         try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            # RFC 8259: JSON between systems is UTF-8 (json.loads would also guess UTF-16 and -32)
+            doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw)
+        except RecursionError:
+            raise ContractError("document", "JSON nested too deeply") from None
+        except ValueError as e:  # bad UTF-8, bad JSON, an integer too long to convert
             raise ContractError("document", f"not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ContractError("document", f"must be a JSON object, got {type(doc).__name__}")
@@ -384,3 +415,12 @@ def parse_release_manifest(raw: bytes | str | dict[str, Any]) -> ReleaseManifest
 
 def parse_correction_batch(raw: bytes | str | dict[str, Any]) -> CorrectionBatch:
     return parse_document(raw, CorrectionBatchV1)
+
+
+def parse_device_model(raw: bytes | str | dict[str, Any]) -> DeviceModel:
+    """A slot's model.json. Slots written before the document was versioned carry no `schema`:
+    they are read as version 1 (the fields are the same), so a device keeps its installed model."""
+    doc = _load_json(raw)
+    if "schema" not in doc:
+        doc = {"schema": "flywheel.device_model", "schema_version": 1, **doc}
+    return parse_document(doc, DeviceModelV1)

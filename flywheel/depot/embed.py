@@ -31,8 +31,6 @@ import numpy as np
 
 from edge_agent.lake import Lake, ObjectNotFound
 
-PRODUCTION_POINTER = "models/production.json"
-
 
 class EncoderError(Exception):
     pass
@@ -198,20 +196,16 @@ class ClipEncoder:
 
 def production_model(lake: Lake) -> tuple[str, int] | None:
     """(model_id, imgsz) of the registry's production model, or None when there is none."""
-    try:
-        pointer = json.loads(lake.get(PRODUCTION_POINTER))
-        model_id = pointer["model_id"]
-        lake.head(f"models/{model_id}/weights.pt")
-    except (ObjectNotFound, KeyError, ValueError):
+    from flywheel.learner import registry
+
+    model_id = registry.production_model_id(lake)
+    if model_id is None:
         return None
-    imgsz = 64
     try:
-        card = json.loads(lake.get(f"models/{model_id}/model.json"))
-        pre = card.get("preprocessing", {})
-        imgsz = int(pre.get("resize", {}).get("width") or card.get("imgsz") or imgsz)
-    except (ObjectNotFound, ValueError, TypeError):
-        pass
-    return model_id, imgsz
+        lake.head(registry.key(model_id, "weights.pt"))
+    except ObjectNotFound:
+        return None
+    return model_id, registry.read_card(lake, model_id).imgsz  # a malformed card is an error
 
 
 def resolve_spec(lake: Lake, kind: str = "auto", hf_path: str | None = None) -> dict[str, Any]:

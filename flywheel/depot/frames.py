@@ -20,26 +20,52 @@ class DecodeError(Exception):
     """The clip bytes are not a decodable H.264 MP4 (truncated, corrupt, wrong codec)."""
 
 
+class VideoMismatch(DecodeError):
+    """The video decodes but is not what its sidecar describes (codec, size, frame count)."""
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What the sidecar promises about the video stream; every decoded frame is held to it."""
+
+    codec: str
+    width: int
+    height: int
+    frame_count: int | None = None  # decoding stops at the first frame past it (no frame bombs)
+
+
 def _decode(data: bytes, wanted: set[int] | None, on_frame: Callable[[int, Any], None],
-            threads: int = 0) -> int:
+            threads: int = 0, expect: VideoSpec | None = None) -> int:
     """Decode every frame (H.264 needs it); call `on_frame(index, av_frame)` for the wanted ones.
-    `threads`: the codec's slice threads (0 = as many as cores)."""
+    `threads`: the codec's slice threads (0 = as many as cores). With `expect`, the stream's codec
+    and every frame's size must match it (a resolution change mid-stream is caught)."""
     import av
 
     n = 0
     try:
         with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+                raise DecodeError(f"no video stream in the MP4 (has: {', '.join(kinds)})")
             stream = container.streams.video[0]
+            if expect is not None and stream.codec_context.name != expect.codec:
+                raise VideoMismatch(f"codec is {stream.codec_context.name}, sidecar says {expect.codec}")
             # Slice threads (PyAV's default), not frame threads: for short clips decoded several at
             # a time, frame threading costs more in thread start-up and frame delay than it gains.
             stream.thread_type = "SLICE"
             stream.codec_context.thread_count = threads
             for frame in container.decode(stream):
+                if expect is not None and expect.frame_count is not None and n >= expect.frame_count:
+                    raise VideoMismatch(f"the video has more than the {expect.frame_count} frames its "
+                                        "sidecar says")
+                if expect is not None and (frame.width, frame.height) != (expect.width, expect.height):
+                    raise VideoMismatch(f"frame {n} is {frame.width}x{frame.height}, sidecar says "
+                                        f"{expect.width}x{expect.height}")
                 if wanted is None or n in wanted:
                     on_frame(n, frame)
                 n += 1
     except (av.error.FFmpegError, IndexError, ValueError) as e:
-        raise DecodeError(f"{type(e).__name__}: {e}") from e
+        raise DecodeError(f"the MP4 does not decode after frame {n} ({type(e).__name__}: {e})") from e
     if n == 0:
         raise DecodeError("no video frames decoded")
     return n
@@ -68,7 +94,8 @@ class SampledFrame:
     brightness: float
 
 
-def decode_sampled(data: bytes, wanted: set[int], threads: int = 0) -> tuple[list[SampledFrame], int]:
+def decode_sampled(data: bytes, wanted: set[int], threads: int = 0, expect: VideoSpec | None = None
+                   ) -> tuple[list[SampledFrame], int]:
     """Like decode_clip, plus blur and brightness from each wanted frame's luma plane. `threads`: see
     `_decode` (1 where clips are decoded in parallel already)."""
     out: list[SampledFrame] = []
@@ -77,7 +104,7 @@ def decode_sampled(data: bytes, wanted: set[int], threads: int = 0) -> tuple[lis
         blur, bright = frame_measures(frame)
         out.append(SampledFrame(i, frame.to_ndarray(format="rgb24"), blur, bright))
 
-    n = _decode(data, wanted, keep, threads)
+    n = _decode(data, wanted, keep, threads, expect)
     return out, n
 
 

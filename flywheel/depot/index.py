@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.depot import frames_table
 from flywheel.depot.config import INDEX
 from flywheel.depot.embed import FrameEncoder, encoder_id
 from flywheel.depot.frames import from_image_bytes
-from flywheel.depot.ingest import FRAME_COLUMNS, read_frames
+from flywheel.depot.ingest import read_frames
 from flywheel.depot.vectors import read_vectors, write_vectors
 
 CURRENT_KEY = "depot/index_current.json"
@@ -34,6 +35,7 @@ SCALAR_INDICES = {  # column -> LanceDB scalar index type
     "prediction": "BTREE", "confidence": "BTREE", "clip_id": "BTREE", "frame_id": "BTREE",
     "is_trigger_frame": "BITMAP",
 }
+frames_table.columns(*SCALAR_INDICES)  # each one is a frames-table column (fails at import if not)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def frames_to_arrow(table: Any, vectors: np.ndarray) -> Any:
     return out.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
 
 
-INDEX_COLUMNS = [c for c in FRAME_COLUMNS if c != "image_jpeg"]
+INDEX_COLUMNS = [c for c in frames_table.NAMES if c != "image_jpeg"]
 
 
 def embed_table(table: Any, encoder: FrameEncoder, batch: int = 64) -> np.ndarray:

@@ -23,20 +23,31 @@ import numpy as np
 from edge_agent.contract.errors import ContractError
 from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, day_prefix, parse_clip_key
 from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
-from edge_agent.lake import Lake, ObjectNotFound
+from edge_agent.lake import Lake, LakeError, ObjectInfo, ObjectNotFound
+from flywheel.depot import frames_table
 from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig, frames_key
 from flywheel.depot.embed import FrameEncoder, encoder_id
-from flywheel.depot.frames import DecodeError, decode_sampled, sample_indices, to_jpeg
+from flywheel.depot.frames import (
+    DecodeError,
+    VideoMismatch,
+    VideoSpec,
+    decode_sampled,
+    sample_indices,
+    to_jpeg,
+)
 from flywheel.depot.landing import split_key
+from flywheel.depot.ledger import (
+    LedgerEntry,
+    ingested_sidecar,
+    read_ledger,
+    sha256_hex,
+    stamp,
+    write_ledger,
+)
 from flywheel.depot.vectors import read_vectors, write_vectors
 
-FRAME_COLUMNS = [
-    "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
-    "model_version", "rule_set_version", "agent_version", "is_trigger_frame", "frame_triggers",
-    "triggers", "barcode", "weight_g", "weight_change_g", "aisle", "x_m", "prediction", "confidence",
-    "blur", "brightness", "width", "height", "clip_key", "clip_sha256", "thumb_jpeg", "image_jpeg",
-]
+FRAME_COLUMNS = frames_table.NAMES  # the frames table's columns: defined once, in frames_table
 EMBED_BATCH = 64  # frames per encoder forward pass (the encoders batch internally up to this)
 
 
@@ -72,8 +83,9 @@ def _age_s(lake: Lake, key: str, now: datetime) -> float:
         return 0.0
 
 
-def validate_clip(lake: Lake, stem: str, config: DepotConfig) -> tuple[ClipSidecar, bytes]:
-    """The checks, cheapest first: key, size (head only), sidecar contract, bytes vs sidecar."""
+def validate_clip(lake: Lake, stem: str, config: DepotConfig) -> tuple[ClipSidecar, bytes, bytes]:
+    """The checks, cheapest first: key, size (head only), sidecar contract, bytes vs sidecar.
+    Returns (sidecar, clip bytes, sidecar bytes)."""
     try:
         ck = parse_clip_key(stem + CLIP_EXT)
     except ContractError as e:
@@ -100,7 +112,7 @@ def validate_clip(lake: Lake, stem: str, config: DepotConfig) -> tuple[ClipSidec
     sha = hashlib.sha256(data).hexdigest()
     if sha != sc.clip.sha256:
         raise Reject(q.SHA256_MISMATCH, f"clip sha256 {sha[:16]}..., sidecar says {sc.clip.sha256[:16]}...")
-    return sc, data
+    return sc, data, raw
 
 
 def _series_at(ts: list[float], values: list[Any], t: float) -> Any:
@@ -120,8 +132,9 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str, 
         trigger_frames.setdefault(t.frame, []).append(t.rule)
     extra = set(trigger_frames) | {b.frame for b in sc.barcode_reads}
     wanted = sample_indices(sc.clip.frame_count, config.frame_every, extra)
-    frames, decoded = decode_sampled(data, set(wanted), decode_threads)
-    if decoded < sc.clip.frame_count:
+    spec = VideoSpec(sc.clip.codec, sc.clip.width, sc.clip.height, sc.clip.frame_count)
+    frames, decoded = decode_sampled(data, set(wanted), decode_threads, spec)  # stops past the count
+    if decoded < sc.clip.frame_count:  # cut short: undecodable
         raise DecodeError(f"decoded {decoded} frames, sidecar says {sc.clip.frame_count}")
     w_ts = [s.t for s in sc.weight_series]
     w_g = [s.grams for s in sc.weight_series]
@@ -155,25 +168,9 @@ def clip_rows(sc: ClipSidecar, data: bytes, config: DepotConfig, clip_key: str, 
     return rows, [f.rgb for f in frames], decoded
 
 
-def frames_schema():  # noqa: ANN201 - pyarrow imported lazily
-    import pyarrow as pa
-
-    return pa.schema([
-        ("frame_id", pa.string()), ("clip_id", pa.string()), ("frame_index", pa.int32()),
-        ("t_s", pa.float64()), ("captured_at", pa.timestamp("us", tz="UTC")), ("date", pa.string()),
-        ("store_id", pa.string()), ("device_id", pa.string()), ("model_version", pa.string()),
-        ("rule_set_version", pa.string()), ("agent_version", pa.string()),
-        ("is_trigger_frame", pa.bool_()), ("frame_triggers", pa.string()), ("triggers", pa.string()),
-        ("barcode", pa.string()), ("weight_g", pa.float64()), ("weight_change_g", pa.float64()),
-        ("aisle", pa.string()), ("x_m", pa.float64()), ("prediction", pa.string()),
-        ("confidence", pa.float64()), ("blur", pa.float64()), ("brightness", pa.float64()),
-        ("width", pa.int32()), ("height", pa.int32()), ("clip_key", pa.string()),
-        ("clip_sha256", pa.string()), ("thumb_jpeg", pa.binary()), ("image_jpeg", pa.binary()),
-    ])
-
-
-JPEG_COLUMNS = ("thumb_jpeg", "image_jpeg")
-METADATA_COLUMNS = [c for c in FRAME_COLUMNS if c not in JPEG_COLUMNS]
+frames_schema = frames_table.arrow_schema
+JPEG_COLUMNS = frames_table.JPEG_COLUMNS
+METADATA_COLUMNS = frames_table.METADATA_COLUMNS
 
 
 def read_frames(lake: Lake, day: str, columns: list[str] | None = None):  # noqa: ANN201
@@ -223,7 +220,11 @@ def write_frames(lake: Lake, day: str, rows: list[dict[str, Any]], existing: Any
 def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: datetime,
              decode_threads: int = 0) -> tuple[str, Any]:
     """One clip, start to finish (runs in a worker thread: PyAV and OpenCV release the GIL).
-    Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, decoded, pixels))."""
+    Returns ("pending", None), ("reject", Reject) or ("ok", (sidecar, rows, decoded, pixels, raw)).
+
+    Whatever goes wrong with one clip rejects that clip only, with the exception in words; only a
+    failing store (LakeError) fails the run, to be retried: a good clip must not be quarantined
+    because the network blinked."""
     keys = [stem + e for e in sorted(exts)]
     try:
         if "" in exts:
@@ -239,14 +240,40 @@ def _process(lake: Lake, stem: str, exts: set[str], config: DepotConfig, now: da
             code = q.CLIP_WITHOUT_SIDECAR if only == CLIP_EXT else q.SIDECAR_WITHOUT_CLIP
             raise Reject(code, f"no {'sidecar' if only == CLIP_EXT else 'clip'} after "
                                f"{config.pending_timeout_s:.0f} s")
-        sc, data = validate_clip(lake, stem, config)
+        sc, data, raw = validate_clip(lake, stem, config)
         try:
             rows, pixels, decoded = clip_rows(sc, data, config, stem + CLIP_EXT, decode_threads)
+        except VideoMismatch as e:
+            raise Reject(q.VIDEO_MISMATCH, str(e)) from None
         except DecodeError as e:
             raise Reject(q.UNDECODABLE, str(e)) from None
     except Reject as r:
         return "reject", r
-    return "ok", (sc, rows, decoded, pixels)
+    except LakeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one clip never fails its day
+        return "reject", Reject(q.INTERNAL_ERROR, f"{type(e).__name__}: {str(e)[:500]}")
+    return "ok", (sc, rows, decoded, pixels, raw)
+
+
+def _already(lake: Lake, stem: str, parts: dict[str, ObjectInfo], done_key: str,
+             entry: LedgerEntry | None) -> tuple[str, str, str | None] | None:
+    """None when a clip whose id is ingested is still what was ingested; else (reason, detail, the
+    one extension to quarantine or None for all parts)."""
+    if done_key != stem + CLIP_EXT:
+        return q.DUPLICATE_CLIP, f"the same clip bytes were already ingested from {done_key}", None
+    side = parts.get(SIDECAR_EXT)
+    if entry is None or side is None or stamp(side) == entry.sidecar_stamp:
+        return None  # ingested before the ledger existed, sidecar gone, or listed unchanged
+    try:
+        sha = sha256_hex(lake.get(stem + SIDECAR_EXT))
+    except ObjectNotFound:
+        return None  # gone since the listing: nothing to compare
+    if sha == entry.sidecar_sha256:
+        return None  # rewritten with the same bytes
+    return (q.SIDECAR_CONFLICT, f"sidecar replaced after ingest (ingested sha256 "
+                                f"{entry.sidecar_sha256[:16]}..., now {sha[:16]}...); both versions kept",
+            SIDECAR_EXT)
 
 
 def _in_order(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
@@ -274,23 +301,42 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     config = config or DepotConfig()
     now = now or datetime.now(UTC)
     report = IngestReport(day=day, frames_key=frames_key(day))
-    existing = read_frames(lake, day, columns=["clip_id"])
-    done = set(existing.column("clip_id").to_pylist()) if existing is not None else set()
-    stems: dict[str, set[str]] = {}
+    existing = read_frames(lake, day, columns=["clip_id", "clip_key"])
+    done: dict[str, str] = {}  # clip id -> the clip key it was ingested from
+    if existing is not None:
+        done = dict(zip(existing.column("clip_id").to_pylist(), existing.column("clip_key").to_pylist(),
+                        strict=True))
+    ledger = read_ledger(lake, day)
+    stems: dict[str, dict[str, ObjectInfo]] = {}
+    todo: list[tuple[str, set[str]]] = []
     for info in lake.list(day_prefix(day)):
         stem, ext = split_key(info.key)
-        stems.setdefault(stem, set()).add(ext)
-    todo = []
-    for stem, exts in sorted(stems.items()):
-        if stem.rsplit("/", 1)[-1] in done:
+        if ext:
+            stems.setdefault(stem, {})[ext] = info
+        else:  # junk is its own item: an object named like a clip must not drag the clip down
+            todo.append((info.key, {""}))
+    for stem, parts in sorted(stems.items()):
+        clip_id = stem.rsplit("/", 1)[-1]
+        if clip_id not in done:
+            todo.append((stem, set(parts)))
+            continue
+        conflict = _already(lake, stem, parts, done[clip_id], ledger.get(clip_id))
+        if conflict is None:
             report.clips_already += 1
-        else:
-            todo.append((stem, exts))
+            continue
+        reason, detail, only = conflict
+        report.rejected_clips += 1
+        for ext in [only] if only else sorted(parts):
+            report.rejections.append(_quarantine_version(lake, day, stem + ext, reason, detail, now))
+    todo.sort(key=lambda item: item[0])  # key order: reports and rows come out the same every run
     workers = workers or min(4, os.cpu_count() or 1)
     rows: list[dict[str, Any]] = []
     vectors: dict[str, np.ndarray] = {}
     queued_ids: list[str] = []
     queued_px: list[np.ndarray] = []
+    ingested: dict[str, str] = {}  # clip id -> key, this run
+    new_entries: dict[str, LedgerEntry] = {}
+    new_sidecars: dict[str, bytes] = {}
 
     def embed(flush: bool) -> None:
         while len(queued_px) >= EMBED_BATCH or (flush and queued_px):
@@ -304,6 +350,9 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
         results = _in_order(pool, lambda t: _process(lake, t[0], t[1], config, now, threads), todo,
                             2 * workers)
         for (stem, exts), (status, value) in zip(todo, results, strict=True):  # in key order
+            if status == "ok" and value[0].clip_id in ingested:  # two keys, the same clip bytes
+                status, value = "reject", Reject(q.DUPLICATE_CLIP, "the same clip bytes were already "
+                                                 f"ingested from {ingested[value[0].clip_id]}")
             if status == "pending":
                 report.pending.append(stem)
             elif status == "reject":
@@ -311,7 +360,13 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
                 for key in (stem + e for e in sorted(exts)):
                     report.rejections.append(q.quarantine(lake, key, value.reason, value.detail, now=now))
             else:
-                sc, clip_out, decoded, pixels = value
+                sc, clip_out, decoded, pixels, raw = value
+                ingested[sc.clip_id] = stem + CLIP_EXT
+                side = stems.get(stem, {}).get(SIDECAR_EXT)
+                new_entries[sc.clip_id] = LedgerEntry(
+                    clip_key=stem + CLIP_EXT, clip_sha256=sc.clip.sha256, sidecar_sha256=sha256_hex(raw),
+                    sidecar_stamp=stamp(side))
+                new_sidecars[sc.clip_id] = raw
                 if encoder is not None:
                     queued_ids.extend(r["frame_id"] for r in clip_out)
                     queued_px.extend(pixels)
@@ -331,4 +386,19 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
         report.rows_total = write_frames(lake, day, rows, existing)
     else:
         report.rows_total = existing.num_rows
+    if new_entries:  # after the frames: a crash between leaves clips that read as ingested before
+        write_ledger(lake, day, {**ledger, **new_entries}, new_sidecars)  # the ledger (never twice)
     return report
+
+
+def _quarantine_version(lake: Lake, day: str, key: str, reason: str, detail: str, now: datetime
+                        ) -> q.Rejection:
+    """Quarantine one version of an object that conflicts with what was ingested, keeping the
+    ingested sidecar beside it; versions are told apart by content, so none overwrites another."""
+    tag = sha256_hex(lake.get(key))[:12]
+    rej = q.quarantine(lake, key, reason, detail, now=now, tag=tag)
+    ingested = ingested_sidecar(lake, day, key.rsplit("/", 1)[-1][: -len(SIDECAR_EXT)]) \
+        if key.endswith(SIDECAR_EXT) else None
+    if ingested is not None:
+        lake.put(rej.quarantine_key + ".ingested.json", ingested)
+    return rej

@@ -9,7 +9,7 @@ each strictly after its own cursor, so O(new keys) on both lake backends:
 1. the arrival log: every clip a device finished, whatever its clip key (the complete stream);
 2. `landing/clips/` after its own cursor: first sight of devices that write no markers, new days
    and devices, stray objects and clips whose sidecar never came (what sorts behind this cursor
-   and has no marker is found by the hourly sweep, which ingests the whole day).
+   and has no marker is found by the sweep, `plan_sweep`, a rolling pass over every day).
 
 Per clip: both parts there -> ready (its capture day gets an ingest run); a part missing ->
 pending, kept in the cursor with the time first seen and re-checked by `head` each tick
@@ -19,8 +19,9 @@ gone, or past the timeout -> expired: the day still gets a run, whose ingest qua
 A device whose clock runs far ahead would drag the arrival cursor into the future and blind the
 sensor, so that cursor never moves past markers stamped later than now + `max_clock_skew_s` (they
 are still processed; run keys keep repeats harmless). Keys that cannot be routed to a capture day
-are returned as `unroutable` for quarantine. Ingest is idempotent per clip id, so a clip reported
-by both streams, or twice, is still ingested once.
+(no real calendar date, a marker with an impossible time, a name the lake refuses) are returned as
+`unroutable` for quarantine, and a name the lake refuses never becomes a cursor. Ingest is
+idempotent per clip id, so a clip reported by both streams, or twice, is still ingested once.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from edge_agent.contract.errors import ContractError
 from edge_agent.contract.layout import (
@@ -38,11 +39,15 @@ from edge_agent.contract.layout import (
     LANDING_CLIPS,
     SIDECAR_EXT,
     parse_arrival_key,
+    parse_timestamp_id,
+    validate_date,
 )
-from edge_agent.lake import Lake
+from edge_agent.lake import Lake, ObjectInfo
+from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig
 
-_DAY_RE = re.compile(r"landing/clips/date=(\d{4}-\d{2}-\d{2})/")
+_DAY_RE = re.compile(r"landing/clips/date=([0-9]{4}-[0-9]{2}-[0-9]{2})/")
+_ANY_DAY_RE = re.compile(r"landing/clips/date=([^/]*)/")
 PARTS = (CLIP_EXT, SIDECAR_EXT)
 
 
@@ -94,12 +99,29 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def day_of(key: str) -> str | None:
+    """The capture day of a landing clips key, only when it is a real calendar date."""
     m = _DAY_RE.match(key)
-    return m.group(1) if m else None
+    if not m:
+        return None
+    try:
+        return validate_date(m.group(1))
+    except ContractError:
+        return None
 
 
-def _ts_seconds(ts: str) -> float:
-    return datetime.strptime(ts, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC).timestamp()
+def why_unroutable(key: str) -> tuple[str, str]:
+    """(reason code, words) for a landing key no capture day can take."""
+    if not q.addressable(key):
+        return q.BAD_KEY, f"the lake refuses the name {key!r}"
+    m = _ANY_DAY_RE.match(key)
+    if m and day_of(key) is None:
+        return q.BAD_DATE, f"date={m.group(1)!r} is not a calendar date YYYY-MM-DD"
+    if key.startswith(LANDING_ARRIVALS + "/"):
+        try:
+            parse_arrival_key(key)
+        except ContractError as e:
+            return q.BAD_KEY, f"not a valid arrival marker key: {e.reason}"
+    return q.BAD_KEY, "not under landing/clips/date=YYYY-MM-DD/"
 
 
 def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: DepotConfig | None = None
@@ -120,17 +142,20 @@ def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: Depot
         except ContractError:
             scan.unroutable.append(info.key)
             ts, ck = None, None
-        if ts is not None and _ts_seconds(ts) > now + config.max_clock_skew_s:
+        if ts is not None and parse_timestamp_id(ts).timestamp() > now + config.max_clock_skew_s:
             frozen = True
-        if not frozen:
+        if not frozen and q.addressable(info.key):  # the lake refuses a bad name as a cursor
             scan.cursor.after = info.key
         if ck is not None:
             marked[ck.sidecar_key[: -len(SIDECAR_EXT)]] = ck.date
     # 2. the clip keys past their own cursor: first sight of agents that write no markers, new
-    #    days and devices, and stray objects (the hourly sweep covers what sorts behind it)
+    #    days and devices, and stray objects (the sweep covers what sorts behind it)
     listed: dict[str, set[str]] = {}
     for info in lake.list(LANDING_CLIPS, start_after=cursor.clips_after, limit=config.max_keys_per_tick):
         scan.listed += 1
+        if not q.addressable(info.key):
+            scan.unroutable.append(info.key)  # nothing can head or read it: quarantine it now
+            continue
         scan.cursor.clips_after = info.key
         stem, ext = split_key(info.key)
         if day_of(stem) is None:
@@ -168,3 +193,74 @@ def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: Depot
             scan.expired.setdefault(day, []).append(stem)
             del pending[stem]
     return scan
+
+
+# -- the sweep: a slow full pass over landing/clips/ that nothing can hide from ----------------
+
+
+@dataclass
+class SweepCursor:
+    after: str | None = None  # last landing/clips key of the pass in progress
+    covered: dict[str, float] = field(default_factory=dict)  # day -> watermark (unix seconds)
+    passes: int = 0  # full passes completed
+
+    def to_json(self) -> str:
+        return json.dumps({"after": self.after, "covered": dict(sorted(self.covered.items())),
+                           "passes": self.passes}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SweepCursor:
+        try:
+            doc = json.loads(text) if text else {}
+        except ValueError:
+            doc = {}  # a cursor of the old hourly sweep: start a fresh pass
+        if not isinstance(doc, dict):
+            doc = {}
+        return cls(after=doc.get("after"), covered={k: float(v) for k, v in doc.get("covered", {}).items()},
+                   passes=int(doc.get("passes", 0)))
+
+
+@dataclass
+class SweepPlan:
+    cursor: SweepCursor
+    days: dict[str, str] = field(default_factory=dict)  # day -> run key
+    unroutable: list[str] = field(default_factory=list)
+    listed: int = 0
+
+
+def plan_sweep(listing: Iterable[ObjectInfo], cursor: SweepCursor, *, now: float, limit: int,
+               settle_s: float) -> SweepPlan:
+    """One sweep tick over at most `limit` keys of landing/clips/ (the caller lists after
+    `cursor.after`), whatever their day or however late they landed.
+
+    Per day a watermark says: a run was requested after every object modified up to it had
+    existed for `settle_s` (the pending timeout), so that run decided it (ingested or quarantined).
+    An object above its day's watermark, such as a clip of last week whose marker sorted behind
+    the arrival cursor, gets its day a run; objects younger than `settle_s` stay above the new
+    watermark and are seen again on the next pass. A short listing ends the pass: the next tick
+    starts over from the beginning, so a pass costs (keys / limit) ticks and each tick `limit` keys.
+    """
+    plan = SweepPlan(cursor=SweepCursor(after=cursor.after, covered=dict(cursor.covered),
+                                        passes=cursor.passes))
+    newest: dict[str, float] = {}
+    for info in listing:
+        plan.listed += 1
+        if q.addressable(info.key):
+            plan.cursor.after = info.key
+        day = day_of(info.key) if q.addressable(info.key) else None
+        if day is None:
+            plan.unroutable.append(info.key)
+        else:
+            modified = info.last_modified.timestamp()
+            if modified > plan.cursor.covered.get(day, float("-inf")):
+                newest[day] = max(newest.get(day, modified), modified)
+        if plan.listed >= limit:
+            break
+    if plan.listed < limit:  # the end of landing/clips/: next tick begins a new pass
+        plan.cursor.after = None
+        plan.cursor.passes += 1
+    for day, modified in sorted(newest.items()):
+        mark = min(modified, now - settle_s)
+        plan.cursor.covered[day] = max(plan.cursor.covered.get(day, float("-inf")), mark)
+        plan.days[day] = f"depot-sweep:{day}:{modified:.6f}:{mark:.0f}"
+    return plan

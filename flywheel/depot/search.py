@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 
 from edge_agent.lake import Lake, LakeError, ObjectExists
+from flywheel.depot import frames_table
 from flywheel.depot.config import thumb_key
 from flywheel.depot.embed import _l2, load_encoder
 from flywheel.depot.frames import from_image_bytes
 from flywheel.depot.index import IndexLocation, _sql_str, open_table
 
-RESULT_COLUMNS = ["frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id",
-                  "device_id", "model_version", "triggers", "frame_triggers", "prediction", "confidence",
-                  "blur", "brightness", "clip_key", "thumb_jpeg"]
+RESULT_COLUMNS = frames_table.columns(
+    "frame_id", "clip_id", "frame_index", "t_s", "captured_at", "date", "store_id", "device_id",
+    "model_version", "triggers", "frame_triggers", "prediction", "confidence", "blur", "brightness",
+    "clip_key", "thumb_jpeg")
 
 
 @dataclass

@@ -8,12 +8,12 @@ Collector needs to exercise low-confidence and disagreement triggers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from edge_agent.contract.schemas import DeviceModelV1, dump_document
 from edge_agent.model import activate_slot
 
 INPUT_HW = (64, 64)
@@ -74,9 +74,9 @@ def install_model_slot(model_dir: str | Path, labels: Sequence[str], *, version:
     d = root / "slots" / slot
     d.mkdir(parents=True, exist_ok=True)
     (d / "model.onnx").write_bytes(onnx_bytes or build_classifier_onnx(labels, seed, background=background))
-    meta = {"model_version": version, "labels": list(labels), "input_size": list(INPUT_HW),
-            "mean": [MEAN] * 3, "std": [STD] * 3}
-    (d / "model.json").write_text(json.dumps(meta))
+    meta = DeviceModelV1(model_version=version, labels=list(labels), input_size=list(INPUT_HW),
+                         mean=[MEAN] * 3, std=[STD] * 3)
+    (d / "model.json").write_bytes(dump_document(meta))
     activate_slot(root, slot)
     return root
 
@@ -90,7 +90,7 @@ def install_registry_model(lake, model_dir: str | Path, model_id: str, slot: str
     d = root / "slots" / slot
     d.mkdir(parents=True, exist_ok=True)
     registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
-    (d / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
+    (d / "model.json").write_bytes(dump_document(registry.read_device_model(lake, model_id)))
     activate_slot(root, slot)
     return root
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from edge_agent.agent import Agent, CaptureSettings, UploadSettings
+from edge_agent.agent import Agent
 from edge_agent.capture.spool import Spool
+from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.lake import Lake
 from edge_agent.model import DeviceModel
 from edge_agent.runtime import model_loader
@@ -163,8 +164,10 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
             agent = Agent(
                 device_id=device, store_id=store, model=DeviceModel(model_dir), rules=rules,
                 spool=Spool(work / "spool" / device, cap_bytes=spool_cap_bytes), lake=lake,
-                capture=CaptureSettings(pre_roll_s=1.0, post_roll_s=1.0, max_clip_s=8.0, queue_size=8),
-                upload=UploadSettings(backoff_base_s=0.1, backoff_cap_s=2.0),
+                # simulated carts share this process: encode on threads, libx264 (no probing)
+                capture=CaptureConfig(pre_roll_s=1.0, post_roll_s=1.0, max_clip_s=8.0, queue_size=8,
+                                      encoders=[], isolation="thread"),
+                upload=UploadConfig(backoff_base_s=0.1, backoff_cap_s=2.0),
                 status_interval_s=30.0, model_loader=model_loader(model_dir, threads=1))
             if root is not None:
                 agent.ota = _updater(lake, channel, root, device, model_dir, work)

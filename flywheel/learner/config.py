@@ -47,7 +47,7 @@ class TrainConfig:
     task: Literal["classify", "detect"] = "classify"
     model_yaml: str = "yolov8n-cls.yaml"  # architecture built from yaml: no pretrained download
     imgsz: int = 64  # square input side; classify frames are stretched to imgsz x imgsz
-    epochs: int = 5
+    epochs: int = 20  # ~1 min on 2 CPUs for the bootstrap set at imgsz 64 (the weekly job's run)
     batch: int = 32
     seed: int = 0
     lr0: float = 0.002  # AdamW: 0.01 (the SGD default) diverges on tiny data

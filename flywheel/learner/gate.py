@@ -22,6 +22,7 @@ import numpy as np
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.learner import registry
 from flywheel.learner.config import GateRules
+from flywheel.learner.documents import GateDecisionV1, ModelCardV1
 
 
 @dataclass(frozen=True)
@@ -120,42 +121,43 @@ def decide(candidate_id: str, candidate_eval: dict, onnx_validation: dict, rules
 
 # -- the release path's re-check ------------------------------------------------------------------
 
-def _golden_check(lake: Lake, model_id: str, card: dict, rules: GateRules) -> dict:
+def _golden_check(lake: Lake, model_id: str, card: ModelCardV1, rules: GateRules) -> dict:
     from flywheel.learner.onnx_tools import compare_outputs, onnx_outputs, onnx_session
 
     onnx_bytes = lake.get(registry.key(model_id, "model.onnx"))
-    recorded = card.get("files", {}).get("model.onnx", {}).get("sha256")
+    recorded = card.files["model.onnx"].sha256 if "model.onnx" in card.files else None
     if recorded and hashlib.sha256(onnx_bytes).hexdigest() != recorded:
         return {"passed": False, "reason": "model.onnx in the registry does not match its card's sha256",
                 "max_abs_diff": None, "top1_agreement": None, "n": 0}
     golden = np.load(io.BytesIO(lake.get(registry.key(model_id, "golden.npz"))))
     got = onnx_outputs(onnx_session(onnx_bytes), golden["inputs"])
     return compare_outputs(golden["expected"], got, rules.onnx_max_abs_diff,
-                           rules.onnx_min_top1_agreement, card.get("task", "classify"))
+                           rules.onnx_min_top1_agreement, card.task)
 
 
 def recheck_gate(lake: Lake, model_id: str, rules: GateRules | None = None) -> GateDecision:
     """Re-decide from the registry alone; what the release stage calls before moving anything."""
     card = registry.read_card(lake, model_id)
-    rules = rules or GateRules.for_task(card.get("task", "classify"))
+    rules = rules or GateRules.for_task(card.task)
     try:
-        evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
+        evaluation = registry.read_evaluation(lake, model_id)
     except ObjectNotFound:
         return GateDecision(model_id, None, False, [RuleResult(
             "evaluation", False, None, None, "no evaluation.json: the candidate was never evaluated")])
     onnx_validation = _golden_check(lake, model_id, card, rules)
-    decision = decide(model_id, evaluation["candidate"], onnx_validation, rules,
-                      evaluation.get("production_id"), evaluation.get("production"))
+    production = evaluation.production.model_dump() if evaluation.production else None
+    decision = decide(model_id, evaluation.candidate.model_dump(), onnx_validation, rules,
+                      evaluation.production_id, production)
     current = registry.production_model_id(lake)
-    if current != evaluation.get("production_id") and current != model_id:
+    if current != evaluation.production_id and current != model_id:
         decision.rules.append(RuleResult(
             "fresh_baseline", False, None, None,
             f"production moved to {current} since the evaluation against "
-            f"{evaluation.get('production_id')}; re-evaluate"))
+            f"{evaluation.production_id}; re-evaluate"))
         decision.passed = False
     return decision
 
 
 def write_decision(lake: Lake, decision: GateDecision) -> None:
-    registry.put_json(lake, registry.key(decision.candidate_id, "gate.json"), decision.to_dict())
+    registry.write_gate(lake, GateDecisionV1.model_validate(decision.to_dict()))
 

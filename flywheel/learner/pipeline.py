@@ -8,7 +8,6 @@ handed over by the step before, never a "latest" pointer another run may have mo
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from flywheel.depot import reference_sets
 from flywheel.learner import registry
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
+from flywheel.learner.documents import EvaluationV1, parse
 from flywheel.learner.errors import DatasetError
 from flywheel.learner.gate import GateDecision, decide, write_decision
 from flywheel.learner.labelled_frames import read_frames
@@ -121,18 +121,18 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
 
     card = registry.read_card(lake, model_id)
     session = onnx_session(lake.get(registry.key(model_id, "model.onnx")))
-    latency = latency_ms(session, card["imgsz"])
-    if card["task"] == "detect":
+    latency = latency_ms(session, card.imgsz)
+    if card.task == "detect":
         from flywheel.learner.evaluate import evaluate_detect
 
         with tempfile.TemporaryDirectory(prefix="flywheel-weights-") as tmp:
             weights = registry.fetch_file(lake, model_id, "weights.pt", Path(tmp))
-            return evaluate_detect(weights, card["classes"], card["imgsz"], test_sets,
+            return evaluate_detect(weights, card.classes, card.imgsz, test_sets,
                                    production_sets, latency)
-    return evaluate_model(session, card["classes"], card["imgsz"], test_sets, production_sets, latency)
+    return evaluate_model(session, card.classes, card.imgsz, test_sets, production_sets, latency)
 
 
-def evaluate_candidate(lake: Lake, model: ModelRef | str) -> dict:
+def evaluate_candidate(lake: Lake, model: ModelRef | str) -> EvaluationV1:
     """Candidate and production on the same frozen sets with the same code: comparable numbers.
     `model` is a ModelRef (its card verified) or a registered model id."""
     from flywheel.learner.evaluate import comparison_report
@@ -149,11 +149,12 @@ def evaluate_candidate(lake: Lake, model: ModelRef | str) -> dict:
         production = evaluate_registered(lake, production_id, test_sets, prod_sets)
     else:
         production_id = None
-    evaluation = {"candidate_id": model_id, "candidate": candidate, "production_id": production_id,
-                  "production": production, "test_set_versions": versions,
-                  "report_md": comparison_report(model_id, candidate, production_id, production)}
-    registry.put_json(lake, registry.key(model_id, "evaluation.json"), evaluation)
-    lake.put(registry.key(model_id, "report.md"), evaluation["report_md"].encode())
+    evaluation = EvaluationV1(
+        candidate_id=model_id, candidate=candidate, production_id=production_id,
+        production=production, test_set_versions=versions,
+        report_md=comparison_report(model_id, candidate, production_id, production))
+    registry.write_evaluation(lake, evaluation)
+    lake.put(registry.key(model_id, "report.md"), evaluation.report_md.encode())
     return evaluation
 
 
@@ -163,13 +164,14 @@ def gate_candidate(lake: Lake, evaluation_of: EvaluationRef | str, rules: GateRu
     card's ONNX validation; record gate.json. Without explicit rules, the candidate task's apply."""
     if isinstance(evaluation_of, EvaluationRef):
         model_id = evaluation_of.model_id
-        evaluation = json.loads(evaluation_of.read(lake))
+        evaluation = parse(evaluation_of.read(lake), EvaluationV1, evaluation_of.key)
     else:
         model_id = evaluation_of
-        evaluation = registry.get_json(lake, registry.key(model_id, "evaluation.json"))
+        evaluation = registry.read_evaluation(lake, model_id)
     card = registry.read_card(lake, model_id)
-    rules = rules or GateRules.for_task(card["task"])
-    decision = decide(model_id, evaluation["candidate"], card["onnx_validation"], rules,
-                      evaluation.get("production_id"), evaluation.get("production"))
+    rules = rules or GateRules.for_task(card.task)
+    decision = decide(model_id, evaluation.candidate.model_dump(), card.onnx_validation.model_dump(),
+                      rules, evaluation.production_id,
+                      evaluation.production.model_dump() if evaluation.production else None)
     write_decision(lake, decision)
     return decision

@@ -3,12 +3,16 @@
     models/<model_id>/weights.pt            ultralytics checkpoint + `flywheel` meta (config, dataset)
     models/<model_id>/model.onnx            what devices run (ONNX Runtime, NCHW float32)
     models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test)
-    models/<model_id>/model.json            the card: classes, preprocessing, files, lineage, training
-    models/<model_id>/evaluation.json       metrics on the frozen standard sets (+ report.md)
-    models/<model_id>/gate.json             the last gate decision
-    models/production.json                  the production pointer; only the release stage moves it
+    models/<model_id>/model.json            ModelCardV1: classes, preprocessing, files, lineage, training
+    models/<model_id>/device.json           DeviceModelV1: a device slot's model.json
+    models/<model_id>/evaluation.json       EvaluationV1: metrics on the frozen standard sets (+ report.md)
+    models/<model_id>/gate.json             GateDecisionV1: the last gate decision
+    models/production.json                  ProductionPointerV1; only the release stage moves it
 
-Every file of an entry is written before the card, and the card before anything points at it.
+Every file of an entry is written before the card, and the card before anything points at it. The
+documents are versioned pydantic models (flywheel/learner/documents.py, and the device's in the
+edge contract); this module reads and writes only those, and a malformed one is a RegistryError that
+names the lake key and the field.
 """
 
 from __future__ import annotations
@@ -19,12 +23,22 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_agent.contract.errors import ContractError
 from edge_agent.contract.layout import MODELS, model_prefix
+from edge_agent.contract.schemas import DeviceModelV1, dump_document, parse_device_model
 from edge_agent.lake import Lake, ObjectExists, ObjectNotFound
+from flywheel.learner.documents import (
+    D,
+    EvaluationV1,
+    GateDecisionV1,
+    ModelCardV1,
+    ProductionPointerV1,
+    dump,
+    parse,
+)
 from flywheel.learner.errors import RegistryError
 
 PRODUCTION_KEY = f"{MODELS}/production.json"
-CARD_SCHEMA = "flywheel.model/v1"
 
 
 def code_version() -> str:
@@ -66,19 +80,55 @@ def put_file(lake: Lake, model_id: str, name: str, path: Path) -> dict:
     return {"key": key(model_id, name), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def read_card(lake: Lake, model_id: str) -> dict:
+def _read(lake: Lake, k: str, doc_type: type[D]) -> D:
+    return parse(lake.get(k), doc_type, k)  # ObjectNotFound propagates: callers say what it means
+
+
+def write_card(lake: Lake, card: ModelCardV1) -> None:
+    lake.put(key(card.model_id, "model.json"), dump(card))
+
+
+def read_card(lake: Lake, model_id: str) -> ModelCardV1:
     try:
-        return get_json(lake, key(model_id, "model.json"))
+        return _read(lake, key(model_id, "model.json"), ModelCardV1)
     except ObjectNotFound:
         raise RegistryError(f"model {model_id} is not in the registry at {lake.uri}") from None
+
+
+def write_device_model(lake: Lake, doc: DeviceModelV1) -> None:
+    lake.put(key(doc.model_version, "device.json"), dump_document(doc))
+
+
+def read_device_model(lake: Lake, model_id: str) -> DeviceModelV1:
+    k = key(model_id, "device.json")
+    try:
+        return parse_device_model(lake.get(k))
+    except ContractError as e:
+        raise RegistryError(f"{k}: field {e.field}: {e.reason}") from None
+
+
+def write_evaluation(lake: Lake, evaluation: EvaluationV1) -> None:
+    lake.put(key(evaluation.candidate_id, "evaluation.json"), dump(evaluation))
+
+
+def read_evaluation(lake: Lake, model_id: str) -> EvaluationV1:
+    return _read(lake, key(model_id, "evaluation.json"), EvaluationV1)
+
+
+def write_gate(lake: Lake, decision: GateDecisionV1) -> None:
+    lake.put(key(decision.candidate_id, "gate.json"), dump(decision))
+
+
+def read_gate(lake: Lake, model_id: str) -> GateDecisionV1:
+    return _read(lake, key(model_id, "gate.json"), GateDecisionV1)
 
 
 def fetch_file(lake: Lake, model_id: str, name: str, dest_dir: Path) -> Path:
     """Download one registry file, verifying the sha256 recorded in the card."""
     card = read_card(lake, model_id)
-    entry = card.get("files", {}).get(name)
+    entry = card.files.get(name)
     data = lake.get(key(model_id, name))
-    if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+    if entry and hashlib.sha256(data).hexdigest() != entry.sha256:
         raise RegistryError(f"model {model_id}: {name} does not match the sha256 in its card")
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"{model_id}-{name}"
@@ -90,50 +140,51 @@ def fetch_file(lake: Lake, model_id: str, name: str, dest_dir: Path) -> Path:
 
 # -- the production pointer -------------------------------------------------------------------------
 
-def read_production(lake: Lake) -> dict | None:
+def read_production(lake: Lake) -> ProductionPointerV1 | None:
     try:
-        return get_json(lake, PRODUCTION_KEY)
+        return _read(lake, PRODUCTION_KEY, ProductionPointerV1)
     except ObjectNotFound:
         return None
 
 
 def production_model_id(lake: Lake) -> str | None:
     pointer = read_production(lake)
-    return pointer["model_id"] if pointer else None
+    return pointer.model_id if pointer else None
 
 
-def _pointer(model_id: str, by: str, reason: str, previous: str | None) -> dict:
-    return {"model_id": model_id, "by": by, "reason": reason, "previous": previous,
-            "at": datetime.now(UTC).isoformat()}
+def _pointer(model_id: str, by: str, reason: str, previous: str | None) -> ProductionPointerV1:
+    return ProductionPointerV1(model_id=model_id, by=by, reason=reason, previous=previous,
+                               at=datetime.now(UTC))
 
 
-def _require_passed_gate(lake: Lake, model_id: str) -> dict:
+def _require_passed_gate(lake: Lake, model_id: str) -> GateDecisionV1:
     read_card(lake, model_id)
     try:
-        gate = get_json(lake, key(model_id, "gate.json"))
+        gate = read_gate(lake, model_id)
     except ObjectNotFound:
         raise RegistryError(f"model {model_id} has no gate decision; run the evaluation gate first"
                             ) from None
-    if not gate.get("passed"):
-        raise RegistryError(f"model {model_id} failed its gate: {'; '.join(gate.get('reasons', []))}")
+    if not gate.passed:
+        raise RegistryError(f"model {model_id} failed its gate: {'; '.join(gate.reasons)}")
     return gate
 
 
-def set_production(lake: Lake, model_id: str, *, by: str, reason: str) -> dict:
+def set_production(lake: Lake, model_id: str, *, by: str, reason: str) -> ProductionPointerV1:
     """Move the production pointer (the release stage calls this after re-checking the gate)."""
     _require_passed_gate(lake, model_id)
     pointer = _pointer(model_id, by, reason, production_model_id(lake))
-    put_json(lake, PRODUCTION_KEY, pointer)
+    lake.put(PRODUCTION_KEY, dump(pointer))
     return pointer
 
 
-def bootstrap_production(lake: Lake, model_id: str, *, by: str = "bootstrap") -> dict | None:
+def bootstrap_production(lake: Lake, model_id: str, *, by: str = "bootstrap"
+                         ) -> ProductionPointerV1 | None:
     """The first model becomes production when there is none (conditional create: of two racing
     bootstraps only one wins). Returns the pointer, or None when production already existed."""
     _require_passed_gate(lake, model_id)
     pointer = _pointer(model_id, by, "bootstrap: no production model existed", None)
     try:
-        lake.put(PRODUCTION_KEY, json.dumps(pointer, indent=1, sort_keys=True).encode(), if_absent=True)
+        lake.put(PRODUCTION_KEY, dump(pointer), if_absent=True)
     except ObjectExists:
         return None
     return pointer

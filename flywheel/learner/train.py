@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from edge_agent.contract.schemas import DeviceModelV1
 from edge_agent.lake import Lake, S3Options
 from flywheel.learner import registry
 from flywheel.learner.config import EMPTY_CLASS, GateRules, TrainConfig
 from flywheel.learner.datasets import load_dataset_version, read_members
+from flywheel.learner.documents import ModelCardV1
 from flywheel.learner.errors import DatasetError
 
 N_GOLDEN_REAL = 16  # validation frames in the golden set (plus synthetic probes)
@@ -54,7 +56,7 @@ class TrainResult:
     seconds_total: float
     n_train: int
     n_val: int
-    card: dict
+    card: ModelCardV1
     onnx_validation: dict
     where: str = ""  # "ray:<node>/<pid>" or "in-process"
 
@@ -143,38 +145,37 @@ def run_training(req: TrainRequest) -> TrainResult:
                  (("weights.pt", ckpt), ("model.onnx", onnx_path), ("golden.npz", tmp / "golden.npz"))}
     n_train = members.filter(pl.col("split") == "train").height
     n_val = members.height - n_train
-    card = {
-        "schema": registry.CARD_SCHEMA,
-        "model_id": req.model_id,
-        "task": cfg.task,
-        "architecture": cfg.model_yaml,
-        "classes": classes if cfg.task == "classify" else [c for c in classes if c != EMPTY_CLASS],
-        "empty_class": EMPTY_CLASS if EMPTY_CLASS in classes else None,
-        "imgsz": cfg.imgsz,
-        "preprocessing": preprocessing_doc(cfg.imgsz, cfg.task),
-        "files": files,
-        "lineage": {"dataset_version": ds.version, "code_version": req.code_version,
-                    "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
-                    "dataset_sources": ds.manifest.get("sources", [])},
-        "training": {"epochs": len(curves), "seconds_train": seconds_train, "n_train": n_train,
-                     "n_val": n_val, "final": curves[-1] if curves else {}},
-        "onnx_validation": validation,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    registry.put_json(lake, registry.key(req.model_id, "device.json"), device_model_json(card))
+    card = ModelCardV1(
+        model_id=req.model_id,
+        task=cfg.task,
+        architecture=cfg.model_yaml,
+        classes=classes if cfg.task == "classify" else [c for c in classes if c != EMPTY_CLASS],
+        empty_class=EMPTY_CLASS if EMPTY_CLASS in classes else None,
+        imgsz=cfg.imgsz,
+        preprocessing=preprocessing_doc(cfg.imgsz, cfg.task),
+        files=files,
+        lineage={"dataset_version": ds.version, "code_version": req.code_version,
+                 "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
+                 "dataset_sources": ds.manifest.get("sources", [])},
+        training={"epochs": len(curves), "seconds_train": seconds_train, "n_train": n_train,
+                  "n_val": n_val, "final": curves[-1] if curves else {}},
+        onnx_validation=validation,
+        created_at=datetime.now(UTC),
+    )
+    registry.write_device_model(lake, device_model(card))
     registry.put_json(lake, registry.key(req.model_id, "training_curves.json"), curves)
-    registry.put_json(lake, registry.key(req.model_id, "model.json"), card)  # the card goes last
+    registry.write_card(lake, card)  # the card goes last
     return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
                        time.perf_counter() - t0, n_train, n_val, card, validation, _where())
 
 
-def device_model_json(card: dict) -> dict:
+def device_model(card: ModelCardV1) -> DeviceModelV1:
     """The edge agent's slot `model.json` (edge_agent/model.py): what the OTA path ships beside
     model.onnx so the device labels, sizes and normalises exactly as evaluation did."""
-    pre = card["preprocessing"]
-    return {"model_version": card["model_id"], "labels": card["classes"],
-            "input_size": [pre["resize"]["height"], pre["resize"]["width"]],
-            "mean": pre["mean"], "std": pre["std"], "output": pre["output"]}
+    pre = card.preprocessing
+    return DeviceModelV1(model_version=card.model_id, labels=card.classes,
+                         input_size=[pre["resize"]["height"], pre["resize"]["width"]],
+                         mean=pre["mean"], std=pre["std"], output=pre["output"])
 
 
 def _where() -> str:

@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from edge_agent.contract.release import ReleaseChannelV1
 from edge_agent.contract.schemas import StatusReportV2
 
-# Default stages: (stage, percent, shadow_percent)
-DEFAULT_STAGES: tuple[tuple[str, float, float], ...] = (
-    ("shadow", 0.0, 10.0), ("canary", 5.0, 0.0), ("ramp", 25.0, 0.0), ("ramp", 50.0, 0.0),
-    ("full", 100.0, 0.0))
+# Default stages: shadow on 10 %, canary 5 %, then 25 %, 50 %, 100 %
+DEFAULT_STAGE_SPECS = ("shadow:0:10", "canary:5", "ramp:25", "ramp:50", "full:100")
 
 
-def parse_stages(specs: list[str]) -> tuple[tuple[str, float, float], ...]:
+def parse_stages(specs: list[str] | tuple[str, ...]) -> tuple[tuple[str, float, float], ...]:
     """Rollout stages from config strings "stage:percent[:shadow_percent]", e.g. ["shadow:0:10",
     "canary:5", "ramp:25", "ramp:50", "full:100"]. Percentages never go down; the last is full 100."""
     out = []
@@ -47,6 +45,9 @@ def parse_stages(specs: list[str]) -> tuple[tuple[str, float, float], ...]:
     if not out or out[-1][:2] != ("full", 100.0):
         raise ValueError("rollout stages must end with 'full:100'")
     return tuple(out)
+
+
+DEFAULT_STAGES = parse_stages(list(DEFAULT_STAGE_SPECS))  # (stage, percent, shadow_percent)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ def registry_files(lake: Lake, model_id: str) -> dict[str, bytes]:
     files = {}
     for name, src in stored.items():  # model.json in a slot is the registry's device card
         data = lake.get(registry.key(model_id, src))
-        entry = card.get("files", {}).get(src)
-        if entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        entry = card.files.get(src)
+        if entry and hashlib.sha256(data).hexdigest() != entry.sha256:
             raise RepositoryError(f"model {model_id}: {src} does not match the sha256 in its card")
         files[name] = data
     return files

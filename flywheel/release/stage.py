@@ -31,28 +31,25 @@ class ReleaseOutcome:
 
 
 def recheck_gate(lake: Lake, model_id: str) -> dict:
-    """The gate decision stored for `model_id` must exist, have passed, and name that model."""
+    """The gate decision stored for `model_id` must exist, have passed, name that model, and have
+    been taken against the production model that is production now."""
     from flywheel.learner import registry
     from flywheel.learner.errors import RegistryError
 
     try:
-        gate = registry.get_json(lake, registry.key(model_id, "gate.json"))
-    except Exception as e:
-        raise ReleaseRefused(f"model {model_id}: no gate decision to re-check ({e})") from None
-    judged = gate.get("candidate_id") or gate.get("candidate") or gate.get("model_id")
-    if judged is not None and judged != model_id:
-        raise ReleaseRefused(f"model {model_id}: its gate decision judged {judged}, not this model")
-    if not gate.get("passed"):
-        raise ReleaseRefused(f"model {model_id} failed its gate: {'; '.join(gate.get('reasons', []))}")
-    production = registry.production_model_id(lake)
-    if "production_id" in gate and gate["production_id"] != production:
-        raise ReleaseRefused(f"model {model_id}: gated against production {gate['production_id']}, "
-                             f"but production is now {production}; re-run the gate")
-    try:
+        gate = registry.read_gate(lake, model_id)
         registry.read_card(lake, model_id)
-    except RegistryError as e:
-        raise ReleaseRefused(str(e)) from None
-    return gate
+    except (RegistryError, KeyError) as e:
+        raise ReleaseRefused(f"model {model_id}: no gate decision or card to re-check ({e})") from None
+    if gate.candidate_id != model_id:
+        raise ReleaseRefused(f"model {model_id}: its gate decision judged {gate.candidate_id}")
+    if not gate.passed:
+        raise ReleaseRefused(f"model {model_id} failed its gate: {'; '.join(gate.reasons)}")
+    production = registry.production_model_id(lake)
+    if gate.production_id != production:
+        raise ReleaseRefused(f"model {model_id}: gated against production {gate.production_id}, "
+                             f"but production is now {production}; re-run the gate")
+    return gate.model_dump(mode="json")
 
 
 def release_model(lake: Lake, keys: ReleaseKeys, channel: str, model_id: str,

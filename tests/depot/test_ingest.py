@@ -162,3 +162,14 @@ def build_clip_from_bytes(template, data: bytes):
     return LandedClip(sc.clip_id, t.day, t.store_id, t.device_id,
                       clip_key(t.day, t.store_id, t.device_id, sc.clip_id),
                       sidecar_key(t.day, t.store_id, t.device_id, sc.clip_id), data, sc)
+
+
+def test_frames_table_columns_are_defined_once() -> None:
+    from flywheel.depot import frames_table
+    from flywheel.depot.ingest import frames_schema
+    from flywheel.depot.search import RESULT_COLUMNS
+
+    assert frames_schema().names == frames_table.NAMES == FRAME_COLUMNS
+    assert set(RESULT_COLUMNS) <= set(frames_table.NAMES)
+    with pytest.raises(KeyError, match="not columns of the frames table"):
+        frames_table.columns("frame_id", "no_such_column")

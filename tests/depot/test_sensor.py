@@ -166,19 +166,23 @@ def test_unparseable_marker_is_quarantined_by_the_sensor(local_lake, instance) -
     assert reason["reason"] == "bad_key"
 
 
-def test_sweep_requests_today_hourly_and_yesterday_once(local_lake, instance) -> None:
+def test_sweep_finds_clips_without_markers_in_any_day(local_lake, instance) -> None:
     c = land(local_lake, build_clip(seed=12, day="2026-11-24"), sidecar=False)  # no sidecar, no marker
     land(local_lake, build_clip(seed=13, day="2026-11-25"), arrival=False)  # a device without markers
+    land(local_lake, build_clip(seed=14, day="2026-10-01"), arrival=False)  # and an old day
     res = LocalLakeResource(root=str(local_lake.local_path()))
 
     def sweep(cursor, at):
         ctx = dg.build_sensor_context(cursor=cursor, instance=instance, resources={"lake": res})
         return evaluate_sweep(ctx, res, now=at)
 
-    r1 = sweep(None, datetime(2026, 11, 25, 0, 20, tzinfo=UTC))
-    assert sorted((x.partition_key, x.run_key) for x in r1.run_requests) == [
-        (c.day, "depot-sweep:2026-11-24:final"), ("2026-11-25", "depot-sweep:2026-11-25:00")]
-    assert sweep(r1.cursor, datetime(2026, 11, 25, 0, 50, tzinfo=UTC)).run_requests == []  # same hour
-    r3 = sweep(r1.cursor, datetime(2026, 11, 25, 1, 5, tzinfo=UTC))
-    assert [(x.partition_key, x.run_key) for x in r3.run_requests] == [
-        ("2026-11-25", "depot-sweep:2026-11-25:01")]
+    real = datetime.now(UTC)
+    r1 = sweep(None, real + timedelta(minutes=1))  # all young: asked for, and again until settled
+    assert sorted(x.partition_key for x in r1.run_requests) == ["2026-10-01", c.day, "2026-11-25"]
+    r2 = sweep(r1.cursor, real + timedelta(minutes=5))
+    assert len(r2.run_requests) == 3 and not {x.run_key for x in r2.run_requests} & {
+        x.run_key for x in r1.run_requests}
+    r3 = sweep(r2.cursor, real + timedelta(hours=1))  # settled: the incomplete clip has timed out
+    assert len(r3.run_requests) == 3
+    assert sweep(r3.cursor, real + timedelta(hours=2)).run_requests == []  # covered: nothing more
+    assert json.loads(r3.cursor)["passes"] == 3

@@ -3,7 +3,6 @@ classes + a byte-level BPE vocabulary) and an ultralytics classifier registered 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edge_agent.lake import Lake
@@ -59,10 +58,10 @@ def register_tiny_production_model(lake: Lake, tmp: Path, model_id: str = "cls-t
     from ultralytics import YOLO
 
     torch.manual_seed(0)
+    from tests.support.registry import register_model
+
     weights = tmp / "weights.pt"
     YOLO("yolov8n-cls.yaml", task="classify").save(str(weights))
-    lake.put_file(f"models/{model_id}/weights.pt", weights)
-    lake.put(f"models/{model_id}/model.json", json.dumps(
-        {"model_id": model_id, "preprocessing": {"resize": {"width": 64, "height": 64}}}).encode())
-    lake.put("models/production.json", json.dumps({"model_id": model_id}).encode())
+    register_model(lake, model_id, {"weights.pt": weights.read_bytes()}, classes=["a", "b"],
+                   imgsz=64, production=True)
     return model_id

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.agent import Agent, CaptureSettings, UploadSettings
+from edge_agent.agent import Agent
 from edge_agent.capture.spool import Spool
+from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.model import DeviceModel
 from edge_agent.sources import Frame
 from edge_agent.triggers import build_rule_set
@@ -70,16 +71,16 @@ def make_agent(tmp_path: Path, model_dir: Path):
 
     def make(lake, *, rules=None, spool_dir: Path | None = None, cap_bytes: int = 10**9,
              policy: str = "oldest_first", min_free_bytes: int = 0, disk_free=None,
-             capture: CaptureSettings | None = None, upload: UploadSettings | None = None,
+             capture: CaptureConfig | None = None, upload: UploadConfig | None = None,
              device_id: str = "cart-test-01", start: bool = True, **kw) -> Agent:
         rules = rules or build_rule_set("t1", {"move": "motion(8)"})
         spool = Spool(spool_dir or tmp_path / f"spool-{device_id}", cap_bytes=cap_bytes,
                       min_free_bytes=min_free_bytes, policy=policy, disk_free=disk_free)
         agent = Agent(device_id=device_id, store_id="A", model=DeviceModel(model_dir), rules=rules,
                       spool=spool, lake=lake,
-                      capture=capture or CaptureSettings(pre_roll_s=0.3, post_roll_s=0.3,
-                                                         max_clip_s=3.0),
-                      upload=upload or UploadSettings(backoff_base_s=0.05, backoff_cap_s=0.5),
+                      capture=capture or capture_config(pre_roll_s=0.3, post_roll_s=0.3,
+                                                        max_clip_s=3.0),
+                      upload=upload or UploadConfig(backoff_base_s=0.05, backoff_cap_s=0.5),
                       status_interval_s=kw.pop("status_interval_s", 3600.0), **kw)
         made.append(agent)
         return agent.start() if start else agent
@@ -93,3 +94,8 @@ def make_agent(tmp_path: Path, model_dir: Path):
 def lake_clips(lake) -> tuple[list[str], list[str]]:
     keys = [o.key for o in lake.list("landing/clips")]
     return [k for k in keys if k.endswith(".mp4")], [k for k in keys if k.endswith(".json")]
+
+
+def capture_config(**kw) -> CaptureConfig:
+    """Capture settings for in-process agent tests: encode on a thread with libx264, no probing."""
+    return CaptureConfig(**{"encoders": [], "isolation": "thread", **kw})

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_agent.contract import parse_sidecar, parse_status_report
 from edge_agent.triggers import build_rule_set
-from tests.edge_agent.conftest import EAN_A, lake_clips, scene, scripted_frames
+from tests.edge_agent.conftest import EAN_A, capture_config, lake_clips, scene, scripted_frames
 
 
 def test_captures_what_the_rules_ask_for_and_records_why(local_lake, make_agent) -> None:
@@ -232,11 +232,10 @@ def test_model_fault_costs_the_frame_not_the_loop(local_lake, make_agent) -> Non
 
 
 def test_encoder_behind_drops_captures_never_frames(local_lake, make_agent) -> None:
-    from edge_agent.agent import CaptureSettings
 
     bursts = {range(k * 20 + 5, k * 20 + 10): {"moving": True} for k in range(5)}
     agent = make_agent(local_lake, start=False,  # the encoder is not consuming: it is "behind"
-                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=2))
+                       capture=capture_config(pre_roll_s=0.2, post_roll_s=0.2, queue_size=2))
     for f in scripted_frames(100, bursts):
         agent.process(f)
     assert agent.telemetry.totals.frames == 100  # every frame went through the model and rules

@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.agent import CaptureSettings
 from edge_agent.config import ConfigError, load_config
 from edge_agent.contract import parse_sidecar, parse_status_report
 from edge_agent.faults import FaultyLake
 from edge_agent.lake import Lake, S3Options
 from edge_agent.sources import AvSource, Frame, IterSource, ReconnectingSource
-from tests.edge_agent.conftest import lake_clips, scene, scripted_frames
+from tests.edge_agent.conftest import capture_config, lake_clips, scene, scripted_frames
 from tests.edge_agent.test_agent import write_config
 
 BURSTS = {range(k * 20 + 5, k * 20 + 10): {"moving": True} for k in range(10)}  # 10 captures
@@ -77,7 +76,7 @@ def test_store_down_for_the_whole_run(s3_lake, make_agent, policy: str, cause: s
     switch = SwitchableLake(unreachable_lake())  # the store is down: real refused connections
     counted = FaultyLake(switch)  # no faults injected: counts the puts that reach a store
     agent = make_agent(counted, cap_bytes=25_000, policy=policy,
-                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
+                       capture=capture_config(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
     for f in scripted_frames(200, BURSTS):
         agent.process(f)
     agent.worker.stop(drain=True)  # all captures encoded and spooled (or dropped)
@@ -115,7 +114,7 @@ def test_flapping_store_and_garbling_transport(tmp_path: Path, make_agent) -> No
     server = start_seaweedfs(data_dir)
     switch = SwitchableLake(s3_lake_for(server, "flap"))
     faulty = FaultyLake(switch, rate=0.15, faults=("cut", "garble", "lost_ack"), seed=7)
-    agent = make_agent(faulty, capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
+    agent = make_agent(faulty, capture=capture_config(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
     servers = [server]
     try:
         frames = list(scripted_frames(200, BURSTS))
@@ -206,7 +205,7 @@ def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, seaw
 
 def test_tiny_disk_keeps_the_primary_loop_running(tmp_path: Path, make_agent, local_lake) -> None:
     agent = make_agent(None, cap_bytes=1000,  # smaller than any clip
-                       capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
+                       capture=capture_config(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
     for f in scripted_frames(200, BURSTS):
         agent.process(f)
     t = agent.close()
@@ -217,7 +216,7 @@ def test_tiny_disk_keeps_the_primary_loop_running(tmp_path: Path, make_agent, lo
     free = [10**9]
     low = make_agent(local_lake, min_free_bytes=50 * 1024**2, disk_free=lambda p: free[0],
                      device_id="cart-low",
-                     capture=CaptureSettings(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
+                     capture=capture_config(pre_roll_s=0.2, post_roll_s=0.2, queue_size=16))
     frames = list(scripted_frames(200, BURSTS))
     for f in frames[:100]:
         low.process(f)

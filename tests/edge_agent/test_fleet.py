@@ -47,23 +47,18 @@ def test_fleet_cli(tmp_path: Path) -> None:
 
 def test_fleet_runs_the_registrys_production_model(local_lake, tmp_path: Path) -> None:
     """Once the registry has a production model, the carts run it (the loop's Deploy -> Collect)."""
-    import hashlib
-    import json
-
+    from edge_agent.contract.schemas import DeviceModelV1
     from flywheel.fleet import simulate_fleet
     from flywheel.fleet.bootstrap import INPUT_HW, MEAN, STD, build_classifier_onnx
     from flywheel.sim import default_world
+    from tests.support.registry import register_model
 
     labels = ["empty", *(p.ean for p in default_world(0, 3).catalog.products)]
     onnx_bytes = build_classifier_onnx(labels, seed=7)
-    local_lake.put("models/cls-test-1/model.onnx", onnx_bytes)
-    local_lake.put("models/cls-test-1/device.json", json.dumps(
-        {"model_version": "cls-test-1", "labels": labels, "input_size": list(INPUT_HW),
-         "mean": [MEAN] * 3, "std": [STD] * 3}).encode())
-    local_lake.put("models/cls-test-1/model.json", json.dumps(
-        {"model_id": "cls-test-1",
-         "files": {"model.onnx": {"sha256": hashlib.sha256(onnx_bytes).hexdigest()}}}).encode())
-    local_lake.put("models/production.json", json.dumps({"model_id": "cls-test-1"}).encode())
+    register_model(local_lake, "cls-test-1", {"model.onnx": onnx_bytes}, classes=labels,
+                   device=DeviceModelV1(model_version="cls-test-1", labels=labels,
+                                        input_size=list(INPUT_HW), mean=[MEAN] * 3, std=[STD] * 3),
+                   production=True)
 
     s = simulate_fleet(local_lake, carts=1, minutes=0.3, seed=2, day="2026-11-21",
                        work_dir=tmp_path / "fleet", progress=False)

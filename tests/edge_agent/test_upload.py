@@ -186,24 +186,29 @@ def test_entry_deleted_under_the_uploader_is_dropped_with_a_cause(tmp_path, loca
 
 @pytest.mark.integration
 @pytest.mark.parametrize("lake_fixture", ["local_lake", "s3_lake"])
-def test_a_valid_sidecar_in_the_lake_is_never_replaced(tmp_path, request, lake_fixture: str) -> None:
+def test_the_sidecar_in_the_lake_is_kept_only_when_it_is_byte_for_byte_ours(tmp_path, request,
+                                                                          lake_fixture: str) -> None:
     lake = request.getfixturevalue(lake_fixture)
-    spool = _fill_spool(tmp_path, 1)
-    (e,) = spool.entries()
-    # A crash and re-encode on the device left another valid sidecar of the same clip in the lake
-    # (different agent version, same clip bytes); the cloud may already have accepted it.
-    lake.put(e.clip_key, e.clip_path.read_bytes())
-    theirs = parse_sidecar(e.sidecar_path.read_bytes()).model_copy(update={"agent_version": "older"})
-    theirs_bytes = dump_document(theirs)
-    assert theirs_bytes != e.sidecar_path.read_bytes()
-    lake.put(e.sidecar_key, theirs_bytes)
+    spool = _fill_spool(tmp_path, 2)
+    same, garbled = spool.entries()
+    # a resume after a crash: clip and sidecar already there, exactly as this device writes them
+    lake.put(same.clip_key, same.clip_path.read_bytes())
+    lake.put(same.sidecar_key, same.sidecar_path.read_bytes())
+    # a sidecar garbled in transit in a field other than id, size and sha256: it still parses
+    # and names the same clip, but it is not what this device wrote
+    lake.put(garbled.clip_key, garbled.clip_path.read_bytes())
+    theirs = parse_sidecar(garbled.sidecar_path.read_bytes()).model_copy(update={"agent_version": "0.0.0-x"})
+    lake.put(garbled.sidecar_key, dump_document(theirs))
+    ours = garbled.sidecar_path.read_bytes()
     counted = FaultyLake(lake)  # no faults: counts the puts that reach the store
     tel = Telemetry()
-    Uploader(counted, spool, tel).upload(spool.checkout())
-    assert lake.get(e.sidecar_key) == theirs_bytes  # kept, not overwritten
-    assert counted.puts[e.clip_key] == 0 and counted.puts[e.sidecar_key] == 0  # nothing resent
-    assert len(spool) == 0 and tel.totals.already_uploaded == 1 and tel.totals.remote_repairs == 0
-    assert_lake_consistent(lake, 1)
+    up = Uploader(counted, spool, tel)
+    for _ in range(2):
+        up.upload(spool.checkout())
+    assert counted.puts[same.clip_key] == 0 and counted.puts[same.sidecar_key] == 0  # nothing resent
+    assert lake.get(garbled.sidecar_key) == ours  # repaired, not kept
+    assert tel.totals.remote_repairs == 1 and tel.totals.already_uploaded == 1 and len(spool) == 0
+    assert_lake_consistent(lake, 2)
 
 
 @pytest.mark.integration

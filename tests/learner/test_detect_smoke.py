@@ -25,7 +25,7 @@ def test_detect_trains_exports_and_registers(local_lake):
     assert result.where == "in-process" and len(result.curves) == 1
     assert any(k.startswith("metrics/mAP50") for k in result.curves[0])
     card = registry.read_card(local_lake, "det-smoke")
-    assert card["task"] == "detect" and card["classes"] == sorted(SKUS)  # no "empty" class in detect
+    assert card.task == "detect" and card.classes == sorted(SKUS)  # no "empty" class in detect
     assert result.onnx_validation["passed"], result.onnx_validation
     assert local_lake.exists(registry.key("det-smoke", "model.onnx"))
 
@@ -36,9 +36,9 @@ def test_detect_trains_exports_and_registers(local_lake):
         fake_frames(n_sessions=3, seed=6, store="A", skus=(*SKUS, "4000000000017"), size=(96, 64),
                     id_prefix="a")))
     ev = evaluate_candidate(local_lake, "det-smoke")
-    sets = ev["candidate"]["sets"]
+    sets = ev.candidate.sets
     assert sets["store_A"]["frames_with_unknown_class"] == 4  # every 4th item is the unknown SKU
-    assert 0.0 <= ev["candidate"]["metrics"]["production_map50"] <= 1.0
+    assert 0.0 <= ev.candidate.metrics["production_map50"] <= 1.0
     decision = gate_candidate(local_lake, "det-smoke")
     target = next(r for r in decision.rules if r.name == "target_metric")
     assert "production_map50" in target.detail and decision.passed  # bootstrap: floor 0

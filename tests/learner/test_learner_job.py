@@ -14,6 +14,7 @@ import pytest
 
 from flywheel.learner import registry
 from flywheel.learner.config import GateRules
+from flywheel.learner.documents import OnnxValidation
 from flywheel.refs import ModelRef
 from resources.lineage import LakeRefIOManager
 
@@ -81,10 +82,12 @@ def test_job_trains_on_ray_and_registers_a_validated_model(job_run):
                  "training_curves.json", "evaluation.json", "report.md", "gate.json"):
         assert lake.exists(registry.key(mid, name)), name
     card = registry.read_card(lake, mid)
-    assert card["lineage"]["dataset_version"] == ds["version"]
-    assert card["lineage"]["parent_model"] is None and card["lineage"]["code_version"]
-    assert card["preprocessing"]["layout"] == "NCHW" and card["preprocessing"]["dtype"] == "float32"
-    assert len(card["classes"]) == 22 and card["empty_class"] == "empty"
+    assert card.lineage.dataset_version == ds["version"]
+    assert card.lineage.parent_model is None and card.lineage.code_version
+    assert card.preprocessing["layout"] == "NCHW" and card.preprocessing["dtype"] == "float32"
+    assert len(card.classes) == 22 and card.empty_class == "empty"
+    device = registry.read_device_model(lake, mid)  # what a device slot gets, typed
+    assert device.model_version == mid and device.labels == card.classes
     import torch  # the checkpoint carries its config and dataset version
 
     ckpt = torch.load(io.BytesIO(lake.get(registry.key(mid, "weights.pt"))), weights_only=False)
@@ -105,8 +108,8 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
     assert meta["actual"] == pytest.approx(ev["production_top1"], abs=1e-3)
     assert meta["threshold"] == GateRules().bootstrap_min_target
     assert meta["latency.threshold"] == GateRules().latency_budget_ms
-    stored = registry.get_json(lake, registry.key(ev["candidate"], "gate.json"))
-    assert stored["passed"] and stored["candidate_id"] == ev["candidate"]
+    stored = registry.read_gate(lake, ev["candidate"])
+    assert stored.passed and stored.candidate_id == ev["candidate"]
     # the gate names the candidate this run trained, handed over as references, not pointers
     assert meta["candidate"] == ev["candidate"] == _mat(result, "candidate_model")["model_id"]
     assert ev["ref"] == f"lineage/candidate_evaluation/{result.run_id}.json"
@@ -126,14 +129,14 @@ def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     (slot / "model.json").write_bytes(lake.get(registry.key(mid, "device.json")))
     device = DeviceModel(slot)
     card = registry.read_card(lake, mid)
-    assert device.labels == card["classes"] and device.input_hw == (card["imgsz"], card["imgsz"])
+    assert device.labels == card.classes and device.input_hw == (card.imgsz, card.imgsz)
     frames, _ = read_standard_sets(lake, ["store_A"])
     rgb = decode_png(frames["store_A"]["image_png"][0])
     # the device's preprocessing is bit-identical to what training and evaluation used
-    np.testing.assert_array_equal(device.preprocess(rgb)[0], to_tensor(rgb, card["imgsz"]))
+    np.testing.assert_array_equal(device.preprocess(rgb)[0], to_tensor(rgb, card.imgsz))
     pred = device.predict(rgb)
-    assert pred.label is None or pred.label in card["classes"]
-    assert 1.0 / len(card["classes"]) <= pred.confidence <= 1.0
+    assert pred.label is None or pred.label in card.classes
+    assert 1.0 / len(card.classes) <= pred.confidence <= 1.0
 
 
 def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
@@ -149,10 +152,9 @@ def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
     for name in ("weights.pt", "model.onnx", "golden.npz"):
         lake.put(registry.key(bad, name), lake.get(registry.key(mid, name)))
     card = registry.read_card(lake, mid)
-    card.update(model_id=bad, onnx_validation={
-        "passed": False, "max_abs_diff": 0.7, "top1_agreement": 0.5, "n": 20,
-        "reason": "max |onnx - torch| = 0.7 (limit 0.001), top-1 agreement 0.500 (min 1)"})
-    registry.put_json(lake, registry.key(bad, "model.json"), card)
+    registry.write_card(lake, card.model_copy(update={"model_id": bad, "onnx_validation": OnnxValidation(
+        passed=False, max_abs_diff=0.7, top1_agreement=0.5, n=20,
+        reason="max |onnx - torch| = 0.7 (limit 0.001), top-1 agreement 0.500 (min 1)")}))
 
     @dg.asset(name="candidate_model", io_manager_key="ref_io_manager")
     def bad_candidate() -> ModelRef:  # stands in for training: hands over the broken model
@@ -176,7 +178,7 @@ def test_failed_gate_blocks_downstream_and_shows_reasons(job_run, seaweed):
     assert [m.asset_key.to_user_string() for m in
             (e.materialization for e in result.get_asset_materialization_events())] == [
         "candidate_model", "candidate_evaluation"]
-    assert not registry.get_json(lake, registry.key(bad, "gate.json"))["passed"]
+    assert not registry.read_gate(lake, bad).passed
 
 
 def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
@@ -204,8 +206,9 @@ def test_release_recheck_and_onnx_mismatch(job_run, tmp_path):
     onnx_bytes = export_onnx(bad, 64).read_bytes()
     lake.put(registry.key(mid, "model.onnx"), onnx_bytes)
     card = registry.read_card(lake, mid)
-    card["files"]["model.onnx"]["sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
-    registry.put_json(lake, registry.key(mid, "model.json"), card)
+    onnx_entry = card.files["model.onnx"].model_copy(
+        update={"sha256": hashlib.sha256(onnx_bytes).hexdigest()})
+    registry.write_card(lake, card.model_copy(update={"files": {**card.files, "model.onnx": onnx_entry}}))
     decision = recheck_gate(lake, mid)
     assert not decision.passed
     assert [r.name for r in decision.rules if not r.passed] == ["onnx_agreement"]

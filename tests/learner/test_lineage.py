@@ -75,9 +75,8 @@ def test_overlapping_runs_each_gate_their_own_candidate(seaweed, ray_cluster):
         # every step of this run worked on what this run made before it
         assert model["dataset_version"] == ds["version"]
         assert ev["candidate"] == model["model_id"] == gate_meta["candidate"]
-        assert registry.read_card(lake, model["model_id"])["lineage"]["dataset_version"] == ds["version"]
-        assert registry.get_json(lake, registry.key(model["model_id"], "gate.json"))[
-            "candidate_id"] == model["model_id"]
+        assert registry.read_card(lake, model["model_id"]).lineage.dataset_version == ds["version"]
+        assert registry.read_gate(lake, model["model_id"]).candidate_id == model["model_id"]
         seen[name] = (ds["version"], model["model_id"])
     assert seen["a"][0] != seen["b"][0] and seen["a"][1] != seen["b"][1]
     assert not lake.exists("depot/learner/latest_dataset.json")  # no pointers any more

@@ -47,7 +47,7 @@ def test_cli_keygen_init_publish_rotate_rules(tmp_path: Path, capsys):
     device.install_factory()
     up = device.updater(lake, "stable", lake.get("releases/stable/metadata/1.root.json"))
     assert up.check() == "probing" and up.probe() == "active"
-    assert device.running_version() == "m-1"
+    assert device.running_version() == "cls-1"  # device.json names the model id
 
 
 def test_signed_rule_set_reaches_the_agents_rule_file(tmp_path: Path, keys_dir):

@@ -87,20 +87,18 @@ def test_timestamp_refresh_job_resigns(tmp_path, keys_dir):
 
 def _registered_candidate(lake, model_id: str, seed: int, top1: float, production_id: str | None):
     """A registry entry plus the evaluation the Learner would have written for it."""
-    import json
-
+    from flywheel.learner import registry
+    from flywheel.learner.documents import EvaluationV1, ModelEvaluation
     from tests.support.ota import register_model
 
     register_model(lake, model_id, release_files(seed, f"m-{model_id}"))
-    card = json.loads(lake.get(f"models/{model_id}/model.json"))
-    card.update(task="classify", onnx_validation={"passed": True, "max_abs_diff": 1e-6,
-                                                  "top1_agreement": 1.0, "n": 6})
-    lake.put(f"models/{model_id}/model.json", json.dumps(card).encode())
-    ev = {"candidate_id": model_id, "production_id": production_id,
-          "candidate": {"metrics": {"production_top1": top1, "latency_p95_ms": 1.0}, "slices": {}},
-          "production": ({"metrics": {"production_top1": 0.5, "latency_p95_ms": 1.0}, "slices": {}}
-                         if production_id else None)}
-    lake.put(f"models/{model_id}/evaluation.json", json.dumps(ev).encode())
+
+    def ev(t: float) -> ModelEvaluation:
+        return ModelEvaluation(sets={}, slices={}, metrics={"production_top1": t, "latency_p95_ms": 1.0})
+
+    registry.write_evaluation(lake, EvaluationV1(
+        candidate_id=model_id, candidate=ev(top1), production_id=production_id,
+        production=ev(0.5) if production_id else None, test_set_versions={}, report_md=""))
 
 
 def _upstream(model_id: str):
@@ -143,7 +141,7 @@ def test_release_asset_signs_the_gated_candidate_and_devices_take_it(tmp_path, k
     device.install_factory()
     up = device.updater(lake, "stable", lake.get("releases/stable/metadata/1.root.json"))
     assert up.check() == "probing" and up.probe() == "active"
-    assert device.running_version() == "m-cls-a"
+    assert device.running_version() == "cls-a"  # device.json names the registry's model id
 
     # A candidate whose gate fails on re-check is never signed; the channel does not move.
     _registered_candidate(lake, "cls-b", 2, top1=0.4, production_id="cls-a")

@@ -59,16 +59,18 @@ def render_frames(n: int, width: int, height: int, *, product: int, seed: int,
     return frames
 
 
-def encode_h264(frames: list[np.ndarray], fps: int) -> bytes:
-    """An MP4 (H.264, yuv420p) in memory, as a device encoder would write it."""
+def encode_h264(frames: list[np.ndarray], fps: int, container: str = "mp4", codec: str = "libx264") -> bytes:
+    """An MP4 (H.264, yuv420p) in memory, as a device encoder would write it (`container="h264"`:
+    a raw Annex B stream; another `codec` for a device that breaks the contract)."""
     import av
 
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
+    with av.open(buf, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)

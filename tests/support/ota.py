@@ -157,17 +157,20 @@ def raise_disk_full(after_bytes: int):
 
 def register_model(lake, model_id: str, files: dict[str, bytes], *, gate_passed: bool | None = None,
                    production_id: str | None = None) -> None:
-    """A registry entry as the Learner writes it (models/<id>/: model.onnx, device.json,
-    golden.npz, the card with sha256s) and, with `gate_passed`, its gate decision."""
-    import hashlib
+    """A registry entry as the Learner writes it (typed card with sha256s, device.json from the
+    release files' model.json, golden inputs) and, with `gate_passed`, its gate decision."""
+    from edge_agent.contract.schemas import DeviceModelV1
+    from flywheel.learner import registry
+    from flywheel.learner.documents import GateDecisionV1
+    from tests.support.registry import register_model as register_typed
 
-    names = {"model.onnx": "model.onnx", "model.json": "device.json", "golden.npz": "golden.npz"}
-    card = {"model_id": model_id, "files": {}}
-    for name, stored in names.items():
-        lake.put(f"models/{model_id}/{stored}", files[name])
-        card["files"][stored] = {"sha256": hashlib.sha256(files[name]).hexdigest()}
-    lake.put(f"models/{model_id}/model.json", json.dumps(card).encode())
+    card = json.loads(files["model.json"])
+    device = DeviceModelV1(model_version=model_id, labels=card["labels"],
+                           input_size=card["input_size"], mean=card["mean"], std=card["std"])
+    register_typed(lake, model_id, {"model.onnx": files["model.onnx"],
+                                    "golden.npz": files["golden.npz"]},
+                   classes=card["labels"], device=device)
     if gate_passed is not None:
-        gate = {"candidate_id": model_id, "production_id": production_id, "passed": gate_passed,
-                "reasons": [] if gate_passed else ["target metric did not improve"], "rules": []}
-        lake.put(f"models/{model_id}/gate.json", json.dumps(gate).encode())
+        registry.write_gate(lake, GateDecisionV1(
+            candidate_id=model_id, production_id=production_id, passed=gate_passed,
+            reasons=[] if gate_passed else ["target metric did not improve"], rules=[]))
