@@ -38,15 +38,6 @@ class IngestConfig(dg.Config):
                            pending_timeout_s=self.pending_timeout_s)
 
 
-def _rejects_md(rejections: list) -> str:
-    if not rejections:
-        return "no rejects"
-    lines = ["| key | reason | detail |", "|---|---|---|"]
-    for r in rejections[:50]:
-        lines.append(f"| `{r.key.rsplit('/', 1)[-1]}` | {r.reason} | {r.detail[:120].replace('|', '/')} |")
-    return "\n".join(lines)
-
-
 REJECT_RATE_THRESHOLD = 0.2  # more than this share of a day's clips rejected: look at the fleet
 
 
@@ -67,9 +58,6 @@ def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
     # the frames are embedded while their pixels are decoded; depot_index then reuses the vectors
     report = ingest_day(the_lake, day, config.depot(), now=datetime.now(UTC),
                         encoder=encoder.encoder(the_lake))
-    reasons: dict[str, int] = {}
-    for r in report.rejections:
-        reasons[r.reason] = reasons.get(r.reason, 0) + 1
     for r in report.rejections:
         context.log.warning(f"quarantined {r.key}: {r.reason}: {r.detail}")
     meta: dict[str, object] = {
@@ -79,8 +67,8 @@ def depot_frames(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
         "rejected_clips": report.rejected_clips,
         "quarantined_objects": len(report.rejections),
         "reject_rate": dg.MetadataValue.float(round(report.reject_rate, 4)),
-        "reject_reasons": dg.MetadataValue.json(reasons),
-        "quarantined": dg.MetadataValue.md(_rejects_md(report.rejections)),
+        "reject_reasons": dg.MetadataValue.json(report.reject_reasons()),
+        "quarantined": dg.MetadataValue.md(report.rejects_markdown()),
         "frames_decoded": report.frames_decoded,
         "frames_written": report.frames_written,
         "rows_total": report.rows_total,
@@ -134,14 +122,6 @@ class FleetConfig(dg.Config):
                                              "above this.")
 
 
-def _md_table(rows: list[dict], cols: list[str]) -> str:
-    if not rows:
-        return "none"
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows[:100]]
-    return "\n".join(out)
-
-
 @dg.asset(partitions_def=capture_days, group_name="depot", deps=[depot_frames],
           check_specs=[
               dg.AssetCheckSpec("devices_reporting", asset="depot_fleet_rollup",
@@ -158,18 +138,7 @@ def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
     the_lake = lake.lake()
     r = rollup_day(the_lake, context.partition_key, silence_s=config.silence_s,
                    max_drop_rate=config.max_drop_rate)
-    rows = [d.row(r.day) for d in r.devices]
-    fires: dict[str, int] = {}
-    drops: dict[str, int] = {}
-    versions: dict[str, int] = {}
-    for d in r.devices:
-        for k, v in d.fires.items():
-            fires[k] = fires.get(k, 0) + v
-        for k, v in d.drops.items():
-            drops[k] = drops.get(k, 0) + v
-        for m in d.model_versions:
-            versions[m] = versions.get(m, 0) + 1
-    flagged = [x for x in rows if x["device_id"] in set(r.silent) | set(r.dropping)]
+    totals = r.totals()
     checks = [
         dg.AssetCheckResult(check_name="devices_reporting", passed=not r.silent,
                             severity=dg.AssetCheckSeverity.WARN,
@@ -187,13 +156,11 @@ def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
         "stores": len(r.by_store()),
         "captures": sum(d.captures for d in r.devices),
         "clips_landed": sum(d.clips_landed for d in r.devices),
-        "fire_counts": dg.MetadataValue.json(fires),
-        "drops_by_cause": dg.MetadataValue.json(drops),
-        "model_versions_in_field": dg.MetadataValue.json(versions),
-        "by_store": dg.MetadataValue.md(_md_table(r.by_store(), ["store_id", "devices", "captures", "drops",
-                                                                  "clips_landed", "uploaded_bytes"])),
-        "flagged_devices": dg.MetadataValue.md(_md_table(flagged, [
-            "device_id", "store_id", "reports", "last_report_at", "drop_rate", "drops"])),
+        "fire_counts": dg.MetadataValue.json(totals["fires"]),
+        "drops_by_cause": dg.MetadataValue.json(totals["drops"]),
+        "model_versions_in_field": dg.MetadataValue.json(totals["model_versions"]),
+        "by_store": dg.MetadataValue.md(r.by_store_markdown()),
+        "flagged_devices": dg.MetadataValue.md(r.flagged_markdown()),
         "chart": dg.MetadataValue.md(rollup_chart_markdown(r)),
         "path": dg.MetadataValue.path(the_lake.url(r.key)),
     }, check_results=checks)

@@ -212,16 +212,7 @@ def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
 
     # the evaluation this run produced (GateRules.for_task of the candidate's task)
     decision = gate_candidate(lake.lake(), candidate_evaluation)
-    metadata: dict = {"candidate": decision.candidate_id, "production": decision.production_id or "none",
-                      "decision": dg.MetadataValue.md(decision.markdown())}
-    for r in decision.rules:
-        metadata[f"{r.name}.actual"] = r.actual
-        metadata[f"{r.name}.threshold"] = r.threshold
-    target = next((r for r in decision.rules if r.name == "target_metric"), None)
-    metadata["actual"] = target.actual if target else None
-    metadata["threshold"] = target.threshold if target else None
-    if not decision.passed:
-        metadata["reasons"] = "; ".join(decision.reasons)
+    metadata = {**decision.check_metadata(), "decision": dg.MetadataValue.md(decision.markdown())}
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata,
                                description=("passed" if decision.passed else

@@ -218,8 +218,8 @@ def bench_throughput(work: Path, repeats: int = 3) -> dict:
 def bench_bandwidth(work: Path, window_s: float) -> dict:
     from edge_agent.capture.encoder import EncodedClip
     from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord
+    from edge_agent.capture.sidecar import build_sidecar
     from edge_agent.capture.spool import Spool
-    from edge_agent.capture.worker import build_sidecar
     from edge_agent.contract import dump_document
     from edge_agent.lake import Lake
     from edge_agent.telemetry import Telemetry

@@ -25,8 +25,7 @@ TARGET_RATIO = 1.15
 def main(out_dir: Path, epochs: int = 20, rounds: int = 2) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from edge_agent.lake import Lake
-    from flywheel.depot import reference_sets
-    from flywheel.learner import registry
+    from flywheel.learner import reference_sets, registry
     from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
     from flywheel.learner.pipeline import SimSources, build_dataset, evaluate_candidate, import_from_simulator
     from flywheel.learner.train import TrainRequest, run_training, train_on_ray

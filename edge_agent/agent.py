@@ -21,12 +21,14 @@ from typing import Protocol
 
 from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord, Recorder
 from edge_agent.capture.spool import Spool, atomic_write
-from edge_agent.capture.worker import CaptureWorker, lower_thread_priority
+from edge_agent.capture.worker import CaptureWorker
 from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.contract import dump_document
 from edge_agent.contract.layout import status_key
+from edge_agent.hooks import NO_FAULTS, FaultHooks
 from edge_agent.lake import Lake, LakeError
 from edge_agent.model import Prediction
+from edge_agent.osutil import lower_thread_priority
 from edge_agent.sources import Frame, check_frame
 from edge_agent.telemetry import Telemetry
 from edge_agent.triggers.rules import (
@@ -56,7 +58,7 @@ class Agent:
                  upload: UploadConfig | None = None, status_interval_s: float = 60.0,
                  rules_watcher: RuleSetWatcher | None = None, rules_reload_s: float = 5.0,
                  model_loader: Callable[[], Predictor | None] | None = None,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, hooks: FaultHooks = NO_FAULTS) -> None:
         self.device_id, self.store_id = device_id, store_id
         self.model = model
         self.rules = rules
@@ -69,14 +71,16 @@ class Agent:
         self.worker = CaptureWorker(spool, self.telemetry, device_id=device_id, store_id=store_id,
                                     agent_version=AGENT_VERSION, queue_size=cap.queue_size,
                                     niceness=cap.niceness, encoders=tuple(cap.encoders),
-                                    threads=cap.encoder_threads, isolation=cap.isolation)
+                                    threads=cap.encoder_threads, isolation=cap.isolation,
+                                    hooks=hooks)
         self.uploader = None
         if lake is not None:
             self.uploader = Uploader(
                 lake, spool, self.telemetry,
                 bucket=TokenBucket(up.bandwidth_bytes_per_s or None, up.burst_bytes or None),
                 windows=UploadWindows.parse(tuple(up.windows)),
-                backoff=Backoff(up.backoff_base_s, up.backoff_cap_s), niceness=up.niceness)
+                backoff=Backoff(up.backoff_base_s, up.backoff_cap_s), niceness=up.niceness,
+                hooks=hooks)
         self.status_interval_s = status_interval_s
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None

@@ -8,13 +8,15 @@ import logging
 import sys
 
 from edge_agent.config import ConfigError, load_config
+from edge_agent.hooks import NO_FAULTS, FaultHooks
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, hooks: FaultHooks = NO_FAULTS) -> int:
     from edge_agent.runtime import run_from_config
 
     cfg = load_config(args.config)
-    totals = run_from_config(cfg, max_frames=args.max_frames, drain_timeout=args.drain_s)
+    totals = run_from_config(cfg, max_frames=args.max_frames, drain_timeout=args.drain_s,
+                             hooks=hooks)
     print(json.dumps(totals, indent=2, default=str), flush=True)
     return 0
 
@@ -60,12 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, hooks: FaultHooks = NO_FAULTS) -> int:
+    """`hooks`: fault hooks for `run` (tests/support/faults.py drives the agent through them)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        return int((_run(args, hooks) if args.func is _run else args.func(args)) or 0)
     except ConfigError as e:
         print(f"edge-agent: invalid config: {e}", file=sys.stderr)
         return 2

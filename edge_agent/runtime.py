@@ -10,6 +10,7 @@ from pathlib import Path
 from edge_agent.agent import Agent
 from edge_agent.capture.spool import Spool
 from edge_agent.config import AgentConfig
+from edge_agent.hooks import NO_FAULTS, FaultHooks
 from edge_agent.lake import Lake, S3Options, open_lake
 from edge_agent.model import DeviceModel, active_stamp
 from edge_agent.sources import AvSource, ReconnectingSource
@@ -40,20 +41,20 @@ def model_loader(model_dir: Path, threads: int):
     return load
 
 
-def build_agent(cfg: AgentConfig, *, lake: Lake | None = None) -> Agent:
+def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks = NO_FAULTS) -> Agent:
     model_dir = cfg.path(cfg.model.dir)
     model = DeviceModel(model_dir, threads=cfg.model.threads)
     spool = Spool(cfg.path(cfg.spool.dir), cap_bytes=cfg.spool.cap_bytes,
                   min_free_bytes=cfg.spool.min_free_bytes, policy=cfg.spool.policy)
-    c, u = cfg.capture, cfg.upload
     watcher = RuleSetWatcher(cfg.rules_file, cfg.rules) if cfg.rules_file else None
     the_lake = lake if lake is not None else open_config_lake(cfg)
     agent = Agent(
         device_id=cfg.device_id, store_id=cfg.store_id, model=model, rules=cfg.rules, spool=spool,
         lake=the_lake,
-        capture=c, upload=u,
+        capture=cfg.capture, upload=cfg.upload,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
-        rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads))
+        rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads),
+        hooks=hooks)
     if cfg.ota.channel:
         from edge_agent.ota.updater import OtaConfig, OtaUpdater
 
@@ -87,9 +88,9 @@ def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSo
 
 
 def run_from_config(cfg: AgentConfig, *, max_frames: int | None = None,
-                    drain_timeout: float = 0.0) -> dict:
+                    drain_timeout: float = 0.0, hooks: FaultHooks = NO_FAULTS) -> dict:
     """Run until the source ends, SIGINT/SIGTERM, or max_frames; returns the final counters."""
-    agent = build_agent(cfg)
+    agent = build_agent(cfg, hooks=hooks)
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:

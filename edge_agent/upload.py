@@ -32,10 +32,11 @@ from datetime import UTC, datetime
 from datetime import time as dtime
 
 from edge_agent.capture.spool import Spool, SpoolEntry
-from edge_agent.capture.worker import lower_thread_priority, stall_if
 from edge_agent.contract import ContractError, dump_document, parse_sidecar
 from edge_agent.contract.layout import arrival_key, parse_clip_key
+from edge_agent.hooks import NO_FAULTS, FaultHooks
 from edge_agent.lake import Lake, LakeError, ObjectExists
+from edge_agent.osutil import lower_thread_priority
 from edge_agent.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,15 @@ class Uploader:
     def __init__(self, lake: Lake, spool: Spool, telemetry: Telemetry, *,
                  bucket: TokenBucket | None = None, windows: UploadWindows | None = None,
                  backoff: Backoff | None = None, niceness: int = 10,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 hooks: FaultHooks = NO_FAULTS) -> None:
         self.lake, self.spool, self.telemetry = lake, spool, telemetry
         self.bucket = bucket or TokenBucket(None)
         self.windows = windows or UploadWindows()
         self.backoff = backoff or Backoff()
         self.niceness = niceness
         self._now = now
+        self.hooks = hooks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
         self.last_error: str | None = None
@@ -228,7 +231,7 @@ class Uploader:
             self.spool.release(entry)
             return
         self._put_clip(entry.clip_key, clip, entry.sha256)
-        stall_if("upload")
+        self.hooks.between_clip_and_sidecar()
         already = self._put_sidecar(entry.sidecar_key, side, entry)
         # Last, the arrival marker: the cloud's sensor lists these (sorted by upload time) to find
         # new clips in O(new). A failure here retries the entry; the puts above are idempotent.

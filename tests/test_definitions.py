@@ -19,9 +19,33 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
 
     defs = build_definitions(deployment)
     repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
-    assert "lake" in repo.get_top_level_resources()
-    for job in repo.get_all_jobs():
-        assert job.name
+    assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder",
+                                                   "signer"}
+    expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
+                          "index": "LocalIndexResource", "signer": "LocalReleaseSigner"},
+                "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
+                            "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
+    assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
+    assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
+        "depot_ingest_job", "train_and_evaluate", "release_job", "release_rollout_job",
+        "refresh_timestamps_job"}
+    assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
+        "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
+        "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job"}
+    assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
+        "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1"),
+        "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *")}
+    ingest = repo.get_job("depot_ingest_job")
+    assert {k.to_user_string() for k in ingest.asset_layer.executable_asset_keys} == {
+        "depot_frames", "depot_index", "depot_fleet_rollup"}
+    assert ingest.partitions_def.name == "capture_day"
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert {"landing_clips", "depot_frames", "depot_index", "depot_fleet_rollup", "sku_catalog",
+            "manual_collection", "dataset_version", "candidate_model", "candidate_evaluation"} <= keys
+    # lineage travels through the lake-backed reference IO manager, never the default one
+    by_key = {k.to_user_string(): a for a in defs.resolve_asset_graph().assets_defs for k in a.keys}
+    for asset in ("dataset_version", "candidate_model", "candidate_evaluation"):
+        assert by_key[asset].get_io_manager_key_for_asset_key(dg.AssetKey(asset)) == "ref_io_manager"
 
 
 def test_workspace_loads_in_dagster(tmp_path: Path) -> None:

@@ -88,3 +88,12 @@ def test_edge_agent_wheel_ships_every_subpackage(tmp_path: Path) -> None:
     expected = {"edge_agent/" + p.relative_to(EDGE).as_posix() for p in python_files(EDGE)
                 if (p.parent / "__init__.py").exists()}
     assert expected - shipped == set(), "add the missing subpackages to edge_agent/pyproject.toml"
+
+
+def test_no_test_hooks_ship_in_the_device_code() -> None:
+    """Fault injection is an injected FaultHooks object (drivers under tests/support/), never an
+    environment variable read in the agent's I/O path, and the fault-injecting lake is not shipped."""
+    assert not (EDGE / "faults.py").exists()
+    readers = sorted(str(p.relative_to(ROOT)) for p in python_files(EDGE)
+                     if "TEST_STALL" in p.read_text() or "os.environ" in p.read_text())
+    assert readers == ["edge_agent/lake.py"]  # the S3 credential chain, not a test hook

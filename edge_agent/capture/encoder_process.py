@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.capture.recorder import CaptureJob
+from edge_agent.hooks import NO_FAULTS, FaultHooks
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _die_with_parent() -> None:
 
 
 def _child_main(conn: Connection, niceness: int, codec: str, threads: int, device_id: str,
-                store_id: str, agent_version: str, parent_pid: int) -> None:
+                store_id: str, agent_version: str, hooks: FaultHooks, parent_pid: int) -> None:
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         return
@@ -50,7 +51,7 @@ def _child_main(conn: Connection, niceness: int, codec: str, threads: int, devic
     from multiprocessing import shared_memory
 
     from edge_agent.capture.encoder import encode_clip
-    from edge_agent.capture.worker import build_sidecar, stall_if
+    from edge_agent.capture.sidecar import build_sidecar
     from edge_agent.contract import dump_document
 
     shm = None  # the parent's block, attached once and kept (its pages stay mapped)
@@ -74,7 +75,7 @@ def _child_main(conn: Connection, niceness: int, codec: str, threads: int, devic
 
             def at_frame(i: int, half: int = half) -> None:
                 if i == half:
-                    stall_if("encode")
+                    hooks.mid_encode()
 
             clip = encode_clip([frames[i] for i in range(shape[0])], [r.t for r in job.frames],
                                tmp, codec=codec, threads=threads, on_frame=at_frame)
@@ -92,8 +93,8 @@ class EncoderProcess:
     """A single long-lived child that encodes one capture at a time (called from one thread)."""
 
     def __init__(self, *, niceness: int, codec: str, threads: int, device_id: str, store_id: str,
-                 agent_version: str) -> None:
-        self._args = (niceness, codec, threads, device_id, store_id, agent_version)
+                 agent_version: str, hooks: FaultHooks = NO_FAULTS) -> None:
+        self._args = (niceness, codec, threads, device_id, store_id, agent_version, hooks)
         self._ctx = mp.get_context("spawn")  # never fork a process that runs native threads
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None

@@ -9,107 +9,38 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 import time
-from datetime import UTC
 
 from edge_agent.capture.encoder import encode_clip, probe_encoder
 from edge_agent.capture.recorder import CaptureJob
+from edge_agent.capture.sidecar import build_sidecar
 from edge_agent.capture.spool import Spool
 from edge_agent.contract import dump_document
-from edge_agent.contract.layout import clip_id_from_sha256
-from edge_agent.contract.schemas import (
-    BarcodeRead,
-    ClipInfo,
-    ClipSidecarV1,
-    FramePrediction,
-    LocationSample,
-    TriggerFiring,
-    WeightSample,
-)
+from edge_agent.hooks import NO_FAULTS, FaultHooks
+from edge_agent.osutil import lower_thread_priority
 from edge_agent.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-# Test hook: "encode" stalls halfway through writing a clip, "upload" between clip and sidecar;
-# lets the SIGKILL tests kill the agent at exactly those points. Unset in production.
-STALL_ENV = "EDGE_AGENT_TEST_STALL"
 # "thread": encode on a niced thread of the agent's process (light, in-process fakes work);
 # "process": encode in a niced child process (no GIL shared with the inference loop).
 ISOLATION_MODES = ("thread", "process")
-
-
-def lower_thread_priority(niceness: int) -> None:
-    """Linux gives every thread its own nice value: lower only this worker thread."""
-    if niceness <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-    except (OSError, AttributeError):  # not permitted or not Linux: run at normal priority
-        pass
-
-
-def stall_if(point: str) -> None:
-    spec = os.environ.get(STALL_ENV, "")
-    if spec.split(":")[0] == point:
-        print(f"STALL {point}", flush=True)
-        time.sleep(float(spec.split(":")[1]) if ":" in spec else 3600.0)
-
-
-def build_sidecar(job: CaptureJob, *, sha256: str, size: int, clip, device_id: str, store_id: str,
-                  agent_version: str) -> ClipSidecarV1:
-    frames = job.frames
-    t0 = frames[0].t
-    started = frames[0].wall.astimezone(UTC)
-    firings = []
-    for i, r in enumerate(frames):
-        for f in r.firings:
-            firings.append(TriggerFiring(rule=f"{f.rule}: {f.expr}"[:200], frame=i,
-                                         value=_scalar(f.value), signals=f.signals))
-    reads = [BarcodeRead(frame=i, format=b.format[:32], text=b.text[:64])
-             for i, r in enumerate(frames) for b in r.barcodes]
-    weights = [WeightSample(t=round(r.t - t0, 4), grams=r.weight_g)
-               for r in frames if r.weight_g is not None]
-    locations = [LocationSample(t=round(r.t - t0, 4), aisle=r.location[0][:64], x_m=r.location[1])
-                 for r in frames if r.location is not None]
-    preds = [FramePrediction(index=i, t=round(r.t - t0, 4), prediction=r.prediction,
-                             confidence=min(1.0, max(0.0, r.confidence)))
-             for i, r in enumerate(frames)]
-    return ClipSidecarV1(
-        clip_id=clip_id_from_sha256(sha256), device_id=device_id, store_id=store_id,
-        capture_date=started.date().isoformat(), started_at=started,
-        model_version=job.model_version, rule_set_version=job.rule_set_version,
-        agent_version=agent_version, priority=job.priority,
-        clip=ClipInfo(sha256=sha256, size_bytes=size, codec="h264", width=clip.width,
-                      height=clip.height, fps=clip.fps, frame_count=clip.frame_count,
-                      duration_s=clip.duration_s),
-        triggers=firings, barcode_reads=reads, weight_series=weights, location_series=locations,
-        frames=preds)
-
-
-def _scalar(v: object) -> float | str | bool | None:
-    if v is None or isinstance(v, bool | str):
-        return v
-    if isinstance(v, int | float):
-        return float(v)
-    return str(v)
 
 
 class CaptureWorker:
     def __init__(self, spool: Spool, telemetry: Telemetry, *, device_id: str, store_id: str,
                  agent_version: str, queue_size: int = 4, niceness: int = 10,
                  encoders: tuple[str, ...] | None = None, threads: int = 1,
-                 isolation: str = "thread") -> None:
+                 isolation: str = "thread", hooks: FaultHooks = NO_FAULTS) -> None:
         if queue_size < 1:
             raise ValueError(f"capture queue size must be >= 1, got {queue_size}")
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"capture isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
         self.spool, self.telemetry = spool, telemetry
         self.device_id, self.store_id, self.agent_version = device_id, store_id, agent_version
-        self.niceness, self.threads = niceness, threads
+        self.niceness, self.threads, self.hooks = niceness, threads, hooks
         self.codec = probe_encoder(encoders) if encoders is not None else probe_encoder()
         self._q: queue.Queue[CaptureJob | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="capture-worker", daemon=True)
@@ -120,7 +51,7 @@ class CaptureWorker:
 
             self._encoder = EncoderProcess(niceness=niceness, codec=self.codec, threads=threads,
                                            device_id=device_id, store_id=store_id,
-                                           agent_version=agent_version)
+                                           agent_version=agent_version, hooks=hooks)
 
     def start(self) -> None:
         self._thread.start()
@@ -191,7 +122,7 @@ class CaptureWorker:
             else:
                 clip = encode_clip([r.image for r in job.frames], [r.t for r in job.frames], tmp,
                                    codec=self.codec, threads=self.threads,
-                                   on_frame=lambda i: stall_if("encode") if i == half else None)
+                                   on_frame=lambda i: self.hooks.mid_encode() if i == half else None)
                 data_size = tmp.stat().st_size
                 digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
                 sidecar = build_sidecar(job, sha256=digest, size=data_size, clip=clip,

@@ -115,6 +115,34 @@ class FleetRollup:
             s["uploaded_bytes"] += d.uploaded_bytes
         return sorted(stores.values(), key=lambda s: s["store_id"])
 
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Fleet-wide counts: rule firings, drops by cause, devices per model version."""
+        out: dict[str, Counter] = {"fires": Counter(), "drops": Counter(), "model_versions": Counter()}
+        for d in self.devices:
+            out["fires"].update(d.fires)
+            out["drops"].update(d.drops)
+            out["model_versions"].update(d.model_versions)
+        return {k: dict(v) for k, v in out.items()}
+
+    def by_store_markdown(self) -> str:
+        return markdown_table(self.by_store(), ["store_id", "devices", "captures", "drops",
+                                                "clips_landed", "uploaded_bytes"])
+
+    def flagged_markdown(self) -> str:
+        """The silent and the dropping devices, one row each."""
+        flagged = set(self.silent) | set(self.dropping)
+        rows = [d.row(self.day) for d in self.devices if d.device_id in flagged]
+        return markdown_table(rows, ["device_id", "store_id", "reports", "last_report_at",
+                                     "drop_rate", "drops"])
+
+
+def markdown_table(rows: list[dict[str, Any]], cols: list[str], limit: int = 100) -> str:
+    if not rows:
+        return "none"
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows[:limit]]
+    return "\n".join(out)
+
 
 def rollup_day(lake: Lake, day: str, *, now: datetime | None = None, silence_s: float = 3600.0,
                max_drop_rate: float = 0.1) -> FleetRollup:

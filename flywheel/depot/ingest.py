@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,6 +68,17 @@ class IngestReport:
     def reject_rate(self) -> float:
         n = len(self.clips_ingested) + self.rejected_clips
         return self.rejected_clips / n if n else 0.0
+
+    def reject_reasons(self) -> dict[str, int]:
+        return dict(Counter(r.reason for r in self.rejections))
+
+    def rejects_markdown(self, limit: int = 50) -> str:
+        if not self.rejections:
+            return "no rejects"
+        lines = ["| key | reason | detail |", "|---|---|---|"]
+        lines += [f"| `{r.key.rsplit('/', 1)[-1]}` | {r.reason} | {r.detail[:120].replace('|', '/')} |"
+                  for r in self.rejections[:limit]]
+        return "\n".join(lines)
 
 
 class Reject(Exception):

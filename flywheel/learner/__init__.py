@@ -9,7 +9,10 @@ For the release stage (everything takes a `Lake`):
     if decision.passed:                                 # ONNX golden check, refuses a stale baseline
         registry.set_production(lake, model_id, by="release", reason="canary healthy")
     registry.bootstrap_production(lake, model_id)       # first model, only when none exists
-    registry.read_card(lake, model_id)                  # classes, preprocessing, files + sha256, lineage
+    registry.read_card(lake, model_id)                  # ModelCardV1: classes, preprocessing, files +
+                                                        # sha256, lineage (documents.py)
     models/<model_id>/model.onnx + device.json          # what a device slot needs (model.onnx +
-                                                        # model.json for edge_agent.model.DeviceModel)
+                                                        # model.json = DeviceModelV1, read_device_model)
+    A release names its model by the ModelRef the Learner hands over (flywheel/refs.py): take
+    `candidate_model` as an asset input, never a "latest" pointer.
 """

@@ -49,6 +49,21 @@ class GateDecision:
         return {"candidate_id": self.candidate_id, "production_id": self.production_id,
                 "passed": self.passed, "reasons": self.reasons, "rules": [asdict(r) for r in self.rules]}
 
+    def check_metadata(self) -> dict[str, object]:
+        """What the blocking check reports: the judged candidate, every rule's actual and threshold,
+        the target metric's as the check's own `actual`/`threshold`, and the reasons if blocked."""
+        out: dict[str, object] = {"candidate": self.candidate_id,
+                                  "production": self.production_id or "none"}
+        for r in self.rules:
+            out[f"{r.name}.actual"] = r.actual
+            out[f"{r.name}.threshold"] = r.threshold
+        target = next((r for r in self.rules if r.name == "target_metric"), None)
+        out["actual"] = target.actual if target else None
+        out["threshold"] = target.threshold if target else None
+        if not self.passed:
+            out["reasons"] = "; ".join(self.reasons)
+        return out
+
     def markdown(self) -> str:
         head = "PASSED" if self.passed else "BLOCKED"
         lines = [f"**Gate {head}** for `{self.candidate_id}` vs production `{self.production_id}`", "",

@@ -16,8 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.depot import reference_sets
-from flywheel.learner import registry
+from flywheel.learner import reference_sets, registry
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
 from flywheel.learner.documents import EvaluationV1, parse

@@ -3,6 +3,7 @@
     models/<model_id>/weights.pt            ultralytics checkpoint + `flywheel` meta (config, dataset)
     models/<model_id>/model.onnx            what devices run (ONNX Runtime, NCHW float32)
     models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test)
+    models/<model_id>/training_curves.json  per-epoch metrics for plots (data, not a document)
     models/<model_id>/model.json            ModelCardV1: classes, preprocessing, files, lineage, training
     models/<model_id>/device.json           DeviceModelV1: a device slot's model.json
     models/<model_id>/evaluation.json       EvaluationV1: metrics on the frozen standard sets (+ report.md)
@@ -66,12 +67,10 @@ def key(model_id: str, name: str) -> str:
     return f"{model_prefix(model_id)}/{name}"
 
 
-def put_json(lake: Lake, k: str, obj: object) -> None:
-    lake.put(k, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
-
-
-def get_json(lake: Lake, k: str) -> dict:
-    return json.loads(lake.get(k))
+def write_training_curves(lake: Lake, model_id: str, curves: list[dict]) -> None:
+    """Per-epoch metric rows for plots (ultralytics' results.csv): data, not a registry document."""
+    lake.put(key(model_id, "training_curves.json"),
+             json.dumps(curves, indent=1, sort_keys=True, default=str).encode())
 
 
 def put_file(lake: Lake, model_id: str, name: str, path: Path) -> dict:

@@ -163,7 +163,7 @@ def run_training(req: TrainRequest) -> TrainResult:
         created_at=datetime.now(UTC),
     )
     registry.write_device_model(lake, device_model(card))
-    registry.put_json(lake, registry.key(req.model_id, "training_curves.json"), curves)
+    registry.write_training_curves(lake, req.model_id, curves)
     registry.write_card(lake, card)  # the card goes last
     return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
                        time.perf_counter() - t0, n_train, n_val, card, validation, _where())

@@ -12,6 +12,10 @@ from PIL import Image, ImageDraw
 
 from flywheel.sim.packaging import font
 
+HOLD_SCALE = 1.0  # item held up to the camera
+DROP_SCALE = 0.75  # falling into the basket
+CART_SCALE = 0.5  # lying in the basket
+
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive), pixels
 
 SKIN_TONES: tuple[tuple[int, int, int], ...] = (

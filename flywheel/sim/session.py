@@ -15,6 +15,7 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,9 +29,21 @@ from flywheel.sim.conditions import (
     light_lut,
     motion_blur_region,
 )
-from flywheel.sim.scene import Box, Layer, composite, damage, rot_box, rot_point
+from flywheel.sim.scene import (
+    CART_SCALE,
+    DROP_SCALE,
+    HOLD_SCALE,
+    Box,
+    Layer,
+    composite,
+    damage,
+    rot_box,
+    rot_point,
+)
 from flywheel.sim.stores import MANUAL
-from flywheel.sim.world import CART_SCALE, DROP_SCALE, HOLD_SCALE, StoreWorld
+
+if TYPE_CHECKING:  # a session draws from a world; the world module builds sessions
+    from flywheel.sim.world import StoreWorld
 
 WEIGHT_NOISE_G = 3.0  # std of the load-cell reading
 CART_SPEED_M_PER_FRAME = 0.08  # ~0.8 m/s walking speed at 10 fps

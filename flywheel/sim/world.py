@@ -14,6 +14,9 @@ from flywheel.sim.catalog import Catalog, build_catalog
 from flywheel.sim.conditions import NoiseBank, glare_blob
 from flywheel.sim.packaging import Sprite, render_back, render_front, scale_sprite
 from flywheel.sim.scene import (
+    CART_SCALE,
+    DROP_SCALE,
+    HOLD_SCALE,
     SKIN_TONES,
     SLEEVES,
     render_basket,
@@ -21,11 +24,8 @@ from flywheel.sim.scene import (
     render_hand,
     render_strap,
 )
+from flywheel.sim.session import CartSession
 from flywheel.sim.stores import StoreProfile, build_profiles, default_store_names
-
-HOLD_SCALE = 1.0  # item held up to the camera
-DROP_SCALE = 0.75  # falling into the basket
-CART_SCALE = 0.5  # lying in the basket
 
 
 class StoreWorld:
@@ -73,12 +73,10 @@ class StoreWorld:
                     self.sprite(p.ean, face, scale)
         return self
 
-    def session(self, store: str, seed: int, **kwargs):
-        from flywheel.sim.session import CartSession  # session imports world: avoid a cycle
-
+    def session(self, store: str, seed: int, **kwargs) -> CartSession:
         return CartSession(self, store, seed, **kwargs)
 
-    def sessions(self, store: str, seed: int, n: int, **kwargs) -> Iterator:
+    def sessions(self, store: str, seed: int, n: int, **kwargs) -> Iterator[CartSession]:
         for k in range(n):
             yield self.session(store, seed * 100_003 + k, **kwargs)
 

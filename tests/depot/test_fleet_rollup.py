@@ -75,3 +75,16 @@ def test_rollup_asset_reports_checks_with_actual_and_threshold(local_lake) -> No
     assert not drop.passed and drop.metadata["threshold"].value == 0.1
     assert abs(drop.metadata["actual"].value - 1 / 3) < 1e-6
     assert json.loads(json.dumps(drop.metadata["devices"].value)) == ["cart-drops"]
+
+
+def test_rollup_report_aggregates_and_renders_itself(local_lake) -> None:
+    """The asset only forwards: totals and tables are the report's own (domain, no Dagster)."""
+    _fleet(local_lake)
+    r = rollup_day(local_lake, DAY, now=START + timedelta(days=3))
+    totals = r.totals()
+    assert totals["drops"] == {"spool_cap": 768}
+    assert totals["model_versions"] == {"m-0001": 2, "m-0002": 1}
+    assert r.by_store_markdown().splitlines()[0] == (
+        "| store_id | devices | captures | drops | clips_landed | uploaded_bytes |")
+    flagged = r.flagged_markdown()
+    assert "cart-drops" in flagged and len(flagged.splitlines()) == 2 + len(set(r.silent) | set(r.dropping))

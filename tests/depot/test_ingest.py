@@ -173,3 +173,21 @@ def test_frames_table_columns_are_defined_once() -> None:
     assert set(RESULT_COLUMNS) <= set(frames_table.NAMES)
     with pytest.raises(KeyError, match="not columns of the frames table"):
         frames_table.columns("frame_id", "no_such_column")
+
+
+def test_ingest_report_counts_and_renders_its_rejects() -> None:
+    from flywheel.depot.ingest import IngestReport
+    from flywheel.depot.quarantine import Rejection
+
+    def rej(key: str, reason: str, detail: str) -> Rejection:
+        return Rejection(key, reason, detail, f"depot/quarantine/{key}", "2026-11-24T00:00:00Z")
+
+    report = IngestReport(day="2026-11-24", rejections=[
+        rej("landing/clips/a.mp4", "bad_clip", "not H.264 | truncated"),
+        rej("landing/clips/b.json", "bad_sidecar", "schema"),
+        rej("landing/clips/c.mp4", "bad_clip", "empty")])
+    assert report.reject_reasons() == {"bad_clip": 2, "bad_sidecar": 1}
+    md = report.rejects_markdown().splitlines()
+    assert md[0] == "| key | reason | detail |" and len(md) == 5
+    assert md[2] == "| `a.mp4` | bad_clip | not H.264 / truncated |"
+    assert IngestReport(day="2026-11-24").rejects_markdown() == "no rejects"

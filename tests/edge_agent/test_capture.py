@@ -13,8 +13,9 @@ import pytest
 
 from edge_agent.capture.encoder import encode_clip, probe_encoder
 from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord, Recorder
+from edge_agent.capture.sidecar import build_sidecar
 from edge_agent.capture.spool import Spool, atomic_write
-from edge_agent.capture.worker import CaptureWorker, build_sidecar
+from edge_agent.capture.worker import CaptureWorker
 from edge_agent.contract import dump_document, parse_sidecar
 from edge_agent.contract.layout import clip_id_for_bytes
 from edge_agent.telemetry import Telemetry

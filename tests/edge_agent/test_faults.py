@@ -20,11 +20,11 @@ import pytest
 
 from edge_agent.config import ConfigError, load_config
 from edge_agent.contract import parse_sidecar, parse_status_report
-from edge_agent.faults import FaultyLake
 from edge_agent.lake import Lake, S3Options
 from edge_agent.sources import AvSource, Frame, IterSource, ReconnectingSource
 from tests.edge_agent.conftest import capture_config, lake_clips, scene, scripted_frames
 from tests.edge_agent.test_agent import write_config
+from tests.support.faulty_lake import FaultyLake
 
 BURSTS = {range(k * 20 + 5, k * 20 + 10): {"moving": True} for k in range(10)}  # 10 captures
 
@@ -169,9 +169,11 @@ def test_sigkill_mid_encode_and_mid_upload(tmp_path: Path, model_dir: Path, seaw
                        lake_uri=f"s3://{seaweed.bucket}/{prefix}", endpoint=seaweed.endpoint)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": seaweed.access_key,
            "AWS_SECRET_ACCESS_KEY": seaweed.secret_key}
-    proc = subprocess.Popen(agent_cmd(cfg, "--drain-s", "30"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**env, "EDGE_AGENT_TEST_STALL": point})
+    # the real agent CLI, driven through a stalling FaultHooks (tests/support/faults.py)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.faults", point, "run", "--config",
+                             str(cfg), "--drain-s", "30"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[2])
     try:
         wait_for_line(proc, f"STALL {point}")
         proc.send_signal(signal.SIGKILL)

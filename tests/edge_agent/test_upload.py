@@ -12,7 +12,6 @@ import pytest
 from edge_agent.capture.spool import Spool
 from edge_agent.contract import dump_document, parse_sidecar
 from edge_agent.contract.layout import LANDING_ARRIVALS, parse_arrival_key
-from edge_agent.faults import FaultyLake
 from edge_agent.telemetry import Telemetry
 from edge_agent.upload import (
     Backoff,
@@ -24,6 +23,7 @@ from edge_agent.upload import (
 )
 from tests.edge_agent.conftest import lake_clips
 from tests.edge_agent.test_capture import make_job, spool_one
+from tests.support.faulty_lake import FaultyLake
 
 
 class FakeClock:
@@ -240,7 +240,7 @@ def test_garbled_remote_objects_are_repaired_and_counted(tmp_path, request, lake
 def test_large_clip_goes_up_in_parts_and_is_verified_by_its_bytes(tmp_path, s3_lake, monkeypatch) -> None:
     import edge_agent.lake as lake_module
     from edge_agent.capture.encoder import EncodedClip
-    from edge_agent.capture.worker import build_sidecar
+    from edge_agent.capture.sidecar import build_sidecar
 
     monkeypatch.setattr(lake_module, "MULTIPART_THRESHOLD", 1024 * 1024)
     monkeypatch.setattr(lake_module, "PART_SIZE", 5 * 1024 * 1024)  # the S3 minimum part size

@@ -202,7 +202,7 @@ def test_real_simulator_export_round_trips(tmp_path):
 
 
 def test_frozen_standard_sets_keep_their_version_and_report_drift(local_lake):
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
 
     first = reference_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))
     again = reference_sets.import_standard_set(local_lake, "store_A", to_parquet(fake_frames(seed=1)))

@@ -96,3 +96,13 @@ def test_decision_record_is_plain_json_with_reasons():
     assert stored["passed"] is False and stored["reasons"] == d.reasons
     assert stored["reasons"] == ["slice_regression: regressed: set:store_A 0.550 -> 0.300 (n=200)"]
     assert [r["name"] for r in stored["rules"]] == [r.name for r in d.rules]
+
+
+def test_check_metadata_names_the_candidate_and_carries_actual_and_threshold():
+    cand = evaluation(0.70, {"set:store_A": (200, 0.66), "cond:glare": (80, 0.40)})
+    meta = decide("cand-7", cand, ONNX_OK, RULES, "prod", PROD).check_metadata()
+    assert meta["candidate"] == "cand-7" and meta["production"] == "prod"
+    assert abs(meta["actual"] - 0.10) < 1e-9 and meta["threshold"] == 0.01  # the target metric's
+    assert meta["slice_regression.threshold"] == 0.05 and meta["latency.actual"] == 2.0
+    assert meta["reasons"].startswith("slice_regression: regressed: cond:glare")
+    assert "reasons" not in decide("cand", evaluation(0.9, {}), ONNX_OK, RULES).check_metadata()

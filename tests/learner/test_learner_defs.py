@@ -49,7 +49,7 @@ def test_cluster_deployment_uses_kuberay_with_training_settings():
 
 
 def _seed_lake(lake, frames):
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
 
     catalog = json.dumps({"seed": 0, "products": [{"ean": s} for s in SKUS]})
     reference_sets.import_catalog(lake, catalog)
@@ -104,7 +104,7 @@ def test_bad_input_fails_the_dataset_asset_before_training(tmp_path, frames, mes
 
 def test_leaked_test_set_sessions_are_refused(tmp_path):
     from edge_agent.lake import Lake
-    from flywheel.depot import reference_sets
+    from flywheel.learner import reference_sets
 
     frames = fake_frames(n_sessions=6)
     lake = Lake.at_path(tmp_path)

@@ -117,8 +117,8 @@ def test_evaluation_and_blocking_gate_are_recorded(job_run):
 
 def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     from edge_agent.model import DeviceModel
-    from flywheel.depot.reference_sets import read_standard_sets
     from flywheel.learner.preprocess import to_tensor
+    from flywheel.learner.reference_sets import read_standard_sets
     from flywheel.sim import decode_png
 
     result, lake, _ = job_run
