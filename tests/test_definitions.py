@@ -20,15 +20,15 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
     defs = build_definitions(deployment)
     repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
     assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder",
-                                                   "signer"}
+                                                   "labelers", "signer"}
     expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
                           "index": "LocalIndexResource", "signer": "LocalReleaseSigner"},
                 "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
                             "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
-        "depot_ingest_job", "train_and_evaluate", "release_job", "release_rollout_job",
-        "refresh_timestamps_job"}
+        "depot_ingest_job", "train_and_evaluate", "prelabel_job", "release_job",
+        "release_rollout_job", "refresh_timestamps_job"}
     assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
         "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
         "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job"}
@@ -79,12 +79,16 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     """The stage convention: each stage module's `defs(deployment)` brings its assets, checks, jobs
     and resources; stages that name the same shared resource merge (they get the same object)."""
     import jobs.depot
+    import jobs.label
     import jobs.learner
+    import jobs.release
     from flywheel.definitions import STAGES
     from resources.deployments import Deployment
 
     deployment = Deployment("local")
     depot, learner = jobs.depot.defs(deployment), jobs.learner.defs(deployment)
+    label = dg.Definitions.merge(depot, jobs.label.defs(deployment))  # shares the lake and encoder
+    assert {"label_candidates", "prelabels"} <= {k.to_user_string() for k in label.resolve_all_asset_keys()}
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
     merged = dg.Definitions.merge(depot, learner)
@@ -92,7 +96,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
     assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate"}
-    assert {jobs.depot, jobs.learner} <= set(STAGES)
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.release} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

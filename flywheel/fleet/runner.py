@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.agent import Agent
 from edge_agent.capture.spool import Spool
@@ -31,6 +32,9 @@ from edge_agent.sources import Frame
 from edge_agent.triggers.rules import RuleSet, build_rule_set
 from flywheel.fleet.bootstrap import install_model_slot, install_registry_model
 from flywheel.learner.registry import production_model_id
+
+if TYPE_CHECKING:
+    from flywheel.sim.session import SimFrame
 
 log = logging.getLogger(__name__)
 
@@ -97,26 +101,44 @@ class FleetSummary:
         ]
 
 
-def _cart_frames(world, store: str, cart: int, seed: int, n_frames: int, start: datetime,
-                 counter: Counter) -> Iterator[Frame]:
-    """Back-to-back sessions of one cart, with continuous time, until n_frames are out."""
+def cart_sim_frames(world, store: str, cart: int, seed: int, n_frames: int, start: datetime,
+                    counter: Counter | None = None) -> Iterator[tuple[SimFrame, float, datetime]]:
+    """Back-to-back sessions of one cart, with continuous time, until n_frames are out: (frame with
+    its ground truth, cart time t, wall clock). Only the fleet driver and evaluation code read it."""
     t_offset, k, emitted = 0.0, 0, 0
     while emitted < n_frames:
         session = world.session(store, seed * 1_000_003 + cart * 1009 + k)
-        counter["sessions"] += 1
+        if counter is not None:
+            counter["sessions"] += 1
         k += 1
         last_t = 0.0
         for sf in session:
-            d = sf.device
-            last_t = d.t
-            t = t_offset + d.t
-            yield Frame(d.image, t, weight_g=d.weight_g,
-                        location=(d.location.aisle, d.location.position_m),
-                        wall=start + timedelta(seconds=t))
+            last_t = sf.device.t
+            t = t_offset + sf.device.t
+            yield sf, t, start + timedelta(seconds=t)
             emitted += 1
             if emitted >= n_frames:
                 return
         t_offset += last_t + 2.0  # a couple of seconds between shoppers
+
+
+def _cart_frames(world, store: str, cart: int, seed: int, n_frames: int, start: datetime,
+                 counter: Counter) -> Iterator[Frame]:
+    """What the cart's device sees: the sensors only, never the ground truth."""
+    for sf, t, wall in cart_sim_frames(world, store, cart, seed, n_frames, start, counter):
+        d = sf.device
+        yield Frame(d.image, t, weight_g=d.weight_g, location=(d.location.aisle, d.location.position_m),
+                    wall=wall)
+
+
+def cart_plan(world, carts: int, day: date) -> list[tuple[str, str, datetime]]:
+    """(store, device id, start of its day) of each cart: the fleet's fixed layout."""
+    start_of_day = datetime.combine(day, time(9, 0), tzinfo=UTC)
+    out = []
+    for i in range(carts):
+        store = world.store_names[i % len(world.store_names)]
+        out.append((store, f"cart-{store}-{i:03d}", start_of_day + timedelta(minutes=7 * i)))
+    return out
 
 
 def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int = 0,
@@ -155,11 +177,8 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
     counter: Counter = Counter()
     agents: list[Agent] = []
     feeds: list[Iterator[Frame]] = []
-    start_of_day = datetime.combine(day, time(9, 0), tzinfo=UTC)
     try:
-        for i in range(carts):
-            store = world.store_names[i % len(world.store_names)]
-            device = f"cart-{store}-{i:03d}"
+        for i, (store, device, start) in enumerate(cart_plan(world, carts, day)):
             model_dir = cart_model(device)
             agent = Agent(
                 device_id=device, store_id=store, model=DeviceModel(model_dir), rules=rules,
@@ -175,8 +194,7 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
                 agent.ota.recover()
                 agent.check_ota()
             agents.append(agent.start())
-            feeds.append(_cart_frames(world, store, i, seed, n_frames,
-                                      start_of_day + timedelta(minutes=7 * i), counter))
+            feeds.append(_cart_frames(world, store, i, seed, n_frames, start, counter))
         _drive(agents, feeds, n_frames, progress)
         ota = {a.device_id: a.check_ota() for a in agents if a.ota is not None}  # probation judged
         models = {a.device_id: a.model.version for a in agents}

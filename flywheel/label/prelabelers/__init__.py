@@ -1,0 +1,1 @@
+"""Pre-labelers: one module each behind the small `Prelabeler` interface (see `base`)."""
