@@ -48,7 +48,7 @@ def _summary_md(counts: dict[str, int]) -> str:
 def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: LakeResource,
                  index: IndexResource) -> dg.MaterializeResult:
     from flywheel.label.merge import read_summary
-    from flywheel.label.review_tasks import queue_day
+    from flywheel.label.queue import queue_day
 
     day = context.partition_key
     the_lake = lake.lake()

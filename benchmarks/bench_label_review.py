@@ -80,7 +80,8 @@ def review_loop(lake, day: str, truth: dict, pre: Prelabelled, budget_s: float, 
     from flywheel.label.annotator import UNKNOWN, AnnotatorConfig, simulate_review
     from flywheel.label.corrections import index_frame_days, scan_corrections
     from flywheel.label.merge import merge_labels_day
-    from flywheel.label.review_tasks import catalog_of, queue_day
+    from flywheel.label.queue import queue_day
+    from flywheel.label.review_tasks import catalog_of
     from flywheel.label.routing import RoutingConfig
 
     table, _ = open_table(lake)

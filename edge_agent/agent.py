@@ -31,7 +31,13 @@ from edge_agent.model import Prediction
 from edge_agent.osutil import lower_thread_priority
 from edge_agent.sources import Frame, check_frame
 from edge_agent.telemetry import Telemetry
-from edge_agent.triggers.rules import RuleSet, RuleSetWatcher
+from edge_agent.triggers.rules import (
+    DEFAULT_LOW_CONFIDENCE,
+    DEFAULT_WEIGHT_CHANGE_G,
+    RuleSet,
+    RuleSetWatcher,
+    same_sku,
+)
 from edge_agent.triggers.signals import BarcodeReader, MotionDetector, SignalFrame, WeightTracker
 from edge_agent.upload import Backoff, TokenBucket, Uploader, UploadWindows
 
@@ -78,6 +84,10 @@ class Agent:
         self.status_interval_s = status_interval_s
         self.rules_watcher, self.rules_reload_s = rules_watcher, rules_reload_s
         self.model_loader = model_loader  # a new Predictor when the active slot changed, else None
+        self.shadow: Predictor | None = None  # OTA shadow mode: a candidate run beside `model`
+        self.ota = None  # an edge_agent.ota.OtaUpdater: checked in housekeeping, fed in probation
+        self._ota_reported: str | None = None
+        self.ota_check_s = 300.0  # how often housekeeping asks the release channel; 0: caller drives
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
@@ -95,6 +105,7 @@ class Agent:
         self.worker.start()
         if self.uploader is not None:
             self.uploader.start()
+        self.telemetry.add("restarts")
         self._house.start()
         self._started = True
         return self
@@ -153,9 +164,13 @@ class Agent:
             pred = model.predict(image)
         except Exception as e:  # a model fault costs this frame, never the loop
             self.telemetry.add("model_errors")
+            if self.ota is not None:
+                self.ota.record_crash(f"model failed on a frame: {e}")
             log.error("model failed on a frame: %s", e)
             return []
         self.telemetry.latency(pred.latency_ms)
+        if self.ota is not None:
+            self.ota.record_frame(pred.latency_ms)  # counts only while the model is on probation
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
         need = rules.signals
         sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
@@ -168,6 +183,17 @@ class Agent:
             sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
+        self._health(pred, sf)
+        shadow = self.shadow  # OTA shadow mode: the candidate judges the same frame, never acts
+        if shadow is not None:
+            try:
+                sp = shadow.predict(image)
+                sf.shadow_ran, sf.shadow_prediction = True, sp.label
+                self.telemetry.add("shadow_frames")
+                self.telemetry.add("shadow_agree", int(sp.label == pred.label))
+            except Exception as e:  # a shadow fault never costs the production path
+                self.telemetry.add("shadow_errors")
+                log.error("shadow model failed on a frame: %s", e)
         firings = []
         fired = rules.evaluate(sf)
         if fired:
@@ -186,6 +212,21 @@ class Agent:
         self._submit(self.recorder.push(rec, model.version, rules.version))
         self.telemetry.add("frames")
         return firings
+
+    def _health(self, pred, sf: SignalFrame) -> None:
+        """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame,
+        low confidence, and a weight step the model did not see (counted per frame)."""
+        t = self.telemetry
+        if pred.label is not None:
+            t.add("predictions")
+            if sf.barcodes:
+                t.add("barcode_checked")
+                t.add("barcode_agree", int(same_sku(sf.barcodes[0].text, pred.label)))
+        if pred.confidence < DEFAULT_LOW_CONFIDENCE:
+            t.add("low_confidence")
+        if pred.label is None and sf.weight_delta_g is not None and \
+                abs(sf.weight_delta_g) >= DEFAULT_WEIGHT_CHANGE_G:
+            t.add("weight_inconsistent")
 
     def flush_capture(self) -> None:
         """Close the capture in progress now (end of stream, a clock jump) and hand it to the encoder."""
@@ -207,12 +248,19 @@ class Agent:
         lower_thread_priority(10)
         next_status = time.monotonic() + self.status_interval_s
         next_rules = time.monotonic() + self.rules_reload_s
+        next_ota = time.monotonic()
         while not self._stop.wait(0.2):
             now = time.monotonic()
             if now >= next_rules:
                 next_rules = now + self.rules_reload_s
                 self.reload_rules()
                 self.reload_model()
+            if self.ota is not None and self.ota_check_s > 0 and now >= next_ota:
+                next_ota = now + self.ota_check_s
+                try:
+                    self.check_ota()
+                except Exception as e:  # an OTA bug must never stop housekeeping
+                    log.error("OTA check failed: %s", e)
             if now >= next_status:
                 next_status = now + self.status_interval_s
                 self.publish_status()
@@ -247,11 +295,39 @@ class Agent:
         log.info("model %s active", new.version)
         return True
 
+    def check_ota(self) -> str | None:
+        """One OTA step (housekeeping calls it): check the channel or judge probation, then load
+        what the updater activated; the shadow model follows the updater's shadow release."""
+        if self.ota is None:
+            return None
+        if self.ota.on_state is None:
+            self.ota.on_state = self._ota_step
+        state = self.ota.check()
+        if state == "failed" and "golden validation" in self.ota.rec.detail:
+            self.telemetry.add("validation_failures")
+        self.reload_model()
+        shadow_dir = self.ota.shadow_dir
+        if shadow_dir is None:
+            self.shadow = None
+        elif self.shadow is None or getattr(self.shadow, "slot", None) != shadow_dir:
+            from edge_agent.model import DeviceModel
+
+            self.shadow = DeviceModel(shadow_dir)
+        return state
+
+    def _ota_step(self, state: str) -> None:
+        """A status report at each OTA state change (only the housekeeping thread changes state; the
+        inference thread's probation counters never trigger a report)."""
+        if state != self._ota_reported:
+            self._ota_reported = state
+            self.publish_status()
+
     def status_document(self) -> bytes:
         report = self.telemetry.report(
             device_id=self.device_id, store_id=self.store_id, agent_version=AGENT_VERSION,
             model_version=self.model.version, rule_set_version=self.rules.version,
-            spool_bytes=self.spool.used_bytes, spool_clips=len(self.spool))
+            spool_bytes=self.spool.used_bytes, spool_clips=len(self.spool),
+            ota=self.ota.status() if self.ota is not None else None)
         return dump_document(report)
 
     def publish_status(self) -> bool:

@@ -87,6 +87,16 @@ class TelemetryConfig:
 
 
 @dataclass
+class UpdateConfig:
+    channel: str = ""  # release channel to follow; empty: no over-the-air updates
+    trusted_root: str = ""  # the channel's root.json provisioned at the factory (TUF trust anchor)
+    state_dir: str = "ota"  # TUF metadata, partial downloads, staging, the persisted OTA state
+    check_s: float = 300.0  # seconds between update checks
+    probation_frames: int = 300  # live frames on a new model before it is committed
+    max_probe_p99_ms: float = 250.0  # inference p99 during probation above this: roll back
+
+
+@dataclass
 class AgentConfig:
     device_id: str
     store_id: str
@@ -97,6 +107,7 @@ class AgentConfig:
     upload: UploadConfig
     telemetry: TelemetryConfig
     rules: RuleSet
+    ota: UpdateConfig = field(default_factory=UpdateConfig)
     rules_file: Path | None = None  # hot-reloaded rule file, when configured
     rules_reload_s: float = 5.0
     base_dir: Path = Path(".")
@@ -108,7 +119,8 @@ class AgentConfig:
 
 
 _SECTIONS = {"source": SourceConfig, "model": ModelConfig, "capture": CaptureConfig,
-             "spool": SpoolConfig, "upload": UploadConfig, "telemetry": TelemetryConfig}
+             "spool": SpoolConfig, "upload": UploadConfig, "telemetry": TelemetryConfig,
+             "ota": UpdateConfig}
 
 
 def _coerce(section: str, cls: type, doc: Any) -> Any:
@@ -156,7 +168,15 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
         except ContractError as e:
             raise ConfigError(str(e)) from None
     sec = {name: _coerce(name, cls, doc.get(name, {})) for name, cls in _SECTIONS.items()}
-    src, model, cap, spool, up, tel = (sec[n] for n in _SECTIONS)
+    src, model, cap, spool, up, tel, ota = (sec[n] for n in _SECTIONS)
+    if ota.channel:
+        try:
+            validate_id(ota.channel, "ota.channel")
+        except ContractError as e:
+            raise ConfigError(str(e)) from None
+        _check(bool(ota.trusted_root), "ota.trusted_root", "required with ota.channel (root.json)")
+        _check(ota.check_s > 0, "ota.check_s", f"must be positive, got {ota.check_s}")
+        _check(ota.probation_frames >= 1, "ota.probation_frames", "must be >= 1")
     _check(bool(src.url), "source.url", "required (a file, device or stream URL)")
     _check(src.fps >= 0, "source.fps", f"must be >= 0, got {src.fps}")
     _check(src.reconnect_backoff_s > 0, "source.reconnect_backoff_s", "must be positive")
@@ -207,7 +227,7 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     reload_s = trig.get("reload_s", 5.0)
     _check(isinstance(reload_s, int | float) and reload_s > 0, "triggers.reload_s", "must be positive")
     return AgentConfig(device_id=ids["device_id"], store_id=ids["store_id"], source=src, model=model,
-                       capture=cap, spool=spool, upload=up, telemetry=tel, rules=rules,
+                       capture=cap, spool=spool, upload=up, telemetry=tel, rules=rules, ota=ota,
                        rules_file=rules_file, rules_reload_s=float(reload_s), base_dir=base_dir)
 
 

@@ -47,13 +47,27 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks
     spool = Spool(cfg.path(cfg.spool.dir), cap_bytes=cfg.spool.cap_bytes,
                   min_free_bytes=cfg.spool.min_free_bytes, policy=cfg.spool.policy)
     watcher = RuleSetWatcher(cfg.rules_file, cfg.rules) if cfg.rules_file else None
-    return Agent(
+    the_lake = lake if lake is not None else open_config_lake(cfg)
+    agent = Agent(
         device_id=cfg.device_id, store_id=cfg.store_id, model=model, rules=cfg.rules, spool=spool,
-        lake=lake if lake is not None else open_config_lake(cfg),
+        lake=the_lake,
         capture=cfg.capture, upload=cfg.upload,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
         rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads),
         hooks=hooks)
+    if cfg.ota.channel:
+        from edge_agent.ota.updater import OtaConfig, OtaUpdater
+
+        o = cfg.ota
+        agent.ota = OtaUpdater(the_lake, OtaConfig(
+            device_id=cfg.device_id, channel=o.channel, model_dir=model_dir,
+            state_dir=cfg.path(o.state_dir), trusted_root=cfg.path(o.trusted_root).read_bytes(),
+            probation_frames=o.probation_frames, max_probe_p99_ms=o.max_probe_p99_ms,
+            rules_file=cfg.rules_file))
+        agent.ota_check_s = o.check_s
+        agent.ota.recover()  # finish or undo what a kill interrupted, before the first frame
+        agent.reload_model()
+    return agent
 
 
 def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSource:

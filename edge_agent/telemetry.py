@@ -1,7 +1,8 @@
 """Counters shared by the inference loop, the capture worker and the uploader, and status reports.
 
 Counting is a dict increment under a lock (sub-microsecond), so the inference loop pays nothing
-measurable. `Telemetry.report()` turns a window of counters into a StatusReportV1 document.
+measurable. `Telemetry.report()` turns a window of counters into a StatusReportV2 document
+(V1 plus the OTA state and the health figures the release gates read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from edge_agent.contract.schemas import LatencyMs, StatusReportV1
+from edge_agent.contract.schemas import HealthFigures, LatencyMs, OtaStateV2, StatusReportV2
 
 LATENCY_WINDOW = 2048  # inference latencies kept for p50/p99
 
@@ -43,6 +44,16 @@ class Totals:
     rule_reloads: int = 0
     rule_errors: int = 0
     model_reload_errors: int = 0  # a new model slot that failed to load (the old model kept running)
+    shadow_frames: int = 0  # frames an OTA shadow (candidate) model also judged
+    shadow_agree: int = 0  # of those, same top-1 as production
+    shadow_errors: int = 0  # shadow model faults (the production path never notices)
+    restarts: int = 0  # agent starts (1 per process)
+    predictions: int = 0  # frames where the model named a product
+    barcode_checked: int = 0  # frames with a barcode read and a model prediction to compare
+    barcode_agree: int = 0  # of those, the model's top-1 is the barcode's SKU
+    low_confidence: int = 0  # frames whose top-1 confidence is below the low-confidence mark
+    weight_inconsistent: int = 0  # the weight stepped (an item in or out) but the model saw nothing
+    validation_failures: int = 0  # OTA golden-input validations that failed
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}
@@ -90,7 +101,7 @@ class Telemetry:
 
     def report(self, *, device_id: str, store_id: str, agent_version: str, model_version: str,
                rule_set_version: str, spool_bytes: int, spool_clips: int,
-               now: datetime | None = None) -> StatusReportV1:
+               now: datetime | None = None, ota: OtaStateV2 | None = None) -> StatusReportV2:
         """A status report over the window since the previous report (counters are deltas)."""
         with self.lock:
             cur = Totals(**{k: (Counter(v) if isinstance(v, Counter) else v)
@@ -101,7 +112,12 @@ class Telemetry:
         p50, p99 = self.latency_ms()
         up_s = cur.upload_seconds - base.upload_seconds
         up_b = cur.uploaded_bytes - base.uploaded_bytes
-        return StatusReportV1(
+        health = HealthFigures(
+            crashes=cur.model_errors - base.model_errors, restarts=cur.restarts - base.restarts,
+            **{k: getattr(cur, k) - getattr(base, k) for k in (
+                "validation_failures", "predictions", "barcode_checked", "barcode_agree",
+                "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree")})
+        return StatusReportV2(
             device_id=device_id, store_id=store_id, reported_at=now or datetime.now(UTC),
             agent_version=agent_version, model_version=model_version,
             rule_set_version=rule_set_version, window_s=round(window, 3),
@@ -117,4 +133,5 @@ class Telemetry:
             upload_bytes_per_s=round(up_b / up_s, 1) if up_s > 0 else 0.0,
             upload_failures=cur.upload_failures - base.upload_failures,
             inference_latency_ms=LatencyMs(p50=round(p50, 3), p99=round(p99, 3)),
+            ota=ota, health=health,
         )

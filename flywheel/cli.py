@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "flywheel.fleet.cli",
     "flywheel.imports.cli",
     "flywheel.label.cli",
+    "flywheel.release.cli",
     "flywheel.sim.cli",
 ]
 

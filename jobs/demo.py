@@ -1,9 +1,11 @@
 """`make demo`: one turn of the loop on the embedded default (local lake, LocalRay, SQLite instance).
 
-Collect (simulated carts through real edge agents) -> Manage (the landing sensor's tick, then the
-capture-day ingest + index runs) -> Train (the weekly `train_and_evaluate` job: dataset version,
-YOLO on Ray, evaluation, blocking gate). Runs land in the persistent instance at $DAGSTER_HOME, so
-`make ui` shows them, with lineage and metadata, afterwards. Stages not built yet are named.
+Collect (simulated carts through real edge agents; they take released models over the air) ->
+Manage (the landing sensor's tick, then the capture-day ingest + index runs) -> Train (the weekly
+`train_and_evaluate` job: dataset version, YOLO on Ray, evaluation, blocking gate) -> Deploy (the
+release job signs the gated candidate into the TUF channel). Runs land in the persistent
+instance at $DAGSTER_HOME, so `make ui` shows them, with lineage and metadata, afterwards.
+Stages not built yet are named.
 
     python -m jobs.demo [--carts 3] [--minutes 1] [--epochs 3]
 """
@@ -20,7 +22,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOT_BUILT = {
     "Label": "empty-frame filter, VLM + teacher pre-labels, human review routing, correction merge",
-    "Deploy": "signed release manifests, staged rollout, fleet-health gates, device-side swap",
 }
 
 
@@ -47,22 +48,23 @@ def _print_materializations(result, indent: int, per_asset: int = 6) -> None:
         print(" " * indent + f"{mat.asset_key.to_user_string()}: {', '.join(shown)}")
 
 
-def _first_production(lake, result) -> str:
-    """Only the release stage moves the production pointer, and it is not built; until it is, the
-    first model that passed its gate becomes production (conditional create: never replaces)."""
-    from flywheel.learner import registry
-
-    current = registry.production_model_id(lake)
-    if current:
-        return f"production stays {current}: promoting a candidate is the release stage's job"
-    mats = [e.materialization for e in result.get_asset_materialization_events()
-            if e.materialization.asset_key.to_user_string() == "candidate_model"]
-    passed = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
-    if not (mats and passed and passed[0].passed):
-        return "no production model yet: the candidate did not pass its gate"
-    model_id = mats[0].metadata["model_id"].value
-    registry.bootstrap_production(lake, model_id, by="demo")
-    return f"{model_id} is the first production model; the next `make demo` runs it on the carts"
+def _deploy(defs, instance, gate_passed: bool) -> tuple[bool, list[str]]:
+    """Deploy: the release job signs the candidate this turn's gate passed into the channel (TUF);
+    the carts of the next turn take it over the air. Only the release stage moves production."""
+    if not gate_passed:
+        return True, ["nothing to release: the gate did not pass this candidate"]
+    result = defs.resolve_job_def("release_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET)
+    lines = []
+    for event in result.get_asset_materialization_events():
+        md = event.materialization.metadata
+        lines.append(f"release {md['release_id'].value}: {md['stage'].value}, previous "
+                     f"{md['previous'].value}, production moved: {md['production_moved'].value}")
+    for check in result.get_asset_check_evaluations():
+        lines.append(f"check release.{check.check_name}: {'PASSED' if check.passed else 'BLOCKED'}")
+    lines.append(f"run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}; the next "
+                 "`make demo` carts take it over the air (edge_agent.ota, python-tuf)")
+    return result.success, lines
 
 
 def _quiet_known_warnings() -> None:
@@ -148,8 +150,11 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> i
           "the gate blocked this candidate: nothing ships" if gate_blocked else "FAILED"))
     _done(t)
 
-    t = _step("Production model for the next turn")
-    print("    " + _first_production(lake, result))
+    t = _step("Deploy: sign the gated candidate into the release channel (TUF), start its rollout")
+    gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
+    released, lines = _deploy(defs, instance, bool(gate and gate[0].passed and result.success))
+    for line in lines:
+        print("    " + line)
     _done(t)
 
     print("\n=== Not built yet")
@@ -157,7 +162,7 @@ def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> i
         print(f"    {stage}: {what}")
     print("\nSee the runs, lineage and metadata: make ui  (http://127.0.0.1:3000)")
     # A blocked gate is the loop working (no regression ships); any other failure is an error.
-    return 0 if result.success or gate_blocked else 1
+    return 0 if (result.success and released) or gate_blocked else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,18 +19,22 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
 
     defs = build_definitions(deployment)
     repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
-    assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder"}
+    assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder",
+                                                   "labelers", "signer"}
     expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
-                          "index": "LocalIndexResource"},
+                          "index": "LocalIndexResource", "signer": "LocalReleaseSigner"},
                 "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
-                            "index": "S3IndexResource"}}[deployment]
+                            "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
-        "depot_ingest_job", "train_and_evaluate"}
-    assert {s.name: s.job_name for s in repo.sensor_defs} == {
-        "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job"}
+        "depot_ingest_job", "train_and_evaluate", "prelabel_job", "release_job",
+        "release_rollout_job", "refresh_timestamps_job"}
+    assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
+        "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
+        "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job"}
     assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
-        "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1")}
+        "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1"),
+        "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *")}
     ingest = repo.get_job("depot_ingest_job")
     assert {k.to_user_string() for k in ingest.asset_layer.executable_asset_keys} == {
         "depot_frames", "depot_index", "depot_fleet_rollup"}
@@ -78,6 +82,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     import jobs.label
     import jobs.label_review
     import jobs.learner
+    import jobs.release
     from flywheel.definitions import STAGES
     from resources.deployments import Deployment
 
@@ -93,8 +98,8 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
     assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate",
-                                                                "merged_labels_job"}
-    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review} <= set(STAGES)
+                                                                "merged_labels_job", "release_job"}
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review, jobs.release} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

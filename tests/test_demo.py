@@ -25,6 +25,8 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
     assert out.returncode == 0, text[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "demo" / "sim_preview.png").stat().st_size > 10_000
     assert "Not built yet" in text
+    assert "release r000002-" in text and "full 100%" in text  # the first release: straight to full
+    assert "check release.gate_rechecked: PASSED" in text
 
     # Collect: what the summary says is what landed
     fleet = re.search(r"fleet: 2 cart\(s\), 0.4 simulated minute\(s\), (\d+) session\(s\), (\d+) frames",
@@ -44,7 +46,8 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
     lake = Lake.at_path(lake_dir)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["depot_ingest_job", "train_and_evaluate"]
+        assert sorted(r.job_name for r in runs) == ["depot_ingest_job", "release_job",
+                                                    "train_and_evaluate"]
         assert all(r.is_success for r in runs)
 
         def meta(key: str) -> dict:
@@ -61,6 +64,10 @@ def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
         assert model["dataset_version"] == ds["version"] and model["epochs"] == 1
         assert ev["candidate"] == model["model_id"] and ev["production"] == "none"
         assert registry.read_gate(lake, model["model_id"]).passed
+        # Deploy: the release stage signed that model into the channel and moved production
+        rel = meta("release")
+        assert rel["model_id"] == model["model_id"] and rel["stage"] == "full 100%"
+        assert rel["production_moved"] is True
         assert registry.production_model_id(lake) == model["model_id"]
     assert "check candidate_evaluation.release_gate: PASSED" in text
-    assert f"{model['model_id']} is the first production model" in text
+    assert lake.exists("releases/stable/metadata/1.root.json")

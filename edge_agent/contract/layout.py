@@ -8,7 +8,10 @@
     landing/status/device=D/<ts>.json                              status reports
     landing/corrections/<batch>.json                               correction batches
     depot/...  datasets/<version>/  models/<model_id>/             cloud-owned
-    releases/<channel>/manifest.json (+ manifest.json.sig)          what the fleet should run
+    releases/<channel>/metadata/<N>.root.json, timestamp.json,      a TUF repository per channel
+                      <N>.snapshot.json, <N>.targets.json           (python-tuf, consistent snapshots)
+    releases/<channel>/targets/<dir>/<sha256>.<name>               content-addressed release artifacts
+    releases/<channel>/manifest.json (+ manifest.json.sig)          retired hand-made scheme (pre-TUF)
 """
 
 from __future__ import annotations
@@ -186,3 +189,13 @@ def release_manifest_key(channel: str) -> str:
 
 def release_signature_key(channel: str) -> str:
     return f"{release_manifest_key(channel)}.sig"
+
+
+def release_metadata_prefix(channel: str) -> str:
+    """TUF metadata of a channel: what devices fetch through `tuf.ngclient`."""
+    return f"{RELEASES}/{validate_id(channel, 'channel')}/metadata"
+
+
+def release_targets_prefix(channel: str) -> str:
+    """Content-addressed artifacts of a channel (`<dir>/<sha256>.<name>`)."""
+    return f"{RELEASES}/{validate_id(channel, 'channel')}/targets"

@@ -193,6 +193,44 @@ class StatusReportV1(_Doc):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class HealthFigures(_Doc):
+    """What the release health gates read, counted over the report's window."""
+
+    crashes: NonNeg = 0  # inference or agent crashes
+    restarts: NonNeg = 0  # agent (re)starts
+    validation_failures: NonNeg = 0  # OTA golden-input validations that failed
+    predictions: NonNeg = 0  # insertions the model judged
+    barcode_checked: NonNeg = 0  # insertions with a barcode read to compare the top-1 with
+    barcode_agree: NonNeg = 0  # of those, top-1 == barcode
+    low_confidence: NonNeg = 0  # predictions below the low-confidence threshold
+    weight_inconsistent: NonNeg = 0  # predictions contradicting the weight step (empty vs item)
+    shadow_frames: NonNeg = 0  # frames the shadow model also judged
+    shadow_agree: NonNeg = 0  # of those, shadow top-1 == production top-1
+
+    @model_validator(mode="after")
+    def _bounded(self) -> HealthFigures:
+        if self.barcode_agree > self.barcode_checked or self.shadow_agree > self.shadow_frames:
+            raise ValueError("agreements cannot exceed what was checked")
+        return self
+
+
+class OtaStateV2(_Doc):
+    channel: SafeId
+    release_id: SafeId | None = None  # the release being installed, or running
+    state: Literal["idle", "downloading", "verified", "swapping", "active", "probing", "rolled_back",
+                   "failed"]
+    detail: str = Field("", max_length=1000)
+    shadow_release_id: SafeId | None = None  # the candidate this device runs in shadow
+
+
+class StatusReportV2(StatusReportV1):
+    """V1 plus the release's view: OTA state with shadow, and health figures for the gates."""
+
+    schema_version: Literal[2] = 2  # type: ignore[assignment]
+    ota: OtaStateV2 | None = None  # type: ignore[assignment]
+    health: HealthFigures = HealthFigures()
+
+
 # -- release manifest --------------------------------------------------------------------------
 
 
@@ -306,7 +344,7 @@ DeviceModel = DeviceModelV1
 
 _REGISTRY: dict[str, dict[int, type[_Doc]]] = {
     "flywheel.clip_sidecar": {1: ClipSidecarV1},
-    "flywheel.status_report": {1: StatusReportV1},
+    "flywheel.status_report": {1: StatusReportV1, 2: StatusReportV2},
     "flywheel.release_manifest": {1: ReleaseManifestV1},
     "flywheel.correction_batch": {1: CorrectionBatchV1},
     "flywheel.device_model": {1: DeviceModelV1},
@@ -367,7 +405,7 @@ def parse_sidecar(raw: bytes | str | dict[str, Any]) -> ClipSidecar:
     return parse_document(raw, ClipSidecarV1)
 
 
-def parse_status_report(raw: bytes | str | dict[str, Any]) -> StatusReport:
+def parse_status_report(raw: bytes | str | dict[str, Any]) -> StatusReportV1 | StatusReportV2:
     return parse_document(raw, StatusReportV1)
 
 

@@ -49,6 +49,8 @@ PREDICATES: dict[str, _Spec] = {
     "weight_change": _Spec(frozenset({"weight"}), (("grams", float, DEFAULT_WEIGHT_CHANGE_G),),
                            "cart weight changed by >= grams within a second"),
     "disagreement": _Spec(frozenset({"barcode"}), (), "the barcode's SKU differs from the model's"),
+    "shadow_disagreement": _Spec(frozenset({"shadow"}), (),
+                                 "the shadow (candidate) model's top-1 differs from production's"),
 }
 COMBINATORS = ("all", "any", "not")
 
@@ -157,6 +159,12 @@ def _predicate(name: str, args: list[Any], rule: str, pos: int) -> Predicate:
                 return False, None
             return True, f"barcode={code} model={pred}"
         return disagree
+    if name == "shadow_disagreement":
+        def shadow_disagree(f: SignalFrame) -> tuple[bool, Value]:
+            if not f.shadow_ran or f.shadow_prediction == f.prediction:
+                return False, None
+            return True, f"shadow={f.shadow_prediction} model={f.prediction}"
+        return shadow_disagree
     # campaign
     selector = str(args[0])
     kind, _, target = selector.partition(":")
@@ -178,6 +186,9 @@ def _predicate(name: str, args: list[Any], rule: str, pos: int) -> Predicate:
 def _same_sku(a: str, b: str) -> bool:
     # A UPC-A read is the same product as the EAN-13 with a leading zero.
     return a.lstrip("0") == b.lstrip("0")
+
+
+same_sku = _same_sku  # public: the agent's barcode-agreement health figure uses the same match
 
 
 @dataclass(frozen=True)

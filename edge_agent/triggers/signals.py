@@ -93,6 +93,8 @@ class SignalFrame:
     weight_delta_g: float | None = None
     aisle: str | None = None
     store: str | None = None
+    shadow_ran: bool = False  # a shadow (candidate) model also judged this frame
+    shadow_prediction: str | None = None  # its top-1
 
     @property
     def barcode_text(self) -> str | None:
@@ -110,4 +112,6 @@ class SignalFrame:
             out["barcode"] = self.barcode_text
         if self.weight_delta_g is not None:
             out["weight_delta_g"] = round(self.weight_delta_g, 1)
+        if self.shadow_ran:
+            out["shadow_prediction"] = self.shadow_prediction
         return out

@@ -2,9 +2,12 @@
 
 Each cart is an in-process `edge_agent.Agent` with its own spool directory, model slot and device
 id, fed back-to-back simulated cart sessions (flywheel.sim) for the requested minutes of simulated
-time. Only the device view (image, t, weight, location) reaches the agent; the ground truth stays
-here. Carts advance in lock-step, one frame each per tick, so their uploads interleave like a real
-fleet's. Clips land in the lake exactly as devices would write them.
+time. When the lake holds a release channel (TUF repository), releases reach the carts only through
+the real OTA client: every cart starts on the factory model, runs `edge_agent.ota.OtaUpdater`
+(provisioned with the channel's root v1), installs what its cohort is assigned, probes it on live
+frames and commits or rolls back. Only the device view (image, t, weight, location) reaches the
+agent; the ground truth stays here. Carts advance in lock-step, one frame each per tick, so their
+uploads interleave like a real fleet's. Clips land in the lake exactly as devices would write them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from edge_agent.capture.spool import Spool
 from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.lake import Lake
 from edge_agent.model import DeviceModel
+from edge_agent.runtime import model_loader
 from edge_agent.sources import Frame
 from edge_agent.triggers.rules import RuleSet, build_rule_set
 from flywheel.fleet.bootstrap import install_model_slot, install_registry_model
@@ -65,6 +69,8 @@ class FleetSummary:
     devices: list[str] = field(default_factory=list)
     lake: str = ""
     model_version: str = ""  # the device model the carts ran
+    ota: dict[str, str] = field(default_factory=dict)  # device -> OTA state at the end (release channel)
+    models: dict[str, str] = field(default_factory=dict)  # device -> model version at the end
 
     @property
     def dropped(self) -> int:
@@ -84,7 +90,9 @@ class FleetSummary:
         return [
             f"fleet: {self.carts} cart(s), {self.minutes:g} simulated minute(s), {self.sessions} "
             f"session(s), {self.frames} frames -> {self.lake}",
-            f"  device model: {self.model_version}",
+            f"  device model: {self.model_version}" + (
+                f"; OTA: {dict(Counter(self.ota.values()))}, models at the end: "
+                f"{dict(Counter(self.models.values()))}" if self.ota else ""),
             f"  rule firings: {fires}",
             f"  captured {self.captures}  uploaded {self.uploaded} ({self.uploaded_bytes / 1e6:.2f} MB)"
             f"  dropped {self.dropped} ({drops})  still spooled {self.still_spooled}",
@@ -137,8 +145,10 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
                    day: date | str | None = None, *, work_dir: str | Path | None = None,
                    rules: RuleSet | None = None, fps: float = 10.0, stores: int = 3,
                    spool_cap_bytes: int = 512 * 1024 * 1024, drain_timeout_s: float = 120.0,
-                   progress: bool = True, model_id: str | None = None) -> FleetSummary:
-    """Run `carts` simulated carts for `minutes` of simulated time each; returns the summary."""
+                   progress: bool = True, model_id: str | None = None,
+                   channel: str | None = "stable") -> FleetSummary:
+    """Run `carts` simulated carts for `minutes` of simulated time each; returns the summary.
+    With a release `channel` in the lake, models arrive over the air (see the module doc)."""
     from flywheel.sim import default_world
 
     if carts < 1 or minutes <= 0:
@@ -152,20 +162,24 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
         tmp = tempfile.TemporaryDirectory(prefix="fleet-")
         work_dir = tmp.name
     work = Path(work_dir)
-    # The fleet runs what production runs: the registry's production model once there is one,
-    # else the untrained bootstrap classifier.
-    model_id = model_id or production_model_id(lake)
-    if model_id:
-        model_dir = install_registry_model(lake, work / "model", model_id)
-    else:
-        model_dir = install_model_slot(work / "model", labels, version="bootstrap-0", seed=seed,
-                                       background=world.basket)
+    root = _channel_root(lake, channel) if channel and not model_id else None
+    # Without a release channel the fleet runs what production runs: the registry's production
+    # model once there is one, else the untrained bootstrap classifier.
+    model_id = None if root else (model_id or production_model_id(lake))
+
+    def cart_model(device: str) -> Path:
+        if model_id:
+            return install_registry_model(lake, work / "model" / device, model_id)
+        return install_model_slot(work / "model" / device, labels, version="bootstrap-0", seed=seed,
+                                  background=world.basket)
+
     n_frames = max(1, int(round(minutes * 60 * fps)))
     counter: Counter = Counter()
     agents: list[Agent] = []
     feeds: list[Iterator[Frame]] = []
     try:
         for i, (store, device, start) in enumerate(cart_plan(world, carts, day)):
+            model_dir = cart_model(device)
             agent = Agent(
                 device_id=device, store_id=store, model=DeviceModel(model_dir), rules=rules,
                 spool=Spool(work / "spool" / device, cap_bytes=spool_cap_bytes), lake=lake,
@@ -173,14 +187,24 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
                 capture=CaptureConfig(pre_roll_s=1.0, post_roll_s=1.0, max_clip_s=8.0, queue_size=8,
                                       encoders=[], isolation="thread"),
                 upload=UploadConfig(backoff_base_s=0.1, backoff_cap_s=2.0),
-                status_interval_s=30.0)
+                status_interval_s=30.0, model_loader=model_loader(model_dir, threads=1))
+            if root is not None:
+                agent.ota = _updater(lake, channel, root, device, model_dir, work)
+                agent.ota_check_s = 0  # driven here: once before the shift, once after it
+                agent.ota.recover()
+                agent.check_ota()
             agents.append(agent.start())
             feeds.append(_cart_frames(world, store, i, seed, n_frames, start, counter))
         _drive(agents, feeds, n_frames, progress)
+        ota = {a.device_id: a.check_ota() for a in agents if a.ota is not None}  # probation judged
+        models = {a.device_id: a.model.version for a in agents}
+        for a in agents:  # the last status report carries the final OTA state
+            a.publish_status()
         totals = [a.close(drain_timeout=drain_timeout_s) for a in agents]
         summary = FleetSummary(carts=carts, minutes=minutes, sessions=counter["sessions"],
                                devices=[a.device_id for a in agents], lake=lake.uri,
-                               model_version=model_id or "bootstrap-0")
+                               model_version=model_id or ("over the air" if root else "bootstrap-0"),
+                               ota=ota if root else {}, models=models)
         drops: Counter = Counter()
         fires: Counter = Counter()
         for a, t in zip(agents, totals, strict=True):
@@ -199,6 +223,26 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _channel_root(lake: Lake, channel: str) -> bytes | None:
+    """The channel's root v1, what a cart is provisioned with at the factory; None: no channel."""
+    from edge_agent.contract.layout import release_metadata_prefix
+    from edge_agent.lake import ObjectNotFound
+
+    try:
+        return lake.get(f"{release_metadata_prefix(channel)}/1.root.json")
+    except ObjectNotFound:
+        return None
+
+
+def _updater(lake: Lake, channel: str, root: bytes, device: str, model_dir: Path, work: Path):
+    from edge_agent.ota.updater import OtaConfig, OtaUpdater
+
+    # probation: the first 100 live frames (10 s at the fleet's 10 fps) on the new model
+    return OtaUpdater(lake, OtaConfig(device_id=device, channel=channel, model_dir=model_dir,
+                                      state_dir=work / "ota" / device, trusted_root=root,
+                                      probation_frames=100))
 
 
 def _drive(agents: list[Agent], feeds: list[Iterator[Frame]], n_frames: int, progress: bool) -> None:

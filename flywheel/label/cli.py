@@ -55,8 +55,8 @@ def run_review(args: argparse.Namespace) -> int:
                 print(f"  {x['task_id']}  {x['kind']:<8} {x['frames']:>3} frame(s)  {x['proposed']}  "
                       f"({x['reason']})")
         return 0
-    from flywheel.depot.reference_sets import catalog_skus
     from flywheel.label.annotator import fleet_truth_lookup, simulate_review
+    from flywheel.learner.reference_sets import catalog_skus
 
     ids = sorted({f for t in open_tasks for f in t.frame_ids[:1]})
     truth = fleet_truth_lookup(lake, args.day, ids, seed=args.seed, stores=args.stores,

@@ -181,45 +181,9 @@ def write_review(lake: Lake, day: str, routing: Routing, frames: Any, catalog: l
 
 def catalog_of(lake: Lake, prelabels: list[dict[str, Any]]) -> list[str]:
     """The Depot's catalog SKUs; without an imported catalog, the labels proposed so far."""
-    from flywheel.depot.reference_sets import catalog_skus
+    from flywheel.learner.reference_sets import catalog_skus
 
     try:
         return sorted(catalog_skus(lake))
     except (ObjectNotFound, LookupError, KeyError):
         return sorted({r["label"] for r in prelabels if r.get("label")})
-
-
-def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
-              near_duplicate_distance: float | None = None) -> tuple[Routing, dict[str, str], str]:
-    """Route the day's pre-labels (skipping frames humans settled, conflicts first), group
-    near-duplicates through the Depot's LanceDB index when there is one, and write the queue and its
-    exports. Returns (routing, written keys, how frames were grouped)."""
-    import dataclasses
-
-    from flywheel.depot.index import open_table
-    from flywheel.depot.ingest import read_frames
-    from flywheel.label.merge import read_conflicts, read_merged
-    from flywheel.label.routing import lancedb_groups, route_day, singletons
-    from flywheel.label.tables import read_prelabels
-
-    pre = read_prelabels(lake, day).to_pylist()
-    catalog = catalog_of(lake, pre)
-    config = dataclasses.replace(config, n_classes=max(1, len(catalog)))
-    merged = read_merged(lake, day)
-    humans = {f for f, s in zip(merged.column("frame_id").to_pylist(), merged.column("source").to_pylist(),
-                                strict=True) if s == "human"}
-    try:
-        table, _ = open_table(lake, location)
-        group = lancedb_groups(table) if near_duplicate_distance is None \
-            else lancedb_groups(table, near_duplicate_distance)
-        grouping = "lancedb"
-    except LookupError:  # no index yet: every frame is its own task
-        group, grouping = singletons, "off (no Depot index)"
-    routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),
-                        group=group)
-    frames = read_frames(lake, day, columns=["frame_id", "width", "height", "image_jpeg"])
-    if frames is None:
-        if routing.tasks:
-            raise LookupError(f"no Depot frames for {day}: ingest the day first")
-        return routing, {}, grouping
-    return routing, write_review(lake, day, routing, frames, catalog), grouping

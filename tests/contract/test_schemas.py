@@ -98,7 +98,7 @@ def test_good_documents_roundtrip_canonically(make, parse) -> None:
 
 @pytest.mark.parametrize(("make", "parse"), PARSERS)
 def test_unknown_schema_version_is_named(make, parse) -> None:
-    for version in (2, 0, "1", None):
+    for version in (99, 0, "1", None):
         with pytest.raises(ContractError) as err:
             parse(make(schema_version=version))
         assert err.value.field == "schema_version" and "unknown version" in err.value.reason

@@ -87,13 +87,17 @@ def weed_binary() -> str:
     return found
 
 
-def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float = 60) -> SeaweedServer:
+def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float = 60,
+                    s3_config: Path | None = None) -> SeaweedServer:
+    """`s3_config`: an identities file (per-identity actions, e.g. "Write:bucket/prefix/*"); it
+    must give ACCESS_KEY admin rights (the readiness probe and cloud-side helpers use it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
     cmd = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-bucket={bucket}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
+        *([f"-s3.config={s3_config}"] if s3_config else []),
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -105,7 +109,7 @@ def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float =
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"weed exited early: {(data_dir / 'weed.log').read_text()[-2000:]}")
-        if _bucket_ready(server):
+        if _bucket_ready(server) and _bucket_listable(server):
             return server
         time.sleep(0.2)
     server.stop()
@@ -125,10 +129,40 @@ def _bucket_ready(server: SeaweedServer) -> bool:
         return False
 
 
+def _bucket_listable(server: SeaweedServer) -> bool:
+    # The anonymous HEAD can answer 403 before the bucket exists; an authenticated listing cannot
+    # (NoSuchBucket), so the first test's first request never races the bucket's creation.
+    from edge_agent.lake import Lake, LakeError, S3Options
+
+    lake = Lake(f"s3://{server.bucket}", s3=S3Options(
+        endpoint=server.endpoint, access_key_id=server.access_key,
+        secret_access_key=server.secret_key, max_retries=0, retry_timeout_s=2.0))
+    try:
+        list(lake.list("", limit=1))
+        return True
+    except LakeError:
+        return False
+
+
 @contextmanager
-def seaweedfs(data_dir: Path, bucket: str = "flywheel") -> Iterator[SeaweedServer]:
-    server = start_seaweedfs(data_dir, bucket)
+def seaweedfs(data_dir: Path, bucket: str = "flywheel", s3_config: Path | None = None
+              ) -> Iterator[SeaweedServer]:
+    server = start_seaweedfs(data_dir, bucket, s3_config=s3_config)
     try:
         yield server
     finally:
         server.stop()
+
+
+def device_identities(bucket: str, devices: dict[str, str]) -> dict:
+    """SeaweedFS identities: the cloud (ACCESS_KEY) may do anything; each device (id -> secret, the
+    access key is the device id) may list the bucket, read `releases/`, and write only under its
+    own status prefix. SeaweedFS matches "Action:bucket/key" against each action, a trailing '*'
+    as a prefix wildcard."""
+    ids = [{"name": "cloud", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]
+    for device, secret in devices.items():
+        ids.append({"name": device, "credentials": [{"accessKey": device, "secretKey": secret}],
+                    "actions": [f"Read:{bucket}/releases/*", f"List:{bucket}",
+                                f"Write:{bucket}/landing/status/device={device}/*"]})
+    return {"identities": ids}
