@@ -27,11 +27,12 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
                             "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
-        "depot_ingest_job", "train_and_evaluate", "prelabel_job", "release_job",
+        "depot_ingest_job", "train_and_evaluate", "prelabel_job", "merged_labels_job", "release_job",
         "release_rollout_job", "refresh_timestamps_job"}
     assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
         "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
-        "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job"}
+        "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job",
+        "corrections_sensor": "merged_labels_job"}
     assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
         "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1"),
         "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *")}
@@ -93,7 +94,7 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
     label_review = jobs.label_review.defs(deployment)  # merged_labels feeds dataset_version
-    merged = dg.Definitions.merge(depot, learner, label_review)
+    merged = dg.Definitions.merge(depot, learner, label_review, jobs.release.defs(deployment))
     keys = {k.to_user_string() for k in merged.resolve_all_asset_keys()}
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
