@@ -30,14 +30,13 @@ import dagster as dg
 
 import jobs.depot
 import jobs.label
-import jobs.label_review
 import jobs.learner
 import jobs.release
 from resources.deployments import Deployment
 
 # One line per stage. (Import modules, not their `defs`: a second Definitions object at module
 # scope here would break code loading.)
-STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.label_review, jobs.release)
+STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release)
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

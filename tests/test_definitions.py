@@ -81,7 +81,6 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
     and resources; stages that name the same shared resource merge (they get the same object)."""
     import jobs.depot
     import jobs.label
-    import jobs.label_review
     import jobs.learner
     import jobs.release
     from flywheel.definitions import STAGES
@@ -89,18 +88,19 @@ def test_every_stage_contributes_its_own_defs_and_shares_resources() -> None:
 
     deployment = Deployment("local")
     depot, learner = jobs.depot.defs(deployment), jobs.learner.defs(deployment)
-    label = dg.Definitions.merge(depot, jobs.label.defs(deployment))  # shares the lake and encoder
-    assert {"label_candidates", "prelabels"} <= {k.to_user_string() for k in label.resolve_all_asset_keys()}
+    label = jobs.label.defs(deployment)  # shares the lake, encoder, index and reference IO manager
+    assert {"label_candidates", "prelabels", "review_queue", "merged_labels"} <= {
+        k.to_user_string() for k in dg.Definitions.merge(depot, label).resolve_all_asset_keys()}
     assert depot.resources["lake"] is learner.resources["lake"]
     assert learner.resources["ref_io_manager"].lake is learner.resources["lake"]
-    label_review = jobs.label_review.defs(deployment)  # merged_labels feeds dataset_version
-    merged = dg.Definitions.merge(depot, learner, label_review, jobs.release.defs(deployment))
+    # merged_labels (Label) feeds dataset_version (Learner)
+    merged = dg.Definitions.merge(depot, learner, label, jobs.release.defs(deployment))
     keys = {k.to_user_string() for k in merged.resolve_all_asset_keys()}
     assert {"depot_frames", "depot_index", "depot_fleet_rollup", "dataset_version",
             "candidate_model", "candidate_evaluation"} <= keys
     assert {j.name for j in merged.resolve_all_job_defs()} >= {"depot_ingest_job", "train_and_evaluate",
                                                                 "merged_labels_job", "release_job"}
-    assert {jobs.depot, jobs.learner, jobs.label, jobs.label_review, jobs.release} <= set(STAGES)
+    assert {jobs.depot, jobs.learner, jobs.label, jobs.release} <= set(STAGES)
     with pytest.raises(KeyError, match="no shared resource"):
         deployment.pick("labeler")
     # two separately built deployments are distinct objects: merging them is refused, loudly

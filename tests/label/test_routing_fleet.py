@@ -46,7 +46,7 @@ def test_review_loop_on_a_fleet_day(fleet_day) -> None:
     from flywheel.label.review_tasks import read_routes, read_tasks, review_key
     from flywheel.label.tables import read_prelabels
     from flywheel.learner.labelled_frames import read_frames as learner_frames
-    from jobs.label_review import corrections_sensor
+    from jobs.label import corrections_sensor
 
     lake, fd = fleet_day
     res = _resources(lake)
