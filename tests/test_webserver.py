@@ -56,13 +56,17 @@ def test_ui_shows_the_loop_assets_jobs_sensors_and_schedule(tmp_path: Path) -> N
                 time.sleep(1)
         assert data is not None, "the UI did not answer in time"
         assets = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert {"depot_frames", "depot_index", "dataset_version", "candidate_model",
-                "candidate_evaluation"} <= set(assets)
+        assert {"depot_frames", "depot_index", "label_candidates", "prelabels", "review_queue",
+                "merged_labels", "dataset_version", "candidate_model", "candidate_evaluation",
+                "release"} <= set(assets)
         assert assets["depot_frames"]["isPartitioned"] and assets["depot_frames"]["groupName"] == "depot"
         (repo,) = data["repositoriesOrError"]["nodes"]
-        assert {"depot_ingest_job", "train_and_evaluate"} <= {j["name"] for j in repo["jobs"]}
-        assert "landing_clips_sensor" in {s["name"] for s in repo["sensors"]}
-        assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1"}
+        assert {"depot_ingest_job", "train_and_evaluate", "prelabel_job", "release_job"} <= {
+            j["name"] for j in repo["jobs"]}
+        assert {"landing_clips_sensor", "corrections_sensor", "health_gate_sensor"} <= {
+            s["name"] for s in repo["sensors"]}
+        # the weekly loop, and the release timestamps re-signed every 4 hours
+        assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1", "17 */4 * * *"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

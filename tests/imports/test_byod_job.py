@@ -11,6 +11,7 @@ import pytest
 from flywheel.cli import main
 from flywheel.learner import reference_sets, registry
 from flywheel.sim import photos
+from tests.learner.fakes import label_days_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -27,7 +28,8 @@ def _run_job(seaweed, prefix: str, run_config: dict):
     lake_res = S3LakeResource(uri=f"s3://{seaweed.bucket}/{prefix}", endpoint=seaweed.endpoint,
                               access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key)
     defs = dg.Definitions(
-        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation],
+        assets=[la.learner_sources, la.dataset_version, la.candidate_model, la.candidate_evaluation,
+                label_days_source()],  # no Label stage here: no labelled days
         asset_checks=[la.release_gate], jobs=[train_and_evaluate],
         resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
                    "ray": LocalRayCluster(num_cpus=2)})
