@@ -99,6 +99,7 @@ def bench_isolation(work: Path) -> dict:
     lat: dict[str, list[float]] = {"on": [], "off": []}
     block_p99: dict[str, list[float]] = {"on": [], "off": []}
     t = 0.0
+    n = 0  # frames so far: stamped into each frame so that no clip repeats an earlier one
     for _ in range(ISOLATION_BLOCKS):
         for side, rules in (("off", off), ("on", on)):
             agent.flush_capture()  # an "on" block's open capture must not be encoded during "off"
@@ -108,11 +109,17 @@ def bench_isolation(work: Path) -> dict:
             block = []
             start = time.perf_counter()
             for i in range(ISOLATION_BLOCK):
+                # Every clip must differ from earlier ones, as a real camera's do: identical
+                # bytes share a content-derived clip id, and each repeat would make the uploader
+                # rewrite the sidecar (a workload real fleets do not have).
+                image = frames[i % len(frames)].copy()
+                image[0, 0] = (n % 256, n // 256 % 256, n // 65536 % 256)
+                n += 1
                 delay = start + i * period - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 t0 = time.perf_counter()
-                agent.process(Frame(frames[i % len(frames)], t))
+                agent.process(Frame(image, t))
                 block.append((time.perf_counter() - t0) * 1000)
                 t += period
             lat[side] += block
