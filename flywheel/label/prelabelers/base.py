@@ -8,7 +8,7 @@ batch call: the run goes on and the reasons are counted.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -93,3 +93,19 @@ def unreadable(frame: FrameInput) -> Vote | None:
     if frame.rgb is None:
         return abstain("unreadable_jpeg", frame.frame_id)
     return None
+
+
+def vote_each(frames: Sequence[FrameInput], one: Callable[[FrameInput], Vote], error: str) -> list[Vote]:
+    """`one` on every readable frame; an unreadable frame or an exception becomes an abstention
+    (`error` is its counted reason), so one bad frame never fails the batch."""
+    out = []
+    for f in frames:
+        bad = unreadable(f)
+        if bad:
+            out.append(bad)
+            continue
+        try:
+            out.append(one(f))
+        except Exception as e:  # noqa: BLE001 - a labeler failure on one frame is an abstention
+            out.append(abstain(error, f"{type(e).__name__}: {e}"))
+    return out

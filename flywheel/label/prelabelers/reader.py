@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Product, Vote, abstain, unreadable
+from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Product, Vote, abstain, vote_each
 
 MIN_NAME_SCORE = 80.0  # rapidfuzz partial ratio (0..100) of the product name, below it no match
 BRAND_WEIGHT = 0.25  # the brand helps rank but never decides (one brand has many products)
@@ -83,17 +83,7 @@ class ReaderLabeler(Prelabeler):
         return best
 
     def label(self, frames: Sequence[FrameInput]) -> list[Vote]:
-        out = []
-        for f in frames:
-            bad = unreadable(f)
-            if bad:
-                out.append(bad)
-                continue
-            try:
-                out.append(self._one(f))
-            except Exception as e:  # noqa: BLE001 - an OCR failure is an abstention
-                out.append(abstain("ocr_error", f"{type(e).__name__}: {e}"))
-        return out
+        return vote_each(frames, self._one, "ocr_error")
 
     def _one(self, f: FrameInput) -> Vote:
         reads = self.read(f.rgb)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote, abstain, unreadable
+from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote, abstain, vote_each
 
 
 class TeacherLabeler(Prelabeler):
@@ -55,22 +55,12 @@ class TeacherLabeler(Prelabeler):
     def label(self, frames: Sequence[FrameInput]) -> list[Vote]:
         if self.model is None:
             return [abstain("no_model", self.load_error or "") for _ in frames]
-        out = []
-        for f in frames:
-            bad = unreadable(f)
-            if bad:
-                out.append(bad)
-                continue
-            try:
-                p = self.model.predict(f.rgb)
-            except Exception as e:  # noqa: BLE001
-                out.append(abstain("error", f"{type(e).__name__}: {e}"))
-                continue
-            if p.label is None:
-                out.append(abstain("sees_nothing", f"'none' at {p.confidence:.2f}"))
-            elif p.confidence < self.min_confidence:
-                out.append(abstain("low_confidence", f"{p.label} at {p.confidence:.2f}"))
-            else:
-                out.append(Vote(p.label, p.confidence,
-                                f"{self.version} top-1 {p.label} p={p.confidence:.2f}"))
-        return out
+        return vote_each(frames, self._one, "error")
+
+    def _one(self, f: FrameInput) -> Vote:
+        p = self.model.predict(f.rgb)
+        if p.label is None:
+            return abstain("sees_nothing", f"'none' at {p.confidence:.2f}")
+        if p.confidence < self.min_confidence:
+            return abstain("low_confidence", f"{p.label} at {p.confidence:.2f}")
+        return Vote(p.label, p.confidence, f"{self.version} top-1 {p.label} p={p.confidence:.2f}")
