@@ -62,7 +62,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
 
     products = read_catalog(lake)
     labelers = [BarcodeLabeler({p.ean for p in products}), WeightLabeler(products),
-                TeacherLabeler(work / "fleet" / "model")]  # the bootstrap model the carts ran
+                TeacherLabeler(fd.teacher_dir)]  # the bootstrap model the carts ran
     if ocr:
         from flywheel.label.prelabelers.reader import ReaderLabeler
 

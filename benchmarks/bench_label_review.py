@@ -67,7 +67,8 @@ def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: st
     tables.write_candidates(lake, fd.day, rows)
     products = read_catalog(lake)
     # teacher: the bootstrap model the carts ran (the fleet day installs it under work/model)
-    labelers, status = build_labelers(lake, products, str(work / "labelers"), teacher_dir=str(work / "model"))
+    labelers, status = build_labelers(lake, products, str(work / "labelers"),
+                                      teacher_dir=str(fd.teacher_dir) if fd.teacher_dir else None)
     inputs, keys, _ = load_inputs(lake, fd.day, kept_scores(lake, fd.day))
     votes = vote_all(labelers, inputs)
     return fd, Prelabelled(keys, votes, labelers, [f.extra["empty_score"] for f in inputs], status,

@@ -19,6 +19,7 @@ class FleetDay:
     frames: int = 0
     ingest_s: float = 0.0  # Depot ingest wall time for the day (the throughput reference)
     fleet: dict = field(default_factory=dict)
+    teacher_dir: Path | None = None  # the model slot one cart ran (the bootstrap: the teacher)
 
 
 def build_fleet_day(lake: Lake, work: Path, *, carts: int = 3, minutes: float = 1.0, seed: int = 0,
@@ -41,4 +42,6 @@ def build_fleet_day(lake: Lake, work: Path, *, carts: int = 3, minutes: float = 
     for fid, dev, at in zip(*(frames.column(c).to_pylist() for c in ("frame_id", "device_id", "captured_at")),
                             strict=True):
         by_frame[fid] = truth[truth_key(dev, at)]
-    return FleetDay(lake, day, by_frame, report.rows_total, ingest_s, summary.as_dict())
+    slots = sorted(p for p in (work / "model").glob("*") if (p / "active").exists())
+    return FleetDay(lake, day, by_frame, report.rows_total, ingest_s, summary.as_dict(),
+                    slots[0] if slots else None)

@@ -51,12 +51,7 @@ def answer(task: Task, truth: str | None, catalog: list[str], config: AnnotatorC
     wrong = rng.random() < config.error_rate
     if wrong:
         given = rng.choice([s for s in [*catalog, None] if s != truth])
-    picks = max(1, len(catalog))
-    if task.proposed_label is None:
-        # nothing proposed: "is there a product at all?" is one yes/no look; naming it is a pick
-        seconds = config.time.verify_s if given is None else config.time.pick_s(picks)
-    else:
-        seconds = config.time.verify_s + (0.0 if given == task.proposed_label else config.time.pick_s(picks))
+    seconds = config.time.answer_s(task.proposed_label, task.candidates, given, max(1, len(catalog)))
     return given, seconds, wrong
 
 

@@ -79,20 +79,24 @@ def from_label_studio(export: list[Any], key: str, *, exported_at: datetime | No
         for ann in task.get("annotations") or []:
             if ann.get("was_cancelled"):
                 continue
-            choice = None
+            choice, box = None, None
             for r in ann.get("result") or []:
                 if r.get("type") == "choices":
                     choice = ((r.get("value") or {}).get("choices") or [None])[0]
-            if choice is None:
+                elif r.get("type") in ("rectangle", "rectanglelabels"):
+                    box = ls_box(r)
+            if choice is None and box is None:
                 continue  # skipped or empty: no answer
             who = ann.get("completed_by")
             who = who.get("email") or who.get("id") if isinstance(who, dict) else who
             when = ann.get("updated_at") or ann.get("created_at")
-            sku = None if choice == NO_PRODUCT else choice
+            sku = None if choice in (None, NO_PRODUCT) else choice
             action = "reject" if sku is None else ("confirm" if sku == proposed else "relabel")
+            if choice is None:
+                action = "set_box"  # a box drawn, the proposal kept
             for fid in frame_ids:
                 corrections.append({
-                    "frame_id": fid, "action": action, "sku": sku,
+                    "frame_id": fid, "action": action, "sku": sku, "box": box,
                     "previous_sku": None if proposed == NO_PRODUCT else proposed,
                     "annotator": f"ls-{_safe_id(str(who))}", "corrected_at": when,
                     "note": f"task {data.get('task_id', '')} annotation {ann.get('id', '')}"})
@@ -106,6 +110,19 @@ def from_label_studio(export: list[Any], key: str, *, exported_at: datetime | No
         return parse_correction_batch(doc)
     except ContractError as e:
         raise BadBatch(BAD_BATCH, f"{key}: {e}") from None
+
+
+def ls_box(result: dict[str, Any]) -> list[float] | None:
+    """A Label Studio rectangle (x, y, width, height in percent of the original image) as
+    [x1, y1, x2, y2] pixels; None without the image size or for an empty rectangle."""
+    v = result.get("value") or {}
+    w, h = result.get("original_width"), result.get("original_height")
+    try:
+        x1, y1 = float(v["x"]) * w / 100, float(v["y"]) * h / 100
+        x2, y2 = x1 + float(v["width"]) * w / 100, y1 + float(v["height"]) * h / 100
+    except (KeyError, TypeError, ValueError):
+        return None
+    return [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)] if x2 > x1 and y2 > y1 else None
 
 
 def parse_batch(raw: bytes, key: str) -> CorrectionBatchV1:

@@ -10,9 +10,13 @@ Rules (per frame):
 Inputs are read whole and the output is sorted, so re-running gives the same table.
 
     label/merged/date=D/merged.parquet     frame_id, label, source, confidence, annotator, tool,
-                                           task_id, annotation_id, corrected_at, previous_label, route
+                                           task_id, annotation_id, corrected_at, previous_label, route,
+                                           box, box_annotator, box_annotation_id (a drawn box and
+                                           the answer that drew it)
     label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label
     label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns
+    label/merged/date=D/coco.json, yolo.zip the merged labels as COCO and YOLO (a drawn box, else the
+                                           whole frame; provenance in the COCO annotations)
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class HumanLabel:
     corrected_at: datetime
     previous_label: str | None  # what the annotator was shown
     task_id: str | None = None  # from the correction's note ("task <id>"), as our tools write it
+    box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 pixels, when one was drawn
 
 
 @dataclass
@@ -90,7 +95,8 @@ def human_labels(batches: list[CorrectionBatchV1], auto_label: dict[str, str | N
             out.setdefault(c.frame_id, []).append(HumanLabel(
                 frame_id=c.frame_id, label=label, action=c.action, annotator=c.annotator, tool=b.tool,
                 batch_id=b.batch_id, annotation_id=f"{b.batch_id}:{i}", corrected_at=c.corrected_at,
-                previous_label=c.previous_sku, task_id=task_of(c.note)))
+                previous_label=c.previous_sku, task_id=task_of(c.note),
+                box=tuple(c.box) if c.box is not None else None))
     for labels in out.values():
         labels.sort(key=lambda h: (h.corrected_at, h.batch_id, h.annotation_id))
     return out
@@ -121,6 +127,15 @@ def resolve(labels: list[HumanLabel], auto_label: str | None = None) -> Resoluti
     return Resolution(winner=current, conflict=False, labels=labels)
 
 
+def box_of(res: Resolution) -> HumanLabel | None:
+    """The answer whose box the merged label carries: the latest box drawn for the winning label
+    (a box drawn around another product than the one that won does not describe it)."""
+    if res.winner is None or res.winner.label is None:
+        return None
+    boxed = [h for h in res.labels if h.box is not None and h.label == res.winner.label]
+    return boxed[-1] if boxed else None
+
+
 def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) -> MergeResult:
     """Merge one day: `routes` from the review queue (frame_id, route, task_id, label, confidence)."""
     by_frame = {r["frame_id"]: r for r in routes}
@@ -141,11 +156,14 @@ def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) ->
             h = res.winner
             assert h is not None
             prev = route.get("label") if len(res.labels) == 1 else res.labels[-2].label
+            b = box_of(res)
             rows.append({"frame_id": fid, "label": h.label, "source": "human", "confidence": 1.0,
                          "annotator": h.annotator, "tool": h.tool,
                          "task_id": h.task_id or route.get("task_id"),
                          "annotation_id": h.annotation_id, "corrected_at": h.corrected_at,
-                         "previous_label": prev, "route": route.get("route")})
+                         "previous_label": prev, "route": route.get("route"),
+                         "box": list(b.box) if b else None, "box_annotator": b.annotator if b else None,
+                         "box_annotation_id": b.annotation_id if b else None})
             counts["human"] += 1
             counts["human_changed"] += h.label != route.get("label")
             # audited: routed to audit now, or answered in an audit task of an earlier iteration
@@ -156,7 +174,8 @@ def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) ->
             rows.append({"frame_id": fid, "label": route["label"], "source": "auto",
                          "confidence": route.get("confidence"), "annotator": None, "tool": AUTO_TOOL,
                          "task_id": route.get("task_id"), "annotation_id": None, "corrected_at": None,
-                         "previous_label": None, "route": route.get("route")})
+                         "previous_label": None, "route": route.get("route"), "box": None,
+                         "box_annotator": None, "box_annotation_id": None})
             counts["auto"] += 1
         else:
             counts["pending"] += 1
@@ -174,7 +193,9 @@ def merged_schema():  # noqa: ANN201 - pyarrow imported lazily
         ("confidence", pa.float64()), ("annotator", pa.string()), ("tool", pa.string()),
         ("task_id", pa.string()), ("annotation_id", pa.string()),
         ("corrected_at", pa.timestamp("us", tz="UTC")), ("previous_label", pa.string()),
-        ("route", pa.string())])
+        ("route", pa.string()),
+        ("box", pa.list_(pa.float64())),  # x1, y1, x2, y2 pixels a human drew; null = the whole frame
+        ("box_annotator", pa.string()), ("box_annotation_id", pa.string())])  # who drew it, which answer
 
 
 def conflicts_schema():  # noqa: ANN201
@@ -246,6 +267,8 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None)
     import pyarrow as pa
 
     labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))
+    boxes = dict(zip(merged.column("frame_id").to_pylist(), merged.column("box").to_pylist(), strict=True)
+                 ) if "box" in merged.column_names else {}
     rows: list[dict[str, Any]] = []
     ids = frames.column("frame_id").to_pylist() if frames is not None else []
     cols = {c: frames.column(c).to_pylist() for c in ("clip_id", "device_id", "store_id", "width", "height")
@@ -257,7 +280,8 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None)
         sku = labels[fid]
         rows.append({"frame_id": fid, "session_id": cols["clip_id"][i], "device_id": cols["device_id"][i],
                      "store": cols["store_id"][i], "distribution": "production", "sku": sku,
-                     "is_empty": sku is None, "item_box": None, "hand_box": None, "conditions": "{}",
+                     "is_empty": sku is None, "item_box": boxes.get(fid), "hand_box": None,
+                     "conditions": "{}",
                      "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i],
                      "height": cols["height"][i]})
     schema = pa.schema([
@@ -283,7 +307,31 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
     write_merged(lake, day, result, ids)
     frames = read_frames(lake, day, columns=["frame_id", "clip_id", "device_id", "store_id", "width",
                                               "height", "image_jpeg"])
-    return result, ids, write_labelled_frames(lake, day, read_merged(lake, day), frames)
+    merged = read_merged(lake, day)
+    write_exports(lake, day, merged, frames)
+    return result, ids, write_labelled_frames(lake, day, merged, frames)
+
+
+def write_exports(lake: Lake, day: str, merged: Any, frames: Any | None) -> None:
+    """The merged labels as COCO (label/merged/date=D/coco.json) and YOLO (yolo.zip): a human's box
+    where one was drawn, else the whole frame; each COCO annotation names its source, annotator,
+    tool, task and answer (and who drew the box)."""
+    from flywheel.label.review_tasks import ExportItem, catalog_of, coco_export, yolo_zip
+
+    if frames is None:
+        return
+    at = {f: i for i, f in enumerate(frames.column("frame_id").to_pylist())}
+    keep = ("source", "annotator", "tool", "task_id", "annotation_id", "box_annotator", "box_annotation_id")
+    items = [ExportItem(r["frame_id"], r["label"], r["confidence"], r.get("box"),
+                        {k: r.get(k) for k in keep if r.get(k) is not None})
+             for r in merged.to_pylist() if r["frame_id"] in at]
+    jpeg, w, h = (frames.column(c) for c in ("image_jpeg", "width", "height"))
+    sizes = {it.frame_id: (int(w[at[it.frame_id]].as_py()), int(h[at[it.frame_id]].as_py())) for it in items}
+    catalog = catalog_of(lake, [{"label": it.label} for it in items])
+    lake.put(merged_key(day, "coco.json"), json.dumps(
+        coco_export(items, sizes, catalog, "flywheel merged labels"), default=str).encode())
+    lake.put(merged_key(day, "yolo.zip"), yolo_zip(
+        items, {it.frame_id: jpeg[at[it.frame_id]].as_py() for it in items}, catalog, sizes))
 
 
 def labels_ref(lake: Lake, day: str, rows: int) -> LabelsRef:

@@ -17,9 +17,11 @@ from typing import Any
 from edge_agent.lake import Lake
 from flywheel.label import tables
 from flywheel.label.clips import read_sidecars
-from flywheel.label.ensemble import Calibration, decide
+from flywheel.label.ensemble import Calibration, candidates, decide
 from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Vote, abstain
+from flywheel.label.routing import AUDIT, RoutingConfig
 
+AUDIT_RATE = RoutingConfig().audit_rate  # the review queue's audit draw
 FRAME_KEYS = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
 BATCH = 64  # frames handed to each labeler per call
 
@@ -114,10 +116,11 @@ def prelabel_rows(keys: Sequence[dict[str, Any]], votes: Sequence[dict[str, Vote
         report.barcode_mismatches += d.barcode_mismatch
         rows.append({**key, "label": d.label, "confidence": d.confidence,
                      "votes": [{"labeler": n, "version": versions[n], "label": v.label,
-                                "confidence": float(v.confidence), "evidence": v.evidence[:500]}
+                                "confidence": float(v.confidence), "evidence": v.evidence[:500],
+                                "candidates": list(v.candidates)}
                                for n, v in fv.items()],
                      "labeler_versions": versions_json, "disagreement": d.disagreement,
-                     "barcode_mismatch": d.barcode_mismatch})
+                     "barcode_mismatch": d.barcode_mismatch, "candidates": candidates(fv, d)})
     report.calibration = cal.version
     return rows
 
@@ -176,13 +179,22 @@ def build_labelers(lake: Lake, products: Sequence[Any], work_dir: str, *, vlm_ch
 
 def votes_from_rows(votes: Sequence[dict[str, Any]]) -> dict[str, Vote]:
     """The {labeler: Vote} of a prelabels row's `votes` column."""
-    return {v["labeler"]: Vote(v["label"], float(v["confidence"] or 0.0), v["evidence"] or "") for v in votes}
+    return {v["labeler"]: Vote(v["label"], float(v["confidence"] or 0.0), v["evidence"] or "",
+                               candidates=tuple(v.get("candidates") or ())) for v in votes}
 
 
-def reviewed_items(lake: Lake, limit_days: int = 60) -> list[tuple[dict[str, Vote], str | None, float]]:
-    """(votes, human label, the filter's empty_score) of every pre-labelled frame a human has
-    reviewed (the review stage's merged labels with source "human"), over the latest `limit_days`
-    days that have merged labels."""
+def inclusion_weight(task_id: str | None, audit_rate: float) -> float:
+    """1 / the probability that a human saw this frame: every doubtful frame is reviewed, an
+    auto-accepted one only when the audit drew it (its task id starts with "audit-")."""
+    return 1.0 / audit_rate if (task_id or "").startswith(f"{AUDIT}-") and audit_rate > 0 else 1.0
+
+
+def reviewed_items(lake: Lake, limit_days: int = 60, audit_rate: float = AUDIT_RATE
+                   ) -> list[tuple[dict[str, Vote], str | None, float, float]]:
+    """(votes, human label, the filter's empty_score, inclusion weight) of every pre-labelled frame
+    a human has reviewed (the review stage's merged labels with source "human"), over the latest
+    `limit_days` days that have merged labels. The weight undoes the routing's selection (see
+    `ensemble.fit`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -192,14 +204,15 @@ def reviewed_items(lake: Lake, limit_days: int = 60) -> list[tuple[dict[str, Vot
     for day in days:
         try:
             merged = pq.read_table(pa.BufferReader(lake.get(f"{tables.MERGED}/date={day}/merged.parquet")),
-                                   columns=["frame_id", "label", "source"]).to_pylist()
+                                   columns=["frame_id", "label", "source", "task_id"]).to_pylist()
         except Exception:  # noqa: BLE001 - the review stage's file; a bad one only costs its items
             continue
         human = {r["frame_id"]: r["label"] for r in merged if r["source"] == "human"}
+        weight = {r["frame_id"]: inclusion_weight(r["task_id"], audit_rate) for r in merged}
         if not human:
             continue
         pre = tables.read_prelabels(lake, day, columns=["frame_id", "votes"]).to_pylist()
         scores = kept_scores(lake, day)
-        items.extend((votes_from_rows(r["votes"]), human[r["frame_id"]], scores.get(r["frame_id"], 0.0))
-                     for r in pre if r["frame_id"] in human)
+        items.extend((votes_from_rows(r["votes"]), human[r["frame_id"]], scores.get(r["frame_id"], 0.0),
+                      weight[r["frame_id"]]) for r in pre if r["frame_id"] in human)
     return items

@@ -15,7 +15,8 @@ from flywheel.label.routing import Routing
 
 def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
               near_duplicate_distance: float | None = None) -> tuple[Routing, dict[str, str], str]:
-    """Route the day's pre-labels (skipping frames humans settled, conflicts first), group
+    """Route the day's pre-labels (skipping frames humans settled, conflicts and human labels the
+    load cell rules out first), group
     near-duplicates through the Depot's LanceDB index when there is one, and write the queue and its
     exports. Returns (routing, written keys, how frames were grouped)."""
     import dataclasses
@@ -23,15 +24,16 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     from flywheel.depot.index import open_table
     from flywheel.depot.ingest import read_frames
     from flywheel.label.merge import read_conflicts, read_merged
-    from flywheel.label.routing import lancedb_groups, route_day, singletons
+    from flywheel.label.routing import lancedb_groups, load_cell_rechecks, route_day, singletons
     from flywheel.label.tables import read_prelabels
 
     pre = read_prelabels(lake, day).to_pylist()
     catalog = catalog_of(lake, pre)
     config = dataclasses.replace(config, n_classes=max(1, len(catalog)))
     merged = read_merged(lake, day)
-    humans = {f for f, s in zip(merged.column("frame_id").to_pylist(), merged.column("source").to_pylist(),
-                                strict=True) if s == "human"}
+    humans = {r["frame_id"]: (r["label"], r["task_id"])
+              for r in merged.select(["frame_id", "label", "source", "task_id"]).to_pylist()
+              if r["source"] == "human"}
     try:
         table, _ = open_table(lake, location)
         group = lancedb_groups(table) if near_duplicate_distance is None \
@@ -40,7 +42,7 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     except LookupError:  # no index yet: every frame is its own task
         group, grouping = singletons, "off (no Depot index)"
     routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),
-                        group=group)
+                        group=group, rechecks=load_cell_rechecks(pre, humans))
     frames = read_frames(lake, day, columns=["frame_id", "width", "height", "image_jpeg"])
     if frames is None:
         if routing.tasks:

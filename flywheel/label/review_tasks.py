@@ -9,7 +9,8 @@
     label/review/date=D/yolo.zip             YOLO (data.yaml, images/, labels/)
     label/review/images/date=D/<frame>.jpg   the leader frame of each task (what the tools show)
 
-Labels are SKU classifications: a box is the whole frame unless a human set one.
+Labels are SKU classifications: a box is the whole frame unless a human drew one (carried by the
+merged labels' exports, see flywheel.label.merge).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -49,7 +51,8 @@ def tasks_schema():  # noqa: ANN201
 
     return pa.schema([("task_id", pa.string()), ("kind", pa.string()), ("reason", pa.string()),
                       ("frame_ids", pa.list_(pa.string())), ("proposed_label", pa.string()),
-                      ("confidence", pa.float64()), ("est_seconds", pa.float64()), ("rank", pa.int32())])
+                      ("confidence", pa.float64()), ("est_seconds", pa.float64()), ("rank", pa.int32()),
+                      ("candidates", pa.list_(pa.string()))])
 
 
 def _put_parquet(lake: Lake, key: str, rows: list[dict[str, Any]], schema: Any) -> None:
@@ -76,7 +79,8 @@ def read_routes(lake: Lake, day: str) -> list[dict[str, Any]]:
 
 
 def read_tasks(lake: Lake, day: str) -> list[Task]:
-    return [Task(**r) for r in _get_parquet(lake, review_key(day, "tasks.parquet"), tasks_schema())]
+    return [Task(**{**r, "candidates": r.get("candidates") or []})
+            for r in _get_parquet(lake, review_key(day, "tasks.parquet"), tasks_schema())]
 
 
 def label_config(catalog: list[str]) -> str:
@@ -84,7 +88,8 @@ def label_config(catalog: list[str]) -> str:
     choices = "\n".join(f"    <Choice value={quoteattr(s)}/>" for s in [*sorted(catalog), NO_PRODUCT])
     return (f'<View>\n  <Image name="{TO_NAME}" value="$image"/>\n'
             f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="false">\n'
-            f"{choices}\n  </Choices>\n</View>\n")
+            f"{choices}\n  </Choices>\n"
+            f'  <Rectangle name="box" toName="{TO_NAME}"/>\n</View>\n')  # optional: a box around the item
 
 
 def label_studio_tasks(day: str, tasks: list[Task], image_url: dict[str, str],
@@ -95,7 +100,8 @@ def label_studio_tasks(day: str, tasks: list[Task], image_url: dict[str, str],
         lead = t.frame_ids[0]
         item: dict[str, Any] = {
             "data": {"image": image_url[lead], "task_id": t.task_id, "frame_ids": t.frame_ids,
-                     "date": day, "kind": t.kind, "reason": t.reason, "rank": t.rank},
+                     "date": day, "kind": t.kind, "reason": t.reason, "rank": t.rank,
+                     "candidates": t.candidates},
         }
         if t.proposed_label is not None:
             item["predictions"] = [{
@@ -108,27 +114,54 @@ def label_studio_tasks(day: str, tasks: list[Task], image_url: dict[str, str],
     return out
 
 
-def coco_export(tasks: list[Task], sizes: dict[str, tuple[int, int]], catalog: list[str]) -> dict[str, Any]:
-    """COCO detection JSON of the task leaders, the proposal as a whole-frame annotation."""
+@dataclass(frozen=True)
+class ExportItem:
+    """One image of a COCO/YOLO export: its label, and a box when a human drew one."""
+
+    frame_id: str
+    label: str | None
+    score: float | None = None
+    box: list[float] | None = None  # x1, y1, x2, y2 pixels; None = the whole frame
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance, carried into COCO
+
+
+def task_items(tasks: list[Task]) -> list[ExportItem]:
+    """The task leaders with their proposals (the whole frame: no box proposed)."""
+    return [ExportItem(t.frame_ids[0], t.proposed_label, t.confidence,
+                       extra={"task_id": t.task_id, "frame_ids": t.frame_ids}) for t in tasks]
+
+
+def _xyxy(item: ExportItem, w: int, h: int) -> tuple[float, float, float, float]:
+    if item.box is None:
+        return 0.0, 0.0, float(w), float(h)
+    x1, y1, x2, y2 = (float(v) for v in item.box)
+    return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+
+
+def coco_export(items: list[ExportItem], sizes: dict[str, tuple[int, int]], catalog: list[str],
+                description: str = "flywheel review tasks (proposed labels)") -> dict[str, Any]:
+    """COCO detection JSON: one image per item, its label as an annotation on the drawn box, else
+    the whole frame; the item's provenance rides along on image and annotation."""
     cats = {s: i + 1 for i, s in enumerate(sorted(catalog))}
     images, anns = [], []
-    for i, t in enumerate(tasks, start=1):
-        lead = t.frame_ids[0]
-        w, h = sizes[lead]
-        images.append({"id": i, "file_name": f"images/{lead}.jpg", "width": w, "height": h,
-                       "task_id": t.task_id, "frame_ids": t.frame_ids})
-        if t.proposed_label in cats:
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cats[t.proposed_label],
-                         "bbox": [0, 0, w, h], "area": w * h, "iscrowd": 0,
-                         "score": t.confidence if t.confidence is not None else 0.0})
-    return {"info": {"description": "flywheel review tasks (proposed labels)"},
-            "images": images, "annotations": anns,
+    for i, it in enumerate(items, start=1):
+        w, h = sizes[it.frame_id]
+        images.append({"id": i, "file_name": f"images/{it.frame_id}.jpg", "width": w, "height": h,
+                       **it.extra})
+        if it.label in cats:
+            x1, y1, x2, y2 = _xyxy(it, w, h)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cats[it.label],
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                         "score": it.score if it.score is not None else 0.0,
+                         "box_source": "human" if it.box is not None else "whole_frame", **it.extra})
+    return {"info": {"description": description}, "images": images, "annotations": anns,
             "categories": [{"id": i, "name": s, "supercategory": "sku"} for s, i in cats.items()]}
 
 
-def yolo_zip(tasks: list[Task], jpegs: dict[str, bytes], catalog: list[str]) -> bytes:
+def yolo_zip(items: list[ExportItem], jpegs: dict[str, bytes], catalog: list[str],
+             sizes: dict[str, tuple[int, int]] | None = None) -> bytes:
     """YOLO layout in one zip: data.yaml, images/<frame>.jpg, labels/<frame>.txt (class cx cy w h,
-    normalised; the whole frame; no line when there is no proposal)."""
+    normalised; the drawn box, else the whole frame; no line without a label)."""
     names = sorted(catalog)
     cls = {s: i for i, s in enumerate(names)}
     buf = io.BytesIO()
@@ -136,11 +169,17 @@ def yolo_zip(tasks: list[Task], jpegs: dict[str, bytes], catalog: list[str]) -> 
         yaml = "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
             f"  {i}: '{s}'\n" for i, s in enumerate(names))
         z.writestr("data.yaml", yaml)
-        for t in tasks:
-            lead = t.frame_ids[0]
-            z.writestr(f"images/{lead}.jpg", jpegs[lead])
-            line = f"{cls[t.proposed_label]} 0.5 0.5 1.0 1.0\n" if t.proposed_label in cls else ""
-            z.writestr(f"labels/{lead}.txt", line)
+        for it in items:
+            z.writestr(f"images/{it.frame_id}.jpg", jpegs[it.frame_id])
+            line = ""
+            if it.label in cls:
+                cx, cy, bw, bh = 0.5, 0.5, 1.0, 1.0
+                if it.box is not None and sizes is not None:
+                    w, h = sizes[it.frame_id]
+                    x1, y1, x2, y2 = _xyxy(it, w, h)
+                    cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+                line = f"{cls[it.label]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n"
+            z.writestr(f"labels/{it.frame_id}.txt", line)
     return buf.getvalue()
 
 
@@ -174,16 +213,18 @@ def write_review(lake: Lake, day: str, routing: Routing, frames: Any, catalog: l
     ls = label_studio_tasks(day, routing.tasks, urls, model_version)
     lake.put(keys["label_studio"], json.dumps(ls, indent=1).encode())
     lake.put(keys["label_studio_config"], label_config(catalog).encode())
-    lake.put(keys["coco"], json.dumps(coco_export(routing.tasks, sizes, catalog)).encode())
-    lake.put(keys["yolo"], yolo_zip(routing.tasks, jpegs, catalog))
+    items = task_items(routing.tasks)
+    lake.put(keys["coco"], json.dumps(coco_export(items, sizes, catalog)).encode())
+    lake.put(keys["yolo"], yolo_zip(items, jpegs, catalog, sizes))
     return keys
 
 
 def catalog_of(lake: Lake, prelabels: list[dict[str, Any]]) -> list[str]:
     """The Depot's catalog SKUs; without an imported catalog, the labels proposed so far."""
+    from flywheel.learner.errors import DatasetError
     from flywheel.learner.reference_sets import catalog_skus
 
     try:
         return sorted(catalog_skus(lake))
-    except (ObjectNotFound, LookupError, KeyError):
+    except (ObjectNotFound, LookupError, KeyError, DatasetError):
         return sorted({r["label"] for r in prelabels if r.get("label")})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +51,28 @@ class TimeModel:
         """Picking the right SKU from scratch among `n_classes` (expected half scanned)."""
         return self.class_scan_s * max(1.0, n_classes / 2)
 
-    def expected_task_s(self, confidence: float | None, n_classes: int) -> float:
-        """What a task costs before anyone answers: verify the proposal, and pick from scratch
-        when it is wrong (probability 1 - confidence; no proposal: always)."""
+    def expected_task_s(self, confidence: float | None, n_classes: int, n_candidates: int = 0) -> float:
+        """What a task costs before anyone answers: verify the proposal, and when it is wrong
+        (probability 1 - confidence; no proposal: always) scan the short list of `n_candidates`
+        other labels, or pick from scratch without one."""
+        other = self.class_scan_s * n_candidates if n_candidates else self.pick_s(n_classes)
         if confidence is None:
-            return self.pick_s(n_classes)
-        return self.verify_s + (1.0 - min(max(confidence, 0.0), 1.0)) * self.pick_s(n_classes)
+            return other
+        return self.verify_s + (1.0 - min(max(confidence, 0.0), 1.0)) * other
+
+    def answer_s(self, proposed: str | None, candidates: Sequence[str], given: str | None,
+                 n_classes: int) -> float:
+        """Seconds to give the answer `given`: "no product" is one verification; a right proposal
+        is one verification; otherwise (after rejecting the proposal, one verification) the short
+        list is scanned a class at a time down to the answer (class_scan_s each), and an answer not
+        on it is picked from the whole catalog after scanning the list."""
+        if given is None or given == proposed:
+            return self.verify_s
+        spent = self.verify_s if proposed is not None else 0.0
+        rest = [c for c in candidates if c != proposed]
+        if given in rest:
+            return spent + self.class_scan_s * (rest.index(given) + 1)
+        return spent + self.class_scan_s * len(rest) + self.pick_s(n_classes)
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,7 @@ class Task:
     confidence: float | None
     est_seconds: float
     rank: int = 0  # 0 = first in the queue
+    candidates: list[str] = field(default_factory=list)  # short list to pick from, best first
 
 
 @dataclass
@@ -147,12 +164,16 @@ def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
-              group: Grouper = singletons) -> Routing:
+              group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
-    frame -> latest human label, for frames two humans disagree on (they go first)."""
+    frame -> latest human label, for frames two humans disagree on (they go first); `rechecks`:
+    frame -> a human label the load cell contradicts (see `load_cell_rechecks`), asked again
+    like a conflict."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
+    why_of = {f: "human vs load cell" for f in rechecks or {} if f not in conflicts}
+    conflicts.update({f: lab for f, lab in (rechecks or {}).items() if f in why_of})
     by_id = {r["frame_id"]: r for r in prelabels}
     routes: dict[str, dict[str, Any]] = {}
     doubtful: list[dict[str, Any]] = []
@@ -180,9 +201,12 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     # Conflicts first (one task per frame: humans already looked at it), then doubtful groups,
     # most doubtful leader first, then the audit sample; whatever does not fit waits.
     queue: list[tuple[str, list[dict[str, Any]], str]] = []
-    for fid in sorted(conflicts):
-        row = by_id.get(fid, {"frame_id": fid})
-        queue.append((CONFLICT, [{**row, "label": conflicts[fid], "confidence": None}], "humans disagree"))
+    disputed = [{**by_id.get(f, {"frame_id": f, "clip_id": f}), "label": conflicts[f], "confidence": None}
+                for f in sorted(conflicts)]
+    for ids in sorted(group(disputed), key=min) if disputed else []:  # a disputed group is one task
+        members = [d for d in disputed if d["frame_id"] in set(ids)]
+        why = {why_of.get(m["frame_id"], "humans disagree") for m in members}
+        queue.append((CONFLICT, members, ",".join(sorted(why))))
     doubtful.sort(key=lambda r: (doubt_score(r), r["frame_id"]))
     order = {r["frame_id"]: i for i, r in enumerate(doubtful)}
     rows_of = {r["frame_id"]: r for r in doubtful}
@@ -197,9 +221,10 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         lead = members[0]
         label = lead.get("label")
         conf = None if label is None or kind == CONFLICT else float(lead.get("confidence") or 0.0)
-        cost = config.time.expected_task_s(conf, config.n_classes)
-        if kind == CONFLICT:
-            cost = config.time.verify_s + config.time.pick_s(config.n_classes)  # a careful second look
+        cands = [c for c in (lead.get("candidates") or []) if c != label]
+        cost = config.time.expected_task_s(conf, config.n_classes, len(cands))
+        if kind == CONFLICT:  # a careful second look: verify, then the short list or the catalog
+            cost = config.time.verify_s + config.time.expected_task_s(None, config.n_classes, len(cands))
         ids = [m["frame_id"] for m in members]
         if spent + cost > config.budget_s:
             for m in members:
@@ -208,12 +233,34 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
             continue
         spent += cost
         task = Task(task_id=task_id_for(day, kind, ids), kind=kind, reason=reason, frame_ids=ids,
-                    proposed_label=label, confidence=conf, est_seconds=round(cost, 3), rank=len(tasks))
+                    proposed_label=label, confidence=conf, est_seconds=round(cost, 3), rank=len(tasks),
+                    candidates=list(lead.get("candidates") or []))
         tasks.append(task)
         for m in members:
             put(m, kind, reason, task.task_id)
     return Routing(tasks=tasks, routes=[routes[f] for f in sorted(routes)], budget_s=config.budget_s,
                    planned_s=round(spent, 3))
+
+
+def load_cell_rechecks(prelabels: Sequence[dict[str, Any]], human: Mapping[str, tuple[str | None, str | None]]
+                       ) -> dict[str, str | None]:
+    """Frames whose human label the load cell rules out: {frame: human label}. `human`: frame ->
+    (human label, the task it was answered in). A person picking from a list slips now and then
+    (the annotator's error rate); a slip is most often a product of another weight, so a narrowing
+    labeler's candidate list (the `candidates` of its vote) that leaves the human's label out sends
+    the frame back for one more look. An answer given in a conflict task settled it: not asked again."""
+    out: dict[str, str | None] = {}
+    for row in prelabels:
+        fid = row["frame_id"]
+        if fid not in human:
+            continue
+        label, task = human[fid]
+        if label is None or (task or "").startswith(f"{CONFLICT}-"):
+            continue
+        narrowing = [v.get("candidates") for v in row.get("votes") or [] if v.get("candidates")]
+        if narrowing and all(label not in c for c in narrowing):
+            out[fid] = label
+    return out
 
 
 def wilson_interval(errors: int, n: int, z: float = 1.96) -> tuple[float, float, float]:

@@ -54,6 +54,7 @@ def vote_type():  # noqa: ANN201
         ("labeler", pa.string()), ("version", pa.string()),
         ("label", pa.string()),  # SKU EAN-13, null = abstain
         ("confidence", pa.float64()), ("evidence", pa.string()),
+        ("candidates", pa.list_(pa.string())),  # labels it finds possible (the load cell narrows)
     ])
 
 
@@ -67,6 +68,7 @@ def prelabels_schema():  # noqa: ANN201
         ("labeler_versions", pa.string()),  # JSON object name -> version
         ("disagreement", pa.bool_()),  # labelers that voted disagree
         ("barcode_mismatch", pa.bool_()),  # a vision labeler contradicts the barcode
+        ("candidates", pa.list_(pa.string())),  # short list shown to an annotator, best first
     ])
 
 

@@ -32,14 +32,18 @@ def test_reviewed_items_feed_the_fit(tmp_path) -> None:
         pre.append({**key, "label": truth, "confidence": 0.9, "votes": votes, "labeler_versions": "{}",
                     "disagreement": teacher != truth, "barcode_mismatch": teacher != truth})
         cand.append({**key, "kept": True, "empty_score": 0.1, "reason": "insertion"})
-        merged.append({"frame_id": key["frame_id"], "label": truth, "source": "human" if i < 60 else "auto"})
+        task = "audit-20261124-x" if i < 10 else "review-20261124-y"
+        merged.append({"frame_id": key["frame_id"], "label": truth, "source": "human" if i < 60 else "auto",
+                       "task_id": task})
     tables.write_prelabels(lake, DAY, pre)
     tables.write_candidates(lake, DAY, cand)
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(merged), sink)
     lake.put(f"{tables.MERGED}/date={DAY}/merged.parquet", sink.getvalue().to_pybytes())
     items = reviewed_items(lake)
-    assert len(items) == 60 and all(es == 0.1 for _, _, es in items)  # humans only
+    assert len(items) == 60 and all(es == 0.1 for _, _, es, _ in items)  # humans only
+    # an audit answer stands for the 1 / audit-rate accepted frames it was drawn from
+    assert sorted({w for *_, w in items}) == [1.0, 50.0] and sum(w == 50.0 for *_, w in items) == 10
     cal = fit(items, n_classes=2)
     assert cal.n_reviewed == 60 and cal.accuracy["barcode"] == 1.0
     assert cal.weights["barcode"] > cal.weights["teacher"]

@@ -62,3 +62,31 @@ def test_a_label_the_weight_rules_out_loses_most_of_its_score() -> None:
     alone = decide({"teacher": Vote(C, 0.9, "m"), "weight": w}, Calibration(), VISION)
     assert alone.label == C and alone.confidence < decide({"teacher": Vote(C, 0.9, "m")}, Calibration(),
                                                            VISION).confidence
+
+
+def test_audit_answers_weigh_for_the_frames_they_stand_for() -> None:
+    """The humans see every doubtful frame but only an audit sample of the accepted ones: weighted
+    by the inverse of that rate, a labeler's accuracy is its accuracy over all frames."""
+    rng = random.Random(3)
+    items = []
+    for i in range(400):  # doubtful frames (all reviewed): the barcode is often wrong there
+        truth = rng.choice([A, B, C])
+        bc = truth if i % 2 else rng.choice([x for x in (A, B, C) if x != truth])
+        items.append(({"barcode": Vote(bc, 0.9, "scan")}, truth, 0.0, 1.0))
+    for _ in range(20):  # 2 % of 1000 accepted frames, where the barcode is right
+        items.append(({"barcode": Vote(A, 0.99, "scan")}, A, 0.0, 50.0))
+    plain = fit([it[:3] for it in items], n_classes=3)
+    weighted = fit(items, n_classes=3)
+    assert plain.accuracy["barcode"] < 0.55
+    assert abs(weighted.accuracy["barcode"] - (200 + 1000) / 1400) < 0.01
+    assert weighted.weights["barcode"] > plain.weights["barcode"]
+
+
+def test_candidates_are_the_ranked_labels_then_the_load_cells() -> None:
+    from flywheel.label.ensemble import candidates
+
+    votes = {"teacher": Vote(C, 0.9, "m"), "reader": Vote(A, 0.3, "ocr"),
+             "weight": Vote(None, 0.0, "ambiguous", "ambiguous", (A, B))}
+    d = decide(votes, Calibration(), VISION)
+    assert d.ranked == (A, C)
+    assert candidates(votes, d) == [A, C, B] and candidates(votes, d, k=2) == [A, C]

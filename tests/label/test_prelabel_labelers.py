@@ -85,7 +85,7 @@ class _Broken:
 
 def test_bad_input_abstains_with_counted_reasons(tmp_path) -> None:
     sc = build_clip(product=0).sidecar
-    no_reads = sc.model_copy(update={"barcode_reads": []})
+    no_reads = sc.model_copy(update={"barcode_reads": [], "weight_series": []})  # nothing decides: OCR runs
     bad_dir = tmp_path / "model"
     (bad_dir / "slots" / "a").mkdir(parents=True)
     (bad_dir / "slots" / "a" / "model.onnx").write_bytes(b"not onnx")
@@ -105,6 +105,7 @@ def test_bad_input_abstains_with_counted_reasons(tmp_path) -> None:
     assert reasons["teacher:no_model"] == 3 and "did not load" in labelers[2].load_error
     assert reasons["reader:unreadable_jpeg"] == 1 and reasons["reader:ocr_error"] == 1
     assert reasons["reader:skipped"] == 1  # the barcode decided frame 2: no OCR spent there
+    assert reasons["weight:no_weight_step"] == 1
     assert reasons["vlm:no_model"] == 3 and "did not load" in labelers[4].load_error
     assert rows[0]["label"] is None and rows[0]["confidence"] == 0.0
     assert all(len(r["votes"]) == 5 for r in rows)

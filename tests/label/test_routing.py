@@ -130,3 +130,34 @@ def test_trusting_a_human_calibration_accepts_flags_it_is_sure_about() -> None:
     assert trusted == {"f-sure": AUTO, "f-unsure": REVIEW, "f-cold": REVIEW}
     strict = {r["frame_id"]: r["route"] for r in route_day(DAY, rows, RoutingConfig(audit_rate=0.0)).routes}
     assert strict == {"f-sure": REVIEW, "f-unsure": REVIEW, "f-cold": REVIEW}
+
+
+def test_a_short_list_makes_an_abstention_cheap() -> None:
+    tm = TimeModel()
+    assert tm.expected_task_s(None, 30, n_candidates=3) == 3.0  # scan three classes, not fifteen
+    # answers: right proposal 1.6; the second candidate after rejecting the proposal 1.6 + 2 * 1.0;
+    # not on the list: scan it, then pick from the catalog; "no product" is one look
+    assert tm.answer_s(SKU_A, [SKU_A, "x", SKU_B], SKU_A, 30) == 1.6
+    assert tm.answer_s(SKU_A, [SKU_A, "x", SKU_B], SKU_B, 30) == 1.6 + 2.0
+    assert tm.answer_s(None, [SKU_B], SKU_B, 30) == 1.0
+    assert tm.answer_s(None, [SKU_B], SKU_A, 30) == 1.0 + 15.0
+    assert tm.answer_s(SKU_A, [], None, 30) == 1.6
+    abst = {**row("f-abst", None, 0.0), "candidates": [SKU_A, SKU_B]}
+    r = route_day(DAY, [abst], RoutingConfig(audit_rate=0))
+    assert r.tasks[0].candidates == [SKU_A, SKU_B] and r.tasks[0].est_seconds == 2.0
+
+
+def test_a_human_label_the_load_cell_rules_out_is_asked_again_once() -> None:
+    from flywheel.label.routing import load_cell_rechecks
+
+    weight = {"labeler": "weight", "label": None, "candidates": [SKU_A, "x"]}
+    rows = [{**row(f, conf=0.2), "votes": [weight]} for f in ("f1", "f2", "f3", "f4")]
+    human = {"f1": (SKU_A, "review-1"), "f2": (SKU_B, "review-2"), "f3": (SKU_B, "conflict-3"),
+             "f4": (None, "review-4")}
+    rechecks = load_cell_rechecks(rows, human)
+    assert rechecks == {"f2": SKU_B}  # f1 fits, f3 was settled in a second look, f4 is "no product"
+    r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0), human_labelled=set(human), rechecks=rechecks)
+    assert [(t.kind, t.frame_ids, t.proposed_label, t.reason) for t in r.tasks] == [
+        (CONFLICT, ["f2"], SKU_B, "human vs load cell")]
+    assert {x["frame_id"]: x["route"] for x in r.routes} == {"f1": HUMAN, "f2": CONFLICT, "f3": HUMAN,
+                                                             "f4": HUMAN}

@@ -19,7 +19,9 @@ UPSCALE_BELOW = 480  # smaller frames are upscaled 2x: PP-OCR reads ~32 px text 
 
 class ReaderLabeler(Prelabeler):
     name = "reader"
-    skip_when = {"barcode": 0.9}  # OCR costs ~1 s a frame: not where a barcode already decided
+    # OCR costs ~1 s a frame: it reads only frames nothing else decided (a barcode read, a load-cell
+    # step only one catalog product fits, a sure teacher)
+    skip_when = {"barcode": 0.9, "weight": 0.5, "teacher": 0.9}
 
     def __init__(self, products: Sequence[Product], engine=None) -> None:  # noqa: ANN001
         named = [p for p in products if p.text]

@@ -1,0 +1,107 @@
+"""Boxes a human drew (Label Studio rectangles, CorrectionBatchV1 `box`) reach the merged labels, the
+Learner's labelled frames and the COCO/YOLO exports, with who drew them."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+from PIL import Image
+
+from edge_agent.contract.schemas import parse_correction_batch
+from edge_agent.lake import Lake
+from flywheel.label.corrections import batch_doc, from_label_studio
+from flywheel.label.merge import (
+    merge_day,
+    merged_key,
+    read_merged,
+    write_exports,
+    write_labelled_frames,
+    write_merged,
+)
+
+A, B = "4006381333931", "5012345678900"
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+DAY = "2026-11-24"
+
+
+def rect(x: float, y: float, w: float, h: float) -> dict:
+    return {"from_name": "box", "to_name": "image", "type": "rectangle", "original_width": 320,
+            "original_height": 240, "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0}}
+
+
+def test_label_studio_rectangles_become_pixel_boxes() -> None:
+    choice = {"from_name": "sku", "to_name": "image", "type": "choices", "value": {"choices": [B]}}
+    export = [{"data": {"task_id": "review-1", "frame_ids": ["f1", "f2"]},
+               "predictions": [{"result": [{**choice, "value": {"choices": [A]}}]}],
+               "annotations": [{"id": 1, "completed_by": 4, "updated_at": "2026-11-24T13:00:00Z",
+                                "result": [choice, rect(10, 25, 50, 50)]}]},
+              {"data": {"task_id": "review-2", "frame_ids": ["f3"]},
+               "predictions": [{"result": [{**choice, "value": {"choices": [A]}}]}],
+               "annotations": [{"id": 2, "completed_by": 4, "updated_at": "2026-11-24T13:01:00Z",
+                                "result": [rect(0, 0, 25, 100)]}]}]
+    batch = from_label_studio(export, "k")
+    got = [(c.frame_id, c.action, c.sku, c.box) for c in batch.corrections]
+    assert got == [("f1", "relabel", B, [32.0, 60.0, 192.0, 180.0]),
+                   ("f2", "relabel", B, [32.0, 60.0, 192.0, 180.0]),
+                   ("f3", "set_box", None, [0.0, 0.0, 80.0, 240.0])]
+
+
+def corrections() -> list:
+    def c(fid: str, action: str, sku: str | None, who: str, minutes: int, box: list | None) -> dict:
+        return {"frame_id": fid, "action": action, "sku": sku, "previous_sku": A, "annotator": who,
+                "corrected_at": T0 + timedelta(minutes=minutes), "box": box, "note": "task review-1"}
+
+    full = [c("f1", "relabel", B, "ann-1", 0, [1, 2, 30, 40]),
+            c("f2", "confirm", None, "ann-1", 0, None),
+            c("f2", "set_box", None, "ann-2", 5, [5, 5, 50, 60]),  # a box drawn later keeps the label
+            c("f3", "relabel", B, "ann-1", 0, [1, 1, 9, 9]),
+            c("f3", "relabel", A, "ann-1", 9, None)]  # changed their mind: the box was around B
+    return [parse_correction_batch(batch_doc("b1", "label-studio", full, exported_at=T0))]
+
+
+def test_merged_labels_carry_the_box_and_who_drew_it() -> None:
+    routes = [{"frame_id": f, "route": "review", "task_id": "review-1", "label": A, "confidence": 0.5}
+              for f in ("f1", "f2", "f3")] + [
+             {"frame_id": "f4", "route": "auto", "task_id": None, "label": A, "confidence": 0.99}]
+    by = {r["frame_id"]: r for r in merge_day(routes, corrections()).rows}
+    assert (by["f1"]["label"], by["f1"]["box"], by["f1"]["box_annotator"]) == (B, [1, 2, 30, 40], "ann-1")
+    assert (by["f2"]["label"], by["f2"]["box"], by["f2"]["box_annotator"]) == (A, [5, 5, 50, 60], "ann-2")
+    assert by["f2"]["box_annotation_id"] == "b1:2"
+    assert (by["f3"]["label"], by["f3"]["box"]) == (A, None)
+    assert by["f4"]["source"] == "auto" and by["f4"]["box"] is None
+
+
+def test_boxes_reach_the_labelled_frames_and_the_exports(tmp_path) -> None:
+    lake = Lake.at_path(tmp_path)
+    routes = [{"frame_id": f, "route": "review", "task_id": "review-1", "label": A, "confidence": 0.5}
+              for f in ("f1", "f2", "f3")]
+    write_merged(lake, DAY, merge_day(routes, corrections()))
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (90, 120, 60)).save(buf, format="JPEG")
+    frames = pa.table({"frame_id": ["f1", "f2", "f3"], "clip_id": ["c"] * 3, "device_id": ["d"] * 3,
+                       "store_id": ["s"] * 3, "width": [320] * 3, "height": [240] * 3,
+                       "image_jpeg": [buf.getvalue()] * 3})
+    merged = read_merged(lake, DAY)
+    assert write_labelled_frames(lake, DAY, merged, frames) == 3
+    import pyarrow.parquet as pq
+
+    rows = {r["frame_id"]: r for r in pq.read_table(
+        pa.BufferReader(lake.get(merged_key(DAY, "frames.parquet")))).to_pylist()}
+    assert rows["f1"]["item_box"] == [1, 2, 30, 40] and rows["f1"]["sku"] == B
+    write_exports(lake, DAY, merged, frames)
+    coco = json.loads(lake.get(merged_key(DAY, "coco.json")))
+    ann = {coco["images"][a["image_id"] - 1]["file_name"]: a for a in coco["annotations"]}
+    f1 = ann["images/f1.jpg"]
+    assert f1["bbox"] == [1, 2, 29, 38] and f1["box_source"] == "human" and f1["box_annotator"] == "ann-1"
+    assert f1["annotator"] == "ann-1" and f1["tool"] == "label-studio" and f1["source"] == "human"
+    assert ann["images/f2.jpg"]["bbox"] == [5, 5, 45, 55] and ann["images/f2.jpg"]["box_annotator"] == "ann-2"
+    assert ann["images/f3.jpg"]["bbox"] == [0, 0, 320, 240]  # no box for its label: the whole frame
+    z = zipfile.ZipFile(io.BytesIO(lake.get(merged_key(DAY, "yolo.zip"))))
+    cls, *xywh = z.read("labels/f1.txt").decode().split()
+    assert [round(float(v), 4) for v in xywh] == [round(15.5 / 320, 4), round(21 / 240, 4),
+                                                  round(29 / 320, 4), round(38 / 240, 4)]
+    assert z.read("labels/f3.txt").decode().split()[1:] == ["0.500000", "0.500000", "1.000000", "1.000000"]
