@@ -57,7 +57,13 @@ def answer(task: Task, truth: str | None, catalog: list[str], config: AnnotatorC
 
 def answered_task_ids(lake: Lake, day: str) -> set[str]:
     """Tasks some correction already answers: filed for the day, or still waiting in landing."""
+    return _answered(lake, day)[0]
+
+
+def _answered(lake: Lake, day: str) -> tuple[set[str], datetime | None]:
+    """(the tasks answered so far, the time of the latest answer) for the day."""
     done: set[str] = set()
+    latest: datetime | None = None
     for prefix in (f"{CORRECTIONS}/date={day}", LANDING_CORRECTIONS):
         for info in lake.list(prefix):
             try:
@@ -65,7 +71,9 @@ def answered_task_ids(lake: Lake, day: str) -> set[str]:
             except Exception:  # noqa: BLE001 - not ours to judge here: the sensor quarantines it
                 continue
             done |= {t for c in batch.corrections if (t := task_of(c.note))}
-    return done
+            latest = max([latest or batch.corrections[0].corrected_at,
+                          *(c.corrected_at for c in batch.corrections)])
+    return done, latest
 
 
 def annotate(tasks: list[Task], truth_of: Callable[[str], Any], catalog: list[str],
@@ -126,10 +134,12 @@ def simulate_review(lake: Lake, day: str, tasks: list[Task], catalog: list[str],
                     now: datetime | None = None) -> AnnotationReport:
     """Answer the day's open tasks and land one correction batch (none when nothing is open)."""
     config = config or AnnotatorConfig()
-    done = answered_task_ids(lake, day)
+    done, latest = _answered(lake, day)
     open_tasks = [t for t in tasks if t.task_id not in done]
-    corrections, report = annotate(open_tasks, truth_of, sorted(catalog), config,
-                                   now or datetime.now(UTC))
+    # simulated time runs faster than the wall clock: a later session starts after the last answer
+    start = max(now or datetime.now(UTC), latest + timedelta(seconds=1) if latest else datetime.min.replace(
+        tzinfo=UTC))
+    corrections, report = annotate(open_tasks, truth_of, sorted(catalog), config, start)
     if not corrections:
         return report
     digest = hashlib.blake2b("|".join(sorted(t.task_id for t in open_tasks)).encode()
