@@ -69,6 +69,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "auto_accepted": counts["auto"],
         "deferred_over_budget": counts["deferred"],
         "near_duplicates_folded": grouped,
+        "rechecks_human_vs_load_cell": sum(1 for t in routing.tasks if "load cell" in t.reason),
+        "tasks_with_candidate_list": sum(1 for t in routing.tasks if t.candidates),
         "near_duplicate_grouping": grouping,
         "budget_s": config.budget_s,
         "planned_human_s": dg.MetadataValue.float(routing.planned_s),
@@ -119,6 +121,9 @@ def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource
         "audited_frames": int(a["n"]),
         "labelled_frames": n_frames,
         "path": dg.MetadataValue.path(the_lake.url(merged_key(day))),
+        "exports": dg.MetadataValue.json({n: the_lake.url(merged_key(day, n))
+                                          for n in ("coco.json", "yolo.zip")}),
+        "human_boxes": sum(1 for r in result.rows if r.get("box") is not None),
     })
     yield dg.AssetCheckResult(
         check_name="auto_label_error", passed=a["n"] == 0 or a["ci_high"] <= AUDIT_ERROR_THRESHOLD,
