@@ -52,3 +52,19 @@ def test_simulate_review_lands_one_contract_batch_and_answers_only_open_tasks(lo
     assert answered_task_ids(local_lake, "2026-11-24") == {"review-1", "review-2"}
     again = simulate_review(local_lake, "2026-11-24", tasks, CATALOG, truth, AnnotatorConfig(), NOW)
     assert again.tasks_answered == 0 and again.batch_key is None
+    # a later session (a re-check) answers after the last answer, whatever the wall clock says
+    recheck_task = task("conflict-3", ["b1"], CATALOG[1], kind="conflict")
+    later = simulate_review(local_lake, "2026-11-24", [recheck_task], CATALOG, truth,
+                            AnnotatorConfig(error_rate=0.0), NOW)
+    first_end = max(c.corrected_at for c in batch.corrections)
+    (recheck,) = parse_correction_batch(local_lake.get(later.batch_key)).corrections
+    assert recheck.corrected_at > first_end and recheck.sku == CATALOG[2]
+
+
+def test_a_candidate_list_is_scanned_down_to_the_answer() -> None:
+    cands = [CATALOG[3], CATALOG[4], CATALOG[5]]
+    tasks = [Task("review-1", "review", "abstain", ["a1"], None, None, 0.0, 0, cands),  # 2nd on the list
+             Task("review-2", "review", "low_confidence", ["b1"], CATALOG[3], 0.5, 0.0, 1, cands)]
+    truth = {"a1": CATALOG[4], "b1": CATALOG[9]}.get  # b1: not on the list, picked from the catalog
+    _, rep = annotate(tasks, truth, CATALOG, AnnotatorConfig(error_rate=0.0), NOW)
+    assert rep.seconds == 2 * 1.0 + (1.6 + 2 * 1.0 + 15.0)
