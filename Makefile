@@ -22,11 +22,14 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: install lint
-	# The camera tests serve real HTTP and RTSP streams on 127.0.0.1: ffmpeg and rtsp-server-perl
-	# (Debian packages); without them those tests skip and say why.
+	# Debian packages some tests need; without them those tests skip and say why. The camera tests
+	# serve real HTTP and RTSP streams on 127.0.0.1 (ffmpeg, rtsp-server-perl); the UI test drives
+	# headless Chromium through chromedriver (chromium, chromium-driver: never a browser download).
 	command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/null 2>&1 \
-		|| { apt-get update -qq && apt-get install -y -qq ffmpeg rtsp-server-perl; } \
-		|| echo "ffmpeg / rtsp-server-perl unavailable: the camera stream tests will skip"
+		&& command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			ffmpeg rtsp-server-perl chromium chromium-driver; } \
+		|| echo "ffmpeg / rtsp-server-perl / chromium unavailable: the camera and browser tests will skip"
 	$(PY) -m pytest
 
 demo: install
