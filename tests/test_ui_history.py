@@ -22,7 +22,7 @@ from tests.support.dagster_ui import (
     chromium,
     chromium_missing,
     daemon,
-    stop_sensors,
+    stop_automation,
     webserver,
     write_instance_yaml,
 )
@@ -106,9 +106,10 @@ def history(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             mp.setenv(k, v)
         lake = _build_history(home, root / "lake", work)
     with webserver(home, env) as servers:
-        # Sensors off before the daemon starts (the UI's toggle): a fresh instance's landing sensors
-        # would re-ingest the three days beside the backfill. The daemon still runs the backfill.
-        stop_sensors(servers)
+        # Sensors and schedules off before the daemon starts (the UI's toggles): a fresh instance's
+        # landing sensors would re-ingest the three days beside the backfill (and a Monday 03:00 run
+        # would train). The daemon still runs backfills.
+        assert {"landing_clips_sensor", "weekly_train_and_evaluate"} <= set(stop_automation(servers))
         with daemon(servers, env):
             yield History(servers, lake, work)
 

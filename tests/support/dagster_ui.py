@@ -118,22 +118,31 @@ def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.
         yield proc
 
 
-def stop_sensors(servers: DagsterServers) -> list[str]:
-    """Turn every sensor off, as a user does with the toggle in the UI; returns their names."""
+STOP = {
+    "sensors": ("sensorState", """mutation($id: String, $sel: String) { result: stopSensor(id: $id,
+        jobSelectorId: $sel) { ... on StopSensorMutationResult { instigationState { status } }
+        ... on PythonError { message } } }""", "instigationState"),
+    "schedules": ("scheduleState", """mutation($id: String, $sel: String) { result: stopRunningSchedule(
+        id: $id, scheduleSelectorId: $sel) { ... on ScheduleStateResult { scheduleState { status } }
+        ... on PythonError { message } } }""", "scheduleState"),
+}
+
+
+def stop_automation(servers: DagsterServers) -> list[str]:
+    """Turn every sensor and schedule off, as a user does with their toggles in the UI; returns their
+    names. (A fresh instance would otherwise run them as soon as a daemon starts.)"""
     data = servers.graphql("""{ repositoriesOrError { ... on RepositoryConnection { nodes {
-        sensors { id name sensorState { id selectorId status } } } } } }""")
+        sensors { name sensorState { id selectorId } } schedules { name scheduleState { id selectorId } }
+        } } } }""")
     (repo,) = data["repositoriesOrError"]["nodes"]
     stopped = []
-    for s in repo["sensors"]:
-        res = servers.graphql("""mutation($id: String, $sel: String) {
-            stopSensor(id: $id, jobSelectorId: $sel) { __typename
-              ... on StopSensorMutationResult { instigationState { status } }
-              ... on PythonError { message } } }""",
-                              {"id": s["sensorState"]["id"], "sel": s["sensorState"]["selectorId"]})
-        out = res["stopSensor"]
-        if out.get("instigationState", {}).get("status") != "STOPPED":
-            raise RuntimeError(f"could not stop sensor {s['name']}: {out}")
-        stopped.append(s["name"])
+    for kind, (state_field, mutation, result_field) in STOP.items():
+        for inst in repo[kind]:
+            state = inst[state_field]
+            out = servers.graphql(mutation, {"id": state["id"], "sel": state["selectorId"]})["result"]
+            if (out.get(result_field) or {}).get("status") != "STOPPED":
+                raise RuntimeError(f"could not stop {inst['name']}: {out}")
+            stopped.append(inst["name"])
     return stopped
 
 
