@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +112,8 @@ def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterat
 def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """dagster-daemon on the same workspace and instance (it launches queued runs and backfills)."""
     env = {**os.environ, **env, "DAGSTER_HOME": str(servers.home)}
-    with ExitStack() as stack:
-        proc = stack.enter_context(_process([sys.executable, "-m", "dagster._daemon", "run", "-w",
-                                             "workspace.yaml"], env, servers.logs / "daemon.log"))
+    with _process([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"], env,
+                  servers.logs / "daemon.log") as proc:
         yield proc
 
 
