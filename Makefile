@@ -23,10 +23,13 @@ lint: install
 
 test: install lint
 	# The camera tests serve real HTTP and RTSP streams on 127.0.0.1: ffmpeg and rtsp-server-perl
-	# (Debian packages); without them those tests skip and say why.
+	# (RTP over UDP), GStreamer's RTSP server for RTP over TCP (Debian packages, run by the system
+	# python3); without them those tests skip and say why.
 	command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/null 2>&1 \
-		|| { apt-get update -qq && apt-get install -y -qq ffmpeg rtsp-server-perl; } \
-		|| echo "ffmpeg / rtsp-server-perl unavailable: the camera stream tests will skip"
+		&& dpkg -s gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad python3-gi >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg rtsp-server-perl \
+		     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; } \
+		|| echo "ffmpeg / rtsp-server-perl / gst-rtsp-server unavailable: the camera stream tests will skip"
 	$(PY) -m pytest
 
 demo: install
