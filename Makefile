@@ -7,6 +7,9 @@ export YOLO_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 
+TEST_DEBS := ffmpeg rtsp-server-perl chromium chromium-driver
+TEST_DEBS_LEAN := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+
 .PHONY: install demo test lint ui bench clean
 
 $(STAMP): pyproject.toml edge_agent/pyproject.toml
@@ -23,13 +26,13 @@ lint: install
 
 test: install lint
 	# Debian packages some tests need; without them those tests skip and say why. The camera tests
-	# serve real HTTP and RTSP streams on 127.0.0.1 (ffmpeg, rtsp-server-perl); the UI test drives
-	# headless Chromium through chromedriver (chromium, chromium-driver: never a browser download).
-	command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/null 2>&1 \
-		&& command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
-		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			ffmpeg rtsp-server-perl chromium chromium-driver; } \
-		|| echo "ffmpeg / rtsp-server-perl / chromium unavailable: the camera and browser tests will skip"
+	# serve real HTTP and RTSP streams on 127.0.0.1: ffmpeg, rtsp-server-perl (RTP over UDP) and
+	# GStreamer's RTSP server (RTP over TCP, run by the system python3); the UI test drives headless
+	# Chromium through chromedriver (never a browser download).
+	dpkg -s $(TEST_DEBS) $(TEST_DEBS_LEAN) >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) \
+		     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS_LEAN); } \
+		|| echo "some of $(TEST_DEBS) $(TEST_DEBS_LEAN) unavailable: the tests that need them will skip"
 	$(PY) -m pytest
 
 demo: install

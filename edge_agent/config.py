@@ -2,7 +2,8 @@
 
     device_id = "cart-001"
     store_id = "A"
-    [source]     url = "/dev/video0" (a file, device or rtsp/http URL), format = "v4l2", fps = 15
+    [source]     url = "/dev/video0" (a file, device or rtsp/http URL), format = "v4l2", fps = 15,
+                 rtsp_transport = "tcp" (or "udp"; default: UDP, then TCP)
     [model]      dir = "/var/lib/flywheel/model"   (slots/a|b + active pointer)
     [triggers]   version = "1", file = "rules.toml" (hot reload), [[triggers.rules]] name/when/priority
     [capture]    pre_roll_s, post_roll_s, max_clip_s, queue_size, niceness, encoders
@@ -28,6 +29,8 @@ from edge_agent.triggers.dsl import RuleError
 from edge_agent.triggers.rules import RuleSet, load_rule_set, rule_set_from_mapping
 from edge_agent.upload import UploadWindows
 
+RTSP_TRANSPORTS = ("", "tcp", "udp")
+
 
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the key and the reason."""
@@ -40,6 +43,9 @@ class SourceConfig:
     fps: float = 0.0  # pace file playback at this rate; 0 = as fast as frames decode
     max_reconnects: int = -1  # -1 = reconnect forever when the source dies
     reconnect_backoff_s: float = 0.5  # first reconnect delay; doubles up to 10 s
+    # RTSP only: "tcp" carries RTP inside the RTSP connection (through NAT and firewalls, no UDP
+    # loss), "udp" asks for separate RTP ports, "" = ffmpeg's default (UDP first, then TCP)
+    rtsp_transport: str = ""
 
 
 @dataclass
@@ -180,6 +186,8 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     _check(bool(src.url), "source.url", "required (a file, device or stream URL)")
     _check(src.fps >= 0, "source.fps", f"must be >= 0, got {src.fps}")
     _check(src.reconnect_backoff_s > 0, "source.reconnect_backoff_s", "must be positive")
+    _check(src.rtsp_transport in RTSP_TRANSPORTS, "source.rtsp_transport",
+           f"must be one of {list(RTSP_TRANSPORTS)}, got {src.rtsp_transport!r}")
     _check(bool(model.dir), "model.dir", "required (the model slot directory)")
     _check(1 <= model.threads <= 64, "model.threads", f"must be 1..64, got {model.threads}")
     for k in ("pre_roll_s", "post_roll_s"):

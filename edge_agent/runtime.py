@@ -80,8 +80,9 @@ def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSo
         if agent is not None:
             agent.telemetry.add("source_errors")
 
+    options = {"rtsp_transport": s.rtsp_transport} if s.rtsp_transport and url.startswith("rtsp") else {}
     return ReconnectingSource(
-        lambda: AvSource(url, format=s.format or None, fps=s.fps or None),
+        lambda: AvSource(url, format=s.format or None, fps=s.fps or None, options=options),
         max_reconnects=None if s.max_reconnects < 0 else s.max_reconnects,
         backoff_s=s.reconnect_backoff_s, on_error=on_error,
         reconnect_on_eof="://" in url or url.startswith("/dev/"))

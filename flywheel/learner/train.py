@@ -115,6 +115,7 @@ def run_training(req: TrainRequest) -> TrainResult:
             model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
                         device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
                         optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
+                        warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs or cfg.batch,
                         hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False,
                         verbose=False, project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
         seconds_train = time.perf_counter() - t_train

@@ -42,7 +42,7 @@ def test_fleet_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "fleet: 1 cart(s)" in out.stdout and "counts reconcile: True" in out.stdout
-    assert list(lake.rglob("date=2026-11-21/store=A/device=cart-A-000/*.mp4"))
+    assert list(lake.rglob("device=cart-A-000/date=2026-11-21/store=A/*.mp4"))
 
 
 def test_fleet_runs_the_registrys_production_model(local_lake, tmp_path: Path) -> None:
