@@ -155,7 +155,7 @@ def evaluate(lake, a) -> dict:
     def classify(crops: list[np.ndarray]) -> np.ndarray:
         x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         name = csess.get_inputs()[0].name
-        out = np.concatenate([csess.run(None, {name: x[i:i + 128]})[0] for i in range(0, len(x), 128)])
+        out = np.concatenate([csess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])  # batch 1
         return out if np.allclose(out.sum(1), 1, atol=1e-3) else softmax(out)
 
     def probs(frames, mode: str) -> np.ndarray:
