@@ -26,6 +26,7 @@ from edge_agent.config import CaptureConfig, UploadConfig
 from edge_agent.contract import dump_document
 from edge_agent.contract.layout import status_key
 from edge_agent.hooks import NO_FAULTS, FaultHooks
+from edge_agent.insertion import InsertionTracker
 from edge_agent.lake import Lake, LakeError
 from edge_agent.model import Prediction
 from edge_agent.osutil import lower_thread_priority
@@ -91,6 +92,7 @@ class Agent:
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
+        self.insertions = InsertionTracker()  # one decision per insertion (sidecar V2, triggers)
         self._epoch: datetime | None = None
         self._last_t: float | None = None
         self._stop = threading.Event()
@@ -157,6 +159,7 @@ class Agent:
             # open capture so no clip mixes two timelines, and forget time-based history.
             self.flush_capture()
             self._weight = WeightTracker()
+            self.insertions.close()  # an insertion never spans two timelines
             self._epoch = None
         self._last_t = frame.t
         model = self.model  # one read, like the rules: a hot swap lands between frames
@@ -183,7 +186,11 @@ class Agent:
             sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
-        self._health(pred, sf)
+        insertion = self.insertions.update(frame.t, pred.distribution(),
+                                           [b.text for b in sf.barcodes])
+        if insertion is not None:
+            sf.insertion_label, sf.insertion_confidence = insertion.label, insertion.confidence
+        self._health(pred, sf, insertion)
         shadow = self.shadow  # OTA shadow mode: the candidate judges the same frame, never acts
         if shadow is not None:
             try:
@@ -208,15 +215,20 @@ class Agent:
                 self._epoch = datetime.now(UTC) - timedelta(seconds=frame.t)
             wall = self._epoch + timedelta(seconds=frame.t)
         rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
-                          frame.weight_g, frame.location, firings)
+                          frame.weight_g, frame.location, firings, insertion)
         self._submit(self.recorder.push(rec, model.version, rules.version))
         self.telemetry.add("frames")
         return firings
 
-    def _health(self, pred, sf: SignalFrame) -> None:
+    def _health(self, pred, sf: SignalFrame, insertion) -> None:
         """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame,
-        low confidence, and a weight step the model did not see (counted per frame)."""
+        low confidence, and a weight step the model did not see (counted per frame); insertions
+        decided and how many of them were uncertain."""
         t = self.telemetry
+        if insertion is not None:
+            t.add("insertions")
+            if insertion.confidence < DEFAULT_LOW_CONFIDENCE:
+                t.add("insertions_low_confidence")
         if pred.label is not None:
             t.add("predictions")
             if sf.barcodes:

@@ -13,6 +13,7 @@ A slot may also be given directly (a directory holding model.onnx). Labels are S
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,14 @@ class Prediction:
     label: str | None  # top-1 SKU, None for "no product"
     confidence: float  # softmax probability of the top-1 class
     latency_ms: float
+    probs: np.ndarray | None = None  # softmax over `labels` (the insertion vote uses all of it)
+    labels: Sequence[str] | None = None  # the model's labels, in output order
+
+    def distribution(self) -> dict[str, float]:
+        """label -> probability; only the top-1 when the model gave no vector."""
+        if self.probs is not None and self.labels is not None:
+            return dict(zip(self.labels, self.probs.tolist(), strict=True))
+        return {self.label if self.label is not None else "none": self.confidence}
 
 
 def resolve_slot(model_dir: str | Path) -> Path:
@@ -128,4 +137,4 @@ class DeviceModel:
         k = int(np.argmax(p))
         label = self.labels[k]
         return Prediction(None if label.lower() in NONE_LABELS else label, float(p[k]),
-                          (time.perf_counter() - start) * 1000.0)
+                          (time.perf_counter() - start) * 1000.0, p, self.labels)

@@ -13,7 +13,7 @@ from flywheel.depot.config import DepotConfig, frames_key
 from flywheel.depot.frames import decode_clip, from_image_bytes
 from flywheel.depot.ingest import FRAME_COLUMNS, ingest_day, read_frames
 from flywheel.depot.landing import day_of, why_unroutable
-from tests.support.clips import build_clip, land, land_clip, sidecar_with
+from tests.support.clips import build_clip, insertion_summary, land, land_clip, sidecar_with
 
 DAY = "2026-11-24"
 LATER = datetime.now(UTC) + timedelta(hours=2)  # "now" for the ingest: past every timeout
@@ -194,3 +194,15 @@ def test_ingest_report_counts_and_renders_its_rejects() -> None:
     assert md[0] == "| key | reason | detail |" and len(md) == 5
     assert md[2] == "| `a.mp4` | bad_clip | not H.264 / truncated |"
     assert IngestReport(day="2026-11-24").rejects_markdown() == "no rejects"
+
+
+def test_sidecars_v1_and_v2_ingest_side_by_side(local_lake) -> None:
+    """Devices move to ClipSidecarV2 (per-insertion decisions) one by one: the Depot reads both."""
+    v1 = land(local_lake, build_clip(seed=11, n_frames=16, trigger_frames=(4,)))
+    v2 = land(local_lake, build_clip(seed=12, n_frames=16, trigger_frames=(4,),
+                                     insertions=[insertion_summary(3, 12, confidence=0.3)]))
+    assert json.loads(v2.sidecar_bytes)["schema_version"] == 2
+    report = ingest_day(local_lake, DAY, DepotConfig(frame_every=8), now=LATER)
+    assert sorted(report.clips_ingested) == sorted([v1.clip_id, v2.clip_id]) and report.rejections == []
+    rows = read_frames(local_lake, DAY).to_pylist()
+    assert {r["clip_id"] for r in rows} == {v1.clip_id, v2.clip_id}
