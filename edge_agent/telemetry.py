@@ -54,6 +54,8 @@ class Totals:
     low_confidence: int = 0  # frames whose top-1 confidence is below the low-confidence mark
     weight_inconsistent: int = 0  # the weight stepped (an item in or out) but the model saw nothing
     validation_failures: int = 0  # OTA golden-input validations that failed
+    captures_withheld: int = 0  # frames a rule fired on in "updates" (privacy) mode: never captured
+    federated_samples: int = 0  # auto-labelled samples (barcode + weight step) kept on the device
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}

@@ -66,7 +66,7 @@ def test_ui_shows_the_loop_assets_jobs_sensors_and_schedule(tmp_path: Path) -> N
         assert {"landing_clips_sensor", "corrections_sensor", "health_gate_sensor"} <= {
             s["name"] for s in repo["sensors"]}
         # the weekly loop, and the release timestamps re-signed every 4 hours
-        assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1", "17 */4 * * *"}
+        assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1", "17 */4 * * *", "0 2 * * *"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
