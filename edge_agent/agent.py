@@ -188,8 +188,8 @@ class Agent:
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
         need = rules.signals
         fed = self.federated
-        if fed is not None:  # its labels need the barcode read and the weight step on every frame
-            need = need | {"barcode", "weight"}
+        if fed is not None:  # its labels need the read, the weight step and motion on every frame
+            need = need | {"barcode", "weight", "motion"}
         sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
                          aisle=frame.location[0] if frame.location else None, store=self.store_id)
         if "motion" in need:

@@ -34,5 +34,5 @@ class FederatedLearner:
             self.labeler.set_labels(list(getattr(model, "labels", [])))
         before = self.store.added
         self.labeler.update(t, pred.embedding, [b.text for b in sf.barcodes], sf.weight_delta_g,
-                            model.version)
+                            model.version, sf.motion)
         return self.store.added - before

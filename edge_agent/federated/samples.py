@@ -5,7 +5,9 @@ A barcode read opens an insertion (its frames and the ~1 s before it, the hand a
 weight step of at least `min_step_g` within `confirm_s` of the last read confirms it, and its frames
 are kept under the read SKU. A read with no step (a scan without putting the item in), a code the
 model has no class for, or two different codes in one insertion keep nothing: a wrong label costs
-more than a missing one. The store is a capped ring in memory: samples never leave the device.
+more than a missing one. Still frames (no motion, no weight change, no read, no insertion open)
+are the "no product" class, one per `empty_every` still frames: without them the head would
+forget the empty basket, which most frames show. The store is a capped ring in memory: samples never leave the device.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import threading
 from collections import deque
 
 import numpy as np
+
+from edge_agent.model import NONE_LABELS
 
 
 class SampleStore:
@@ -56,26 +60,35 @@ class AutoLabeler:
     """Feeds a SampleStore from the inference loop: one `update` per frame, O(1) amortised."""
 
     def __init__(self, store: SampleStore, labels: list[str], *, pre_s: float = 1.0,
-                 confirm_s: float = 3.0, min_step_g: float = 50.0, max_frames: int = 64) -> None:
+                 confirm_s: float = 3.0, min_step_g: float = 50.0, max_frames: int = 64,
+                 still_motion: float = 2.0, empty_every: int = 20) -> None:
         self.store = store
-        self.index = {lab: i for i, lab in enumerate(labels)}
+        self.set_labels(labels)
+        self.still_motion, self.empty_every = still_motion, empty_every
+        self._still = 0
         self.pre_s, self.confirm_s, self.min_step_g, self.max_frames = (
             pre_s, confirm_s, min_step_g, max_frames)
         self._recent: deque[tuple[float, np.ndarray]] = deque()
-        self._open: list[np.ndarray] = []
-        self._code: str | None = None
         self._last_read = -1e9
         self.confirmed = 0  # insertions kept
         self.discarded = 0  # insertions read but not confirmed (or ambiguous)
 
     def set_labels(self, labels: list[str]) -> None:
         self.index = {lab: i for i, lab in enumerate(labels)}
-        self._close(keep=False)
+        self.empty = next((i for i, lab in enumerate(labels) if lab.lower() in NONE_LABELS), None)
+        if getattr(self, "_code", None) is not None:
+            self._close(keep=False)
+        self._code, self._open = None, []
 
     def update(self, t: float, embedding: np.ndarray | None, codes: list[str],
-               weight_delta_g: float | None, model_version: str) -> None:
+               weight_delta_g: float | None, model_version: str, motion: float | None = None) -> None:
         if embedding is None:
             return
+        still = (not codes and self._code is None and motion is not None and motion < self.still_motion
+                 and (weight_delta_g is None or abs(weight_delta_g) < 5.0))
+        self._still = self._still + 1 if still else 0
+        if self.empty is not None and self._still and self._still % self.empty_every == 0:
+            self.store.add(model_version, [embedding], self.empty)
         if self._code is not None and t - self._last_read > self.confirm_s:
             self._close(keep=False)
         for code in codes:
