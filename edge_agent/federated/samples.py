@@ -7,7 +7,8 @@ are kept under the read SKU. A read with no step (a scan without putting the ite
 model has no class for, or two different codes in one insertion keep nothing: a wrong label costs
 more than a missing one. Still frames (no motion, no weight change, no read, no insertion open)
 are the "no product" class, one per `empty_every` still frames: without them the head would
-forget the empty basket, which most frames show. The store is a capped ring in memory: samples never leave the device.
+forget the empty basket, which most frames show. The store is a capped ring in memory: samples
+never leave the device.
 """
 
 from __future__ import annotations
