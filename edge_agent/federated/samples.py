@@ -5,7 +5,8 @@ A barcode read opens an insertion (its frames and the ~1 s before it, the hand a
 weight step of at least `min_step_g` within `confirm_s` of the last read confirms it, and its frames
 are kept under the read SKU. A read with no step (a scan without putting the item in), a code the
 model has no class for, or two different codes in one insertion keep nothing: a wrong label costs
-more than a missing one. Still frames (no motion, no weight change, no read, no insertion open)
+more than a missing one. Still frames (motion under `still_motion` grey levels, below the
+rules' "moving" mark of 7; no weight change, no read, no insertion open)
 are the "no product" class, one per `empty_every` still frames: without them the head would
 forget the empty basket, which most frames show. The store is a capped ring in memory: samples
 never leave the device.
@@ -62,7 +63,7 @@ class AutoLabeler:
 
     def __init__(self, store: SampleStore, labels: list[str], *, pre_s: float = 1.0,
                  confirm_s: float = 3.0, min_step_g: float = 50.0, max_frames: int = 64,
-                 still_motion: float = 2.0, empty_every: int = 20) -> None:
+                 still_motion: float = 5.0, empty_every: int = 5) -> None:
         self.store = store
         self.set_labels(labels)
         self.still_motion, self.empty_every = still_motion, empty_every
