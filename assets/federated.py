@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
+from assets.learner import gate_check
 from assets.release import ReleaseConfig, release_candidate
 from flywheel.defaults import default_of
 from flywheel.federated.aggregate import AggregationRules
@@ -102,13 +103,7 @@ def federated_evaluation(context: dg.AssetExecutionContext, lake: LakeResource,
                             "aggregation let through (a poisoned head) stops here.")
 def federated_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                    federated_evaluation: EvaluationRef) -> dg.AssetCheckResult:
-    from flywheel.learner.pipeline import gate_candidate
-
-    decision = gate_candidate(lake.lake(), federated_evaluation)
-    return dg.AssetCheckResult(
-        passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={**decision.check_metadata(), "decision": dg.MetadataValue.md(decision.markdown())},
-        description="passed" if decision.passed else "BLOCKED: " + "; ".join(decision.reasons))
+    return gate_check(lake, federated_evaluation)
 
 
 @dg.asset(group_name=GROUP,
