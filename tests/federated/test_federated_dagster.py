@@ -60,16 +60,23 @@ def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, model: str):
 
 
 def run_job(lake_res, signer, address: str, **round_cfg):
+    import dagster as dg
+
+    import assets.federated
     from jobs.federated import federated_round_job
     from resources.lineage import LakeRefIOManager
 
-    return federated_round_job.execute_in_process(
+    defs = dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.federated]),
+        asset_checks=dg.load_asset_checks_from_modules([assets.federated]),
+        jobs=[federated_round_job],
         resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
-                   "signer": signer},
+                   "signer": signer})
+    return defs.resolve_job_def("federated_round_job").execute_in_process(
         run_config={"ops": {"federated_round": {"config": {
             "address": address, "min_samples": 5, "connect_window_s": 30, "fit_timeout_s": 60,
             **round_cfg}}}},
-        raise_on_error=False)
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 @pytest.mark.slow
