@@ -77,6 +77,10 @@ class Participant:
         import flwr.client  # noqa: F401  (imported here, once: concurrent first imports deadlock)
         import flwr.compat.client.app  # noqa: F401
 
+        # Flower logs every message at INFO and a deprecation banner at each connection attempt
+        # (every retry_s between rounds): a device keeps its own record (rounds, last_error)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+
         self._thread.start()
         return self
 
