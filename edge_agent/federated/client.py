@@ -87,10 +87,26 @@ class Participant:
     def stop(self) -> None:
         self._stop.set()
 
+    def _server_listening(self) -> bool:
+        """A plain TCP probe first: between rounds nothing listens, and a gRPC channel per refused
+        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85)."""
+        import socket
+
+        host, _, port = self.server_address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return True
+        except OSError as e:
+            self.last_error = f"no round open at {self.server_address}: {e}"
+            return False
+
     def _run(self) -> None:
         from flwr.compat.client.app import start_client
 
         while not self._stop.is_set():
+            if not self._server_listening():
+                self._stop.wait(self.retry_s)
+                continue
             try:
                 start_client(server_address=self.server_address, client=self.client_factory().to_client(),
                              grpc_max_message_length=self.max_message_bytes, insecure=True)
