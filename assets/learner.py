@@ -251,10 +251,15 @@ def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                             "by > epsilon, ONNX latency within budget, ONNX agrees with torch.")
 def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                  candidate_evaluation: EvaluationRef) -> dg.AssetCheckResult:
+    return gate_check(lake, candidate_evaluation)
+
+
+def gate_check(lake: LakeResource, evaluation: EvaluationRef) -> dg.AssetCheckResult:
+    """The blocking gate check of any candidate's evaluation (trained or federated)."""
     from flywheel.learner.pipeline import gate_candidate
 
     # the evaluation this run produced (GateRules.for_task of the candidate's task)
-    decision = gate_candidate(lake.lake(), candidate_evaluation)
+    decision = gate_candidate(lake.lake(), evaluation)
     metadata = {**decision.check_metadata(), "decision": dg.MetadataValue.md(decision.markdown())}
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata,

@@ -71,6 +71,15 @@ class RolloutConfig(dg.Config):
 def release(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource,
             signer: ReleaseSignerResource, candidate_model: ModelRef,
             candidate_evaluation: EvaluationRef):
+    yield from release_candidate(context, config, lake, signer, candidate_model, candidate_evaluation)
+
+
+def release_candidate(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource,
+                      signer: ReleaseSignerResource, candidate_model: ModelRef,
+                      candidate_evaluation: EvaluationRef):
+    """The release path of any candidate (trained, or a federated round's): re-check its gate on
+    the exact evaluation, sign it into the channel, start the rollout. Yields the `gate_rechecked`
+    check and the materialization of the calling asset."""
     from flywheel.learner.pipeline import gate_candidate
     from flywheel.release.health import parse_stages
     from flywheel.release.stage import ReleaseRefused, release_model

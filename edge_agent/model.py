@@ -23,6 +23,7 @@ from edge_agent.contract.errors import ContractError
 from edge_agent.contract.schemas import parse_device_model
 
 NONE_LABELS = ("", "none", "empty", "__none__")
+EMBEDDING_OUTPUT = "embedding"  # the optional second ONNX output (see flywheel/federated/onnx_head.py)
 
 
 class ModelError(RuntimeError):
@@ -36,6 +37,9 @@ class Prediction:
     latency_ms: float
     probs: np.ndarray | None = None  # softmax over `labels` (the insertion vote uses all of it)
     labels: Sequence[str] | None = None  # the model's labels, in output order
+    # the model's penultimate features (a second ONNX output named EMBEDDING_OUTPUT, when the
+    # model has one): what a federated head is trained on; never leaves the device
+    embedding: np.ndarray | None = None
 
     def distribution(self) -> dict[str, float]:
         """label -> probability; only the top-1 when the model gave no vector."""
@@ -115,7 +119,10 @@ class DeviceModel:
         self.input_hw = (int(size[0]), int(size[1]))
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
-        out_dim = self._sess.get_outputs()[0].shape[-1]
+        outputs = self._sess.get_outputs()
+        self.has_embedding = any(o.name == EMBEDDING_OUTPUT for o in outputs)
+        self._outputs = [outputs[0].name] + ([EMBEDDING_OUTPUT] if self.has_embedding else [])
+        out_dim = outputs[0].shape[-1]
         if isinstance(out_dim, int) and out_dim != len(self.labels):
             raise ModelError(f"{self.slot}: model has {out_dim} outputs but {len(self.labels)} labels")
 
@@ -130,11 +137,13 @@ class DeviceModel:
 
     def predict(self, image: np.ndarray) -> Prediction:
         start = time.perf_counter()
-        logits = self._sess.run(None, {self._input: self.preprocess(image)})[0][0]
+        outs = self._sess.run(self._outputs, {self._input: self.preprocess(image)})
+        logits = outs[0][0]
         z = logits.astype(np.float64) - float(np.max(logits))
         p = np.exp(z)
         p /= p.sum()
         k = int(np.argmax(p))
         label = self.labels[k]
         return Prediction(None if label.lower() in NONE_LABELS else label, float(p[k]),
-                          (time.perf_counter() - start) * 1000.0, p, self.labels)
+                          (time.perf_counter() - start) * 1000.0, p, self.labels,
+                          outs[1][0] if self.has_embedding else None)

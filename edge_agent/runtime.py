@@ -54,7 +54,7 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks
         capture=cfg.capture, upload=cfg.upload,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
         rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads),
-        hooks=hooks)
+        hooks=hooks, federated=cfg.federated)
     if cfg.ota.channel:
         from edge_agent.ota.updater import OtaConfig, OtaUpdater
 

@@ -64,15 +64,18 @@ def test_importing_the_edge_agent_loads_no_heavy_module() -> None:
 
 
 @pytest.mark.slow
-def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", ["", "[federated]"])  # the Flower client must not bring torch/ray
+def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Path, extra: str) -> None:
     report = tmp_path / "report.json"
     src = tmp_path / "src"
     shutil.copytree(EDGE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                    "--quiet", "--report", str(report), str(src)], check=True, capture_output=True)
+                    "--quiet", "--report", str(report), f"{src}{extra}"], check=True,
+                   capture_output=True)
     names = {item["metadata"]["name"].lower().replace("_", "-")
              for item in json.loads(report.read_text())["install"]}
     assert "flywheel-edge-agent" in names and "onnxruntime" in names and "obstore" in names
+    assert ("flwr" in names) == bool(extra)
     assert names & FORBIDDEN_DISTRIBUTIONS == set()
 
 

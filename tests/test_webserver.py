@@ -30,5 +30,5 @@ def test_ui_shows_the_loop_assets_jobs_sensors_and_schedule(tmp_path: Path) -> N
         j["name"] for j in repo["jobs"]}
     assert {"landing_clips_sensor", "corrections_sensor", "health_gate_sensor"} <= {
         s["name"] for s in repo["sensors"]}
-    # the weekly loop, and the release timestamps re-signed every 4 hours
-    assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1", "17 */4 * * *"}
+    # the weekly loop, the release timestamps re-signed every 4 hours, the daily federated round
+    assert {s["cronSchedule"] for s in repo["schedules"]} == {"0 3 * * 1", "17 */4 * * *", "0 2 * * *"}
