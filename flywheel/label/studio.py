@@ -32,6 +32,7 @@ BOX_NAME = "box"
 UNKNOWN_CHOICE = "unknown_choice"  # quarantine reason: a choice the project's config does not offer
 FRAME_GONE = "frame_gone"  # quarantine reason: an annotation of a frame the Depot no longer has
 SUSPECT_KIND = "suspect"
+IMPORT_CHUNK = 200  # tasks per import request
 
 FrameDays = Callable[[list[str]], dict[str, str]]
 
@@ -209,9 +210,11 @@ def push_day(lake: Lake, day: str, client: Any, catalog: list[str],
     recreated = sum(1 for tid in state.tasks if tid not in present and tid in wanted)
     state.tasks = {k: v for k, v in present.items() if k}
     new = [it for it in items if it["task_id"] not in state.tasks]
+    for i in range(0, len(new), IMPORT_CHUNK):  # the frames travel inline: keep each request small
+        chunk = [ls_task(day, it, model_version) for it in new[i:i + IMPORT_CHUNK]]
+        _call("import tasks",
+              lambda chunk=chunk: client.projects.import_tasks(id=state.project_id, request=chunk))
     if new:
-        _call("import tasks", lambda: client.projects.import_tasks(
-            id=state.project_id, request=[ls_task(day, it, model_version) for it in new]))
         for t in _project_tasks(client, state.project_id):
             tid = (t.data or {}).get("task_id")
             if tid:
@@ -238,7 +241,7 @@ def _choice(result: list[dict[str, Any]]) -> str | None:
 
 def _export_task(t: Any, anns: list[dict[str, Any]]) -> dict[str, Any]:
     """One task as Label Studio's JSON export writes it, with only the given annotations."""
-    preds = [p if isinstance(p, dict) else p.dict() for p in (t.predictions or [])]
+    preds = [p if isinstance(p, dict) else p.model_dump(mode="json") for p in (t.predictions or [])]
     return {"id": int(t.id), "data": dict(t.data or {}), "annotations": anns, "predictions": preds}
 
 
@@ -271,7 +274,7 @@ def pull_day(lake: Lake, day: str, client: Any, catalog: list[str], frame_days: 
     for t in tasks:
         anns_ok, anns_choice, anns_gone = [], [], []
         for a in t.annotations or []:
-            a = a if isinstance(a, dict) else a.dict()
+            a = a if isinstance(a, dict) else a.model_dump(mode="json")
             aid, updated = str(a["id"]), str(a.get("updated_at") or a.get("created_at"))
             if a.get("was_cancelled") or state.pulled.get(aid) == updated:
                 continue
