@@ -38,7 +38,7 @@ def review_day(tmp_path_factory: pytest.TempPathFactory):
     lake = Lake.at_path(work / "lake")
     fd = build_fleet_day(lake, work / "fleet")
     noisy_prelabels(lake, fd)
-    routing, _, _ = queue_day(lake, DAY, RoutingConfig(budget_s=120.0), IndexLocation.for_lake(lake))
+    routing, _, _ = queue_day(lake, DAY, RoutingConfig(budget_s=300.0), IndexLocation.for_lake(lake))
     assert routing.tasks
     return lake, fd
 
@@ -113,13 +113,14 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     res = _resources(lake, studio)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(capture_days.name, [DAY])
-        ctx = dg.build_sensor_context(instance=instance, resources=res)
-        result = label_studio_sensor(ctx)
+        sensor_res = {k: res[k] for k in ("lake", "index", "labelstudio")}
+        with dg.build_sensor_context(instance=instance, resources=sensor_res) as ctx:
+            result = label_studio_sensor(ctx)
         assert [r.partition_key for r in result.run_requests] == [DAY]
         assert dg.materialize([merged_labels], partition_key=DAY, instance=instance, resources=res).success
         # nothing new: no batch, no run
-        again = label_studio_sensor(dg.build_sensor_context(instance=instance, resources=res))
-        assert not again.run_requests
+        with dg.build_sensor_context(instance=instance, resources=sensor_res) as ctx:
+            assert not label_studio_sensor(ctx).run_requests
     merged = {r["frame_id"]: r for r in read_merged(lake, DAY).to_pylist()}
     ann = {a.id for tid in answered for a in client.annotations.list(id=by_task[tid].id)}
     for tid in answered:
@@ -137,7 +138,7 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     client.annotations.create(id=by_task[rest[1]].id, result=_choice(fd.truth[tasks[rest[1]].frame_ids[0]]))
     client.tasks.delete(id=str(by_task[rest[1]].id))  # annotated, then deleted before the pull
     client.projects.import_tasks(id=state.project_id, request=[{"data": {
-        "image": one.data["image"], "task_id": "review-gone", "frame_ids": ["frame-that-left-the-depot"]}}])
+        **one.data, "task_id": "review-gone", "frame_ids": ["frame-that-left-the-depot"]}}])
     gone = next(t for t in client.tasks.list(project=state.project_id, fields="all")
                 if t.data.get("task_id") == "review-gone")
     client.annotations.create(id=gone.id, result=_choice(fd.catalog[0]))
