@@ -29,7 +29,8 @@ $(LS_STAMP):
 	$(LS_VENV)/bin/pip install --disable-pip-version-check -q label-studio==$(LS_VERSION)
 	# a migrated empty database the tests copy, so each test server starts in seconds, not minutes
 	rm -rf var/labelstudio/template && mkdir -p var/labelstudio/template
-	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/var/labelstudio/template $(LS_VENV)/bin/label-studio version >/dev/null
+	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/var/labelstudio/template LATEST_VERSION_CHECK=false \
+		$(LS_VENV)/bin/label-studio version >/dev/null
 	touch $(LS_STAMP)
 
 labelstudio-install: $(LS_STAMP)
@@ -46,6 +47,7 @@ labelstudio: labelstudio-install
 	LABEL_STUDIO_BASE_DATA_DIR=$(LS_DATA) LABEL_STUDIO_USERNAME=admin@flywheel.local \
 		LABEL_STUDIO_PASSWORD="$$(cat $(LS_DATA)/.password)" LABEL_STUDIO_USER_TOKEN="$$(cat $(LS_DATA)/.api_key)" \
 		LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true \
+		LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \
 		$(LS_VENV)/bin/label-studio start --host 127.0.0.1 --internal-host 127.0.0.1 --port $(LS_PORT) \
 		--no-browser --enable-legacy-api-token
 

@@ -149,9 +149,10 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     from flywheel.label.studio import day_catalog
 
     table, _ = open_table(lake)
-    report = pull_day(lake, DAY, client, day_catalog(lake, DAY), index_frame_days(table))
-    assert report.quarantined == {UNKNOWN_CHOICE: 1, FRAME_GONE: 1}
-    assert rest[1] in report.missing_tasks and report.annotations == 1
+    assert main(["label", "pull", *args[2:]]) == 0  # the CLI: same options as push
+    report = json.loads(capsys.readouterr().out)
+    assert report["quarantined"] == {UNKNOWN_CHOICE: 1, FRAME_GONE: 1}
+    assert rest[1] in report["missing_tasks"] and report["annotations"] == 1
     reasons = [json.loads(lake.get(i.key))["reason"] for i in lake.list(QUARANTINE)
                if i.key.endswith(".reason.json")]
     assert sorted(r for r in reasons if r in (UNKNOWN_CHOICE, FRAME_GONE)) == [FRAME_GONE, UNKNOWN_CHOICE]
@@ -172,6 +173,9 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
         pull_day(lake, DAY, down, day_catalog(lake, DAY), index_frame_days(table))
     with pytest.raises(StudioUnavailable, match="not reachable"):
         push_day(lake, DAY, down, day_catalog(lake, DAY))
+    assert main(["label", "push", "--lake", root, "--day", DAY, "--url", "http://127.0.0.1:9",
+                 "--api-key", studio.token]) == 2
+    assert "Label Studio is not reachable" in capsys.readouterr().err
     assert lake.get(f"label/studio/date={DAY}/project.json") == state_before
     assert {f for f, r in {r["frame_id"]: r for r in read_merged(lake, DAY).to_pylist()}.items()
             if r["source"] == "human"} == human_after
