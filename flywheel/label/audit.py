@@ -113,7 +113,12 @@ def audit_rows(day: str, labels: dict[str, str | None], vectors: dict[str, np.nd
         x = np.stack([vectors[f] for f in scored]).astype(np.float32)
         y = np.array([cls[labels[f] or EMPTY] for f in scored])
         probs = out_of_fold_probs(x, y, len(names), config.folds, config.seed)
-        issues = find_label_issues(y, probs, filter_by="prune_by_noise_rate")
+        import warnings
+
+        with warnings.catch_warnings():  # "too few examples" of a rare class: it is still scored
+            warnings.simplefilter("ignore", UserWarning)
+            # n_jobs=1: no fork (LanceDB's runtime is not fork-safe, and the machine is shared)
+            issues = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
         res.estimated_error_rate = round(float(num_label_issues(y, probs)) / len(scored), 4)
         self_conf = probs[np.arange(len(y)), y]
         for i in np.flatnonzero(issues):

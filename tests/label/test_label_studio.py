@@ -166,6 +166,23 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     # a push re-creates the deleted task (its frames still need a human)
     assert push_day(lake, DAY, client, day_catalog(lake, DAY)).recreated == 1
 
+    # the audit's suspects join the day's project after the review tasks, in rank order
+    from flywheel.label.audit import audit_day
+    from flywheel.label.studio import SUSPECT_KIND
+
+    queued = {f for t in tasks.values() for f in t.frame_ids}
+    fresh = [s for s in audit_day(lake, DAY).suspects if s["frame_id"] not in queued]
+    assert fresh
+    r = push_day(lake, DAY, client, day_catalog(lake, DAY))
+    assert r.suspects == r.imported == len(fresh)
+    shown = [t for t in client.tasks.list(project=state.project_id, fields="all")
+             if t.data.get("kind") == SUSPECT_KIND]
+    assert sorted(t.data["frame_ids"][0] for t in shown) == sorted(s["frame_id"] for s in fresh)
+    top = next(t for t in shown if t.data["frame_ids"][0] == fresh[0]["frame_id"])
+    assert top.data["reason"] == fresh[0]["reasons"]
+    proposed = client.predictions.list(task=top.id)[0].result[0]["value"]["choices"]
+    assert proposed == [fresh[0]["label"] or "none"]
+
     # a server that is down: a clear error, nothing changed
     down = connect("http://127.0.0.1:9", studio.token, timeout_s=2)
     state_before = lake.get(f"label/studio/date={DAY}/project.json")
