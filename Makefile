@@ -40,6 +40,7 @@ labelstudio-install: $(LS_STAMP)
 # otherwise accepts only personal access tokens and `Token <user token>` gets 401.
 labelstudio: labelstudio-install
 	mkdir -p $(LS_DATA) && chmod 700 $(LS_DATA)
+	test -e $(LS_DATA)/label_studio.sqlite3 || cp var/labelstudio/template/label_studio.sqlite3 $(LS_DATA)/
 	test -s $(LS_DATA)/.api_key || $(PYTHON) -c 'import secrets; print(secrets.token_hex(20))' > $(LS_DATA)/.api_key
 	test -s $(LS_DATA)/.password || $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(16))' > $(LS_DATA)/.password
 	@echo "export LABEL_STUDIO_URL=http://127.0.0.1:$(LS_PORT) LABEL_STUDIO_API_KEY=$$(cat $(LS_DATA)/.api_key)"
