@@ -56,8 +56,8 @@ def evaluate_studio_pull(context: dg.SensorEvaluationContext, lake: LakeResource
 @dg.sensor(job_name="merged_labels_job", minimum_interval_seconds=60,
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Pulls submitted Label Studio annotations of every pushed review batch into "
-                       "landing/corrections/, files them and asks for the merges. Off by default: turn it "
-                       "on once LABEL_STUDIO_API_KEY points at a server (make labelstudio).")
+                       "landing/corrections/, files them and asks for the merges. Off by default: turn it on "
+                       "once LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY name a server (make labelstudio).")
 def label_studio_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, index: IndexResource,
                         labelstudio: LabelStudioResource) -> dg.SensorResult:
     return evaluate_studio_pull(context, lake, index, labelstudio)
