@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.labelstudio
 def studio(tmp_path_factory: pytest.TempPathFactory):
     binary = label_studio_bin()
     if binary is None:
-        pytest.skip("Label Studio is not installed: `make test-labelstudio` installs it and runs this test (.ci/run does)")
+        pytest.skip("Label Studio is not installed: run `make test-labelstudio` (.ci/run does)")
     with label_studio(tmp_path_factory.mktemp("labelstudio"), binary) as server:
         yield server
 
