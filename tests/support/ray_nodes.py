@@ -49,9 +49,21 @@ class RayNodes:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def add_worker(self, name: str, num_cpus: int = 1, resources: dict[str, float] | None = None,
-                   timeout: float = 90) -> str:
+                   timeout: float = 120, attempts: int = 3) -> str:
         """Start a worker node carrying the custom resource `name` (1 unit, so work can be
-        pinned to it) plus `resources`; returns its node id once the head lists it."""
+        pinned to it) plus `resources`; returns its node id once the head lists it. Ray gives a
+        raylet 30 s to register (hard-coded); on a loaded machine that can pass: start it again."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_worker(name, num_cpus, resources, timeout)
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                self._stop_one(name)
+        raise AssertionError("unreachable")
+
+    def _start_worker(self, name: str, num_cpus: int, resources: dict[str, float] | None,
+                      timeout: float) -> str:
         before = {n["NodeID"] for n in self.nodes()}
         res = {name: 1.0, **(resources or {})}
         cmd = [_ray_bin(), "start", "--block", f"--address={self.address}",
@@ -71,6 +83,12 @@ class RayNodes:
             time.sleep(0.5)
         raise TimeoutError(f"Ray worker {name} did not join in {timeout:.0f}s; see "
                            f"{self.temp_dir / f'{name}.log'}")
+
+    def _stop_one(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def nodes(self) -> list[dict]:
         """The head's node table (over the dashboard's REST API: no `ray.init` in this process)."""
@@ -101,6 +119,7 @@ class RayNodes:
 
 @contextmanager
 def ray_nodes(workers: int = 1, worker_cpus: int = 1, head_cpus: int = 0,
+              worker_resources: list[dict[str, float]] | None = None,
               extra_env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[RayNodes]:
     """A head (`head_cpus` CPUs: 0 means it schedules and workers compute, as on KubeRay) and
     `workers` workers named worker-1.. each with its custom resource; stopped on exit."""
@@ -118,11 +137,15 @@ def ray_nodes(workers: int = 1, worker_cpus: int = 1, head_cpus: int = 0,
            *_worker_ports()]
     nodes = RayNodes(temp_dir=temp_dir, address=f"127.0.0.1:{gcs_port}",
                      jobs_url=f"http://127.0.0.1:{dash_port}", env=env)
+    # what the cluster deployment reads (resources/deployments.py): a step running as a Ray job on
+    # a node finds the cluster the way a KubeRay pod's environment would tell it
+    env.update({"FLYWHEEL_RAY_ADDRESS": nodes.address, "FLYWHEEL_RAY_JOBS_URL": nodes.jobs_url})
     nodes.procs["head"] = _spawn(cmd, env, temp_dir / "head.log")
     try:
         _wait_for_dashboard(nodes, timeout)
         for i in range(workers):
-            nodes.add_worker(f"worker-{i + 1}", num_cpus=worker_cpus)
+            nodes.add_worker(f"worker-{i + 1}", num_cpus=worker_cpus,
+                             resources=(worker_resources or [{}] * workers)[i])
         yield nodes
     finally:
         nodes.stop()
