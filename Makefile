@@ -27,6 +27,11 @@ test: install lint
 	command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq ffmpeg rtsp-server-perl; } \
 		|| echo "ffmpeg / rtsp-server-perl unavailable: the camera stream tests will skip"
+	# The cluster deployment's tests run its Dagster instance on a real PostgreSQL (Debian
+	# `postgresql`: server binaries under /usr/lib/postgresql/<major>/bin); without it they skip.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq postgresql; } \
+		|| echo "postgresql unavailable: the Postgres instance and cluster tests will skip"
 	$(PY) -m pytest
 
 demo: install
