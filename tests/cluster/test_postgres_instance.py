@@ -1,5 +1,6 @@
 """The cluster deployment's Dagster instance (deploy/dagster.yaml) on a real PostgreSQL: the landing
-sensor's tick and the ingest run it requests, and the weekly schedule's run, stored there."""
+sensor's tick and the ingest run it requests, the weekly schedule's run, and a backfill of capture
+days (one queued run per day), stored there and read back."""
 
 from __future__ import annotations
 
@@ -66,3 +67,28 @@ def test_weekly_schedule_tick_stores_its_run_in_postgres(pg_instance) -> None:
         filters=dg.RunsFilter(tags={"dagster/schedule_name": weekly_training.name}))
     assert [(r.run_id, r.status) for r in stored] == [(run.run_id, dg.DagsterRunStatus.NOT_STARTED)]
     assert stored[0].job_name == "train_and_evaluate"
+
+
+@pytest.mark.slow
+def test_backfill_of_capture_days_queues_one_run_per_day_in_postgres(pg_instance, pg_home) -> None:
+    """`dagster job backfill` over historical days against the cluster instance: a backfill record
+    and one queued run per day, tagged so the run queue admits one run per day at a time."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.cluster.conftest import ROOT
+
+    days = ["2026-10-01", "2026-10-02", "2026-10-03"]
+    pg_instance.add_dynamic_partitions(capture_days.name, days)
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "backfill", "-m", "flywheel.definitions",
+         "-j", "depot_ingest_job", "--partitions", ",".join(days), "--noprompt",
+         "--tags", json.dumps({"purpose": "reingest"})],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    runs = pg_instance.get_runs(filters=dg.RunsFilter(tags={"purpose": "reingest"}))
+    assert sorted(r.tags["dagster/partition"] for r in runs) == days
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.QUEUED}  # the daemon launches them
+    assert len({r.tags["dagster/backfill"] for r in runs}) == 1
