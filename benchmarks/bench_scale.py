@@ -28,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CARTS = (100, 1_000, 10_000)
-ACTIVE_MINUTES_PER_CART_DAY = 6 * 60  # assumption: a cart is in use 6 h of a store day
+# assumption: a store's cart is taken for 12 shopping trips a day. The simulator runs trips back to
+# back (a simulated minute is dense with insertions), so the fleet scales per trip, not per minute.
+TRIPS_PER_CART_DAY = 12
 RETENTION_DAYS = 365  # LanceDB keeps a year of frames searchable
 DOUBTFUL_CONFIDENCE = 0.5  # assumption: a frame routed to review is right half the time
 
@@ -111,11 +113,10 @@ def sizing(label: dict, carts: tuple[int, ...] = CARTS) -> dict:
     from flywheel.label.routing import RoutingConfig
 
     day = label["day"]
-    cart_minutes = day["carts"] * day["minutes"]
-    per_cart_day = ACTIVE_MINUTES_PER_CART_DAY / cart_minutes  # measured day -> one cart's day
-    clips_cm = day["clips"] / cart_minutes
-    bytes_cm = day["uploaded_bytes"] / cart_minutes
-    frames_cm = day["frames"] / cart_minutes
+    trips = max(day["sessions"], 1)
+    clips_t = day["clips"] / trips
+    bytes_t = day["uploaded_bytes"] / trips
+    frames_t = day["frames"] / trips
     flt, ens, thr = label["filter"], label["ensemble"], label["throughput"]
     kept_share = flt["kept"] / max(flt["frames_in"], 1)
     auto_share = ens["auto_accepted_share"]
@@ -128,37 +129,40 @@ def sizing(label: dict, carts: tuple[int, ...] = CARTS) -> dict:
                 + (1 - labelled) * tm.expected_task_s(None, routing.n_classes))
     audit_s = tm.verify_s
     out = {"assumptions": {
-        "active_minutes_per_cart_day": ACTIVE_MINUTES_PER_CART_DAY, "retention_days": RETENTION_DAYS,
+        "trips_per_cart_day": TRIPS_PER_CART_DAY, "retention_days": RETENTION_DAYS,
         "doubtful_confidence": DOUBTFUL_CONFIDENCE, "review_s_per_doubtful_frame": round(review_s, 2),
         "audit_rate": routing.audit_rate,
         "routing_budget_h_per_week_per_day_run": round(routing.budget_s * 7 / 3600, 2),
-        "near_duplicate_grouping": "not counted (each doubtful frame its own task: an upper bound)"},
-        "measured": {"clips_per_cart_minute": round(clips_cm, 3), "bytes_per_clip":
-                     round(bytes_cm / max(clips_cm, 1e-9)), "frames_per_clip":
-                     round(frames_cm / max(clips_cm, 1e-9), 1),
+        "near_duplicate_grouping": "review hours bracketed: one task per doubtful frame (upper) and "
+                                   "one per clip with doubtful frames (lower: a clip is one insertion)"},
+        "measured": {"clips_per_trip": round(clips_t, 2), "bytes_per_clip":
+                     round(bytes_t / max(clips_t, 1e-9)), "frames_per_clip":
+                     round(frames_t / max(clips_t, 1e-9), 1),
                      "ingest_core_s_per_frame": round(1 / thr["ingest_frames_per_s"], 4),
                      "label_core_s_per_frame": round(1 / thr["prelabel_frames_per_s"], 4),
                      "kept_share": round(kept_share, 3), "auto_accepted_share": auto_share,
                      "from_day": day}}
     for n in carts:
-        clips = clips_cm * ACTIVE_MINUTES_PER_CART_DAY * n
-        frames = frames_cm * ACTIVE_MINUTES_PER_CART_DAY * n
+        clips = clips_t * TRIPS_PER_CART_DAY * n
+        frames = frames_t * TRIPS_PER_CART_DAY * n
         doubtful = frames * kept_share * (1 - auto_share)
         audited = frames * kept_share * auto_share * routing.audit_rate
         review_h_week = (doubtful * review_s + audited * audit_s) * 7 / 3600
+        per_clip = frames / max(clips, 1e-9)
+        review_h_week_clips = (doubtful / per_clip * review_s + audited * audit_s) * 7 / 3600
         out[str(n)] = {
             "clips_per_day": round(clips),
-            "gb_per_day": round(bytes_cm * ACTIVE_MINUTES_PER_CART_DAY * n / 1e9, 2),
+            "gb_per_day": round(bytes_t * TRIPS_PER_CART_DAY * n / 1e9, 2),
             "frames_per_day": round(frames),
             "ingest_core_h_per_day": round(frames / thr["ingest_frames_per_s"] / 3600, 2),
             "label_core_h_per_day": round(frames / thr["prelabel_frames_per_s"] / 3600, 2),
             "lancedb_rows": round(frames * RETENTION_DAYS),
             "review_h_per_week": round(review_h_week, 1),
+            "review_h_per_week_one_task_per_clip": round(review_h_week_clips, 1),
             "review_h_per_week_within_budget": round(min(review_h_week, routing.budget_s * 7 / 3600), 2),
             "deferred_share_at_budget": round(max(0.0, 1 - routing.budget_s * 7 / 3600 / review_h_week), 4)
             if review_h_week else 0.0,
         }
-    out["per_cart_day_scale"] = round(per_cart_day, 1)
     return out
 
 
