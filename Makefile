@@ -7,7 +7,7 @@ export YOLO_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 
-TEST_DEBS := ffmpeg rtsp-server-perl chromium chromium-driver
+TEST_DEBS := ffmpeg rtsp-server-perl chromium chromium-driver postgresql
 TEST_DEBS_LEAN := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 LS_VENV := var/labelstudio/venv
 LS_STAMP := $(LS_VENV)/.installed-stamp
@@ -62,7 +62,8 @@ test: install lint
 	# Debian packages some tests need; without them those tests skip and say why. The camera tests
 	# serve real HTTP and RTSP streams on 127.0.0.1: ffmpeg, rtsp-server-perl (RTP over UDP) and
 	# GStreamer's RTSP server (RTP over TCP, run by the system python3); the UI test drives headless
-	# Chromium through chromedriver (never a browser download).
+	# Chromium through chromedriver (never a browser download); the cluster deployment's tests run its
+	# Dagster instance on a real PostgreSQL (server binaries under /usr/lib/postgresql/<major>/bin).
 	dpkg -s $(TEST_DEBS) $(TEST_DEBS_LEAN) >/dev/null 2>&1 \
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) \
 		     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS_LEAN); } \

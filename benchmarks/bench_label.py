@@ -112,7 +112,9 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
     ingest_fps = fd.frames / fd.ingest_s
     prelabel_fps = len(rows) / total_s  # every frame of the day through filter + labelers
     return {
-        "day": {"frames": fd.frames, "clips": fd.fleet.get("uploaded"), "carts": carts,
+        "day": {"frames": fd.frames, "clips": fd.fleet.get("uploaded"),
+                "uploaded_bytes": fd.fleet.get("uploaded_bytes"), "sessions": fd.fleet.get("sessions"),
+                "carts": carts,
                 "minutes": minutes, "seed": seed},
         "filter": {
             "frames_in": len(rows), "kept": len(kept_ids), "empty_frames": len(empty),

@@ -42,7 +42,8 @@ STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release, jobs.federated)
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:
     the_deployment = Deployment(deployment)
-    return dg.Definitions.merge(*(stage.defs(the_deployment) for stage in STAGES))
+    return dg.Definitions.merge(*(stage.defs(the_deployment) for stage in STAGES),
+                                dg.Definitions(executor=the_deployment.executor))
 
 
 defs = build_definitions()

@@ -23,7 +23,7 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
                                                    "labelers", "signer", "labelstudio"}
     expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
                           "index": "LocalIndexResource", "signer": "LocalReleaseSigner"},
-                "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
+                "cluster": {"lake": "S3LakeResource", "ray": "RayClusterAddress",
                             "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
