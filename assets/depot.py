@@ -164,3 +164,33 @@ def depot_fleet_rollup(context: dg.AssetExecutionContext, config: FleetConfig,
         "chart": dg.MetadataValue.md(rollup_chart_markdown(r)),
         "path": dg.MetadataValue.path(the_lake.url(r.key)),
     }, check_results=checks)
+
+
+@dg.asset(partitions_def=capture_days, group_name="depot", deps=[depot_frames, dg.AssetKey("merged_labels")],
+          description="Each capture rule's yield for the day: labels accepted (merged, auto or human) "
+                      "per MB uploaded, per rule and rule set (campaign), joining the Label stage's "
+                      "merged labels with the rules that fired on each clip. What `flywheel release "
+                      "rules` weighs before shipping a rule set. depot/yield/date=D/rule_yield.json.")
+def rule_yield(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    from flywheel.label.merge import read_merged
+    from flywheel.release.rule_yield import ALL, rule_yield_day, write_rule_yield, yield_markdown
+
+    the_lake, day = lake.lake(), context.partition_key
+    merged = read_merged(the_lake, day)
+    labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))
+    rows = rule_yield_day(the_lake, day, labels)
+    key = write_rule_yield(the_lake, day, rows)
+    rules = [y for y in rows if y.rule != ALL]
+    total = rows[-1] if rows else None
+    return dg.MaterializeResult(metadata={
+        "rules": len(rules),
+        "labels_accepted": total.labels_accepted if total else 0,
+        "mb_uploaded": round(total.bytes_uploaded / 1e6, 4) if total else 0.0,
+        "labels_per_mb": round(total.labels_per_mb, 3) if total else 0.0,
+        "labels_per_mb_by_rule": dg.MetadataValue.json(
+            {f"{y.rule} @ {y.rule_set_version}": round(y.labels_per_mb, 3) for y in rules}),
+        "best_rule": rules[0].rule if rules else "none",
+        "worst_rule": rules[-1].rule if rules else "none",
+        "by_rule": dg.MetadataValue.md(yield_markdown(rows)),
+        "path": dg.MetadataValue.path(the_lake.url(key)),
+    })

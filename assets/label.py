@@ -65,7 +65,10 @@ def prelabels(context: dg.AssetExecutionContext, lake: LakeResource,
     from flywheel.label import tables
     from flywheel.label.catalog import read_catalog
     from flywheel.label.ensemble import fit
+    from flywheel.label.plots import prelabels_png
     from flywheel.label.prelabel import prelabel_day, reviewed_items
+    from flywheel.label.routing import RoutingConfig
+    from flywheel.learner.plots import png_markdown
 
     the_lake = lake.lake()
     day = context.partition_key
@@ -81,6 +84,9 @@ def prelabels(context: dg.AssetExecutionContext, lake: LakeResource,
     meta["calibration_reviewed_items"] = cal.n_reviewed
     meta["calibration_weights"] = dg.MetadataValue.json(cal.weights)
     meta["path"] = dg.MetadataValue.path(the_lake.url(tables.prelabels_key(day)))
+    written = tables.read_prelabels(the_lake, day, columns=["label", "confidence", "votes", "disagreement"])
+    meta["votes_and_confidence"] = dg.MetadataValue.md(png_markdown(
+        prelabels_png(written.to_pylist(), RoutingConfig().accept_threshold), "votes and confidence"))
     for k, v in list(meta.items()):
         if isinstance(v, dict):
             meta[k] = dg.MetadataValue.json(v)

@@ -2,6 +2,7 @@
 evaluation on the frozen standard sets, gated by a blocking check. Thin: the work is in
 `flywheel.learner`; these wire resources, config and metadata for the UI."""
 
+import functools
 from collections.abc import Iterator
 from typing import Literal
 
@@ -15,6 +16,7 @@ from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConf
 from flywheel.learner.pipeline import SimSources, choose_sets
 from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef
 from resources.lake import LakeResource
+from resources.ray import task_resources
 
 GROUP = "learner"
 SIM_STORES = ("A", "B", "C")  # the simulator world's default stores: one frozen set each
@@ -188,8 +190,9 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
     from flywheel.learner.plots import png_markdown, training_curves_png
     from flywheel.learner.train import train_on_ray
 
+    pinned = task_resources(ray)  # the cluster's training nodes; None: any node
     result = train_candidate(lake.lake(), config.train_config(), GATE_RULES, dataset_version,
-                             runner=train_on_ray)
+                             runner=functools.partial(train_on_ray, resources=pinned))
     final = result.curves[-1] if result.curves else {}
     epochs = max(len(result.curves), 1)
     return dg.Output(
@@ -197,6 +200,7 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
         metadata={
             "model_id": result.model_id, "dataset_version": result.dataset_version,
             "ran_on": result.where, "ray_cluster": ray.display_name,
+            "ray_task_resources": dg.MetadataValue.json(pinned or {}),
             "classes": len(result.classes), "n_train": result.n_train, "n_val": result.n_val,
             "epochs": len(result.curves), "seconds_train": round(result.seconds_train, 2),
             "seconds_per_epoch_per_1000_images": round(
@@ -251,10 +255,15 @@ def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                             "by > epsilon, ONNX latency within budget, ONNX agrees with torch.")
 def release_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                  candidate_evaluation: EvaluationRef) -> dg.AssetCheckResult:
+    return gate_check(lake, candidate_evaluation)
+
+
+def gate_check(lake: LakeResource, evaluation: EvaluationRef) -> dg.AssetCheckResult:
+    """The blocking gate check of any candidate's evaluation (trained or federated)."""
     from flywheel.learner.pipeline import gate_candidate
 
     # the evaluation this run produced (GateRules.for_task of the candidate's task)
-    decision = gate_candidate(lake.lake(), candidate_evaluation)
+    decision = gate_candidate(lake.lake(), evaluation)
     metadata = {**decision.check_metadata(), "decision": dg.MetadataValue.md(decision.markdown())}
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata,

@@ -1,7 +1,8 @@
 """Release assets: the staged rollout judged on fleet health. Thin: flywheel.release does the work.
 
-`release_rollout` reads the status reports of the current stage's window, runs the health gate
-(one-sided two-proportion z-tests canary vs control, absolute limits, shadow agreement), then
+`release_rollout` adds the status reports that are new since its last run to the current stage's
+window (per-device cursors: O(devices + new)), runs the health gate (one-sided two-proportion
+z-tests canary vs control with devices as the independent unit, absolute limits, shadow agreement), then
 advances the stage, holds, or halts and republishes the last good model. Every gate check is an
 asset check with `actual` and `threshold`.
 """
@@ -70,6 +71,15 @@ class RolloutConfig(dg.Config):
 def release(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource,
             signer: ReleaseSignerResource, candidate_model: ModelRef,
             candidate_evaluation: EvaluationRef):
+    yield from release_candidate(context, config, lake, signer, candidate_model, candidate_evaluation)
+
+
+def release_candidate(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource,
+                      signer: ReleaseSignerResource, candidate_model: ModelRef,
+                      candidate_evaluation: EvaluationRef):
+    """The release path of any candidate (trained, or a federated round's): re-check its gate on
+    the exact evaluation, sign it into the channel, start the rollout. Yields the `gate_rechecked`
+    check and the materialization of the calling asset."""
     from flywheel.learner.pipeline import gate_candidate
     from flywheel.release.health import parse_stages
     from flywheel.release.stage import ReleaseRefused, release_model
@@ -117,13 +127,14 @@ def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, la
     from flywheel.release.health import parse_stages
     from flywheel.release.publish import current_channel
     from flywheel.release.repository import open_channel
-    from flywheel.release.rollout import read_window, step
+    from flywheel.release.rollout import step
+    from flywheel.release.window import update_window
 
     the_lake = lake.lake()
     repo = open_channel(the_lake, signer.channel, signer.signers(), signer.expiry(), create=False)
     channel = current_channel(repo)
-    window = read_window(the_lake, channel) if channel else None
-    result = step(repo, window.reports if window else [], config.gate(), parse_stages(config.stages))
+    window = update_window(the_lake, channel) if channel else None  # reads only the new reports
+    result = step(repo, window.cohorts if window else [], config.gate(), parse_stages(config.stages))
     by_name = {c.name: c for c in result.decision.checks} if result else {}
     for name in GATE_CHECKS:
         c = by_name.get(name)
@@ -149,6 +160,7 @@ def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, la
             "now_shipping": result.after.release.release_id,
             "production_moved": result.promoted,
             "canary_devices": len(d.canary.devices), "control_devices": len(d.control.devices),
-            "reports_in_window": len(window.reports), "reports_rejected": len(window.rejected),
+            "reports_in_window": window.reports, "reports_read_this_run": window.read,
+            "reports_rejected": len(window.rejected),
             "reasons": "; ".join(d.reasons) or "none",
         })

@@ -106,9 +106,9 @@ class _CountingLake:
 
 
 def bench_rerun(sizes: tuple[int, ...] = (8, 32), repeats: int = 5) -> dict:
-    from edge_agent.contract.layout import day_prefix
     from edge_agent.lake import Lake
     from flywheel.depot.ingest import ingest_day, read_frames
+    from flywheel.depot.landing import day_objects
     from tests.support.clips import land_clip
 
     out = {}
@@ -127,7 +127,7 @@ def bench_rerun(sizes: tuple[int, ...] = (8, 32), repeats: int = 5) -> dict:
                 assert r.clips_already == n and not r.rejections
 
             def before(lake=lake) -> None:  # noqa: ANN001
-                list(lake.list(day_prefix(DAY)))
+                list(day_objects(lake, DAY))
                 read_frames(lake, DAY, columns=["clip_id"])
 
             rerun_ms, base_ms = _median_ms(rerun, repeats), _median_ms(before, repeats)

@@ -22,10 +22,11 @@ from typing import Protocol
 from edge_agent.capture.recorder import CaptureJob, Firing, FrameRecord, Recorder
 from edge_agent.capture.spool import Spool, atomic_write
 from edge_agent.capture.worker import CaptureWorker
-from edge_agent.config import CaptureConfig, UploadConfig
+from edge_agent.config import CaptureConfig, FederatedConfig, UploadConfig
 from edge_agent.contract import dump_document
 from edge_agent.contract.layout import status_key
 from edge_agent.hooks import NO_FAULTS, FaultHooks
+from edge_agent.insertion import InsertionTracker
 from edge_agent.lake import Lake, LakeError
 from edge_agent.model import Prediction
 from edge_agent.osutil import lower_thread_priority
@@ -58,7 +59,8 @@ class Agent:
                  upload: UploadConfig | None = None, status_interval_s: float = 60.0,
                  rules_watcher: RuleSetWatcher | None = None, rules_reload_s: float = 5.0,
                  model_loader: Callable[[], Predictor | None] | None = None,
-                 telemetry: Telemetry | None = None, hooks: FaultHooks = NO_FAULTS) -> None:
+                 telemetry: Telemetry | None = None, hooks: FaultHooks = NO_FAULTS,
+                 federated: FederatedConfig | None = None) -> None:
         self.device_id, self.store_id = device_id, store_id
         self.model = model
         self.rules = rules
@@ -74,7 +76,9 @@ class Agent:
                                     threads=cap.encoder_threads, isolation=cap.isolation,
                                     hooks=hooks)
         self.uploader = None
-        if lake is not None:
+        # "updates" (privacy) mode: no frame is ever captured, so no clip can reach the lake
+        self.capture_enabled = up.mode == "clips"
+        if lake is not None and self.capture_enabled:
             self.uploader = Uploader(
                 lake, spool, self.telemetry,
                 bucket=TokenBucket(up.bandwidth_bytes_per_s or None, up.burst_bytes or None),
@@ -91,18 +95,27 @@ class Agent:
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
+        self.insertions = InsertionTracker()  # one decision per insertion (sidecar V2, triggers)
         self._epoch: datetime | None = None
         self._last_t: float | None = None
         self._stop = threading.Event()
         self._house = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._started = False
         self.recovered = 0
+        self.federated = None  # an edge_agent.federated.runtime.FederatedLearner when configured
+        if federated is not None and federated.server:
+            from edge_agent.federated.runtime import FederatedLearner
+
+            self.federated = FederatedLearner(federated, device_id=device_id, store_id=store_id)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Agent:
         self.recovered = self.spool.scan()  # resume after a restart: partials out, complete ones queued
-        self.worker.start()
+        if self.capture_enabled:
+            self.worker.start()
+        if self.federated is not None:
+            self.federated.start()
         if self.uploader is not None:
             self.uploader.start()
         self.telemetry.add("restarts")
@@ -113,7 +126,10 @@ class Agent:
     def close(self, *, drain_timeout: float = 0.0) -> dict:
         """Stop: flush the open capture, let the encoder finish, optionally wait for uploads."""
         self.flush_capture()
-        self.worker.stop(drain=True)
+        if self.capture_enabled:
+            self.worker.stop(drain=True)
+        if self.federated is not None:
+            self.federated.stop()
         if self.uploader is not None and drain_timeout > 0:
             self.uploader.wait_drained(drain_timeout)
         if self.uploader is not None:
@@ -157,6 +173,7 @@ class Agent:
             # open capture so no clip mixes two timelines, and forget time-based history.
             self.flush_capture()
             self._weight = WeightTracker()
+            self.insertions.close()  # an insertion never spans two timelines
             self._epoch = None
         self._last_t = frame.t
         model = self.model  # one read, like the rules: a hot swap lands between frames
@@ -173,6 +190,9 @@ class Agent:
             self.ota.record_frame(pred.latency_ms)  # counts only while the model is on probation
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
         need = rules.signals
+        fed = self.federated
+        if fed is not None:  # its labels need the read, the weight step and motion on every frame
+            need = need | {"barcode", "weight", "motion"}
         sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
                          aisle=frame.location[0] if frame.location else None, store=self.store_id)
         if "motion" in need:
@@ -183,7 +203,15 @@ class Agent:
             sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
-        self._health(pred, sf)
+        insertion = self.insertions.update(frame.t, pred.distribution(),
+                                           [b.text for b in sf.barcodes])
+        if insertion is not None:
+            sf.insertion_label, sf.insertion_confidence = insertion.label, insertion.confidence
+        self._health(pred, sf, insertion)
+        if fed is not None:
+            added = fed.observe(model, pred, sf, frame.t)
+            if added:
+                self.telemetry.add("federated_samples", added)
         shadow = self.shadow  # OTA shadow mode: the candidate judges the same frame, never acts
         if shadow is not None:
             try:
@@ -207,16 +235,24 @@ class Agent:
             if self._epoch is None:
                 self._epoch = datetime.now(UTC) - timedelta(seconds=frame.t)
             wall = self._epoch + timedelta(seconds=frame.t)
-        rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
-                          frame.weight_g, frame.location, firings)
-        self._submit(self.recorder.push(rec, model.version, rules.version))
+        if self.capture_enabled:
+            rec = FrameRecord(image, frame.t, wall, pred.label, pred.confidence, sf.barcodes,
+                              frame.weight_g, frame.location, firings, insertion)
+            self._submit(self.recorder.push(rec, model.version, rules.version))
+        elif firings:
+            self.telemetry.add("captures_withheld")  # a rule fired; privacy mode keeps the frames
         self.telemetry.add("frames")
         return firings
 
-    def _health(self, pred, sf: SignalFrame) -> None:
+    def _health(self, pred, sf: SignalFrame, insertion) -> None:
         """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame,
-        low confidence, and a weight step the model did not see (counted per frame)."""
+        low confidence, and a weight step the model did not see (counted per frame); insertions
+        decided and how many of them were uncertain."""
         t = self.telemetry
+        if insertion is not None:
+            t.add("insertions")
+            if insertion.confidence < DEFAULT_LOW_CONFIDENCE:
+                t.add("insertions_low_confidence")
         if pred.label is not None:
             t.add("predictions")
             if sf.barcodes:
@@ -230,6 +266,8 @@ class Agent:
 
     def flush_capture(self) -> None:
         """Close the capture in progress now (end of stream, a clock jump) and hand it to the encoder."""
+        if not self.capture_enabled:
+            return
         self._submit(self.recorder.flush(self.model.version, self.rules.version))
 
     def _submit(self, job: CaptureJob | None) -> None:

@@ -2,12 +2,15 @@
 
     device_id = "cart-001"
     store_id = "A"
-    [source]     url = "/dev/video0" (a file, device or rtsp/http URL), format = "v4l2", fps = 15
+    [source]     url = "/dev/video0" (a file, device or rtsp/http URL), format = "v4l2", fps = 15,
+                 rtsp_transport = "tcp" (or "udp"; default: UDP, then TCP)
     [model]      dir = "/var/lib/flywheel/model"   (slots/a|b + active pointer)
     [triggers]   version = "1", file = "rules.toml" (hot reload), [[triggers.rules]] name/when/priority
     [capture]    pre_roll_s, post_roll_s, max_clip_s, queue_size, niceness, encoders
     [spool]      dir, cap_bytes, min_free_bytes, policy = "oldest_first" | "pause"
-    [upload]     lake = "s3://bucket/prefix", endpoint, bandwidth_bytes_per_s, windows = ["22:00-06:00"]
+    [upload]     lake = "s3://bucket/prefix", endpoint, bandwidth_bytes_per_s, windows = ["22:00-06:00"],
+                 mode = "clips" | "updates" (privacy: "updates" never uploads a clip)
+    [federated]  server = "host:port" (Flower), cohort, sample_cap, retry_s
     [telemetry]  status_interval_s
 """
 
@@ -28,6 +31,8 @@ from edge_agent.triggers.dsl import RuleError
 from edge_agent.triggers.rules import RuleSet, load_rule_set, rule_set_from_mapping
 from edge_agent.upload import UploadWindows
 
+RTSP_TRANSPORTS = ("", "tcp", "udp")
+
 
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the key and the reason."""
@@ -40,6 +45,9 @@ class SourceConfig:
     fps: float = 0.0  # pace file playback at this rate; 0 = as fast as frames decode
     max_reconnects: int = -1  # -1 = reconnect forever when the source dies
     reconnect_backoff_s: float = 0.5  # first reconnect delay; doubles up to 10 s
+    # RTSP only: "tcp" carries RTP inside the RTSP connection (through NAT and firewalls, no UDP
+    # loss), "udp" asks for separate RTP ports, "" = ffmpeg's default (UDP first, then TCP)
+    rtsp_transport: str = ""
 
 
 @dataclass
@@ -79,6 +87,22 @@ class UploadConfig:
     backoff_base_s: float = 0.2  # first retry delay (full jitter)
     backoff_cap_s: float = 30.0  # longest retry delay
     niceness: int = 10
+    # "clips": capture and upload clips (the centralised loop); "updates": images never leave the
+    # device (GDPR stores): nothing is captured or uploaded, the device learns locally and sends
+    # head updates to the [federated] server; status reports (counters only) still go to the lake
+    mode: str = "clips"
+
+
+UPLOAD_MODES = ("clips", "updates")
+
+
+@dataclass
+class FederatedConfig:
+    server: str = ""  # the Flower server "host:port" rounds run on; "" = no federated learning
+    cohort: str = ""  # the cohort the server selects by; "" = the store id
+    sample_cap: int = 2000  # auto-labelled samples kept on the device (oldest dropped first)
+    retry_s: float = 5.0  # seconds between connection attempts when no round is open
+    min_step_g: float = 50.0  # weight step (grams) that confirms an insertion's barcode label
 
 
 @dataclass
@@ -108,6 +132,7 @@ class AgentConfig:
     telemetry: TelemetryConfig
     rules: RuleSet
     ota: UpdateConfig = field(default_factory=UpdateConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
     rules_file: Path | None = None  # hot-reloaded rule file, when configured
     rules_reload_s: float = 5.0
     base_dir: Path = Path(".")
@@ -120,7 +145,7 @@ class AgentConfig:
 
 _SECTIONS = {"source": SourceConfig, "model": ModelConfig, "capture": CaptureConfig,
              "spool": SpoolConfig, "upload": UploadConfig, "telemetry": TelemetryConfig,
-             "ota": UpdateConfig}
+             "ota": UpdateConfig, "federated": FederatedConfig}
 
 
 def _coerce(section: str, cls: type, doc: Any) -> Any:
@@ -168,7 +193,13 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
         except ContractError as e:
             raise ConfigError(str(e)) from None
     sec = {name: _coerce(name, cls, doc.get(name, {})) for name, cls in _SECTIONS.items()}
-    src, model, cap, spool, up, tel, ota = (sec[n] for n in _SECTIONS)
+    src, model, cap, spool, up, tel, ota, fed = (sec[n] for n in _SECTIONS)
+    _check(up.mode in UPLOAD_MODES, "upload.mode", f"must be one of {list(UPLOAD_MODES)}, got {up.mode!r}")
+    if fed.server:
+        host, _, port = fed.server.rpartition(":")
+        _check(bool(host) and port.isdigit(), "federated.server", f"must be host:port, got {fed.server!r}")
+    _check(fed.sample_cap >= 1, "federated.sample_cap", "must be >= 1")
+    _check(fed.retry_s > 0, "federated.retry_s", "must be positive")
     if ota.channel:
         try:
             validate_id(ota.channel, "ota.channel")
@@ -180,6 +211,8 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     _check(bool(src.url), "source.url", "required (a file, device or stream URL)")
     _check(src.fps >= 0, "source.fps", f"must be >= 0, got {src.fps}")
     _check(src.reconnect_backoff_s > 0, "source.reconnect_backoff_s", "must be positive")
+    _check(src.rtsp_transport in RTSP_TRANSPORTS, "source.rtsp_transport",
+           f"must be one of {list(RTSP_TRANSPORTS)}, got {src.rtsp_transport!r}")
     _check(bool(model.dir), "model.dir", "required (the model slot directory)")
     _check(1 <= model.threads <= 64, "model.threads", f"must be 1..64, got {model.threads}")
     for k in ("pre_roll_s", "post_roll_s"):
@@ -228,6 +261,7 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     _check(isinstance(reload_s, int | float) and reload_s > 0, "triggers.reload_s", "must be positive")
     return AgentConfig(device_id=ids["device_id"], store_id=ids["store_id"], source=src, model=model,
                        capture=cap, spool=spool, upload=up, telemetry=tel, rules=rules, ota=ota,
+                       federated=fed,
                        rules_file=rules_file, rules_reload_s=float(reload_s), base_dir=base_dir)
 
 

@@ -6,13 +6,19 @@ confident frame weighs more than a doubtful one), and the label with the largest
 probability wins. A barcode read during the insertion outranks the vote: a decoded EAN-13 carries
 its own checksum, so it is right far more often than any frame-level classifier. The cloud's
 insertion-level evaluation imports this module, so the figure it reports is what the device does.
+
+On the device, `InsertionTracker` finds the insertions in the frame stream (the device sees no
+ground truth): an insertion opens at the first frame where the model sees a product or a barcode is
+read, and closes after `gap_frames` frames with neither (or at `max_frames`); its decision is made
+then, over all its frames, and goes into the clip sidecar (ClipSidecarV2 `insertions`) and to the
+`low_confidence(..., "insertion")` trigger.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +35,8 @@ class InsertionDecision:
     vote_label: str | None  # what the model alone decided (equals `label` unless a barcode won)
     vote_confidence: float
     barcode: str | None  # the barcode that decided, if any
+    first_t: float | None = None  # device tracker: stream time of the insertion's first frame
+    last_t: float | None = None  # ... and of its last active frame (product seen or code read)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,3 +82,56 @@ def decide(probs: np.ndarray, labels: Sequence[str], barcodes: Iterable[str | No
                                  probs.shape[0], n_voting, label, conf, code)
     return InsertionDecision(label, conf, "vote" if label is not None else "none", probs.shape[0],
                              n_voting, label, conf, None)
+
+
+class InsertionTracker:
+    """Segments a device's frame stream into insertions and decides each one when it closes.
+
+    `update` takes one frame's class probabilities (a mapping label -> probability over the model's
+    labels, or only the top-1's when the model gives no vector) and barcode texts; it returns the
+    decision of the insertion this frame closes, else None. Frames keep their own label space, so a
+    model hot-swapped mid-insertion still votes (labels missing from a frame count as 0)."""
+
+    def __init__(self, gap_frames: int = 3, max_frames: int = 60,
+                 known: set[str] | None = None) -> None:
+        if gap_frames < 1 or max_frames < 1:
+            raise ValueError("gap_frames and max_frames must be >= 1")
+        self.gap_frames, self.max_frames, self.known = gap_frames, max_frames, known
+        self._probs: list[dict[str, float]] = []
+        self._codes: list[str | None] = []
+        self._first_t = self._last_t = 0.0
+        self._idle = 0
+        self.closed = 0  # insertions decided so far
+
+    @property
+    def open(self) -> bool:
+        return bool(self._probs)
+
+    def update(self, t: float, probs: dict[str, float], barcodes: Sequence[str] = ()
+               ) -> InsertionDecision | None:
+        top = max(probs, key=probs.__getitem__) if probs else None
+        active = bool(barcodes) or (top is not None and top.lower() not in NONE_LABELS)
+        if not self._probs and not active:
+            return None
+        if active:
+            if not self._probs:
+                self._first_t = t
+            self._last_t, self._idle = t, 0
+            self._probs.append(probs)
+            self._codes.append(barcodes[0] if barcodes else None)
+        else:
+            self._idle += 1
+        if self._idle >= self.gap_frames or len(self._probs) >= self.max_frames:
+            return self.close()
+        return None
+
+    def close(self) -> InsertionDecision | None:
+        """Decide the open insertion now (end of stream, a clock jump); None when none is open."""
+        if not self._probs:
+            return None
+        labels = sorted({lab for p in self._probs for lab in p})
+        matrix = np.array([[p.get(lab, 0.0) for lab in labels] for p in self._probs], np.float64)
+        d = decide(matrix, labels, self._codes, self.known)
+        self._probs, self._codes, self._idle = [], [], 0
+        self.closed += 1
+        return replace(d, first_t=self._first_t, last_t=self._last_t)

@@ -259,6 +259,23 @@ class Lake:
         except Exception as e:
             raise self._translate(e, prefix, "list") from e
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders (common prefixes) directly under `prefix`, sorted: one delimiter
+        listing, O(folders), never the objects inside them."""
+        import obstore
+
+        prefix = validate_key(prefix.rstrip("/"))
+        if self._root is not None:
+            try:
+                return sorted(e.name for e in os.scandir(self._root / prefix) if e.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        try:
+            found = obstore.list_with_delimiter(self._store, prefix + "/")
+        except Exception as e:
+            raise self._translate(e, prefix, "list") from e
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+
     # -- names the checks refuse ----------------------------------------------------------------
     # A listing can return a key that `validate_key` refuses (another client wrote a backslash, a
     # control character, a '..' segment): the cloud must still be able to move it out of the way.

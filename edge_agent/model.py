@@ -13,6 +13,7 @@ A slot may also be given directly (a directory holding model.onnx). Labels are S
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from edge_agent.contract.errors import ContractError
 from edge_agent.contract.schemas import parse_device_model
 
 NONE_LABELS = ("", "none", "empty", "__none__")
+EMBEDDING_OUTPUT = "embedding"  # the optional second ONNX output (see flywheel/federated/onnx_head.py)
 
 
 class ModelError(RuntimeError):
@@ -33,6 +35,17 @@ class Prediction:
     label: str | None  # top-1 SKU, None for "no product"
     confidence: float  # softmax probability of the top-1 class
     latency_ms: float
+    probs: np.ndarray | None = None  # softmax over `labels` (the insertion vote uses all of it)
+    labels: Sequence[str] | None = None  # the model's labels, in output order
+    # the model's penultimate features (a second ONNX output named EMBEDDING_OUTPUT, when the
+    # model has one): what a federated head is trained on; never leaves the device
+    embedding: np.ndarray | None = None
+
+    def distribution(self) -> dict[str, float]:
+        """label -> probability; only the top-1 when the model gave no vector."""
+        if self.probs is not None and self.labels is not None:
+            return dict(zip(self.labels, self.probs.tolist(), strict=True))
+        return {self.label if self.label is not None else "none": self.confidence}
 
 
 def resolve_slot(model_dir: str | Path) -> Path:
@@ -106,7 +119,10 @@ class DeviceModel:
         self.input_hw = (int(size[0]), int(size[1]))
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
-        out_dim = self._sess.get_outputs()[0].shape[-1]
+        outputs = self._sess.get_outputs()
+        self.has_embedding = any(o.name == EMBEDDING_OUTPUT for o in outputs)
+        self._outputs = [outputs[0].name] + ([EMBEDDING_OUTPUT] if self.has_embedding else [])
+        out_dim = outputs[0].shape[-1]
         if isinstance(out_dim, int) and out_dim != len(self.labels):
             raise ModelError(f"{self.slot}: model has {out_dim} outputs but {len(self.labels)} labels")
 
@@ -121,11 +137,13 @@ class DeviceModel:
 
     def predict(self, image: np.ndarray) -> Prediction:
         start = time.perf_counter()
-        logits = self._sess.run(None, {self._input: self.preprocess(image)})[0][0]
+        outs = self._sess.run(self._outputs, {self._input: self.preprocess(image)})
+        logits = outs[0][0]
         z = logits.astype(np.float64) - float(np.max(logits))
         p = np.exp(z)
         p /= p.sum()
         k = int(np.argmax(p))
         label = self.labels[k]
         return Prediction(None if label.lower() in NONE_LABELS else label, float(p[k]),
-                          (time.perf_counter() - start) * 1000.0)
+                          (time.perf_counter() - start) * 1000.0, p, self.labels,
+                          outs[1][0] if self.has_embedding else None)

@@ -54,7 +54,7 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks
         capture=cfg.capture, upload=cfg.upload,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
         rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads),
-        hooks=hooks)
+        hooks=hooks, federated=cfg.federated)
     if cfg.ota.channel:
         from edge_agent.ota.updater import OtaConfig, OtaUpdater
 
@@ -80,8 +80,9 @@ def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSo
         if agent is not None:
             agent.telemetry.add("source_errors")
 
+    options = {"rtsp_transport": s.rtsp_transport} if s.rtsp_transport and url.startswith("rtsp") else {}
     return ReconnectingSource(
-        lambda: AvSource(url, format=s.format or None, fps=s.fps or None),
+        lambda: AvSource(url, format=s.format or None, fps=s.fps or None, options=options),
         max_reconnects=None if s.max_reconnects < 0 else s.max_reconnects,
         backoff_s=s.reconnect_backoff_s, on_error=on_error,
         reconnect_on_eof="://" in url or url.startswith("/dev/"))

@@ -54,6 +54,10 @@ class Totals:
     low_confidence: int = 0  # frames whose top-1 confidence is below the low-confidence mark
     weight_inconsistent: int = 0  # the weight stepped (an item in or out) but the model saw nothing
     validation_failures: int = 0  # OTA golden-input validations that failed
+    insertions: int = 0  # insertions the device decided (edge_agent/insertion.py)
+    insertions_low_confidence: int = 0  # of those, decided with confidence below the mark
+    captures_withheld: int = 0  # frames a rule fired on in "updates" (privacy) mode: never captured
+    federated_samples: int = 0  # auto-labelled samples (barcode + weight step) kept on the device
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}

@@ -236,7 +236,8 @@ class Uploader:
         # Last, the arrival marker: the cloud's sensor lists these (sorted by upload time) to find
         # new clips in O(new). A failure here retries the entry; the puts above are idempotent.
         ck = parse_clip_key(entry.sidecar_key)
-        self.lake.put(arrival_key(datetime.now(UTC), ck.date, ck.store_id, ck.device_id, ck.clip_id), b"")
+        self.lake.put(arrival_key(datetime.now(UTC), ck.date, ck.store_id, ck.device_id, ck.clip_id,
+                                  ck.layout), b"")
         self.spool.remove(entry)
         with self.telemetry.lock:
             t = self.telemetry.totals

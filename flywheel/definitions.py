@@ -29,6 +29,7 @@ from __future__ import annotations
 import dagster as dg
 
 import jobs.depot
+import jobs.federated
 import jobs.label
 import jobs.learner
 import jobs.release
@@ -36,12 +37,13 @@ from resources.deployments import Deployment
 
 # One line per stage. (Import modules, not their `defs`: a second Definitions object at module
 # scope here would break code loading.)
-STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release)
+STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release, jobs.federated)
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:
     the_deployment = Deployment(deployment)
-    return dg.Definitions.merge(*(stage.defs(the_deployment) for stage in STAGES))
+    return dg.Definitions.merge(*(stage.defs(the_deployment) for stage in STAGES),
+                                dg.Definitions(executor=the_deployment.executor))
 
 
 defs = build_definitions()

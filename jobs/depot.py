@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 import assets.depot
-from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index
+from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_index, rule_yield
 from edge_agent.lake import Lake
 from flywheel.depot.config import DepotConfig
 from resources.deployments import Deployment
@@ -93,10 +93,27 @@ def landing_sweep_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return evaluate_sweep(context, lake)
 
 
+rule_yield_job = dg.define_asset_job(
+    "rule_yield_job", selection=dg.AssetSelection.assets(rule_yield), partitions_def=capture_days,
+    description="Recompute a capture day's per-rule yield (labels accepted per MB uploaded).")
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("merged_labels"), job=rule_yield_job,
+                 default_status=dg.DefaultSensorStatus.RUNNING,
+                 description="A day's merged labels changed -> recompute that day's per-rule yield.")
+def rule_yield_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    mat = asset_event.asset_materialization
+    if mat is None or mat.partition is None:
+        return None
+    return dg.RunRequest(run_key=f"rule-yield:{mat.partition}:{asset_event.storage_id}",
+                         partition_key=mat.partition)
+
+
 def defs(deployment: Deployment) -> dg.Definitions:
     """Everything of the Depot stage for one deployment (see flywheel/definitions.py)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets.depot]),
         asset_checks=dg.load_asset_checks_from_modules([assets.depot]),
-        jobs=[depot_ingest_job], sensors=[landing_clips_sensor, landing_sweep_sensor],
+        jobs=[depot_ingest_job, rule_yield_job],
+        sensors=[landing_clips_sensor, landing_sweep_sensor, rule_yield_sensor],
         resources=deployment.pick("lake", "index", "encoder"))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+import assets.label_audit
 import assets.label_review
 from assets.depot import capture_days
 from assets.label import label_candidates, prelabels
 from assets.label_review import merged_labels
+from jobs.label_studio import label_audit_job, label_studio_sensor, labelstudio_resource
 from resources.deployments import Deployment
 from resources.index import IndexResource
 from resources.labelers import LabelersResource
@@ -65,9 +67,11 @@ def corrections_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
 def defs(deployment: Deployment) -> dg.Definitions:
     return dg.Definitions(
         # the checks of label_candidates and prelabels are declared on the assets
-        assets=[label_candidates, prelabels, *dg.load_assets_from_modules([assets.label_review])],
+        assets=[label_candidates, prelabels,
+                *dg.load_assets_from_modules([assets.label_review, assets.label_audit])],
         asset_checks=dg.load_asset_checks_from_modules([assets.label_review]),
-        jobs=[prelabel_job, merged_labels_job], sensors=[corrections_sensor],
+        jobs=[prelabel_job, merged_labels_job, label_audit_job],
+        sensors=[corrections_sensor, label_studio_sensor],
         resources={**deployment.pick("lake", "encoder", "index", "ref_io_manager"),
                    # no VLM checkpoint ships with the code: set vlm_checkpoint in the launchpad or here
-                   "labelers": LabelersResource()})
+                   "labelers": LabelersResource(), "labelstudio": labelstudio_resource()})

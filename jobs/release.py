@@ -20,23 +20,22 @@ rollout_job = dg.define_asset_job(
 
 def evaluate_status(context: dg.SensorEvaluationContext, lake: LakeResource,
                     min_new_reports: int = 1) -> dg.SensorResult:
-    """One tick: count status reports listed after the cursor; request a rollout judgement when
-    there are new ones (run key = the last report key, so a tick never judges the same data twice)."""
-    from edge_agent.contract.layout import LANDING_STATUS
+    """One tick: list the status reports past each device's cursor (keys sort by time within a
+    device only, so one cursor over landing/status/ would miss devices that sort before it) and
+    request a rollout judgement when there are new ones; the run key names the cursors, so a tick
+    never judges the same data twice."""
+    import hashlib
+
+    from flywheel.release.window import new_status_keys
 
     cursor = json.loads(context.cursor) if context.cursor else {}
-    after = cursor.get("after")
-    new = 0
-    last = after
-    for info in lake.lake().list(LANDING_STATUS, start_after=after):
-        new += 1
-        last = info.key
+    after = cursor.get("after") if isinstance(cursor.get("after"), dict) else {}  # old: one key
+    keys, moved = new_status_keys(lake.lake(), after)
     runs = []
-    if new >= min_new_reports and last != cursor.get("judged"):
-        runs.append(dg.RunRequest(run_key=f"rollout:{last}", tags={"release/new_reports": str(new)}))
-    return dg.SensorResult(run_requests=runs,
-                           cursor=json.dumps({"after": last, "judged": last if runs else
-                                              cursor.get("judged")}))
+    if len(keys) >= min_new_reports:
+        digest = hashlib.sha256(json.dumps(moved, sort_keys=True).encode()).hexdigest()[:20]
+        runs.append(dg.RunRequest(run_key=f"rollout:{digest}", tags={"release/new_reports": str(len(keys))}))
+    return dg.SensorResult(run_requests=runs, cursor=json.dumps({"after": moved}, sort_keys=True))
 
 
 @dg.sensor(job=rollout_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,

@@ -1,7 +1,9 @@
 """Resources per deployment, chosen by one setting: FLYWHEEL_DEPLOYMENT = local | cluster.
 
-local:   file lake under the repo (var/lake), LocalRay, SQLite Dagster instance.
-cluster: S3 lake, KubeRay, Postgres instance; endpoints and secrets from EnvVar.
+local:   file lake under the repo (var/lake), LocalRay, SQLite Dagster instance, steps in process.
+cluster: S3 lake, a Ray cluster by address (KubeRay, deploy/raycluster.yaml), Postgres instance
+         (deploy/dagster.yaml), every step a Ray job (dagster-ray's ray_executor); endpoints and
+         secrets from EnvVar.
 
 The resources several stages share (lake, ray, index, encoder, the lineage IO manager) are defined
 here, once per deployment. A stage takes the ones it needs with `deployment.pick(...)`; a resource
@@ -22,7 +24,11 @@ from resources.encoder import EncoderResource
 from resources.index import LocalIndexResource, S3IndexResource
 from resources.lake import LocalLakeResource, S3LakeResource
 from resources.lineage import LakeRefIOManager
-from resources.ray import LocalRayCluster, kuberay_cluster
+from resources.ray import LocalRayCluster, RayClusterAddress
+
+# Training tasks request this custom resource: only the training worker group carries it
+# (deploy/raycluster.yaml), so ingest steps never starve training of its nodes, nor the reverse.
+TRAIN_RESOURCE = "train"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "cluster")
@@ -55,12 +61,23 @@ def cluster_resources() -> dict[str, Any]:
     )
     return {
         "lake": lake, "ref_io_manager": LakeRefIOManager(lake=lake),
-        "ray": kuberay_cluster(),
+        "ray": RayClusterAddress(address=dg.EnvVar("FLYWHEEL_RAY_ADDRESS"),
+                                 task_resources={TRAIN_RESOURCE: 1.0}),
         "index": S3IndexResource(endpoint=dg.EnvVar("AWS_ENDPOINT_URL"),
                                  access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
                                  secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY")),
         "encoder": EncoderResource(),
     }
+
+
+def cluster_executor() -> dg.ExecutorDefinition:
+    """Each step of a run is a Ray job on the cluster (dagster-ray's ray_executor): the run worker
+    only orchestrates, the decode/embed/train work is scheduled by Ray across the nodes. One CPU
+    per step; the Ray nodes carry the lake, instance and Ray settings in their own environment."""
+    from dagster_ray import ray_executor
+
+    return ray_executor.configured(
+        {"ray": {"address": {"env": "FLYWHEEL_RAY_JOBS_URL"}, "num_cpus": 1.0}}, name="ray_steps")
 
 
 def resources_for(deployment: str | None = None) -> dict[str, Any]:
@@ -77,6 +94,9 @@ class Deployment:
         if self.name not in DEPLOYMENTS:
             raise ValueError(f"deployment {self.name!r}: must be one of {DEPLOYMENTS}")
         self.shared: dict[str, Any] = resources_for(self.name)
+        # None: Dagster's default (multiprocess under `dagster dev`, in-process in materialize)
+        self.executor: dg.ExecutorDefinition | None = (
+            cluster_executor() if self.name == "cluster" else None)
 
     def pick(self, *keys: str) -> dict[str, Any]:
         """The named shared resources (the same objects for every stage that names them)."""

@@ -3,8 +3,11 @@
 local:   LocalRayCluster, a LocalRay that starts an in-process Ray runtime with a fixed CPU count, or
          reuses the one already running in this process (a test session's shared cluster) and then
          leaves it running at cleanup instead of shutting down a runtime it does not own.
-cluster: dagster-ray's KubeRayCluster: a RayCluster CR per run, cleaned up after it; the image and
-         namespace come from EnvVar, the worker group is sized for CPU training.
+cluster: RayClusterAddress, a long-lived Ray cluster (the KubeRay RayCluster of deploy/, or `ray start`
+         processes) reached by address; training tasks carry its `task_resources` (a custom resource
+         only the training workers have) so they land on those nodes.
+kuberay_cluster() (dagster-ray's KubeRayCluster, a RayCluster CR per run) stays for a platform that
+prefers a cluster per run to a long-lived one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import dagster as dg
 from dagster_ray import LocalRay, RayResource
 from pydantic import Field, PrivateAttr
 
-__all__ = ["RayResource", "LocalRayCluster", "kuberay_cluster"]
+__all__ = ["RayResource", "LocalRayCluster", "RayClusterAddress", "kuberay_cluster", "task_resources"]
 
 TRAINING_ENV = {"YOLO_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
 
@@ -53,6 +56,63 @@ class LocalRayCluster(LocalRay):
         super().cleanup(context, exception)  # disconnects = ray.shutdown() for a local runtime
         self._owns_runtime = False
         self._context = None
+
+
+class RayClusterAddress(RayResource):
+    """An existing Ray cluster, connected to by address (dagster-ray's RayResource connects with
+    `ray.init(address=self.ray_address)`); never created or deleted by a run."""
+
+    address: str = Field(description="The cluster's GCS address (HOST:PORT, for a driver inside the "
+                                     "cluster network) or Ray Client address (ray://HOST:10001).")
+    task_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom resources every training task requests, e.g. {'train': 1}: pins "
+                    "training to the nodes that carry that resource.")
+
+    @property
+    def host(self) -> str:
+        return self.address.removeprefix("ray://").rsplit(":", 1)[0]
+
+    @property
+    def ray_address(self) -> str:  # type: ignore[override]
+        return self.address
+
+    @property
+    def name(self) -> str:
+        return f"RayClusterAddress({self.address})"
+
+    @property
+    def created(self) -> bool:
+        return True  # it exists before the run and outlives it: nothing to create or delete
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def connect(self, context: Any):
+        import ray
+
+        if ray.is_initialized():  # a step running as a Ray job is already a driver of the cluster
+            context.log.info(f"Reusing the Ray connection of this process ({self.name})")
+            return None
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        options = dict(self.ray_init_options)
+        runtime_env = dict(options.pop("runtime_env", {}) or {})
+        runtime_env["env_vars"] = {**TRAINING_ENV, **self.get_env_vars_to_inject(),
+                                   **(runtime_env.get("env_vars") or {})}
+        options.setdefault("log_to_driver", False)
+        self._context = ray.init(address=self.address, runtime_env=runtime_env, **options)
+        return self._context
+
+    def cleanup(self, context: Any, exception: BaseException | None) -> None:
+        if self._context is not None:
+            self._context.disconnect()  # the driver leaves; the cluster keeps running
+            self._context = None
+
+
+def task_resources(ray: RayResource) -> dict[str, float] | None:
+    """The custom resources a training task requests on this Ray resource (None: any node)."""
+    return dict(getattr(ray, "task_resources", None) or {}) or None
 
 
 def kuberay_cluster(

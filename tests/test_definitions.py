@@ -20,22 +20,25 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
     defs = build_definitions(deployment)
     repo = defs.get_repository_def()  # resolves every asset, job, sensor and resource binding
     assert set(repo.get_top_level_resources()) == {"lake", "ref_io_manager", "ray", "index", "encoder",
-                                                   "labelers", "signer"}
+                                                   "labelers", "signer", "labelstudio"}
     expected = {"local": {"lake": "LocalLakeResource", "ray": "LocalRayCluster",
                           "index": "LocalIndexResource", "signer": "LocalReleaseSigner"},
-                "cluster": {"lake": "S3LakeResource", "ray": "KubeRayCluster",
+                "cluster": {"lake": "S3LakeResource", "ray": "RayClusterAddress",
                             "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
         "depot_ingest_job", "train_and_evaluate", "prelabel_job", "merged_labels_job", "release_job",
-        "release_rollout_job", "refresh_timestamps_job"}
+        "release_rollout_job", "refresh_timestamps_job", "rule_yield_job", "federated_round_job",
+        "label_audit_job"}
     assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
         "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
         "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job",
-        "corrections_sensor": "merged_labels_job"}
+        "corrections_sensor": "merged_labels_job", "rule_yield_sensor": "rule_yield_job",
+        "label_studio_sensor": "merged_labels_job"}
     assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
         "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1"),
-        "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *")}
+        "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *"),
+        "daily_federated_round": ("federated_round_job", "0 2 * * *")}
     ingest = repo.get_job("depot_ingest_job")
     assert {k.to_user_string() for k in ingest.asset_layer.executable_asset_keys} == {
         "depot_frames", "depot_index", "depot_fleet_rollup"}

@@ -64,15 +64,18 @@ def test_importing_the_edge_agent_loads_no_heavy_module() -> None:
 
 
 @pytest.mark.slow
-def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", ["", "[federated]"])  # the Flower client must not bring torch/ray
+def test_installing_the_edge_agent_alone_pulls_no_cloud_dependency(tmp_path: Path, extra: str) -> None:
     report = tmp_path / "report.json"
     src = tmp_path / "src"
     shutil.copytree(EDGE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                    "--quiet", "--report", str(report), str(src)], check=True, capture_output=True)
+                    "--quiet", "--report", str(report), f"{src}{extra}"], check=True,
+                   capture_output=True)
     names = {item["metadata"]["name"].lower().replace("_", "-")
              for item in json.loads(report.read_text())["install"]}
     assert "flywheel-edge-agent" in names and "onnxruntime" in names and "obstore" in names
+    assert ("flwr" in names) == bool(extra)
     assert names & FORBIDDEN_DISTRIBUTIONS == set()
 
 
@@ -96,4 +99,5 @@ def test_no_test_hooks_ship_in_the_device_code() -> None:
     assert not (EDGE / "faults.py").exists()
     readers = sorted(str(p.relative_to(ROOT)) for p in python_files(EDGE)
                      if "TEST_STALL" in p.read_text() or "os.environ" in p.read_text())
-    assert readers == ["edge_agent/lake.py"]  # the S3 credential chain, not a test hook
+    # the S3 credential chain, and Flower's usage telemetry switched off: neither is a test hook
+    assert readers == ["edge_agent/federated/client.py", "edge_agent/lake.py"]

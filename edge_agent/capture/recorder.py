@@ -14,6 +14,7 @@ from datetime import datetime
 
 import numpy as np
 
+from edge_agent.insertion import InsertionDecision
 from edge_agent.triggers.signals import BarcodeHit
 
 
@@ -37,6 +38,7 @@ class FrameRecord:
     weight_g: float | None = None
     location: tuple[str, float] | None = None
     firings: list[Firing] = field(default_factory=list)
+    insertion: InsertionDecision | None = None  # the insertion this frame closed (sidecar V2)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""A finished capture's sidecar (ClipSidecarV1): built where the clip is encoded, in the capture
-worker's thread or in the encoder child process."""
+"""A finished capture's sidecar (ClipSidecarV2: V1 plus the insertions decided within the clip):
+built where the clip is encoded, in the capture worker's thread or in the encoder child process."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from edge_agent.contract.layout import clip_id_from_sha256
 from edge_agent.contract.schemas import (
     BarcodeRead,
     ClipInfo,
-    ClipSidecarV1,
+    ClipSidecarV2,
     FramePrediction,
+    InsertionSummary,
     LocationSample,
     TriggerFiring,
     WeightSample,
@@ -19,7 +20,7 @@ from edge_agent.contract.schemas import (
 
 
 def build_sidecar(job: CaptureJob, *, sha256: str, size: int, clip, device_id: str, store_id: str,
-                  agent_version: str) -> ClipSidecarV1:
+                  agent_version: str) -> ClipSidecarV2:
     frames = job.frames
     t0 = frames[0].t
     started = frames[0].wall.astimezone(UTC)
@@ -37,7 +38,7 @@ def build_sidecar(job: CaptureJob, *, sha256: str, size: int, clip, device_id: s
     preds = [FramePrediction(index=i, t=round(r.t - t0, 4), prediction=r.prediction,
                              confidence=min(1.0, max(0.0, r.confidence)))
              for i, r in enumerate(frames)]
-    return ClipSidecarV1(
+    return ClipSidecarV2(
         clip_id=clip_id_from_sha256(sha256), device_id=device_id, store_id=store_id,
         capture_date=started.date().isoformat(), started_at=started,
         model_version=job.model_version, rule_set_version=job.rule_set_version,
@@ -46,7 +47,32 @@ def build_sidecar(job: CaptureJob, *, sha256: str, size: int, clip, device_id: s
                       height=clip.height, fps=clip.fps, frame_count=clip.frame_count,
                       duration_s=clip.duration_s),
         triggers=firings, barcode_reads=reads, weight_series=weights, location_series=locations,
-        frames=preds)
+        frames=preds, insertions=insertions(frames))
+
+
+def insertions(frames: list) -> list[InsertionSummary]:
+    """The insertions closed on a frame of this clip, with their span in clip frame indices."""
+    out = []
+    for i, r in enumerate(frames):
+        d = r.insertion
+        if d is None:
+            continue
+        first = next((j for j in range(i + 1) if d.first_t is None or frames[j].t >= d.first_t), i)
+        out.append(InsertionSummary(
+            first_frame=first, last_frame=i,
+            began_before_clip=d.first_t is not None and frames[0].t > d.first_t,
+            label=_cut(d.label), confidence=_unit(d.confidence), source=d.source,
+            n_frames=d.n_frames, n_voting=d.n_voting, vote_label=_cut(d.vote_label),
+            vote_confidence=_unit(d.vote_confidence), barcode=_cut(d.barcode)))
+    return out
+
+
+def _cut(label: str | None) -> str | None:
+    return None if label is None else label[:64]  # labels come from the model's card: bounded here
+
+
+def _unit(x: float) -> float:
+    return min(1.0, max(0.0, float(x)))
 
 
 def _scalar(v: object) -> float | str | bool | None:

@@ -1,8 +1,10 @@
 """The lake layout: every key devices and the cloud agree on is built and parsed here.
 
-    landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.mp4   clip (H.264)
-    landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.json  sidecar, written LAST
-    landing/arrivals/YYYYMMDD/HHMM/<ts>~<date>~<store>~<device>~<clip_id>
+    landing/clips/device=D/date=YYYY-MM-DD/store=S/<clip_id>.mp4   clip (H.264)
+    landing/clips/device=D/date=YYYY-MM-DD/store=S/<clip_id>.json  sidecar, written LAST
+    landing/clips/date=YYYY-MM-DD/store=S/device=D/<clip_id>.*     layout 1 (before 2026-12): still
+                                                                   read, no longer written
+    landing/arrivals/YYYYMMDD/HHMM/<ts>~<date>~<store>~<device>~<clip_id>[~L2]
                                                                    empty marker put after the sidecar:
                                                                    the arrival log, in upload-time order
     landing/status/device=D/<ts>.json                              status reports
@@ -12,6 +14,10 @@
                       <N>.snapshot.json, <N>.targets.json           (python-tuf, consistent snapshots)
     releases/<channel>/targets/<dir>/<sha256>.<name>               content-addressed release artifacts
     releases/<channel>/manifest.json (+ manifest.json.sig)          retired hand-made scheme (pre-TUF)
+
+The device comes first in a clip key (layout 2) so object-store credentials can confine each
+device's writes to `landing/clips/device=D/` and `landing/status/device=D/` with plain prefix
+rules (`device_write_prefixes`). Layout 1 put the date first, which no prefix rule can confine.
 """
 
 from __future__ import annotations
@@ -38,9 +44,14 @@ CLIP_EXT = ".mp4"
 SIDECAR_EXT = ".json"
 CLIP_ID_LEN = 32  # hex chars of the clip's sha256: content-derived, so re-uploads are idempotent
 
-_CLIP_KEY_RE = re.compile(
-    r"landing/clips/date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/store=(?P<store>[^/]+)/device=(?P<device>[^/]+)"
-    r"/(?P<clip_id>[^/]+)(?P<ext>\.mp4|\.json)")
+LAYOUT = 2  # the clip-key layout devices write now
+_CLIP_KEY_RE = {
+    2: re.compile(r"landing/clips/device=(?P<device>[^/]+)/date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+                  r"/store=(?P<store>[^/]+)/(?P<clip_id>[^/]+)(?P<ext>\.mp4|\.json)"),
+    1: re.compile(r"landing/clips/date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/store=(?P<store>[^/]+)"
+                  r"/device=(?P<device>[^/]+)/(?P<clip_id>[^/]+)(?P<ext>\.mp4|\.json)"),
+}
+_ARRIVAL_LAYOUT_TAG = "L2"  # last field of a layout-2 arrival marker; layout-1 markers have none
 
 
 def clip_id_from_sha256(sha256_hex: str) -> str:
@@ -66,21 +77,41 @@ def validate_date(value: str | date, field: str = "date") -> str:
     return text
 
 
-def clip_prefix(day: str | date, store_id: str, device_id: str) -> str:
-    return (f"{LANDING_CLIPS}/date={validate_date(day)}/store={validate_id(store_id, 'store_id')}"
-            f"/device={validate_id(device_id, 'device_id')}")
+def device_clips_prefix(device_id: str) -> str:
+    """Every clip a device writes (layout 2) is under this prefix."""
+    return f"{LANDING_CLIPS}/device={validate_id(device_id, 'device_id')}"
 
 
-def clip_key(day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
-    return f"{clip_prefix(day, store_id, device_id)}/{validate_id(clip_id, 'clip_id')}{CLIP_EXT}"
+def clip_prefix(day: str | date, store_id: str, device_id: str, layout: int = LAYOUT) -> str:
+    day, store = validate_date(day), validate_id(store_id, "store_id")
+    if layout == 1:
+        return f"{LANDING_CLIPS}/date={day}/store={store}/device={validate_id(device_id, 'device_id')}"
+    return f"{device_clips_prefix(device_id)}/date={day}/store={store}"
 
 
-def sidecar_key(day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
-    return f"{clip_prefix(day, store_id, device_id)}/{validate_id(clip_id, 'clip_id')}{SIDECAR_EXT}"
+def clip_key(day: str | date, store_id: str, device_id: str, clip_id: str, layout: int = LAYOUT) -> str:
+    return f"{clip_prefix(day, store_id, device_id, layout)}/{validate_id(clip_id, 'clip_id')}{CLIP_EXT}"
+
+
+def sidecar_key(day: str | date, store_id: str, device_id: str, clip_id: str, layout: int = LAYOUT) -> str:
+    return f"{clip_prefix(day, store_id, device_id, layout)}/{validate_id(clip_id, 'clip_id')}{SIDECAR_EXT}"
 
 
 def day_prefix(day: str | date) -> str:
+    """A day's clips in layout 1 (date first); layout 2 keeps each day under its device:
+    `device_day_prefix`."""
     return f"{LANDING_CLIPS}/date={validate_date(day)}"
+
+
+def device_day_prefix(device_id: str, day: str | date) -> str:
+    return f"{device_clips_prefix(device_id)}/date={validate_date(day)}"
+
+
+def device_write_prefixes(device_id: str) -> tuple[str, ...]:
+    """Where a device writes: its clips, its status reports, and the shared arrival log (empty
+    markers that only wake the sensor: the ingest trusts a clip only under its device's prefix)."""
+    device = validate_id(device_id, "device_id")
+    return (device_clips_prefix(device) + "/", f"{LANDING_STATUS}/device={device}/", LANDING_ARRIVALS + "/")
 
 
 @dataclass(frozen=True)
@@ -92,29 +123,32 @@ class ClipKey:
     device_id: str
     clip_id: str
     kind: Literal["clip", "sidecar"]
+    layout: int = LAYOUT  # 1: date first (read only), 2: device first
 
     @property
     def clip_key(self) -> str:
-        return clip_key(self.date, self.store_id, self.device_id, self.clip_id)
+        return clip_key(self.date, self.store_id, self.device_id, self.clip_id, self.layout)
 
     @property
     def sidecar_key(self) -> str:
-        return sidecar_key(self.date, self.store_id, self.device_id, self.clip_id)
+        return sidecar_key(self.date, self.store_id, self.device_id, self.clip_id, self.layout)
 
 
 def parse_clip_key(key: str) -> ClipKey:
     """Parse a landing clip or sidecar key; raise ContractError naming what is wrong."""
     validate_key(key)
-    m = _CLIP_KEY_RE.fullmatch(key)
-    if not m:
-        raise ContractError("key", f"not a landing clip key: {key!r}")
-    return ClipKey(
-        date=validate_date(m["date"]),
-        store_id=validate_id(m["store"], "store_id"),
-        device_id=validate_id(m["device"], "device_id"),
-        clip_id=validate_id(m["clip_id"], "clip_id"),
-        kind="clip" if m["ext"] == CLIP_EXT else "sidecar",
-    )
+    for layout, pattern in _CLIP_KEY_RE.items():
+        m = pattern.fullmatch(key)
+        if m:
+            return ClipKey(
+                date=validate_date(m["date"]),
+                store_id=validate_id(m["store"], "store_id"),
+                device_id=validate_id(m["device"], "device_id"),
+                clip_id=validate_id(m["clip_id"], "clip_id"),
+                kind="clip" if m["ext"] == CLIP_EXT else "sidecar",
+                layout=layout,
+            )
+    raise ContractError("key", f"not a landing clip key: {key!r}")
 
 
 def timestamp_id(at: datetime) -> str:
@@ -135,18 +169,22 @@ def parse_timestamp_id(ts: str, field: str = "timestamp") -> datetime:
         raise ContractError(field, f"{ts!r} is not a real time") from None
 
 
-def arrival_key(at: datetime, day: str | date, store_id: str, device_id: str, clip_id: str) -> str:
+def arrival_key(at: datetime, day: str | date, store_id: str, device_id: str, clip_id: str,
+                layout: int = LAYOUT) -> str:
     """The arrival marker a device puts (empty) right after a clip's sidecar.
 
     Clip keys sort by content hash, so a new clip usually lands BEHIND any start-after cursor over
     landing/clips/; arrival keys sort by upload time, so the
     cloud's sensor finds every new clip with one listing after its cursor: O(new) per tick
     (minute folders keep a local lake's listing from sorting a busy hour at every tick).
-    `~` cannot occur in ids, so the key parses back unambiguously (`parse_arrival_key`).
+    `~` cannot occur in ids, so the key parses back unambiguously (`parse_arrival_key`); a
+    layout-2 clip's marker ends in `~L2`, so markers of clips landed in layout 1 still resolve.
     """
     ts = timestamp_id(at)
     parts = [validate_date(day), validate_id(store_id, "store_id"), validate_id(device_id, "device_id"),
              validate_id(clip_id, "clip_id")]
+    if layout == 2:
+        parts.append(_ARRIVAL_LAYOUT_TAG)
     return f"{LANDING_ARRIVALS}/{ts[:8]}/{ts[9:13]}/{ts}~{'~'.join(parts)}"
 
 
@@ -155,6 +193,9 @@ def parse_arrival_key(key: str) -> tuple[str, ClipKey]:
     validate_key(key)
     name = key.rsplit("/", 1)[-1]
     fields = name.split("~")
+    layout = 1
+    if len(fields) == 6 and fields[-1] == _ARRIVAL_LAYOUT_TAG:
+        fields, layout = fields[:-1], 2
     if not key.startswith(LANDING_ARRIVALS + "/") or len(fields) != 5:
         raise ContractError("key", f"not an arrival key: {key!r}")
     ts, day, store, device, clip_id = fields
@@ -164,7 +205,7 @@ def parse_arrival_key(key: str) -> tuple[str, ClipKey]:
         raise ContractError("key", f"arrival key has a bad timestamp: {e.reason}") from None
     return ts, ClipKey(date=validate_date(day), store_id=validate_id(store, "store_id"),
                        device_id=validate_id(device, "device_id"), clip_id=validate_id(clip_id, "clip_id"),
-                       kind="sidecar")
+                       kind="sidecar", layout=layout)
 
 
 def status_key(device_id: str, at: datetime) -> str:

@@ -150,6 +150,47 @@ class ClipSidecarV1(_Doc):
         return self
 
 
+class InsertionSummary(_Doc):
+    """One insertion the device decided (edge_agent/insertion.py): the item the cart got."""
+
+    first_frame: NonNeg  # clip frame index of its first frame (0 when it began before the clip)
+    last_frame: NonNeg  # ... of the frame that closed it
+    began_before_clip: bool = False  # its first frames fell before the clip's pre-roll
+    label: str | None = Field(None, max_length=64)  # SKU decided; None when nothing was seen
+    confidence: Unit  # barcode: share of reads agreeing; vote: the winner's mean probability
+    source: Literal["barcode", "vote", "none"]
+    n_frames: NonNeg  # frames of the insertion (all of them, also those before the clip)
+    n_voting: NonNeg  # of those, frames whose top-1 was a product
+    vote_label: str | None = Field(None, max_length=64)  # the model alone
+    vote_confidence: Unit
+    barcode: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InsertionSummary:
+        if self.last_frame < self.first_frame:
+            raise ValueError("last_frame must not precede first_frame")
+        if self.n_voting > self.n_frames:
+            raise ValueError("n_voting cannot exceed n_frames")
+        if (self.source == "barcode") != (self.barcode is not None):
+            raise ValueError("barcode is set exactly when the source is a barcode")
+        return self
+
+
+class ClipSidecarV2(ClipSidecarV1):
+    """V1 plus the device's per-insertion decisions: `insertions` closed within the clip."""
+
+    schema_version: Literal[2] = 2  # type: ignore[assignment]
+    insertions: list[InsertionSummary] = []
+
+    @model_validator(mode="after")
+    def _insertions_in_clip(self) -> ClipSidecarV2:
+        for i, ins in enumerate(self.insertions):
+            if ins.last_frame >= self.clip.frame_count:
+                raise ValueError(f"insertions.{i}.last_frame {ins.last_frame} is past the clip's "
+                                 "last frame")
+        return self
+
+
 # -- device status report ----------------------------------------------------------------------
 
 
@@ -336,14 +377,14 @@ class DeviceModelV1(_Doc):
 
 # -- parsing -----------------------------------------------------------------------------------
 
-ClipSidecar = ClipSidecarV1
+ClipSidecar = ClipSidecarV1  # the base of every version: readers use V1's fields
 StatusReport = StatusReportV1
 ReleaseManifest = ReleaseManifestV1
 CorrectionBatch = CorrectionBatchV1
 DeviceModel = DeviceModelV1
 
 _REGISTRY: dict[str, dict[int, type[_Doc]]] = {
-    "flywheel.clip_sidecar": {1: ClipSidecarV1},
+    "flywheel.clip_sidecar": {1: ClipSidecarV1, 2: ClipSidecarV2},
     "flywheel.status_report": {1: StatusReportV1, 2: StatusReportV2},
     "flywheel.release_manifest": {1: ReleaseManifestV1},
     "flywheel.correction_batch": {1: CorrectionBatchV1},
@@ -401,7 +442,7 @@ def _load_json(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def parse_sidecar(raw: bytes | str | dict[str, Any]) -> ClipSidecar:
+def parse_sidecar(raw: bytes | str | dict[str, Any]) -> ClipSidecarV1 | ClipSidecarV2:
     return parse_document(raw, ClipSidecarV1)
 
 

@@ -42,8 +42,11 @@ PREDICATES: dict[str, _Spec] = {
     "motion": _Spec(frozenset({"motion"}), (("threshold", float, DEFAULT_MOTION),),
                     "mean grey-level difference to the previous frame >= threshold"),
     "barcode": _Spec(frozenset({"barcode"}), (), "a retail barcode (EAN/UPC) was read"),
-    "low_confidence": _Spec(frozenset(), (("below", float, DEFAULT_LOW_CONFIDENCE),),
-                            "model confidence < below"),
+    "low_confidence": _Spec(frozenset(), (("below", float, DEFAULT_LOW_CONFIDENCE),
+                                          ("scope", str, "frame")),
+                            'model confidence < below; scope "frame" (each frame, the default) or '
+                            '"insertion" (once per insertion, on the frame that closes it, with the '
+                            "insertion decision's confidence: edge_agent/insertion.py)"),
     "campaign": _Spec(frozenset({"barcode"}), (("selector", str, ...),),
                       'selector "sku:<ean>" | "aisle:<id>" | "store:<id>"'),
     "weight_change": _Spec(frozenset({"weight"}), (("grams", float, DEFAULT_WEIGHT_CHANGE_G),),
@@ -145,6 +148,14 @@ def _predicate(name: str, args: list[Any], rule: str, pos: int) -> Predicate:
         below = float(args[0])
         if not 0.0 < below <= 1.0:
             raise RuleError(rule, pos, f"low_confidence: threshold must be in (0, 1], got {below:g}")
+        scope = str(args[1])
+        if scope == "insertion":
+            return lambda f: (f.insertion_confidence is not None and f.insertion_confidence < below,
+                              None if f.insertion_confidence is None
+                              else round(f.insertion_confidence, 4))
+        if scope != "frame":
+            raise RuleError(rule, pos, f'low_confidence: scope must be "frame" or "insertion", '
+                            f"got {scope!r}")
         return lambda f: (f.confidence < below, round(f.confidence, 4))
     if name == "weight_change":
         grams = float(args[0])

@@ -95,6 +95,9 @@ class SignalFrame:
     store: str | None = None
     shadow_ran: bool = False  # a shadow (candidate) model also judged this frame
     shadow_prediction: str | None = None  # its top-1
+    # set only on the frame that closes an insertion (edge_agent.insertion.InsertionTracker)
+    insertion_label: str | None = None  # the insertion's decision (barcode, else the vote)
+    insertion_confidence: float | None = None  # its confidence
 
     @property
     def barcode_text(self) -> str | None:
@@ -114,4 +117,7 @@ class SignalFrame:
             out["weight_delta_g"] = round(self.weight_delta_g, 1)
         if self.shadow_ran:
             out["shadow_prediction"] = self.shadow_prediction
+        if self.insertion_confidence is not None:
+            out["insertion_label"] = self.insertion_label
+            out["insertion_confidence"] = round(self.insertion_confidence, 4)
         return out

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.contract.errors import ContractError
-from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, day_prefix, parse_clip_key
+from edge_agent.contract.layout import CLIP_EXT, SIDECAR_EXT, parse_clip_key
 from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, LakeError, ObjectInfo, ObjectNotFound
 from flywheel.depot import frames_table
@@ -36,7 +36,7 @@ from flywheel.depot.frames import (
     sample_indices,
     to_jpeg,
 )
-from flywheel.depot.landing import split_key
+from flywheel.depot.landing import day_objects, split_key
 from flywheel.depot.ledger import (
     LedgerEntry,
     ingested_sidecar,
@@ -320,7 +320,7 @@ def ingest_day(lake: Lake, day: str, config: DepotConfig | None = None, *,
     ledger = read_ledger(lake, day)
     stems: dict[str, dict[str, ObjectInfo]] = {}
     todo: list[tuple[str, set[str]]] = []
-    for info in lake.list(day_prefix(day)):
+    for info in day_objects(lake, day):
         stem, ext = split_key(info.key)
         if ext:
             stems.setdefault(stem, {})[ext] = info

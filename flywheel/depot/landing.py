@@ -1,6 +1,7 @@
 """What is new in the landing zone: the sensor's logic, as a pure function over the lake.
 
-Clip keys (`landing/clips/date=D/store=S/device=E/<sha-prefix>.mp4`) sort by content hash, so a new
+Clip keys (`landing/clips/device=E/date=D/store=S/<sha-prefix>.mp4`, or date first in the
+layout-1 keys landed before 2026-12: both are read everywhere) sort by content hash, so a new
 clip usually lands BEHIND a start-after cursor over `landing/clips/`: such a cursor alone misses
 most uploads. Devices therefore put an empty marker in the arrival log right after each sidecar
 (`edge_agent.contract.layout.arrival_key`: keys sorted by upload time). A tick reads two listings,
@@ -29,15 +30,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from edge_agent.contract.errors import ContractError
+from edge_agent.contract.ids import validate_id
 from edge_agent.contract.layout import (
     CLIP_EXT,
     LANDING_ARRIVALS,
     LANDING_CLIPS,
     SIDECAR_EXT,
+    day_prefix,
+    device_day_prefix,
     parse_arrival_key,
     parse_timestamp_id,
     validate_date,
@@ -46,8 +50,9 @@ from edge_agent.lake import Lake, ObjectInfo
 from flywheel.depot import quarantine as q
 from flywheel.depot.config import DepotConfig
 
-_DAY_RE = re.compile(r"landing/clips/date=([0-9]{4}-[0-9]{2}-[0-9]{2})/")
-_ANY_DAY_RE = re.compile(r"landing/clips/date=([^/]*)/")
+# layout 2 (device first) or layout 1 (date first)
+_DAY_RE = re.compile(r"landing/clips/(?:device=([^/]+)/)?date=([0-9]{4}-[0-9]{2}-[0-9]{2})/")
+_ANY_DAY_RE = re.compile(r"landing/clips/(?:device=[^/]+/)?date=([^/]*)/")
 PARTS = (CLIP_EXT, SIDECAR_EXT)
 
 
@@ -104,7 +109,9 @@ def day_of(key: str) -> str | None:
     if not m:
         return None
     try:
-        return validate_date(m.group(1))
+        if m.group(1) is not None:
+            validate_id(m.group(1), "device_id")  # a device folder no prefix rule could own
+        return validate_date(m.group(2))
     except ContractError:
         return None
 
@@ -115,13 +122,32 @@ def why_unroutable(key: str) -> tuple[str, str]:
         return q.BAD_KEY, f"the lake refuses the name {key!r}"
     m = _ANY_DAY_RE.match(key)
     if m and day_of(key) is None:
-        return q.BAD_DATE, f"date={m.group(1)!r} is not a calendar date YYYY-MM-DD"
+        try:
+            validate_date(m.group(1))
+        except ContractError:
+            return q.BAD_DATE, f"date={m.group(1)!r} is not a calendar date YYYY-MM-DD"
+        return q.BAD_KEY, "the device folder is not a valid device id"
     if key.startswith(LANDING_ARRIVALS + "/"):
         try:
             parse_arrival_key(key)
         except ContractError as e:
             return q.BAD_KEY, f"not a valid arrival marker key: {e.reason}"
-    return q.BAD_KEY, "not under landing/clips/date=YYYY-MM-DD/"
+    return q.BAD_KEY, "not under landing/clips/device=D/date=YYYY-MM-DD/ (nor layout 1's date=YYYY-MM-DD/)"
+
+
+def day_objects(lake: Lake, day: str) -> Iterator[ObjectInfo]:
+    """Every landed object of a capture day, both layouts: the day's folder of layout 1, then the
+    day's folder under each device (one delimiter listing finds the devices: O(devices))."""
+    yield from lake.list(day_prefix(day))
+    for folder in lake.list_folders(LANDING_CLIPS):
+        if folder.startswith("device="):
+            try:
+                prefix = device_day_prefix(folder.removeprefix("device="), day)
+            except ContractError:  # a bad device id: listed all the same, so the ingest quarantines it
+                prefix = f"{LANDING_CLIPS}/{folder}/date={validate_date(day)}"
+                if not q.addressable(prefix):
+                    continue  # the lake refuses the name: the sensor and sweep quarantine it
+            yield from lake.list(prefix)
 
 
 def scan_landing(lake: Lake, cursor: LandingCursor, *, now: float, config: DepotConfig | None = None

@@ -38,13 +38,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What a cart captures by default: barcode scans in motion, an uncertain model while something
-# moves, the load cell stepping, and (first in the upload queue) the model contradicting a barcode.
+# What a cart captures by default: barcode scans in motion, an insertion the model decided with
+# low confidence (once per insertion, on the frame that closes it: a poor model no longer marks
+# every moving frame uncertain), the load cell stepping, and (first in the upload queue) the model
+# contradicting a barcode.
 DEFAULT_RULES = {
-    "version": "fleet-default-1",
+    "version": "fleet-default-2",
     "rules": [
         {"name": "mismatch", "when": "disagreement", "priority": 0},
-        {"name": "uncertain", "when": "all(motion(7), low_confidence(0.55))", "priority": 1},
+        {"name": "uncertain", "when": 'low_confidence(0.55, "insertion")', "priority": 1},
         {"name": "scan", "when": "all(motion, barcode)", "priority": 3},
         {"name": "insert", "when": "weight_change(50)", "priority": 4},
     ],
@@ -65,6 +67,8 @@ class FleetSummary:
     drops: dict[str, int] = field(default_factory=dict)
     fires: dict[str, int] = field(default_factory=dict)
     upload_failures: int = 0
+    insertions: int = 0  # insertions the carts decided (edge_agent/insertion.py)
+    insertions_low_confidence: int = 0  # of those, decided below the low-confidence mark
     inference_p99_ms: float = 0.0
     devices: list[str] = field(default_factory=list)
     lake: str = ""
@@ -94,6 +98,8 @@ class FleetSummary:
                 f"; OTA: {dict(Counter(self.ota.values()))}, models at the end: "
                 f"{dict(Counter(self.models.values()))}" if self.ota else ""),
             f"  rule firings: {fires}",
+            f"  insertions decided on the carts: {self.insertions} "
+            f"({self.insertions_low_confidence} with low confidence)",
             f"  captured {self.captures}  uploaded {self.uploaded} ({self.uploaded_bytes / 1e6:.2f} MB)"
             f"  dropped {self.dropped} ({drops})  still spooled {self.still_spooled}",
             f"  upload failures (retried) {self.upload_failures}  inference p99 "
@@ -214,6 +220,8 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
             summary.uploaded += t["uploaded_clips"]
             summary.uploaded_bytes += t["uploaded_bytes"]
             summary.upload_failures += t["upload_failures"]
+            summary.insertions += t["insertions"]
+            summary.insertions_low_confidence += t["insertions_low_confidence"]
             summary.still_spooled += len(a.spool)
             summary.inference_p99_ms = max(summary.inference_p99_ms, t["inference_latency_ms"]["p99"])
             drops.update(t["drops"])

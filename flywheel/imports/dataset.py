@@ -14,6 +14,7 @@ changes nothing, and a photo cannot enter under two ids.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -142,9 +143,11 @@ def check_items(raw: RawDataset, report: ImportReport) -> list[dict]:
             report.rejected.append((source, "; ".join(problems)))
             continue
         objects = [it for it in items if it.label is not None]
-        if len(objects) > 1:
-            report.rejected.append((source, f"{len(objects)} labelled objects in one image; a Flywheel "
-                                            "frame carries one item (crop it, or split the image)"))
+        if len(objects) > 1 and raw.task != "detect":
+            report.rejected.append((source, f"{len(objects)} labelled objects in one image of a "
+                                            "classification dataset: a classification frame shows one "
+                                            "item (import the boxes as detection, or crop each object "
+                                            "into its own image)"))
             continue
         item = objects[0] if objects else items[0]
         try:
@@ -155,15 +158,35 @@ def check_items(raw: RawDataset, report: ImportReport) -> list[dict]:
         except BadImage as e:
             report.rejected.append((source, str(e)))
             continue
-        box, why = _box_pixels(item, img)
-        if why is None and raw.task == "detect" and item.label is not None and box is None:
-            why = "labelled object without a box in a detection dataset"
+        boxes, why = [], None
+        for n, obj in enumerate(objects or [item], 1):
+            box, why = _box_pixels(obj, img)
+            if why is None and raw.task == "detect" and obj.label is not None and box is None:
+                why = "labelled object without a box in a detection dataset"
+            if why:
+                why = f"object {n} of {len(objects)} ({obj.label}): {why}" if len(objects) > 1 else why
+                break
+            boxes.append(box)
         if why:
             report.rejected.append((source, why))
             continue
-        rows.append({"source": source, "label": item.label, "box": box, "img": img,
+        # detection keeps every box; the first object also fills the one-item columns (sku, item_box)
+        rows.append({"source": source, "label": item.label, "box": boxes[0], "img": img,
+                     "objects": [(o.label, b) for o, b in zip(objects, boxes, strict=True)]
+                     if len(objects) > 1 else None,
                      "group": item.group or source, "sha": sha256(img.data)})
     return rows
+
+
+def _object_labels(rows: list[dict]) -> list[str]:
+    """Every labelled object's class name, one entry per object."""
+    return [lab for r in rows for lab in ([o[0] for o in r["objects"]] if r["objects"] else [r["label"]])
+            if lab is not None]
+
+
+def _labelling(r: dict) -> str:
+    """What an image is labelled as: its class, or its objects' classes in order."""
+    return ", ".join(o[0] for o in r["objects"]) if r["objects"] else str(r["cls"])
 
 
 def _dedupe(rows: list[dict], report: ImportReport) -> list[dict]:
@@ -172,11 +195,11 @@ def _dedupe(rows: list[dict], report: ImportReport) -> list[dict]:
         by_sha.setdefault(r["sha"], []).append(r)
     out = []
     for same in by_sha.values():
-        labels = {r["cls"] for r in same}
+        labels = {_labelling(r) for r in same}
         if len(labels) > 1:
             for r in same:
                 report.rejected.append((r["source"], "the same image is also labelled "
-                                        + ", ".join(sorted(str(x) for x in labels - {r['cls']}))
+                                        + ", ".join(sorted(str(x) for x in labels - {_labelling(r)}))
                                         + " (" + ", ".join(o["source"] for o in same if o is not r) + ")"))
             continue
         report.duplicates += len(same) - 1
@@ -196,6 +219,7 @@ def _frames_table(rows: list[dict], name: str, group: str) -> pl.DataFrame:
             "device_id": "import", "store": "manual", "distribution": "manual",
             "sku": None if empty else r["cls"], "is_empty": empty,
             "item_box": None if empty else r["box"], "hand_box": None, "conditions": "{}",
+            "objects": json.dumps(r["objects"]) if r["objects"] else None,
             "image_png": r["img"].data,  # PNG or JPEG bytes as imported (readers decode with PIL)
             "width": r["img"].width, "height": r["img"].height,
             "source": f"{name}/{r['source']}",
@@ -203,9 +227,11 @@ def _frames_table(rows: list[dict], name: str, group: str) -> pl.DataFrame:
     schema = {"frame_id": pl.String, "session_id": pl.String, "device_id": pl.String,
               "store": pl.String, "distribution": pl.String, "sku": pl.String, "is_empty": pl.Boolean,
               "item_box": pl.List(pl.Float32), "hand_box": pl.List(pl.Float32),
-              "conditions": pl.String, "image_png": pl.Binary, "width": pl.Int32, "height": pl.Int32,
-              "source": pl.String}
-    return pl.DataFrame(recs, schema=schema).sort("frame_id")
+              "conditions": pl.String, "objects": pl.String, "image_png": pl.Binary, "width": pl.Int32,
+              "height": pl.Int32, "source": pl.String}
+    df = pl.DataFrame(recs, schema=schema).sort("frame_id")
+    # one-item images only: no `objects` column, so their tables stay byte-identical to before
+    return df if df["objects"].is_not_null().any() else df.drop("objects")
 
 
 def parquet_bytes(frames: pl.DataFrame) -> bytes:
@@ -264,17 +290,19 @@ def import_dataset(lake: Lake, path: str | Path, *, fmt: str | None = None, stan
         report.errors.append("the lake has no catalog: run `flywheel catalog import` first")
         raise DatasetImportError(report) from None
     mapping = read_mapping_file(mapping_file) if mapping_file else None
-    used = {r["label"] for r in rows if r["label"] is not None}
+    counts = Counter(_object_labels(rows))
+    used = set(counts)
     mapped, unknown = map_classes(used | set(raw.classes), products, mapping)
     for name in sorted(used & set(unknown)):
-        n = sum(r["label"] == name for r in rows)
-        report.errors.append(f"class {name!r} ({n} image(s)): {unknown[name]}")
-    counts = Counter(r["label"] for r in rows)
+        images = sum(name in (r["label"], *(o[0] for o in r["objects"] or [])) for r in rows)
+        report.errors.append(f"class {name!r} ({images} image(s)): {unknown[name]}")
     for name in raw.classes:
         if not counts.get(name):
             report.errors.append(f"class {name!r} has no usable images")
     for r in rows:
         r["cls"] = EMPTY_CLASS if r["label"] is None else mapped.get(r["label"], r["label"])
+        if r["objects"]:
+            r["objects"] = [[mapped.get(lab, lab), *box] for lab, box in r["objects"]]
     rows = _dedupe(rows, report)
     if not rows:
         report.errors.append("no usable image")
@@ -284,7 +312,8 @@ def import_dataset(lake: Lake, path: str | Path, *, fmt: str | None = None, stan
     name = standard_set or (path.name if path.is_dir() else path.parent.name)  # provenance prefix
     new = _frames_table(rows, name, group)
     report.frames = new.height
-    report.class_counts = dict(sorted(Counter(r["cls"] for r in rows).items()))
+    report.class_counts = dict(sorted(Counter(
+        c for r in rows for c in ([o[0] for o in r["objects"]] if r["objects"] else [r["cls"]])).items()))
     if standard_set:
         _import_standard(lake, new, standard_set, report, near_dup_bits)
     else:
@@ -301,7 +330,9 @@ def _import_manual(lake: Lake, new: pl.DataFrame, report: ImportReport, near_dup
     if current is not None:
         _, old = depot_sets.read_manual_collection(lake)
         report.new_frames = new.filter(~pl.col("frame_id").is_in(old["frame_id"].to_list())).height
-        merged = pl.concat([old, normalise(new).select([c for c in old.columns if c in new.columns])],
+        keep = [c for c in old.columns if c in new.columns] + [c for c in ("objects",)
+                                                              if c in new.columns and c not in old.columns]
+        merged = pl.concat([old, normalise(new).select(keep)],
                            how="diagonal_relaxed").unique("frame_id", keep="first").sort("frame_id")
     else:
         report.new_frames = new.height

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--minutes", type=float, help="minutes of the fleet run (default: from the frames)")
     r.add_argument("--json", action="store_true", help="print JSON")
     r.set_defaults(func=run_review)
+    from flywheel.label.studio_cli import register as register_studio
+
+    register_studio(lsub)  # push, pull, audit
 
 
 def run_review(args: argparse.Namespace) -> int:

@@ -99,7 +99,8 @@ def from_label_studio(export: list[Any], key: str, *, exported_at: datetime | No
                     "frame_id": fid, "action": action, "sku": sku, "box": box,
                     "previous_sku": None if proposed == NO_PRODUCT else proposed,
                     "annotator": f"ls-{_safe_id(str(who))}", "corrected_at": when,
-                    "note": f"task {data.get('task_id', '')} annotation {ann.get('id', '')}"})
+                    "note": f"task {data.get('task_id', '')} annotation {ann.get('id', '')} "
+                            f"(label-studio task {task.get('id', '')})"})
     if not corrections:
         raise BadBatch(BAD_BATCH, "Label Studio export without any submitted annotation of our tasks")
     digest = hashlib.sha256(json.dumps(export, sort_keys=True).encode()).hexdigest()[:16]

@@ -37,6 +37,7 @@ from flywheel.refs import LabelsRef, ref_for
 MERGED = "label/merged"
 AUTO_TOOL = "prelabel-ensemble"
 TASK_NOTE = re.compile(r"\btask ([A-Za-z0-9._-]+)")
+TOOL_ANNOTATION = re.compile(r"\bannotation (\d+)\b")  # the tool's own annotation id (Label Studio)
 
 
 def merged_key(day: str, name: str = "merged.parquet") -> str:
@@ -94,7 +95,9 @@ def human_labels(batches: list[CorrectionBatchV1], auto_label: dict[str, str | N
                 label = c.sku if c.sku is not None else shown
             out.setdefault(c.frame_id, []).append(HumanLabel(
                 frame_id=c.frame_id, label=label, action=c.action, annotator=c.annotator, tool=b.tool,
-                batch_id=b.batch_id, annotation_id=f"{b.batch_id}:{i}", corrected_at=c.corrected_at,
+                batch_id=b.batch_id, corrected_at=c.corrected_at,
+                annotation_id=f"{b.tool}:{m.group(1)}" if (m := TOOL_ANNOTATION.search(c.note or ""))
+                else f"{b.batch_id}:{i}",
                 previous_label=c.previous_sku, task_id=task_of(c.note),
                 box=tuple(c.box) if c.box is not None else None))
     for labels in out.values():

@@ -55,6 +55,8 @@ class TrainConfig:
     lr0: float = 0.002  # AdamW: 0.01 (the SGD default) diverges on tiny data
     optimizer: str = "AdamW"  # explicit: 'auto' picks by dataset size and prints a long notice
     patience: int = 100  # early stopping patience in epochs (large = off for short runs)
+    warmup_epochs: float = 3.0  # ultralytics' linear warmup (at least 100 iterations when > 0)
+    nbs: int = 64  # nominal batch: gradients accumulate to it before a step; 0 = step every batch
     fliplr: float = 0.0  # packaging text mirrored never occurs in a cart: no horizontal flips
     scale: float = 0.3  # classify: RandomResizedCrop area in (1 - scale, 1)
     hsv_v: float = 0.4  # brightness jitter: production stores are dimmer than the lab
@@ -68,7 +70,12 @@ class TrainConfig:
     @classmethod
     def for_task(cls, task: str, **overrides) -> TrainConfig:
         if task == "detect":
-            overrides = {"model_yaml": "yolov8n.yaml", "imgsz": 96, **overrides}
+            # from scratch (no pretrained weights offline) on a user's few hundred photos: a step
+            # every batch, no 100-iteration warmup and a higher rate. With ultralytics' defaults
+            # (accumulate to 64, warmup) 48 photos x 3 epochs made under one optimizer step per
+            # epoch and mAP50 stayed 0.000; with these the same data reaches ~0.4 in 15 epochs
+            overrides = {"model_yaml": "yolov8n.yaml", "imgsz": 96, "lr0": 0.005, "warmup_epochs": 0.0,
+                         "nbs": 0, **overrides}
         return cls(task=task, **overrides)  # type: ignore[arg-type]
 
 

@@ -66,6 +66,11 @@ def label_frames(frames: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataFrame,
         if n:
             rejects["empty_excluded"] = n
         labelled = labelled.filter(pl.col("label") != EMPTY_CLASS)
+    if spec.task == "classify" and "objects" in labelled.columns:
+        multi = labelled.filter(pl.col("objects").is_not_null())
+        if multi.height:  # one class per frame cannot describe several items: detection data only
+            rejects["classify_multi_object"] = multi.height
+            labelled = labelled.filter(pl.col("objects").is_null())
     if spec.task == "detect":
         no_box = labelled.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
         if no_box.height:
@@ -154,8 +159,10 @@ def version_id(members: pl.DataFrame, spec: DatasetSpec) -> str:
     h.update(canonical_json({"schema": MANIFEST_SCHEMA, "task": spec.task,
                              "include_empty": spec.include_empty, "split": spec.split.as_dict()}))
     boxes = members["item_box"].to_list() if spec.task == "detect" else [None] * members.height
-    for fid, label, box in zip(members["frame_id"], members["label"], boxes, strict=True):
-        h.update(canonical_json([fid, label, box]))
+    objects = members["objects"].to_list() if spec.task == "detect" and "objects" in members.columns \
+        else [None] * members.height
+    for fid, label, box, objs in zip(members["frame_id"], members["label"], boxes, objects, strict=True):
+        h.update(canonical_json([fid, label, box] if objs is None else [fid, label, box, objs]))
     return "ds-" + h.hexdigest()[:24]
 
 
@@ -252,7 +259,7 @@ def write_dataset_version(lake: Lake, frames: pl.DataFrame, spec: DatasetSpec,
         "version": version,
         "spec": spec.as_dict(),
         "sources": sorted(sources),
-        "classes": sorted(members["label"].unique().to_list()),
+        "classes": member_classes(members),
         "counts": {"members": members.height,
                    "train": members.filter(pl.col("split") == "train").height,
                    "val": members.filter(pl.col("split") == "val").height,
@@ -264,6 +271,15 @@ def write_dataset_version(lake: Lake, frames: pl.DataFrame, spec: DatasetSpec,
     # the manifest goes last: its presence means every shard is complete
     lake.put(manifest_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return DatasetVersion(version, manifest), True
+
+
+def member_classes(members: pl.DataFrame) -> list[str]:
+    """Every class the members show: their labels and, in multi-object frames, each object's."""
+    classes = set(members["label"].unique().to_list())
+    if "objects" in members.columns:
+        for objs in members["objects"].drop_nulls().to_list():
+            classes.update(str(o[0]) for o in json.loads(objs))
+    return sorted(classes)
 
 
 def load_dataset_version(lake: Lake, version: str) -> DatasetVersion:

@@ -2,7 +2,9 @@
 
 Columns (one row per frame): frame_id, session_id, device_id, store, distribution, sku (EAN-13 or
 null), is_empty, item_box ([x1, y1, x2, y2] or null), hand_box, conditions (condition -> strength),
-image_png, width, height. `conditions` arrives as a struct, a map or a JSON string depending on the
+image_png, width, height, objects (null, or for an image with several labelled objects a JSON list
+[[class, x1, y1, x2, y2], ...] whose first entry is sku/item_box: detection trains on all of them).
+`conditions` arrives as a struct, a map or a JSON string depending on the
 writer; it is normalised to a JSON string so hashing and slicing see one form.
 """
 
@@ -47,6 +49,8 @@ def normalise(df: pl.DataFrame) -> pl.DataFrame:
     for col in ("item_box", "hand_box"):
         if col not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=pl.List(pl.Int32)).alias(col))
+    if "objects" not in df.columns:  # several labelled objects (JSON [[class, x1, y1, x2, y2], ...])
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("objects"))
     for col in ("width", "height"):
         if col not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=pl.Int32).alias(col))

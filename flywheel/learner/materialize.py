@@ -70,18 +70,29 @@ def materialize_detect(members: pl.DataFrame, classes: list[str], root: Path) ->
     for side in ("train", "val"):
         (root / "images" / side).mkdir(parents=True, exist_ok=True)
         (root / "labels" / side).mkdir(parents=True, exist_ok=True)
-    for row in members.select("frame_id", "label", "split", "item_box", "image_png").iter_rows(named=True):
+    cols = ["frame_id", "label", "split", "item_box", "image_png"]
+    if "objects" not in members.columns:
+        members = members.with_columns(pl.lit(None, dtype=pl.String).alias("objects"))
+    for row in members.select(*cols, "objects").iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
             w, h = im.size
             im.convert("RGB").save(root / "images" / row["split"] / f"{_file_name(row['frame_id'])}.png",
                                    compress_level=1)
+        if row["objects"] is not None:  # every labelled object of the frame
+            objects = [(str(o[0]), o[1:5]) for o in json.loads(row["objects"])]
+        elif row["label"] != EMPTY_CLASS and row["item_box"] is not None:
+            objects = [(row["label"], row["item_box"])]
+        else:
+            objects = []
         lines = []
-        if row["label"] != EMPTY_CLASS and row["item_box"] is not None:
-            x1, y1, x2, y2 = (float(v) for v in row["item_box"])
+        for cls, box in objects:
+            if cls not in index:
+                continue  # a class outside the model's (an evaluation set's unknown class)
+            x1, y1, x2, y2 = (float(v) for v in box)
             x1, x2 = max(0.0, x1), min(float(w), x2)
             y1, y2 = max(0.0, y1), min(float(h), y2)
             if x2 > x1 and y2 > y1:
-                lines.append(f"{index[row['label']]} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                lines.append(f"{index[cls]} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
                              f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
         (root / "labels" / row["split"] / f"{_file_name(row['frame_id'])}.txt").write_text("\n".join(lines))
     yaml = root / "data.yaml"

@@ -51,13 +51,18 @@ def export_onnx(weights: Path, imgsz: int, task: str = "classify") -> Path:
     """ultralytics export, dynamic batch, opset 17, simplified; returns the .onnx path.
 
     Classify models are exported with logits as the output (the final Softmax removed): the edge
-    agent applies softmax itself, and softmax of probabilities would flatten every confidence."""
+    agent applies softmax itself, and softmax of probabilities would flatten every confidence.
+    They also get a second output, `embedding` (the head's input; onnx_head.expose_embedding):
+    additive, the logits stay the first output, and federated devices train their head on it."""
     from ultralytics import YOLO
 
     path = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True,
                                           opset=17, device="cpu", verbose=False))
     if task == "classify":
+        from flywheel.learner.onnx_head import expose_embedding_file
+
         strip_final_softmax(path)
+        expose_embedding_file(path)
     return path
 
 

@@ -115,6 +115,7 @@ def run_training(req: TrainRequest) -> TrainResult:
             model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
                         device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
                         optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
+                        warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs or cfg.batch,
                         hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False,
                         verbose=False, project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
         seconds_train = time.perf_counter() - t_train
@@ -211,21 +212,24 @@ def split_secrets(req: TrainRequest) -> tuple[TrainRequest, dict[str, str]]:
     return replace(req, lake_s3=replace(s3, access_key_id=None, secret_access_key=None)), env
 
 
-def ray_task(req: TrainRequest) -> tuple[TrainRequest, dict]:
+def ray_task(req: TrainRequest, resources: dict[str, float] | None = None) -> tuple[TrainRequest, dict]:
     """The request a Ray task may carry and its `ray.remote` options: `config.num_cpus` CPUs, no
     retries (a failed training must surface, not silently run twice), and any S3 credentials as the
     worker's environment (a task runtime_env, merged with the job's) instead of inside the pickled
-    request. With none in the request the worker uses its own (e.g. a KubeRay pod's secret env)."""
+    request. With none in the request the worker uses its own (e.g. a KubeRay pod's secret env).
+    `resources` (custom Ray resources) pins the task to the nodes that carry them."""
     req, env = split_secrets(req)
     options: dict = {"num_cpus": req.config.num_cpus, "max_retries": 0}
+    if resources:
+        options["resources"] = dict(resources)
     if env:
         options["runtime_env"] = {"env_vars": env}
     return req, options
 
 
-def train_on_ray(req: TrainRequest) -> TrainResult:
+def train_on_ray(req: TrainRequest, resources: dict[str, float] | None = None) -> TrainResult:
     """Run `run_training` as a Ray task (see `ray_task`)."""
     import ray
 
-    req, options = ray_task(req)
+    req, options = ray_task(req, resources)
     return ray.get(ray.remote(**options)(run_training).remote(req))

@@ -2,12 +2,18 @@
 
 Devices running the candidate release form the canary cohort, devices of the same channel still on
 the previous release the control cohort; both are summed over the same window. The statistical
-test is a one-sided two-proportion z-test (pooled variance): "is the canary's rate worse than the
-control's?" at significance `alpha`, AND by more than a practical margin (a tiny but significant
-difference on a huge fleet does not halt a release). It is applied to barcode agreement (top-1 vs
-the barcode read on the same insertion), the low-confidence rate, weight-inconsistent predictions
-crashes and restarts per frame. Latency and validation failures are absolute limits. Shadow devices are
-judged on their agreement with production.
+test is a one-sided two-proportion z-test, "is the canary's rate worse than the control's?", at
+significance `alpha`, AND by more than a practical margin (a tiny but significant difference on a
+huge fleet does not halt a release). The unit of independence is the DEVICE, not the frame: frames
+of one cart share its camera, lighting and shoppers, so a frame-level test would call a single odd
+cart "significant". Each cohort's variance is the cluster-robust (ratio-estimator) variance over
+its devices, never below the binomial one: with equal devices it is the plain pooled z-test, with
+heterogeneous devices it is wider (more conservative); a cohort of one device cannot estimate the
+spread between devices and falls back to the binomial variance (said in the check's detail).
+It is applied to barcode agreement (top-1 vs the barcode read on the same insertion), the
+low-confidence rate, weight-inconsistent predictions, crashes and restarts per frame. Latency and
+validation failures are absolute limits. Shadow devices are judged on their agreement with
+production.
 
 Each check carries `actual` and `threshold`; the decision is "advance", "hold" (not enough data
 yet) or "halt" (a check failed: roll back).
@@ -65,31 +71,43 @@ class GateConfig:
     min_shadow_agreement: float = 0.90  # shadow top-1 == production top-1
 
 
+COUNTERS = ("frames", "crashes", "restarts", "validation_failures", "predictions", "barcode_checked",
+            "barcode_agree", "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree")
+
+
 @dataclass
 class Totals:
-    devices: set[str] = field(default_factory=set)
-    frames: int = 0
-    crashes: int = 0
-    restarts: int = 0
-    validation_failures: int = 0
-    predictions: int = 0
-    barcode_checked: int = 0
-    barcode_agree: int = 0
-    low_confidence: int = 0
-    weight_inconsistent: int = 0
-    shadow_frames: int = 0
-    shadow_agree: int = 0
-    worst_p99_ms: float = 0.0
+    """A cohort's figures per device (the unit the tests treat as independent); sums on demand."""
+
+    cells: dict[str, dict[str, float]] = field(default_factory=dict)  # device -> counter -> value
 
     def add(self, r: StatusReportV2) -> None:
         h = r.health
-        self.devices.add(r.device_id)
-        self.frames += r.frames_processed
-        self.worst_p99_ms = max(self.worst_p99_ms, r.inference_latency_ms.p99)
-        for name in ("crashes", "restarts", "validation_failures", "predictions", "barcode_checked",
-                     "barcode_agree", "low_confidence", "weight_inconsistent", "shadow_frames",
-                     "shadow_agree"):
-            setattr(self, name, getattr(self, name) + getattr(h, name))
+        cell = self.cells.setdefault(r.device_id, dict.fromkeys((*COUNTERS, "worst_p99_ms"), 0))
+        cell["frames"] += r.frames_processed
+        cell["worst_p99_ms"] = max(cell["worst_p99_ms"], r.inference_latency_ms.p99)
+        for name in COUNTERS[1:]:
+            cell[name] += getattr(h, name)
+
+    @property
+    def devices(self) -> set[str]:
+        return set(self.cells)
+
+    def total(self, name: str) -> int:
+        return int(sum(c[name] for c in self.cells.values()))
+
+    def per_device(self, bad: str, n: str, minus: bool = False) -> list[tuple[int, int]]:
+        """(bad, n) per device; `minus`: bad = n - the `bad` counter (disagreements from agreements)."""
+        return [(int(c[n] - c[bad]) if minus else int(c[bad]), int(c[n])) for c in self.cells.values()]
+
+    @property
+    def worst_p99_ms(self) -> float:
+        return max((c["worst_p99_ms"] for c in self.cells.values()), default=0.0)
+
+    def __getattr__(self, name: str) -> int:
+        if name in COUNTERS:
+            return self.total(name)
+        raise AttributeError(name)
 
 
 @dataclass(frozen=True)
@@ -114,55 +132,97 @@ class Decision:
 
 
 def worse_p_value(bad_a: int, n_a: int, bad_b: int, n_b: int) -> float:
-    """One-sided p-value that cohort a's rate of bad outcomes exceeds cohort b's (pooled z-test)."""
+    """One-sided p-value that cohort a's rate of bad outcomes exceeds cohort b's (pooled z-test,
+    frames independent)."""
+    return clustered_worse_p_value([(bad_a, n_a)], [(bad_b, n_b)])
+
+
+def _cluster_var(cells: list[tuple[int, int]], rate: float, n: int) -> float:
+    """Cluster-robust variance of a cohort's pooled rate (ratio estimator over its devices)."""
+    m = sum(1 for _, k in cells if k > 0)
+    if m < 2:
+        return 0.0
+    return m / (m - 1) * sum((b - rate * k) ** 2 for b, k in cells) / n**2
+
+
+def clustered_worse_p_value(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> float:
+    """One-sided p-value that cohort a's pooled rate exceeds cohort b's, each cohort given as
+    (bad, n) per device: per cohort the larger of the binomial variance (pooled under H0) and the
+    cluster-robust one, so spread between devices widens the test and never narrows it."""
+    bad_a, n_a = sum(x for x, _ in a), sum(k for _, k in a)
+    bad_b, n_b = sum(x for x, _ in b), sum(k for _, k in b)
     if n_a == 0 or n_b == 0:
         return 1.0
-    p = (bad_a + bad_b) / (n_a + n_b)
-    se = math.sqrt(p * (1 - p) * (1 / n_a + 1 / n_b))
-    if se == 0:
-        return 1.0 if bad_a / n_a <= bad_b / n_b else 0.0
-    z = (bad_a / n_a - bad_b / n_b) / se
+    pooled = (bad_a + bad_b) / (n_a + n_b)
+    r_a, r_b = bad_a / n_a, bad_b / n_b
+    var = (max(pooled * (1 - pooled) / n_a, _cluster_var(a, r_a, n_a))
+           + max(pooled * (1 - pooled) / n_b, _cluster_var(b, r_b, n_b)))
+    if var == 0:
+        return 1.0 if r_a <= r_b else 0.0
+    z = (r_a - r_b) / math.sqrt(var)
     return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def cohorts_of(r: StatusReportV2, channel: ReleaseChannelV1) -> tuple[str, ...]:
+    """Which cohorts a report counts in ("canary", "control", "shadow"): by what the device says
+    it runs. A device on probation or that rejected the candidate counts in the canary: its crashes
+    count against the candidate."""
+    ota = r.ota
+    if ota is None or ota.channel != channel.channel:
+        return ()
+    candidate = channel.release.release_id
+    if ota.release_id == candidate and ota.state in ("active", "probing", "rolled_back", "failed"):
+        return ("canary",)
+    return ("control", "shadow") if ota.shadow_release_id == candidate else ("control",)
+
+
+@dataclass
+class Cohorts:
+    canary: Totals = field(default_factory=Totals)
+    control: Totals = field(default_factory=Totals)
+    shadow: Totals = field(default_factory=Totals)
+
+    def add(self, r: StatusReportV2, channel: ReleaseChannelV1) -> None:
+        for name in cohorts_of(r, channel):
+            getattr(self, name).add(r)
 
 
 def split_cohorts(reports: Iterable[StatusReportV2], channel: ReleaseChannelV1
                   ) -> tuple[Totals, Totals, Totals]:
     """(canary, control, shadow) totals: by what each device reports it runs."""
-    canary, control, shadow = Totals(), Totals(), Totals()
-    candidate = channel.release.release_id
+    out = Cohorts()
     for r in reports:
-        ota = r.ota
-        if ota is None or ota.channel != channel.channel:
-            continue
-        if ota.release_id == candidate and ota.state == "active":
-            canary.add(r)
-        elif ota.release_id == candidate and ota.state in ("probing", "rolled_back", "failed"):
-            canary.add(r)  # on probation or rejected it: its crashes count against the candidate
-        else:
-            control.add(r)
-            if ota.shadow_release_id == candidate:
-                shadow.add(r)
-    return canary, control, shadow
+        out.add(r, channel)
+    return out.canary, out.control, out.shadow
 
 
-def _rate_check(name: str, bad_a: int, n_a: int, bad_b: int, n_b: int, margin: float, alpha: float,
+def _rate_check(name: str, a: list[tuple[int, int]], b: list[tuple[int, int]], margin: float, alpha: float,
                 min_n: int) -> Check:
+    """Canary cells `a` vs control cells `b`, (bad, n) per device."""
+    bad_a, n_a = sum(x for x, _ in a), sum(k for _, k in a)
+    bad_b, n_b = sum(x for x, _ in b), sum(k for _, k in b)
     if n_a < min_n or n_b < min_n:
         return Check(name, None, float(n_a), float(min_n), f"{name}: {n_a}/{n_b} samples, need {min_n}")
     if n_a == 0 or n_b == 0:  # only reachable with min_n = 0: the operator waived this check
         return Check(name, True, 0.0, margin, f"{name}: no samples, minimum waived (0)")
     diff = bad_a / n_a - bad_b / n_b
-    p = worse_p_value(bad_a, n_a, bad_b, n_b)
+    p = clustered_worse_p_value(a, b)
     failed = p < alpha and diff > margin
+    units = f"{len(a)} vs {len(b)} devices" + (" (one device: binomial variance)" if min(len(a), len(b)) < 2
+                                                 else "")
     return Check(name, not failed, round(diff, 5), margin,
                  f"{name}: canary worse by {diff:+.4f} (margin {margin}), one-sided p={p:.2g} "
-                 f"(alpha {alpha})")
+                 f"(alpha {alpha}, per-device test, {units})")
 
 
-def judge(reports: Iterable[StatusReportV2], channel: ReleaseChannelV1,
+def judge(reports: Iterable[StatusReportV2] | Cohorts, channel: ReleaseChannelV1,
           cfg: GateConfig | None = None) -> Decision:
+    """Judge the stage on its window: the reports, or cohorts already summed (`window.py`)."""
     cfg = cfg or GateConfig()
-    canary, control, shadow = split_cohorts(reports, channel)
+    if isinstance(reports, Cohorts):
+        canary, control, shadow = reports.canary, reports.control, reports.shadow
+    else:
+        canary, control, shadow = split_cohorts(reports, channel)
     checks: list[Check] = []
     if channel.rollout.stage == "shadow":
         agree = shadow.shadow_agree / shadow.shadow_frames if shadow.shadow_frames else 0.0
@@ -172,20 +232,19 @@ def judge(reports: Iterable[StatusReportV2], channel: ReleaseChannelV1,
                             f"shadow agreement {agree:.3f} over {shadow.shadow_frames} frames "
                             f"(min {cfg.min_shadow_agreement}, need {cfg.min_shadow_frames} frames)"))
     else:
+        def rate(name: str, bad: str, n: str, margin: float, min_n: int, minus: bool = False) -> Check:
+            return _rate_check(name, canary.per_device(bad, n, minus), control.per_device(bad, n, minus),
+                               margin, cfg.alpha, min_n)
+
         checks += [
-            _rate_check("barcode_disagreement", canary.barcode_checked - canary.barcode_agree,
-                        canary.barcode_checked, control.barcode_checked - control.barcode_agree,
-                        control.barcode_checked, cfg.agreement_margin, cfg.alpha, cfg.min_barcode_checks),
-            _rate_check("low_confidence", canary.low_confidence, canary.predictions,
-                        control.low_confidence, control.predictions, cfg.low_conf_margin, cfg.alpha,
-                        cfg.min_barcode_checks),
-            _rate_check("weight_inconsistent", canary.weight_inconsistent, canary.predictions,
-                        control.weight_inconsistent, control.predictions, cfg.weight_margin, cfg.alpha,
-                        cfg.min_barcode_checks),
-            _rate_check("crashes_per_frame", canary.crashes, canary.frames, control.crashes,
-                        control.frames, cfg.crash_margin, cfg.alpha, cfg.min_frames),
-            _rate_check("restarts_per_frame", canary.restarts, canary.frames, control.restarts,
-                        control.frames, cfg.crash_margin, cfg.alpha, cfg.min_frames),
+            rate("barcode_disagreement", "barcode_agree", "barcode_checked", cfg.agreement_margin,
+                 cfg.min_barcode_checks, minus=True),
+            rate("low_confidence", "low_confidence", "predictions", cfg.low_conf_margin,
+                 cfg.min_barcode_checks),
+            rate("weight_inconsistent", "weight_inconsistent", "predictions", cfg.weight_margin,
+                 cfg.min_barcode_checks),
+            rate("crashes_per_frame", "crashes", "frames", cfg.crash_margin, cfg.min_frames),
+            rate("restarts_per_frame", "restarts", "frames", cfg.crash_margin, cfg.min_frames),
             Check("inference_p99_ms", canary.worst_p99_ms <= cfg.max_p99_ms, canary.worst_p99_ms,
                   cfg.max_p99_ms, f"worst canary p99 {canary.worst_p99_ms:.1f} ms "
                   f"(limit {cfg.max_p99_ms})"),

@@ -1,5 +1,5 @@
-"""One rollout step: read the window's status reports, judge the cohorts, then advance the stage,
-hold, or halt and roll back. The health-gate sensor calls `step`; it is plain Python."""
+"""One rollout step: judge the cohorts of the stage's window (`window.update_window`), then advance
+the stage, hold, or halt and roll back. The `release_rollout` asset calls `step`; it is plain Python."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from edge_agent.contract.layout import LANDING_STATUS
 from edge_agent.contract.release import ReleaseChannelV1, RolloutStage
 from edge_agent.contract.schemas import StatusReportV2, parse_status_report
 from edge_agent.lake import Lake
-from flywheel.release.health import DEFAULT_STAGES, Decision, GateConfig, judge, next_stage
+from flywheel.release.health import DEFAULT_STAGES, Cohorts, Decision, GateConfig, judge, next_stage
 from flywheel.release.publish import current_channel, rollback_release, set_rollout
 from flywheel.release.repository import ChannelRepository
 from flywheel.release.stage import promote_if_full
@@ -25,7 +25,8 @@ class ReportBatch:
 
 
 def read_reports(lake: Lake, start_after: str | None = None, limit: int | None = None) -> ReportBatch:
-    """V2 status reports after the cursor (V1 reports carry no health figures: counted, skipped)."""
+    """V2 status reports after the cursor (V1 reports carry no health figures: counted, skipped).
+    One listing over every device: for tools and tests; the rollout reads `window.update_window`."""
     reports, rejected, cursor = [], [], start_after
     for info in lake.list(LANDING_STATUS, start_after=start_after, limit=limit):
         cursor = info.key
@@ -41,15 +42,6 @@ def read_reports(lake: Lake, start_after: str | None = None, limit: int | None =
     return ReportBatch(reports, rejected, cursor)
 
 
-def read_window(lake: Lake, channel: ReleaseChannelV1) -> ReportBatch:
-    """The reports of the channel's current stage: reported since its channel.json was published.
-    (Lists every status report: status keys are per device, not in time order.)"""
-    batch = read_reports(lake)
-    since = channel.published_at
-    batch.reports = [r for r in batch.reports if r.reported_at >= since]
-    return batch
-
-
 @dataclass
 class StepResult:
     decision: Decision
@@ -58,9 +50,10 @@ class StepResult:
     promoted: bool = False  # models/production.json moved to the release (it reached full)
 
 
-def step(repo: ChannelRepository, reports: list[StatusReportV2], cfg: GateConfig | None = None,
+def step(repo: ChannelRepository, reports: list[StatusReportV2] | Cohorts, cfg: GateConfig | None = None,
          stages=DEFAULT_STAGES) -> StepResult | None:
-    """Judge the current stage on `reports`; None when the channel has no release or is done."""
+    """Judge the current stage on `reports` (or the window's summed cohorts); None when the channel
+    has no release or is done."""
     channel = current_channel(repo)
     if channel is None or channel.rollout.stage in ("full", "halted", "rolled_back"):
         return None

@@ -19,15 +19,24 @@ SIZE = (160, 120)
 
 @dataclass
 class Photo:
-    cls: str  # class name as the dataset spells it
+    cls: str  # class name as the dataset spells it (the first object's, in a multi-object photo)
     jpeg: bytes
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 pixels
+    more: list[tuple[str, tuple[int, int, int, int]]] | None = None  # further objects (class, box)
+
+    @property
+    def objects(self) -> list[tuple[str, tuple[int, int, int, int]]]:
+        return [(self.cls, self.box), *(self.more or [])]
 
 
 def products(n: int = 3) -> list:
     from flywheel.sim import default_world
 
     return list(default_world(0).catalog.core[:n])
+
+
+def _paste(im: Image.Image, sprite, x: int, y: int) -> None:  # noqa: ANN001 - a packaging Sprite
+    im.paste(Image.fromarray(sprite.rgba, "RGBA"), (x, y), Image.fromarray(sprite.rgba[..., 3]))
 
 
 def take_photos(product, cls: str, n: int, seed: int) -> list[Photo]:
@@ -46,11 +55,50 @@ def take_photos(product, cls: str, n: int, seed: int) -> list[Photo]:
         w, h = sprite.size
         x, y = int(rng.integers(0, SIZE[0] - w)), int(rng.integers(0, SIZE[1] - h))
         im = bg.copy()
-        im.paste(Image.fromarray(sprite.rgba, "RGBA"), (x, y), Image.fromarray(sprite.rgba[..., 3]))
+        _paste(im, sprite, x, y)
         im = ImageEnhance.Brightness(im).enhance(float(rng.uniform(0.7, 1.2)))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=int(rng.integers(80, 95)))
         out.append(Photo(cls, buf.getvalue(), (x, y, x + w, y + h)))
+    return out
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+
+
+def scenes(classes: list[str], n: int, seed: int = 0, per_photo: tuple[int, int] = (2, 3)) -> list[Photo]:
+    """n photos, each with 2-3 different products placed apart (a basket with several items):
+    real multi-object detection data, every box exact."""
+    from flywheel.sim.packaging import render_back, render_front, scale_sprite
+    from flywheel.sim.scene import render_basket
+
+    rng = np.random.default_rng(seed)
+    prods = products(len(classes))
+    big = Image.fromarray(render_basket(SIZE[0] + 48, SIZE[1] + 36))
+    out = []
+    while len(out) < n:
+        ox, oy = int(rng.integers(0, 49)), int(rng.integers(0, 37))
+        im = big.crop((ox, oy, ox + SIZE[0], oy + SIZE[1]))
+        k = int(rng.integers(per_photo[0], per_photo[1] + 1))
+        placed: list[tuple[str, tuple[int, int, int, int]]] = []
+        for i in rng.permutation(len(classes))[:k]:
+            p = prods[int(i)]
+            sprite = scale_sprite([render_front(p), render_back(p)][int(rng.integers(2))],
+                                  float(rng.uniform(0.25, 0.35)))
+            w, h = sprite.size
+            for _ in range(30):  # a free spot, or leave this product out
+                x, y = int(rng.integers(0, SIZE[0] - w)), int(rng.integers(0, SIZE[1] - h))
+                if not any(_overlaps((x, y, x + w, y + h), b) for _, b in placed):
+                    _paste(im, sprite, x, y)
+                    placed.append((classes[int(i)], (x, y, x + w, y + h)))
+                    break
+        if len(placed) < 2:
+            continue
+        im = ImageEnhance.Brightness(im).enhance(float(rng.uniform(0.7, 1.2)))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(rng.integers(80, 95)))
+        out.append(Photo(placed[0][0], buf.getvalue(), placed[0][1], placed[1:]))
     return out
 
 
@@ -86,11 +134,10 @@ def write_yolo_detect(root: Path, photos_by_subset: dict[str, list[Photo]], name
         (root / "labels" / sub).mkdir(parents=True, exist_ok=True)
         for i, ph in enumerate(photos):
             (root / "images" / sub / f"{i:04d}.jpg").write_bytes(ph.jpeg)
-            x1, y1, x2, y2 = ph.box
             W, H = SIZE
-            (root / "labels" / sub / f"{i:04d}.txt").write_text(
-                f"{names.index(ph.cls)} {(x1 + x2) / 2 / W:.6f} {(y1 + y2) / 2 / H:.6f} "
-                f"{(x2 - x1) / W:.6f} {(y2 - y1) / H:.6f}\n")
+            (root / "labels" / sub / f"{i:04d}.txt").write_text("".join(
+                f"{names.index(cls)} {(x1 + x2) / 2 / W:.6f} {(y1 + y2) / 2 / H:.6f} "
+                f"{(x2 - x1) / W:.6f} {(y2 - y1) / H:.6f}\n" for cls, (x1, y1, x2, y2) in ph.objects))
     lines = ["path: .", *[f"{s}: images/{s}" for s in photos_by_subset], "names:",
              *[f"  {i}: {json.dumps(n)}" for i, n in enumerate(names)]]  # JSON strings are YAML
     (root / "data.yaml").write_text("\n".join(lines) + "\n")
@@ -99,16 +146,17 @@ def write_yolo_detect(root: Path, photos_by_subset: dict[str, list[Photo]], name
 
 def write_coco(root: Path, photos: list[Photo]) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
-    names = sorted({p.cls for p in photos})
+    names = sorted({c for p in photos for c, _ in p.objects})
     doc = {"images": [], "annotations": [],
            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
     for i, ph in enumerate(photos):
         (root / "images" / f"p{i:04d}.jpg").write_bytes(ph.jpeg)
         doc["images"].append({"id": i + 1, "file_name": f"p{i:04d}.jpg", "width": SIZE[0], "height": SIZE[1]})
-        x1, y1, x2, y2 = ph.box
-        doc["annotations"].append({"id": i + 1, "image_id": i + 1, "category_id": names.index(ph.cls) + 1,
-                                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                   "iscrowd": 0})
+        for cls, (x1, y1, x2, y2) in ph.objects:
+            doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": i + 1,
+                                       "category_id": names.index(cls) + 1,
+                                       "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                       "iscrowd": 0})
     path = root / "annotations.json"
     path.write_text(json.dumps(doc))
     return path
@@ -122,13 +170,12 @@ def write_label_studio(root: Path, photos: list[Photo], boxes: bool) -> Path:
         (root / "images" / f"ls{i:04d}.jpg").write_bytes(ph.jpeg)
         ref = f"/data/upload/1/{i:08x}-ls{i:04d}.jpg"
         if boxes:
-            x1, y1, x2, y2 = ph.box
             W, H = SIZE
             result = [{"type": "rectanglelabels", "from_name": "label", "to_name": "image",
                        "original_width": W, "original_height": H,
                        "value": {"x": 100 * x1 / W, "y": 100 * y1 / H, "width": 100 * (x2 - x1) / W,
                                  "height": 100 * (y2 - y1) / H, "rotation": 0,
-                                 "rectanglelabels": [ph.cls]}}]
+                                 "rectanglelabels": [cls]}} for cls, (x1, y1, x2, y2) in ph.objects]
         else:
             result = [{"type": "choices", "from_name": "choice", "to_name": "image",
                        "value": {"choices": [ph.cls]}}]

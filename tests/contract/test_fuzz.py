@@ -25,11 +25,14 @@ from edge_agent.contract.schemas import (
     parse_sidecar,
     parse_status_report,
 )
-from tests.support.clips import build_clip, status_report
+from tests.support.clips import build_clip, insertion_summary, status_report
 
 PARSERS = [parse_sidecar, parse_status_report, parse_release_manifest, parse_correction_batch]
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _SIDECAR = json.loads(build_clip(seed=1, n_frames=8, trigger_frames=(3,)).sidecar_bytes)
+_SIDECAR_V2 = json.loads(build_clip(seed=2, n_frames=8, trigger_frames=(3,), insertions=[
+    insertion_summary(1, 4, confidence=0.4),
+    insertion_summary(5, 7, source="barcode", barcode="4006381333931", confidence=1.0)]).sidecar_bytes)
 _STATUS = json.loads(status_report(device_id="cart-1", store_id="store-a",
                                    at=datetime(2026, 11, 24, tzinfo=UTC)))
 
@@ -83,7 +86,8 @@ def _replace(doc, path, value):
 @FUZZ
 @given(data=st.data(), value=json_values)
 def test_a_valid_document_with_any_field_replaced_by_anything(data, value) -> None:
-    base, parse = data.draw(st.sampled_from([(_SIDECAR, parse_sidecar), (_STATUS, parse_status_report)]))
+    base, parse = data.draw(st.sampled_from([(_SIDECAR, parse_sidecar), (_SIDECAR_V2, parse_sidecar),
+                                             (_STATUS, parse_status_report)]))
     path = data.draw(st.sampled_from(list(_paths(base))))
     _only_contract_errors(parse, json.dumps(_replace(base, path, value), allow_nan=True).encode())
 

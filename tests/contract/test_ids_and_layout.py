@@ -50,12 +50,29 @@ def test_clip_keys_roundtrip() -> None:
     assert len(cid) == 32
     ck = layout.clip_key("2026-11-25", "store-a", "cart-7", cid)
     sk = layout.sidecar_key("2026-11-25", "store-a", "cart-7", cid)
-    assert ck == f"landing/clips/date=2026-11-25/store=store-a/device=cart-7/{cid}.mp4"
+    assert ck == f"landing/clips/device=cart-7/date=2026-11-25/store=store-a/{cid}.mp4"
     assert sk == ck[:-4] + ".json"
+    assert ck.startswith(layout.device_write_prefixes("cart-7")[0])  # a prefix rule can own it
     parsed = layout.parse_clip_key(sk)
-    assert (parsed.date, parsed.store_id, parsed.device_id, parsed.clip_id, parsed.kind) == (
-        "2026-11-25", "store-a", "cart-7", cid, "sidecar")
+    assert (parsed.date, parsed.store_id, parsed.device_id, parsed.clip_id, parsed.kind, parsed.layout) == (
+        "2026-11-25", "store-a", "cart-7", cid, "sidecar", 2)
     assert parsed.clip_key == ck and layout.parse_clip_key(ck).kind == "clip"
+
+
+def test_layout_1_keys_still_parse_and_rebuild() -> None:
+    """Clips landed before the device-first layout keep their keys: parsed, rebuilt, and their
+    arrival markers (no layout tag) resolve to them."""
+    from datetime import UTC, datetime
+
+    old = "landing/clips/date=2026-11-25/store=store-a/device=cart-7/abc.json"
+    parsed = layout.parse_clip_key(old)
+    assert (parsed.device_id, parsed.layout) == ("cart-7", 1) and parsed.sidecar_key == old
+    at = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    m1 = layout.arrival_key(at, "2026-11-25", "store-a", "cart-7", "abc", layout=1)
+    m2 = layout.arrival_key(at, "2026-11-25", "store-a", "cart-7", "abc")
+    assert layout.parse_arrival_key(m1)[1].sidecar_key == old
+    assert layout.parse_arrival_key(m2)[1].sidecar_key == (
+        "landing/clips/device=cart-7/date=2026-11-25/store=store-a/abc.json")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +83,9 @@ def test_clip_keys_roundtrip() -> None:
         "landing/clips/date=2026-11-25/store=s/device=d/c.txt",
         "landing/clips/date=2026-11-25/store=s/device=d/sub/c.mp4",
         "landing/clips/date=2026-11-25/store=s/device=d..x/c.mp4",
+        "landing/clips/device=d/date=2026-13-01/store=s/c.mp4",
+        "landing/clips/device=../date=2026-11-25/store=s/c.mp4",
+        "landing/clips/device=d/store=s/date=2026-11-25/c.mp4",
         "landing/status/device=d/1.json",
     ],
 )

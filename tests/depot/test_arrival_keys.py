@@ -15,7 +15,7 @@ AT = datetime(2026, 11, 25, 10, 15, 30, 123456, tzinfo=UTC)
 def test_arrival_key_round_trips_and_sorts_by_upload_time() -> None:
     key = arrival_key(AT, "2026-11-24", "store-a", "cart-1", "a" * 32)
     assert key == ("landing/arrivals/20261125/1015/20261125T101530.123456Z~2026-11-24~store-a~cart-1~"
-                   + "a" * 32)
+                   + "a" * 32 + "~L2")
     ts, ck = parse_arrival_key(key)
     assert ts == "20261125T101530.123456Z"
     assert (ck.date, ck.store_id, ck.device_id, ck.clip_id, ck.kind) == (
@@ -30,6 +30,7 @@ def test_arrival_key_round_trips_and_sorts_by_upload_time() -> None:
 @pytest.mark.parametrize("bad", [
     "landing/arrivals/20261125/1015/20261125T101530.123456Z~2026-11-24~store-a~cart..1~abc",
     "landing/arrivals/20261125/1015/20261125T101530.123456Z~2026-11-24~store-a~abc",
+    "landing/arrivals/20261125/1015/20261125T101530.123456Z~2026-11-24~store-a~cart-1~abc~L3",
     "landing/arrivals/20261125/1015/garbage~2026-11-24~store-a~cart-1~abc",
     "landing/clips/20261125T101530.123456Z~2026-11-24~store-a~cart-1~abc",
 ])

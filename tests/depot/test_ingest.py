@@ -12,7 +12,8 @@ import pytest
 from flywheel.depot.config import DepotConfig, frames_key
 from flywheel.depot.frames import decode_clip, from_image_bytes
 from flywheel.depot.ingest import FRAME_COLUMNS, ingest_day, read_frames
-from tests.support.clips import build_clip, land, land_clip, sidecar_with
+from flywheel.depot.landing import day_of, why_unroutable
+from tests.support.clips import build_clip, insertion_summary, land, land_clip, sidecar_with
 
 DAY = "2026-11-24"
 LATER = datetime.now(UTC) + timedelta(hours=2)  # "now" for the ingest: past every timeout
@@ -120,17 +121,19 @@ def test_bad_input_matrix_is_quarantined_and_healthy_clips_still_ingest(backend,
         v9.clip_key: "unknown_schema_version", v9.sidecar_key: "unknown_schema_version",
         big.clip_key: "oversize", big.sidecar_key: "oversize",
         dots_key: "bad_key", dots_key[:-4] + ".json": "bad_key",
-        slash_key: "bad_key",
         climb.clip_key: "bad_sidecar", climb.sidecar_key: "bad_sidecar",
     }
     assert got == expected
+    # a slash in the device id puts the clip under no device's day (layout 2): the landing
+    # sensor and the sweep cannot route it and quarantine it themselves
+    assert day_of(slash_key) is None and why_unroutable(slash_key)[0] == "bad_key"
     for key, reason in expected.items():
         assert not lake.exists(key), key  # moved out of landing
         assert lake.exists("depot/quarantine/" + key.removeprefix("landing/"))
         assert _reason(lake, key)["reason"] == reason
     assert "device_id" in _reason(lake, climb.sidecar_key)["detail"]
-    assert report.reject_rate == pytest.approx(9 / 11)
-    assert report.rejected_clips == 9
+    assert report.reject_rate == pytest.approx(8 / 10)
+    assert report.rejected_clips == 8
     # the day's Parquet holds the healthy clips only
     assert set(read_frames(lake, DAY, ["clip_id"]).column("clip_id").to_pylist()) == {c.clip_id for c in good}
 
@@ -191,3 +194,15 @@ def test_ingest_report_counts_and_renders_its_rejects() -> None:
     assert md[0] == "| key | reason | detail |" and len(md) == 5
     assert md[2] == "| `a.mp4` | bad_clip | not H.264 / truncated |"
     assert IngestReport(day="2026-11-24").rejects_markdown() == "no rejects"
+
+
+def test_sidecars_v1_and_v2_ingest_side_by_side(local_lake) -> None:
+    """Devices move to ClipSidecarV2 (per-insertion decisions) one by one: the Depot reads both."""
+    v1 = land(local_lake, build_clip(seed=11, n_frames=16, trigger_frames=(4,)))
+    v2 = land(local_lake, build_clip(seed=12, n_frames=16, trigger_frames=(4,),
+                                     insertions=[insertion_summary(3, 12, confidence=0.3)]))
+    assert json.loads(v2.sidecar_bytes)["schema_version"] == 2
+    report = ingest_day(local_lake, DAY, DepotConfig(frame_every=8), now=LATER)
+    assert sorted(report.clips_ingested) == sorted([v1.clip_id, v2.clip_id]) and report.rejections == []
+    rows = read_frames(local_lake, DAY).to_pylist()
+    assert {r["clip_id"] for r in rows} == {v1.clip_id, v2.clip_id}

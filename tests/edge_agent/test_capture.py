@@ -97,7 +97,7 @@ def test_sidecar_matches_contract_and_clip(tmp_path: Path) -> None:
     assert sc.triggers[0].signals == {"motion": 9.0}
     assert len(sc.weight_series) == 8 and sc.location_series[0].aisle == "A01"
     assert sc.capture_date == "2026-11-25" and sc.started_at == T0
-    assert entry.clip_key.endswith(f"store=A/device=cart-1/{sc.clip_id}.mp4")
+    assert entry.clip_key.endswith(f"device=cart-1/date={sc.capture_date}/store=A/{sc.clip_id}.mp4")
     assert list(spool.tmp.iterdir()) == []
 
 

@@ -28,7 +28,12 @@ def test_simulate_fleet_into_seaweedfs(s3_lake, tmp_path: Path) -> None:
     assert {p.date for p in parsed} == {"2026-11-20"}
     assert {p.device_id for p in parsed} <= {"cart-A-000", "cart-B-001"}
     doc = parse_sidecar(s3_lake.get(keys[0]))
-    assert doc.model_version == "bootstrap-0" and doc.rule_set_version == "fleet-default-1"
+    assert doc.model_version == "bootstrap-0" and doc.rule_set_version == "fleet-default-2"
+    # every sidecar is V2: the carts decided insertions and wrote those closed within each clip
+    docs = [parse_sidecar(s3_lake.get(k)) for k in keys]
+    assert {d.schema_version for d in docs} == {2} and s.insertions > 0
+    assert 0 < sum(len(d.insertions) for d in docs) <= s.insertions
+    assert s.fires.get("uncertain", 0) == s.insertions_low_confidence  # once per uncertain insertion
     assert doc.weight_series and doc.location_series
     assert any(k.startswith("landing/status/device=cart-A-000/") for k in
                (o.key for o in s3_lake.list("landing/status")))
@@ -42,7 +47,7 @@ def test_fleet_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "fleet: 1 cart(s)" in out.stdout and "counts reconcile: True" in out.stdout
-    assert list(lake.rglob("date=2026-11-21/store=A/device=cart-A-000/*.mp4"))
+    assert list(lake.rglob("device=cart-A-000/date=2026-11-21/store=A/*.mp4"))
 
 
 def test_fleet_runs_the_registrys_production_model(local_lake, tmp_path: Path) -> None:

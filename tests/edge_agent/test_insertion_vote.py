@@ -59,3 +59,57 @@ def test_conflicting_reads_most_frequent_then_the_vote_breaks_ties():
     # a read of a code the model has no class for (a new SKU) still decides the insertion
     d = decide(probs, LABELS, ["4006381333931"])
     assert d.label == "4006381333931" and d.vote_label == "222"
+
+
+# -- the device's tracker: insertions found in the frame stream ---------------------------------
+
+def _frame(label: str, p: float) -> dict[str, float]:
+    rest = (1.0 - p) / (len(LABELS) - 1)
+    return {lab: (p if lab == label else rest) for lab in LABELS}
+
+
+def test_tracker_opens_on_a_product_and_decides_after_the_gap():
+    from edge_agent.insertion import InsertionTracker
+
+    tr = InsertionTracker(gap_frames=2)
+    stream = [("empty", 0.9), ("111", 0.6), ("222", 0.5), ("111", 0.8), ("empty", 0.9),
+              ("empty", 0.9), ("empty", 0.9)]
+    out = [tr.update(i / 10, _frame(lab, p)) for i, (lab, p) in enumerate(stream)]
+    assert out[:5] == [None] * 5 and out[6] is None
+    d = out[5]  # closed by the second frame seeing nothing
+    assert (d.label, d.source, d.n_frames, d.n_voting) == ("111", "vote", 3, 3)
+    assert (d.first_t, d.last_t) == (0.1, 0.3) and tr.closed == 1 and not tr.open
+    assert d.confidence == pytest.approx((0.6 + 0.5 / 3 + 0.8) / 3)
+
+
+def test_tracker_barcode_only_frames_count_and_the_read_decides():
+    from edge_agent.insertion import InsertionTracker
+
+    tr = InsertionTracker(gap_frames=1)
+    assert tr.update(0.0, _frame("empty", 0.7), ["333"]) is None  # a read opens the insertion
+    assert tr.update(0.1, _frame("222", 0.4)) is None
+    d = tr.update(0.2, _frame("empty", 0.9))
+    assert (d.label, d.source, d.barcode, d.vote_label, d.n_frames) == ("333", "barcode", "333", "222", 2)
+
+
+def test_tracker_closes_long_insertions_and_on_demand():
+    from edge_agent.insertion import InsertionTracker
+
+    tr = InsertionTracker(gap_frames=3, max_frames=4)
+    got = [tr.update(i / 10, _frame("222", 0.9)) for i in range(6)]
+    assert [g is not None for g in got] == [False, False, False, True, False, False]
+    d = tr.close()  # end of stream: the open insertion (frames 4, 5) is decided now
+    assert d.n_frames == 2 and d.label == "222" and tr.close() is None
+    with pytest.raises(ValueError):
+        InsertionTracker(gap_frames=0)
+
+
+def test_tracker_votes_across_label_spaces_and_top1_only_predictions():
+    """A model hot-swapped mid-insertion, or one that gives only its top-1: every frame still votes."""
+    from edge_agent.insertion import InsertionTracker
+
+    tr = InsertionTracker(gap_frames=1)
+    tr.update(0.0, {"none": 0.1, "111": 0.9})
+    tr.update(0.1, {"empty": 0.2, "111": 0.3, "444": 0.5})
+    d = tr.update(0.2, {"none": 0.95})
+    assert d.label == "111" and d.confidence == pytest.approx((0.9 + 0.3) / 2)

@@ -16,7 +16,15 @@ import pytest
 
 from edge_agent.sources import AvSource, ReconnectingSource
 from tests.edge_agent.conftest import capture_config, lake_clips
-from tests.support.streams import RtspCamera, free_port, http_server, make_ts, need
+from tests.support.streams import (
+    GstRtspCamera,
+    RtspCamera,
+    free_port,
+    http_server,
+    make_ts,
+    need,
+    need_gst_rtsp,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -55,6 +63,54 @@ def test_rtsp_camera(clip):
         frames = _take(src, 30)
     assert len(frames) == 30 and {f.image.shape for f in frames} == {(240, 320, 3)}
     assert [f.t for f in frames] == sorted(f.t for f in frames)
+
+
+def _agent_source(tmp_path: Path, url: str, transport: str):
+    """The agent's own source, built from an agent.toml that names the transport."""
+    from edge_agent.config import load_config
+    from edge_agent.runtime import build_source
+
+    (tmp_path / "agent.toml").write_text(f"""
+device_id = "cart-rtsp"
+store_id = "A"
+[source]
+url = "{url}"
+rtsp_transport = "{transport}"
+max_reconnects = 0
+[model]
+dir = "model"
+[triggers]
+version = "1"
+[[triggers.rules]]
+name = "move"
+when = "motion(8)"
+[spool]
+dir = "spool"
+[upload]
+lake = "{(tmp_path / 'lake').as_uri()}"
+""")
+    return build_source(load_config(tmp_path / "agent.toml"))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_rtsp_camera_over_tcp_or_udp_as_configured(tmp_path_factory, tmp_path, transport):
+    """A camera that offers only one lower transport (RTP interleaved in the RTSP TCP connection,
+    or RTP over UDP): the agent reads it when its config names that transport, and a client asking
+    for the other one is refused, so the option is what carries the stream."""
+    need("ffmpeg")
+    need_gst_rtsp()
+    clip6 = make_ts(tmp_path_factory.mktemp("cam6") / "cam6.ts", "320x240", seconds=6.0)
+    with GstRtspCamera(clip6, transport) as cam:
+        frames = _take(_agent_source(tmp_path, cam.url, transport), 30)
+        other = AvSource(cam.url, options={"rtsp_transport": "udp" if transport == "tcp" else "tcp"},
+                         timeout_s=3)
+        with pytest.raises(av.error.FFmpegError):
+            _take(other, 1)
+    assert len(frames) == 30 and {f.image.shape for f in frames} == {(240, 320, 3)}
+    ts = [f.t for f in frames]
+    assert ts == sorted(ts) and frames[5].image.std() > 20
+    with pytest.raises(Exception, match="source.rtsp_transport"):
+        _agent_source(tmp_path, cam.url, "http")
 
 
 def test_stalled_http_camera_times_out_and_reconnects(clip):

@@ -156,3 +156,19 @@ def test_weight_tracker_measures_change_over_window() -> None:
     assert deltas[12] == pytest.approx(450.0)
     assert deltas[29] == pytest.approx(0.0)  # settled: the window no longer spans the step
     assert w.update(3.1, None) is None
+
+
+def test_low_confidence_per_insertion_fires_only_where_an_insertion_closes() -> None:
+    from edge_agent.triggers.signals import SignalFrame
+
+    pred, _, canon = compile_rule('low_confidence(0.5, "insertion")')
+    assert canon == 'low_confidence(0.5, "insertion")'
+    assert pred(SignalFrame(confidence=0.01)) == (False, None)  # a doubtful frame alone: nothing
+    assert pred(SignalFrame(confidence=0.9, insertion_label="111", insertion_confidence=0.3)) == (True, 0.3)
+    assert pred(SignalFrame(confidence=0.1, insertion_label="111", insertion_confidence=0.7))[0] is False
+    frame_scope, _, _ = compile_rule('low_confidence(0.5, "frame")')
+    assert frame_scope(SignalFrame(confidence=0.3)) == (True, 0.3)
+    with pytest.raises(RuleError, match='scope must be "frame" or "insertion"'):
+        compile_rule('low_confidence(0.5, "clip")')
+    values = SignalFrame(insertion_label="111", insertion_confidence=0.31234).values()
+    assert values["insertion_label"] == "111" and values["insertion_confidence"] == 0.3123

@@ -53,10 +53,10 @@ def _cli(*args: str) -> None:
     assert main(list(args)) == 0, args
 
 
-def _config(task: str, epochs: int) -> dict:
+def _config(task: str, epochs: int, batch: int = 16) -> dict:
     return {"ops": {"learner_sources": {"config": {"source": "imported"}},
                     "dataset_version": {"config": {"task": task}},
-                    "candidate_model": {"config": {"task": task, "epochs": epochs, "batch": 16}},
+                    "candidate_model": {"config": {"task": task, "epochs": epochs, "batch": batch}},
                     "candidate_evaluation": {"config": {"gate_sets": ["shelf"]}}}}
 
 
@@ -118,18 +118,24 @@ def test_detect_from_yolo_export(seaweed, ray_cluster, tmp_path, monkeypatch):
     shots = photos.dataset(CLASSES, 16, seed=3)
     yaml = photos.write_yolo_detect(tmp_path / "yolo", {"train": shots[::2], "val": shots[1::2]}, CLASSES)
     _cli("import", str(yaml), "--lake", uri)
+    # baskets with 2-3 products each, as COCO: every box imports and trains
+    _cli("import", str(photos.write_coco(tmp_path / "baskets", photos.scenes(CLASSES, 12, seed=5))),
+         "--lake", uri)
     test = photos.write_yolo_detect(tmp_path / "yolo-test", {"test": photos.dataset(CLASSES, 6, seed=4)},
                                     CLASSES)
     _cli("import", str(test), "--as-standard-set", "shelf", "--lake", uri)
 
-    result, lake = _run_job(seaweed, "byod-detect", _config("detect", 3))
+    result, lake = _run_job(seaweed, "byod-detect", _config("detect", 15, batch=8))
     assert result.success
     ds = _mat(result, "dataset_version")
-    assert ds["members"] == 48 and ds["classes"] == 3
+    assert ds["members"] == 48 + 12 and ds["classes"] == 3
     card = registry.read_card(lake, _mat(result, "candidate_model")["model_id"])
     assert card.task == "detect" and card.classes == sorted(CLASSES)
     ev = _mat(result, "candidate_evaluation")
-    assert ev["gate_sets"] == ["shelf"] and ev["production_map50"] is not None
+    assert ev["gate_sets"] == ["shelf"]
+    # it learns: box mAP@0.5 on 18 held-out photos clearly above 0 (0.000 with ultralytics'
+    # accumulate-to-64 and warmup defaults on this little data; see TrainConfig.for_task)
+    assert ev["production_map50"] > 0.1, ev["production_map50"]
     gate, meta = _gate(result)
     assert gate.passed and meta["actual"] == pytest.approx(ev["production_map50"], abs=1e-4)
-    print(f"BYOD detect: production_map50 {ev['production_map50']:.3f} after 3 epochs")
+    print(f"BYOD detect: production_map50 {ev['production_map50']:.3f} after 15 epochs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import polars as pl
 import pytest
@@ -131,16 +132,23 @@ def test_yolo_detect_boxes_and_bad_labels(lake, tmp_path):
     yaml = photos.write_yolo_detect(tmp_path / "yolo", {"train": shots[:9], "val": shots[9:]}, CLASSES)
     lbl = tmp_path / "yolo" / "labels" / "train"
     (lbl / "0000.txt").write_text("0 0.9 0.5 0.4 0.2\n")  # reaches x = 1.1: outside the image
-    (lbl / "0004.txt").write_text("1 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")  # two objects
+    (lbl / "0004.txt").write_text("1 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")  # two objects: both kept
+    (lbl / "0005.txt").write_text("1 0.5 0.5 0.2 0.2\n2 0.95 0.3 0.2 0.1\n")  # the 2nd is outside
     (lbl / "0008.txt").write_text("7 0.5 0.5 0.2 0.2\n")
     (lbl / "0003.txt").write_text("")  # background
     rep = import_dataset(lake, yaml)
     assert rep.fmt == "yolo-detect" and rep.task == "detect"
     why = dict(rep.rejected)
     assert "lies outside the 160x120 image" in why["images/train/0000.jpg"]
-    assert "2 labelled objects in one image" in why["images/train/0004.jpg"]
+    assert "object 2 of 2 (chips): box" in why["images/train/0005.jpg"]
     assert "class index 7 not in names" in why["images/train/0008.jpg"]
+    assert "images/train/0004.jpg" not in why
     assert rep.frames == 9 and rep.class_counts[EMPTY_CLASS] == 1
+    two = _manual(lake).filter(pl.col("source") == "yolo/images/train/0004.jpg")
+    objs = json.loads(two["objects"][0])
+    assert [o[0] for o in objs] == [CLASSES[1], CLASSES[2]] and two["sku"][0] == CLASSES[1]
+    assert [round(v) for v in objs[1][1:]] == [round(0.25 * 160), round(0.25 * 120), round(0.35 * 160),
+                                                round(0.35 * 120)]
     df = _manual(lake).filter(pl.col("source") == "yolo/images/val/0000.jpg")
     x1, y1, x2, y2 = shots[9].box
     assert df["sku"][0] == shots[9].cls
@@ -170,3 +178,43 @@ def test_coco_and_label_studio(lake, tmp_path):
     rep = import_dataset(lake, ls2, images_dir=tmp_path / "ls2" / "images")
     assert rep.task == "classify" and rep.frames == 6
     assert _manual(lake).height == 15
+
+
+def test_multi_object_detection_keeps_every_box_and_classification_says_why(lake, tmp_path):
+    """Real multi-object data (2-3 products per photo) from COCO and YOLO: every box imports and
+    reaches the detection training files; classification refuses such frames with a reason."""
+    from flywheel.learner.config import DatasetSpec
+    from flywheel.learner.datasets import label_frames, member_classes
+    from flywheel.learner.materialize import materialize_detect
+
+    scenes = photos.scenes(CLASSES, 8, seed=11)
+    assert all(len(p.objects) >= 2 for p in scenes)
+    rep = import_dataset(lake, photos.write_coco(tmp_path / "coco", scenes), standard_set="baskets")
+    assert rep.task == "detect" and rep.frames == 8 and not rep.rejected
+    assert sum(rep.class_counts.values()) == sum(len(p.objects) for p in scenes)  # objects, not images
+    test = depot_sets.read_standard_sets(lake, ["baskets"])[0]["baskets"]
+    row = test.filter(pl.col("source") == "baskets/p0003.jpg")
+    assert [(o[0], [round(v) for v in o[1:]]) for o in json.loads(row["objects"][0])] == [
+        (c, list(b)) for c, b in scenes[3].objects]
+    members, rejects = label_frames(test, DatasetSpec(task="detect"))
+    assert members.height == 8 and member_classes(members) == sorted(CLASSES)
+    yaml = materialize_detect(members.with_columns(pl.lit("val").alias("split")), sorted(CLASSES),
+                              tmp_path / "mat")
+    lines = sum(len(p.read_text().splitlines()) for p in (yaml.parent / "labels" / "val").glob("*.txt"))
+    assert lines == sum(len(p.objects) for p in scenes)  # every box is a YOLO label line
+    _, rejects = label_frames(test, DatasetSpec(task="classify"))
+    assert rejects == {"classify_multi_object": 8}
+    # the same scenes in YOLO's layout import the same boxes
+    more = photos.scenes(CLASSES, 6, seed=12)
+    rep = import_dataset(lake, photos.write_yolo_detect(tmp_path / "y", {"train": more}, CLASSES))
+    assert rep.frames == 6 and sum(rep.class_counts.values()) == sum(len(p.objects) for p in more)
+    # a classification dataset (COCO without boxes) with two labelled objects in one image: refused
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    for a in doc["annotations"]:
+        del a["bbox"]
+    (tmp_path / "coco" / "cls.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetImportError) as err:
+        import_dataset(lake, tmp_path / "coco" / "cls.json", images_dir=tmp_path / "coco" / "images")
+    assert err.value.report.task == "classify"
+    assert "labelled objects in one image of a classification dataset" in dict(err.value.report.rejected)[
+        "p0000.jpg"]

@@ -1,5 +1,6 @@
 """Definitions load with the Learner; bad input fails the dataset asset before training; the
-cluster deployment's KubeRay configuration is complete (tested, not run)."""
+cluster deployment's Ray (a cluster by address, training pinned to the `train` nodes) is configured;
+tests/cluster/ runs it on real `ray start` nodes."""
 
 from __future__ import annotations
 
@@ -34,12 +35,20 @@ def test_definitions_load_with_the_learner(deployment):
     assert isinstance(defs.resources["ray"], RayResource)
 
 
-def test_cluster_deployment_uses_kuberay_with_training_settings():
-    from dagster_ray.kuberay import KubeRayCluster
-
-    from resources.deployments import cluster_resources
+def test_cluster_deployment_pins_training_to_the_train_nodes():
+    from resources.deployments import TRAIN_RESOURCE, cluster_resources
+    from resources.ray import RayClusterAddress, task_resources
 
     ray = cluster_resources()["ray"]
+    assert isinstance(ray, RayClusterAddress) and task_resources(ray) == {TRAIN_RESOURCE: 1.0}
+
+
+def test_kuberay_per_run_cluster_keeps_its_training_settings():
+    from dagster_ray.kuberay import KubeRayCluster
+
+    from resources.ray import kuberay_cluster
+
+    ray = kuberay_cluster()
     assert isinstance(ray, KubeRayCluster)
     assert ray.namespace == "flywheel" and ray.env_vars["RAY_AUTH_MODE"] == "disabled"
     worker = ray.ray_cluster.spec.worker_group_specs[0]

@@ -1,6 +1,7 @@
 """(16) Device credentials on SeaweedFS S3 identities: a device reads releases and writes its own
-status prefix, and can write neither under releases/ nor another device's prefix. The device runs a
-real OTA update with its own restricted credentials."""
+clip and status prefixes (the clip layout puts the device first so a prefix rule can own them), and
+can write neither under releases/ nor another device's prefix. The device uploads a real clip and
+runs a real OTA update with its own restricted credentials; the cloud ingests the clip."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.contract.layout import status_key
+from edge_agent.capture.spool import Spool
+from edge_agent.contract.layout import clip_key, parse_clip_key, sidecar_key, status_key
 from edge_agent.contract.release import RolloutStage
 from edge_agent.lake import Lake, LakeError, S3Options
+from edge_agent.telemetry import Telemetry
+from edge_agent.upload import Uploader
+from flywheel.depot.ingest import ingest_day
 from flywheel.release.keys import load_keys
 from flywheel.release.publish import publish_release
 from flywheel.release.repository import open_channel
+from tests.edge_agent.test_capture import make_job, spool_one
 from tests.support.ota import SimDevice, release_files
 
 
@@ -44,10 +50,28 @@ def test_16_device_identities_cannot_write_releases_or_other_devices(tmp_path: P
             status_key("cart-2", now): b"{}",  # impersonate another cart
             "models/production.json": b"{}",
         }
+        # a real upload with the device's credentials: clip, sidecar, arrival marker
+        spool = Spool(tmp_path / "spool", cap_bytes=10**8)
+        spool_one(spool, make_job(seed=3), tmp_path, 1)  # a clip of device cart-1
+        entry = spool.checkout()
+        assert entry.clip_key.startswith("landing/clips/device=cart-1/")
+        Uploader(cart1, spool, Telemetry()).upload(entry)
+        assert cloud.exists(entry.clip_key) and cloud.exists(entry.sidecar_key)
+        day = parse_clip_key(entry.clip_key).date
+        # cart-2 cannot land a clip claiming to be cart-1, nor cart-1 one for cart-2 or in layout 1
+        cart2 = lake_as("cart-2", devices["cart-2"])
+        with pytest.raises(LakeError):
+            cart2.put(entry.clip_key.replace(".mp4", "0.mp4"), b"forged")
+        refused[clip_key(day, "A", "cart-2", "f" * 32)] = b"forged"
+        refused[clip_key(day, "A", "cart-1", "f" * 32, layout=1)] = b"forged"
+        refused[sidecar_key(day, "A", "cart-2", "f" * 32)] = b"{}"
+        refused["landing/corrections/evil.json"] = b"{}"
         for key, data in refused.items():
             with pytest.raises(LakeError):
                 cart1.put(key, data)
             assert not cloud.exists(key) or key.startswith("releases/stable/metadata/timestamp")
+        report = ingest_day(cloud, day)  # the cloud ingests what the device landed, nothing forged
+        assert report.clips_ingested == [entry.clip_id] and not report.rejections, report.rejections
         ts = cloud.get("releases/stable/metadata/timestamp.json")
         assert json.loads(ts)["signed"]["_type"] == "timestamp"  # untouched by the refused put
         with pytest.raises(LakeError):

@@ -57,6 +57,11 @@ def test_rollout_asset_halts_a_worse_canary_with_checks_and_sensor_ticks(tmp_pat
     again = evaluate_status(dg.build_sensor_context(cursor=tick.cursor, instance=instance,
                                                     resources={"lake": lake_res}), lake_res)
     assert again.run_requests == []  # the same reports are never judged twice
+    # a report from a device whose key sorts before every key seen so far is still new
+    _report(lake, "cart-a0", good.release.release_id, agree=196)
+    late = evaluate_status(dg.build_sensor_context(cursor=again.cursor, instance=instance,
+                                                   resources={"lake": lake_res}), lake_res)
+    assert [r.tags["release/new_reports"] for r in late.run_requests] == ["1"]
 
     result = dg.materialize([release_rollout], instance=instance,
                             resources={"lake": lake_res, "signer": signer})
@@ -69,6 +74,7 @@ def test_rollout_asset_halts_a_worse_canary_with_checks_and_sensor_ticks(tmp_pat
     assert checks["inference_p99_ms"].passed and checks["inference_p99_ms"].metadata["actual"].value == 5.0
     mat = result.asset_materializations_for_node("release_rollout")[0]
     assert mat.metadata["action"].value == "halt"
+    assert mat.metadata["reports_read_this_run"].value == mat.metadata["reports_in_window"].value == 9
     rolled = current_channel(open_channel(lake, "stable", load_keys(keys_dir), create=False))
     assert rolled.release.model_id == "cls-good" and rolled.sequence > cand.sequence
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.contract.layout import arrival_key, clip_key, sidecar_key
+from edge_agent.contract.layout import LAYOUT, arrival_key, clip_key, parse_clip_key, sidecar_key
 from edge_agent.contract.schemas import ClipSidecarV1, dump_document, parse_sidecar
 from edge_agent.lake import Lake
 
@@ -99,8 +99,10 @@ def build_clip(*, day: str = "2026-11-24", store_id: str = "store-a", device_id:
                seed: int = 0, product: int = 0, n_frames: int = 24, fps: int = 8, width: int = 160,
                height: int = 120, model_version: str = "m-0001", dark: bool = False,
                trigger_frames: tuple[int, ...] = (10,), rule: str = "all(motion,barcode)",
-               low_confidence: bool = False) -> LandedClip:
-    """A clip and its sidecar, in memory (nothing written yet)."""
+               low_confidence: bool = False, layout: int = LAYOUT,
+               insertions: list[dict] | None = None) -> LandedClip:
+    """A clip and its sidecar, in memory (nothing written yet); `layout` 1 keys it as clips landed
+    before the device-first layout were; with `insertions` a ClipSidecarV2."""
     frames = render_frames(n_frames, width, height, product=product, seed=seed, dark=dark)
     data = encode_h264(frames, fps)
     sha = hashlib.sha256(data).hexdigest()
@@ -131,8 +133,18 @@ def build_clip(*, day: str = "2026-11-24", store_id: str = "store-a", device_id:
                              "x_m": 3.5}],
         "frames": preds,
     }
-    return LandedClip(clip_id, day, store_id, device_id, clip_key(day, store_id, device_id, clip_id),
-                      sidecar_key(day, store_id, device_id, clip_id), data, parse_sidecar(doc))
+    if insertions is not None:
+        doc.update(schema_version=2, insertions=insertions)
+    return LandedClip(clip_id, day, store_id, device_id, clip_key(day, store_id, device_id, clip_id, layout),
+                      sidecar_key(day, store_id, device_id, clip_id, layout), data, parse_sidecar(doc))
+
+
+def insertion_summary(first: int, last: int, label: str | None = EANS[0], confidence: float = 0.8,
+                      **over: Any) -> dict:
+    """One ClipSidecarV2 `insertions` entry decided by the vote."""
+    return {"first_frame": first, "last_frame": last, "label": label, "confidence": confidence,
+            "source": "vote", "n_frames": last - first + 1, "n_voting": last - first + 1,
+            "vote_label": label, "vote_confidence": confidence, "barcode": None, **over}
 
 
 def land(lake: Lake, clip: LandedClip, *, clip_part: bool = True, sidecar: bool = True,
@@ -150,7 +162,8 @@ def land(lake: Lake, clip: LandedClip, *, clip_part: bool = True, sidecar: bool 
 
 
 def mark_arrival(lake: Lake, clip: LandedClip, at: datetime | None = None) -> str:
-    key = arrival_key(at or datetime.now(UTC), clip.day, clip.store_id, clip.device_id, clip.clip_id)
+    key = arrival_key(at or datetime.now(UTC), clip.day, clip.store_id, clip.device_id, clip.clip_id,
+                      parse_clip_key(clip.sidecar_key).layout)
     lake.put(key, b"")
     return key
 

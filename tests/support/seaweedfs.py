@@ -156,13 +156,16 @@ def seaweedfs(data_dir: Path, bucket: str = "flywheel", s3_config: Path | None =
 
 def device_identities(bucket: str, devices: dict[str, str]) -> dict:
     """SeaweedFS identities: the cloud (ACCESS_KEY) may do anything; each device (id -> secret, the
-    access key is the device id) may list the bucket, read `releases/`, and write only under its
-    own status prefix. SeaweedFS matches "Action:bucket/key" against each action, a trailing '*'
-    as a prefix wildcard."""
+    access key is the device id) may list the bucket, read `releases/`, and read and write only
+    under its own prefixes (`device_write_prefixes`: its clips, its status, the arrival log).
+    SeaweedFS matches "Action:bucket/key" against each action, a trailing '*' as a prefix wildcard."""
+    from edge_agent.contract.layout import device_write_prefixes
+
     ids = [{"name": "cloud", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]
     for device, secret in devices.items():
+        own = [f"{bucket}/{prefix}*" for prefix in device_write_prefixes(device)]
         ids.append({"name": device, "credentials": [{"accessKey": device, "secretKey": secret}],
                     "actions": [f"Read:{bucket}/releases/*", f"List:{bucket}",
-                                f"Write:{bucket}/landing/status/device={device}/*"]})
+                                *(f"Write:{p}" for p in own), *(f"Read:{p}" for p in own)]})
     return {"identities": ids}

@@ -2,7 +2,9 @@
 
 - HTTP: ffmpeg's own HTTP server (`-listen 1`) sending MPEG-TS, as many IP cameras do;
 - RTSP: `rtsp-server-perl` (Debian package) relaying what ffmpeg pushes (ANNOUNCE/RECORD) to
-  clients (DESCRIBE/SETUP/PLAY, RTP over UDP), the way a camera or an NVR serves RTSP.
+  clients (DESCRIBE/SETUP/PLAY, RTP over UDP), the way a camera or an NVR serves RTSP;
+- RTSP over TCP: rtsp-server-perl answers only UDP SETUPs (it needs client_port), so interleaved
+  TCP is served by GStreamer's gst-rtsp-server (`GstRtspCamera`, tests/support/gst_rtsp_server.py).
 
 Each server is a process group of its own, so a test can stall it (SIGSTOP), drop it (SIGKILL) and
 bring it back on the same port.
@@ -122,3 +124,36 @@ class RtspCamera:
 
     def __exit__(self, *exc) -> None:
         self.down()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # where Debian's python3-gi lives (not in the project's venv)
+
+
+def need_gst_rtsp() -> None:
+    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
+             "from gi.repository import Gst; Gst.init(None);"
+             "assert all(Gst.ElementFactory.find(e) for e in ('tsdemux', 'h264parse', 'rtph264pay'))")
+    ok = Path(SYSTEM_PYTHON).exists() and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True,
+                                                         timeout=30).returncode == 0
+    if not ok:
+        pytest.skip("GStreamer RTSP server not installed (apt-get install -y --no-install-recommends "
+                    "python3-gi "
+                    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)")
+
+
+class GstRtspCamera:
+    """gst-rtsp-server on a free port serving `clip` over the given lower transport only."""
+
+    def __init__(self, clip: Path, transport: str) -> None:
+        self.port = free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        script = Path(__file__).with_name("gst_rtsp_server.py")
+        self.server = Proc([SYSTEM_PYTHON, str(script), str(self.port), str(clip), transport], self.port)
+
+    def __enter__(self) -> GstRtspCamera:
+        self.server.start()
+        _wait_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.kill()

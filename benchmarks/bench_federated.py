@@ -1,0 +1,204 @@
+"""Federated benchmarks (writes var/bench/federated.json).
+
+1. Efficacy: production top-1 on the frozen store sets after N federated rounds (carts in "updates"
+   mode adapt production's head on auto-labelled insertions; each round's candidate goes through the
+   gate and becomes production only if it passes) against the centralised alternative on the same
+   fleet. The centralised multi-turn loop is not on main yet, so the baseline is ONE centralised
+   retrain on the same fleet's frames perfectly labelled (simulator ground truth, every 3rd frame) plus
+   the manual collection: an upper bound for what uploading the images buys (it can also learn SKUs
+   the production model has no class for, which a head over fixed classes cannot).
+2. Bytes per device per round: the head update (and the global head it receives) against the clip
+   bytes the same carts upload in "clips" mode over the same simulated minutes.
+3. Round time of the Flower round alone (select, fit, check, FedAvg) with 20 and 200 simulated
+   devices (real gRPC clients over 127.0.0.1, the production head's shape), as a ratio per device.
+
+Run: `python -m benchmarks.bench_federated [out_dir]` (env FED_BENCH_QUICK=1: smaller settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = os.environ.get("FED_BENCH_QUICK") == "1"
+CARTS = 3 if QUICK else 6
+ROUNDS = 2 if QUICK else 3
+MINUTES_PER_ROUND = 0.5 if QUICK else 1.0
+EPOCHS = 4 if QUICK else 10
+N_PER_SKU = 8 if QUICK else 16
+FLEETS = (20, 200)
+
+
+def _production(work: Path):
+    from edge_agent.lake import Lake
+    from flywheel.learner import registry
+    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+    from flywheel.learner.pipeline import (
+        SimSources,
+        build_dataset,
+        evaluate_candidate,
+        gate_candidate,
+        import_from_simulator,
+    )
+    from flywheel.learner.train import TrainRequest, run_training
+
+    lake = Lake.at_path(work / "lake")
+    import_from_simulator(lake, SimSources(n_per_sku=N_PER_SKU, n_test=100, n_insertions=0))
+    ds, _ = build_dataset(lake, DatasetSpec())
+    cfg = TrainConfig(epochs=EPOCHS, imgsz=64, num_cpus=1)
+    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=GateRules()))
+    ev = evaluate_candidate(lake, "cls-prod-0")
+    gate_candidate(lake, "cls-prod-0")
+    registry.bootstrap_production(lake, "cls-prod-0")
+    return lake, cfg, ev.candidate.metrics["production_top1"]
+
+
+def _federated(lake, address: str) -> dict:
+    from edge_agent.model import DeviceModel
+    from flywheel.federated.pipeline import federated_round
+    from flywheel.federated.strategy import RoundConfig
+    from flywheel.fleet.bootstrap import install_registry_model
+    from flywheel.fleet.federated import FederatedFleet
+    from flywheel.learner import registry
+    from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
+
+    rounds = []
+    with FederatedFleet(lake, address, carts=CARTS, retry_s=0.3) as fleet:
+        for r in range(ROUNDS):
+            fleet.drive(MINUTES_PER_ROUND)
+            out = federated_round(lake, address, RoundConfig(
+                base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS))
+            row = {"round": r + 1, "skipped": out.skipped, "samples": out.report.samples,
+                   "accepted": len(out.report.accepted), "seconds": round(out.report.seconds, 2),
+                   "update_bytes_per_device": (float(np.mean(list(out.report.bytes_received.values())))
+                                               if out.report.bytes_received else 0.0)}
+            if out.candidate_id:
+                ev = evaluate_candidate(lake, out.candidate_id)
+                gate = gate_candidate(lake, out.candidate_id)
+                row.update(candidate=out.candidate_id, top1=ev.candidate.metrics["production_top1"],
+                           gate_passed=gate.passed, gate_reasons=gate.reasons)
+                if gate.passed:  # the rollout is not simulated here: production moves at once
+                    registry.set_production(lake, out.candidate_id, by="bench", reason="gate passed")
+                    for a in fleet.agents:
+                        model_dir = install_registry_model(lake, fleet.work / "model" / a.device_id,
+                                                           out.candidate_id, slot="b")
+                        a.model = DeviceModel(model_dir)
+            rounds.append(row)
+    final = registry.production_model_id(lake)
+    top1 = evaluate_candidate(lake, final).candidate.metrics["production_top1"]
+    return {"rounds": rounds, "final_production": final, "production_top1": top1}
+
+
+def _clip_bytes(lake, address: str) -> dict:
+    from flywheel.fleet.federated import FederatedFleet
+
+    with FederatedFleet(lake, address, carts=CARTS, mode="clips", retry_s=60) as fleet:
+        fleet.drive(MINUTES_PER_ROUND)
+        totals = [a.close(drain_timeout=120) for a in fleet.agents]
+        fleet.agents = []
+    per_device = [t["uploaded_bytes"] for t in totals]
+    return {"clips": sum(t["uploaded_clips"] for t in totals),
+            "bytes_per_device": float(np.mean(per_device))}
+
+
+def _centralised(lake, cfg, work: Path) -> dict:
+    from datetime import UTC, datetime
+
+    from flywheel.fleet.runner import cart_plan, cart_sim_frames
+    from flywheel.learner.config import DatasetSpec, GateRules
+    from flywheel.learner.pipeline import build_dataset, evaluate_candidate
+    from flywheel.learner.train import TrainRequest, run_training
+    from flywheel.sim import default_world
+    from flywheel.sim.export import export_dataset
+
+    world = default_world(0, 3)
+    n = int(MINUTES_PER_ROUND * ROUNDS * 60 * 10)
+    frames = []
+    for i, (store, _device, _start) in enumerate(cart_plan(world, CARTS, datetime.now(UTC).date())):
+        for k, (sf, _t, _w) in enumerate(cart_sim_frames(world, store, i, 0, n, datetime.now(UTC))):
+            if k % 3 == 0:
+                frames.append(sf)
+    export_dataset(frames, work / "fleet.parquet")
+    lake.put("depot/bench/fleet_frames.parquet", (work / "fleet.parquet").read_bytes())
+    ds, _ = build_dataset(lake, DatasetSpec(), ("depot/bench/fleet_frames.parquet",))
+    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-central-1", rules=GateRules()))
+    ev = evaluate_candidate(lake, "cls-central-1")
+    return {"frames": len(frames), "production_top1": ev.candidate.metrics["production_top1"]}
+
+
+def _round_time(n_devices: int, d: int, k: int) -> float:
+    from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+    from edge_agent.federated.samples import SampleStore
+    from flywheel.federated.server import free_address, run_round
+    from flywheel.federated.strategy import RoundConfig
+
+    rng = np.random.default_rng(0)
+    address = free_address()
+    devices = []
+    for i in range(n_devices):
+        s = SampleStore()
+        s.add("m", list(rng.normal(size=(40, d)).astype(np.float32)), int(i % k))
+        devices.append(Participant(address, (lambda s=s, i=i: make_client(
+            DeviceIdentity(f"d{i}", "A", "A"), s)), retry_s=0.2).start())
+    try:
+        w0 = rng.normal(size=(d, k)).astype(np.float32) * 0.01
+        _, report = run_round(address, RoundConfig(base_model="m", min_samples=5, connect_window_s=120,
+                                                   expected_devices=n_devices, fit_timeout_s=300),
+                              w0, np.zeros(k, np.float32))
+    finally:
+        for p in devices:
+            p.stop()
+    assert len(report.accepted) == n_devices, report.as_dict()
+    return report.seconds
+
+
+def main(out_dir: Path) -> dict:
+    from flywheel.federated.candidate import base_head
+    from flywheel.federated.server import free_address
+
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        lake, cfg, top1_0 = _production(work)
+        w0, _ = base_head(lake, "cls-prod-0")
+        fed = _federated(lake, free_address())
+        clips = _clip_bytes(lake, free_address())
+        central = _centralised(lake, cfg, work)
+        head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
+                                    if r["update_bytes_per_device"]] or [0.0]))
+        times = {n: _round_time(n, *w0.shape) for n in FLEETS}
+        result = {
+            "settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
+                         "production_epochs": EPOCHS, "n_per_sku": N_PER_SKU, "head_shape": list(w0.shape)},
+            "production_top1_start": top1_0,
+            "federated": fed,
+            "centralised_one_retrain": central,
+            "top1_ratio_federated_over_centralised": (fed["production_top1"] / central["production_top1"]
+                                                      if central["production_top1"] else None),
+            "bytes": {"update_per_device_per_round": head_bytes,
+                      "downlink_global_head_per_device_per_round": head_bytes,
+                      "clips_per_device_same_minutes": clips["bytes_per_device"],
+                      "clips_uploaded": clips["clips"],
+                      "ratio_update_over_clips": (head_bytes / clips["bytes_per_device"]
+                                                  if clips["bytes_per_device"] else None)},
+            "round_seconds": {str(n): round(s, 2) for n, s in times.items()},
+            "round_seconds_per_device_ratio_200_over_20": (times[200] / 200) / (times[20] / 20),
+            "seconds_total": round(time.perf_counter() - t0, 1),
+            "loadavg_before": load, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+        }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "federated.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "var" / "bench"),
+                     indent=2, default=str))

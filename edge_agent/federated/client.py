@@ -1,0 +1,116 @@
+"""The device's Flower client: what it tells the server, and what it sends back from a round.
+
+`get_properties` answers the server's selection (device, store, cohort, sample count, the model
+version the samples were embedded with); `fit` adapts the round's global head on the local samples
+and returns the new head, the sample count and metrics. Nothing else leaves the device: no image,
+no embedding, no label list. `Participant` keeps one connection attempt running in a thread: a
+round's server comes and goes, so a refused connection is normal and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.federated.head import HeadTraining, train_head
+from edge_agent.federated.samples import SampleStore
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # Flower's usage telemetry: never from a device
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: str
+    store_id: str
+    cohort: str
+
+
+DEFAULT_TRAINING = HeadTraining()
+
+
+def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTraining = DEFAULT_TRAINING):
+    """A flwr NumPyClient over the sample store (flwr imported here: an optional extra)."""
+    from flwr.client import NumPyClient
+
+    class HeadClient(NumPyClient):
+        def get_properties(self, config):
+            return {"device_id": identity.device_id, "store_id": identity.store_id,
+                    "cohort": identity.cohort, "n_samples": len(store),
+                    "model_version": store.model_version or ""}
+
+        def fit(self, parameters, config):
+            w0, b0 = (np.asarray(p, np.float32) for p in parameters)
+            x, y = store.arrays()
+            base = str(config.get("base_model", ""))
+            if not len(y) or store.model_version != base or x.shape[1] != w0.shape[0]:
+                # samples of another model (or none): nothing to contribute this round
+                return [w0, b0], 0, {"skipped": 1}
+            cfg = HeadTraining(epochs=int(config.get("epochs", training.epochs)),
+                               lr=float(config.get("lr", training.lr)),
+                               prox_mu=float(config.get("prox_mu", training.prox_mu)),
+                               l2=training.l2)
+            w, b, metrics = train_head(x, y, w0, b0, cfg)
+            return [w, b], int(len(y)), metrics
+
+    return HeadClient()
+
+
+class Participant:
+    """Joins every round the configured server runs; stops when `stop()` is called (between
+    rounds: an open round ends when the server disconnects its clients)."""
+
+    def __init__(self, server_address: str, client_factory, retry_s: float = 2.0,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.server_address, self.client_factory, self.retry_s = server_address, client_factory, retry_s
+        self.max_message_bytes = max_message_bytes
+        self.rounds = 0  # sessions that ended with the server's disconnect
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="federated", daemon=True)
+
+    def start(self) -> Participant:
+        import flwr.client  # noqa: F401  (imported here, once: concurrent first imports deadlock)
+        import flwr.compat.client.app  # noqa: F401
+
+        # Flower logs every message at INFO and a deprecation banner at each connection attempt
+        # (every retry_s between rounds): a device keeps its own record (rounds, last_error)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _server_listening(self) -> bool:
+        """A plain TCP probe first: between rounds nothing listens, and a gRPC channel per refused
+        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85)."""
+        import socket
+
+        host, _, port = self.server_address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return True
+        except OSError as e:
+            self.last_error = f"no round open at {self.server_address}: {e}"
+            return False
+
+    def _run(self) -> None:
+        from flwr.compat.client.app import start_client
+
+        while not self._stop.is_set():
+            if not self._server_listening():
+                self._stop.wait(self.retry_s)
+                continue
+            try:
+                start_client(server_address=self.server_address, client=self.client_factory().to_client(),
+                             grpc_max_message_length=self.max_message_bytes, insecure=True)
+                self.rounds += 1
+            except Exception as e:  # no server right now (between rounds) or it went away
+                self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
+            self._stop.wait(self.retry_s)

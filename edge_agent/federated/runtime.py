@@ -1,0 +1,38 @@
+"""The agent's federated learner: auto-labelled samples from the inference loop, and the Flower
+participant that contributes head updates when the configured server runs a round."""
+
+from __future__ import annotations
+
+from edge_agent.config import FederatedConfig
+from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+from edge_agent.federated.samples import AutoLabeler, SampleStore
+
+
+class FederatedLearner:
+    def __init__(self, cfg: FederatedConfig, *, device_id: str, store_id: str) -> None:
+        self.cfg = cfg
+        self.store = SampleStore(cfg.sample_cap)
+        self.labeler = AutoLabeler(self.store, [], min_step_g=cfg.min_step_g)
+        self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id)
+        self.participant = Participant(cfg.server, lambda: make_client(self.identity, self.store),
+                                       retry_s=cfg.retry_s)
+        self._version: str | None = None
+
+    def start(self) -> None:
+        self.participant.start()
+
+    def stop(self) -> None:
+        self.participant.stop()
+
+    def observe(self, model, pred, sf, t: float) -> int:
+        """One frame from the inference loop (O(1)): the embedding and the free labels; returns
+        the samples this frame's insertion added."""
+        if pred.embedding is None:
+            return 0  # a model without an embedding output cannot take part
+        if model.version != self._version:
+            self._version = model.version
+            self.labeler.set_labels(list(getattr(model, "labels", [])))
+        before = self.store.added
+        self.labeler.update(t, pred.embedding, [b.text for b in sf.barcodes], sf.weight_delta_g,
+                            model.version, sf.motion)
+        return self.store.added - before

@@ -1,0 +1,53 @@
+"""One federated round: a Flower server on a gRPC port for as long as the round takes.
+
+Flower's legacy gRPC transport (`start_grpc_server` + `Server`, what `flwr.server.start_server`
+runs; deprecated since 1.13 in favour of SuperLink/SuperNode processes, still shipped in 1.42)
+lets the round live inside one Dagster step: started, run for one round, stopped. We call its
+parts rather than `start_server`, which installs signal handlers and so works only on the main
+thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from flywheel.federated.strategy import RoundConfig, RoundReport, make_strategy
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # Flower's usage telemetry stays off
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a head of 1280 x 1000 float32 is 5 MB; larger is refused
+
+
+def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray,
+              max_message_bytes: int = MAX_MESSAGE_BYTES
+              ) -> tuple[tuple[np.ndarray, np.ndarray] | None, RoundReport]:
+    """Serve one round on `address` ("127.0.0.1:PORT"); returns (new head or None, report)."""
+    from flwr.server import Server, SimpleClientManager
+    from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
+
+    report = RoundReport()
+    strategy = make_strategy(cfg, np.asarray(w0, np.float32), np.asarray(b0, np.float32), report)
+    server = Server(client_manager=SimpleClientManager(), strategy=strategy)
+    t0 = time.perf_counter()
+    grpc_server = start_grpc_server(client_manager=server.client_manager(), server_address=address,
+                                    max_message_length=max_message_bytes)
+    try:
+        server.fit(num_rounds=1, timeout=cfg.fit_timeout_s)
+    finally:
+        server.disconnect_all_clients(timeout=min(cfg.fit_timeout_s, 10.0))
+        grpc_server.stop(grace=1)
+    report.seconds = time.perf_counter() - t0
+    if strategy.result is None and not report.skipped:
+        report.skipped = "no aggregate"
+    return strategy.result, report
+
+
+def free_address(host: str = "127.0.0.1") -> str:
+    """host:port with a port free right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return f"{host}:{s.getsockname()[1]}"

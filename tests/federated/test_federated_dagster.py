@@ -1,0 +1,149 @@
+"""The federated loop in Dagster, end to end on real parts: a trained production model (YOLO, ONNX
+with its embedding output), a simulated fleet of real agents in "updates" mode whose Flower clients
+join the `federated_round` asset's server over 127.0.0.1, the candidate through the same evaluation,
+blocking gate and TUF release. A coordinated poison (a majority of rogue devices) gets past the
+norm bound, and the gate stops it before any release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+from edge_agent.federated.samples import SampleStore
+from flywheel.learner import registry
+
+N_CARTS = 3
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """A small trained classifier registered, evaluated, gated and made production."""
+    from edge_agent.lake import Lake
+    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+    from flywheel.learner.pipeline import (
+        SimSources,
+        build_dataset,
+        evaluate_candidate,
+        gate_candidate,
+        import_from_simulator,
+    )
+    from flywheel.learner.train import TrainRequest, run_training
+
+    root = tmp_path_factory.mktemp("fed-lake")
+    lake = Lake.at_path(root / "lake")
+    import_from_simulator(lake, SimSources(n_per_sku=4, n_test=40, n_insertions=0))
+    ds, _ = build_dataset(lake, DatasetSpec())
+    run_training(TrainRequest(lake.uri, None, ds.version, TrainConfig(epochs=2, imgsz=64, num_cpus=1),
+                              "cls-prod-0", rules=GateRules()))
+    evaluate_candidate(lake, "cls-prod-0")
+    # bootstrap: no production to beat; latency is this shared machine's load, not the model's
+    assert gate_candidate(lake, "cls-prod-0", GateRules(latency_budget_ms=1e9)).passed
+    registry.bootstrap_production(lake, "cls-prod-0")
+    return root
+
+
+def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, model: str):
+    """A device that passes selection (samples on the right model) and sends a poisoned head:
+    every frame becomes one product, within the norm bound."""
+    s = SampleStore()
+    s.add(model, [np.zeros(dim, np.float32)] * 40, 0)
+
+    def factory():
+        client = make_client(DeviceIdentity(f"rogue-{i}", "A", "A"), s)
+        client.fit = lambda parameters, config: ([w_bad, b_bad], 500, {})
+        return client
+
+    return factory
+
+
+def run_job(lake_res, signer, address: str, **round_cfg):
+    import dagster as dg
+
+    import assets.federated
+    from jobs.federated import federated_round_job
+    from resources.lineage import LakeRefIOManager
+
+    defs = dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.federated]),
+        asset_checks=dg.load_asset_checks_from_modules([assets.federated]),
+        jobs=[federated_round_job],
+        resources={"lake": lake_res, "ref_io_manager": LakeRefIOManager(lake=lake_res),
+                   "signer": signer})
+    return defs.resolve_job_def("federated_round_job").execute_in_process(
+        run_config={"ops": {"federated_round": {"config": {
+            "address": address, "min_samples": 5, "connect_window_s": 30, "fit_timeout_s": 60,
+            **round_cfg}}}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+@pytest.mark.slow
+def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poison(
+        production: Path, tmp_path: Path) -> None:
+    from flywheel.federated.candidate import base_head
+    from flywheel.federated.server import free_address
+    from flywheel.fleet.federated import FederatedFleet
+    from flywheel.release.keys import keygen, load_keys
+    from flywheel.release.publish import current_channel
+    from flywheel.release.repository import open_channel
+    from resources.lake import LocalLakeResource
+    from resources.release import LocalReleaseSigner
+
+    lake_res = LocalLakeResource(root=str(production / "lake"))
+    lake = lake_res.lake()
+    keygen(tmp_path / "keys")
+    signer = LocalReleaseSigner(keys_dir=str(tmp_path / "keys"), create_missing=False)
+    address = free_address()
+
+    # too few devices: nothing is connected, the round is skipped with the reason
+    skipped = run_job(lake_res, signer, address, connect_window_s=1.0)
+    assert skipped.success
+    obs = [e for e in skipped.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    why = obs[0].event_specific_data.asset_observation.metadata["skipped"].value
+    assert why == "too few devices: 0 eligible of 0 connected, need 2"
+    assert not registry.read_production(lake).model_id.startswith("fed-")
+
+    with FederatedFleet(lake, address, carts=N_CARTS, retry_s=0.3) as fleet:
+        fleet.drive(0.5)
+        assert all(n >= 5 for n in fleet.samples().values()), fleet.samples()
+        result = run_job(lake_res, signer, address, expected_devices=N_CARTS)
+        mat = result.asset_materializations_for_node("federated_round")[0].metadata
+        assert mat["accepted"].value == N_CARTS and mat["skipped"].value == "no"
+        assert 0 < mat["bytes_per_device"].value < 400_000  # a head, not clips
+        candidate = mat["model_id"].value
+        card = registry.read_card(lake, candidate)
+        assert card.lineage.parent_model == "cls-prod-0" and card.onnx_validation.passed
+        gate = registry.read_gate(lake, candidate)  # the Learner's gate, on the Learner's evaluation
+        assert gate.production_id == "cls-prod-0"
+        channel = current_channel(open_channel(lake, "stable", load_keys(tmp_path / "keys")))
+        if gate.passed:  # the same TUF release as a trained candidate
+            assert result.success and channel.release.model_id == candidate
+        else:  # blocked: the blocking check stops the run before the release asset
+            assert channel is None or channel.release.model_id != candidate
+
+        # a coordinated poison: four rogue devices outvote three honest ones
+        production_id = registry.production_model_id(lake)
+        w0, b0 = base_head(lake, production_id)
+        w_bad, b_bad = np.zeros_like(w0), np.full_like(b0, -5.0)
+        b_bad[1] = 5.0  # every frame: class 1
+        rogues = [Participant(address, rogue(i, w_bad, b_bad, w0.shape[0], production_id),
+                              retry_s=0.3).start() for i in range(4)]
+        try:
+            poisoned = run_job(lake_res, signer, address, expected_devices=N_CARTS + 4)
+        finally:
+            for r in rogues:
+                r.stop()
+    mat = poisoned.asset_materializations_for_node("federated_round")[0].metadata
+    assert mat["accepted"].value == N_CARTS + 4  # aggregation let it through (within the bound) ...
+    bad = mat["model_id"].value
+    verdict = registry.read_gate(lake, bad)
+    assert not verdict.passed and any("target_metric" in r for r in verdict.reasons)  # the gate did
+    assert not poisoned.success  # the blocking check failed the run: the release never ran
+    assert "federated_release" not in {m.asset_key.to_user_string()
+                                       for m in poisoned.get_asset_materialization_events()
+                                       for m in [m.materialization]}
+    after = current_channel(open_channel(lake, "stable", load_keys(tmp_path / "keys")))
+    assert after is None or after.release.model_id != bad
+    assert registry.production_model_id(lake) == production_id

@@ -1,0 +1,112 @@
+"""Device head training, auto-labels, update checks and FedAvg, and the ONNX head surgery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.federated.head import HeadTraining, accuracy, train_head
+from edge_agent.federated.samples import AutoLabeler, SampleStore
+from flywheel.federated.aggregate import AggregationRules, Update, check_update, fedavg
+
+
+def blobs(n: int, d: int = 12, k: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 3
+    y = rng.integers(0, k, n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_head_training_learns_the_local_labels_and_stays_near_the_global_head() -> None:
+    x, y = blobs(300)
+    w0, b0 = np.zeros((12, 4), np.float32), np.zeros(4, np.float32)
+    w, b, m = train_head(x, y, w0, b0, HeadTraining(epochs=50))
+    assert m["local_top1_before"] < 0.5 and m["local_top1_after"] > 0.9
+    assert accuracy(x, y, w, b) == pytest.approx(m["local_top1_after"])
+    assert w.dtype == np.float32 and w.shape == w0.shape and np.isfinite(w).all()
+    far, _, _ = train_head(x, y, w0, b0, HeadTraining(epochs=50, prox_mu=100.0))
+    assert np.linalg.norm(far) < np.linalg.norm(w)  # the proximal term holds it back
+
+
+def test_barcode_plus_weight_step_labels_the_insertion_and_nothing_else_does() -> None:
+    store = SampleStore(cap=100)
+    lab = AutoLabeler(store, ["empty", "111", "222"], pre_s=0.5, confirm_s=1.0)
+    e = np.ones(3, np.float32)
+    for i in range(5):  # approach: kept as the insertion's pre-roll
+        lab.update(i * 0.1, e * i, [], 0.0, "m", motion=9.0)
+    lab.update(0.5, e, ["222"], 0.0, "m", motion=9.0)  # read
+    lab.update(0.6, e, [], 10.0, "m", motion=9.0)
+    lab.update(0.7, e, [], 80.0, "m", motion=9.0)  # weight step: confirmed
+    x, y = store.arrays()
+    assert lab.confirmed == 1 and set(y.tolist()) == {2} and 3 <= len(y) <= 8
+    n = len(store)
+    lab.update(2.0, e, ["111"], 0.0, "m", motion=9.0)  # a scan never put in the cart
+    lab.update(4.0, e, [], 0.0, "m", motion=9.0)  # ... timed out
+    lab.update(5.0, e, ["999"], 0.0, "m", motion=9.0)  # a code the model has no class for
+    lab.update(5.1, e, [], 90.0, "m", motion=9.0)
+    lab.update(6.0, e, ["111"], 0.0, "m", motion=9.0)  # two codes in one insertion
+    lab.update(6.1, e, ["222"], 0.0, "m", motion=9.0)
+    lab.update(6.2, e, [], 90.0, "m", motion=9.0)
+    assert len(store) == n and lab.discarded == 3
+    for i in range(10):  # a still cart: "no product" samples, one per `empty_every` frames
+        lab.update(10 + i * 0.1, e, [], 0.0, "m", motion=0.5)
+    assert store.arrays()[1].tolist().count(0) == 2
+    store.add("m2", [e], 1)  # a new model: old embeddings are dropped
+    assert len(store) == 1 and store.model_version == "m2"
+
+
+W0, B0 = np.ones((12, 4), np.float32), np.zeros(4, np.float32)
+RULES = AggregationRules(max_samples=1000, max_delta_norm=5.0, clip_factor=2.0)
+
+
+@pytest.mark.parametrize("arrays,n,why", [
+    ([W0], 10, "1 arrays"),
+    ([W0, B0, B0], 10, "3 arrays"),
+    ([W0[:, :3], B0], 10, "shapes"),
+    ([W0.astype(np.int32), B0], 10, "dtype"),
+    ([np.where(np.eye(12, 4) > 0, np.nan, W0), B0], 10, "non-finite"),
+    ([W0, np.full(4, np.inf, np.float32)], 10, "non-finite"),
+    ([W0, B0], 0, "sample count"),
+    ([W0, B0], 10**6, "sample count"),
+    ([W0 * 1e4, B0], 10, "huge update"),
+])
+def test_bad_updates_are_rejected_with_the_reason(arrays, n, why) -> None:
+    update, reason = check_update("d", arrays, n, W0, B0, RULES)
+    assert update is None and why in reason
+
+
+def test_fedavg_weights_by_samples_and_bounds_a_loud_update() -> None:
+    a = Update("a", W0 + 1.0, B0, 100)
+    b = Update("b", W0 - 1.0, B0, 300)
+    w, _, info = fedavg([a, b], W0, B0, AggregationRules(clip_factor=0))
+    np.testing.assert_allclose(w, W0 + (100 - 300) / 400)  # sample-weighted mean of the changes
+    assert info["clipped"] == []
+    loud = Update("loud", W0 + 4.0, B0, 100)
+    w, _, info = fedavg([a, Update("c", W0 + 1.0, B0, 100), loud], W0, B0, RULES)
+    assert info["clipped"] == ["loud"]  # 4x the median change, clipped to 2x
+    np.testing.assert_allclose(w, W0 + (1 + 1 + 2) / 3, rtol=1e-5)
+
+
+def test_onnx_head_surgery_keeps_the_logits_and_exposes_the_embedding() -> None:
+    import onnx
+
+    from flywheel.fleet.bootstrap import INPUT_HW, build_classifier_onnx
+    from flywheel.learner.onnx_head import expose_embedding, read_head, with_head
+    from flywheel.learner.onnx_tools import onnx_session
+
+    model = onnx.load_from_string(build_classifier_onnx(["none", "1", "2"], seed=3))
+    x = np.random.default_rng(0).random((5, 3, *INPUT_HW), dtype=np.float32)
+    before = onnx_session(model.SerializeToString()).run(None, {"x": x[:1]})
+    expose_embedding(model)
+    assert [o.name for o in model.graph.output] == [model.graph.output[0].name, "embedding"]
+    logits, emb = onnx_session(model.SerializeToString()).run(None, {"x": x[:1]})
+    np.testing.assert_array_equal(logits, before[0])  # additive: the first output is unchanged
+    w, b = read_head(model)
+    np.testing.assert_allclose(emb @ w + b, logits, atol=1e-5)
+    w2, b2 = w * -2.0, b + 1.0
+    new = with_head(model, w2, b2)
+    logits2, emb2 = onnx_session(new.SerializeToString()).run(None, {"x": x[:1]})
+    np.testing.assert_allclose(logits2, emb2 @ w2 + b2, atol=1e-5)
+    np.testing.assert_array_equal(emb2, emb)
+    with pytest.raises(ValueError, match="head shape"):
+        with_head(model, w[:, :2], b[:2])

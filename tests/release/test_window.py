@@ -1,0 +1,75 @@
+"""The rollout's health test treats devices, not frames, as independent; and its report window is
+kept incrementally (per-device cursors), so a judgement reads only the reports that are new."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from edge_agent.contract.layout import status_key
+from edge_agent.contract.release import RolloutStage
+from edge_agent.contract.schemas import HealthFigures, LatencyMs, OtaStateV2, StatusReportV2, dump_document
+from flywheel.release.health import GateConfig, clustered_worse_p_value, judge, worse_p_value
+from flywheel.release.publish import publish_release, set_rollout
+from flywheel.release.window import load_window, new_status_keys, update_window
+from tests.support.ota import release_files
+
+
+def test_per_device_test_is_the_pooled_z_test_for_equal_devices_and_wider_for_unequal_ones():
+    # equal devices: the cluster variance is 0, so the binomial (pooled) test is what remains
+    same = clustered_worse_p_value([(30, 100)] * 3, [(10, 100)] * 3)
+    assert math.isclose(same, worse_p_value(90, 300, 30, 300), rel_tol=1e-12)
+    # heterogeneous carts, canary 4 points worse on average: frame-level z ~ 7 ("significant"),
+    # but the spread between carts is as large as the difference: not evidence against the release
+    control = [(b, 1000) for b in (0, 50, 100, 150, 200, 250, 300, 150, 100, 200)]
+    canary = [(b + 40, 1000) for b in (0, 50, 100, 150, 200, 250, 300, 150, 100, 200)]
+    frames_p = worse_p_value(sum(b for b, _ in canary), 10_000, sum(b for b, _ in control), 10_000)
+    devices_p = clustered_worse_p_value(canary, control)
+    assert frames_p < 1e-6 and devices_p > 0.1
+    # one odd cart among many does not halt a release that is the same everywhere else
+    assert clustered_worse_p_value([(400, 1000)] + [(20, 1000)] * 9, [(20, 1000)] * 10) > 0.01
+    # a release worse on every cart still is significant
+    assert clustered_worse_p_value([(80, 1000)] * 5, [(20, 1000)] * 5) < 1e-6
+
+
+def _report(lake, device: str, release_id: str, agree: int, at: datetime) -> str:
+    doc = StatusReportV2(device_id=device, store_id="S1", reported_at=at, agent_version="t",
+                         model_version="m", rule_set_version="r1", window_s=600, frames_processed=2000,
+                         inference_latency_ms=LatencyMs(p50=2.0, p99=5.0),
+                         ota=OtaStateV2(channel="stable", release_id=release_id, state="active"),
+                         health=HealthFigures(predictions=200, barcode_checked=200, barcode_agree=agree))
+    key = status_key(device, at)
+    lake.put(key, dump_document(doc))
+    return key
+
+
+def test_window_reads_only_new_reports_including_devices_sorting_before_the_cursor(repo):
+    lake = repo.lake
+    good = publish_release(repo, "cls-good", release_files(1, "m-good"),
+                           RolloutStage(stage="full", percent=100))
+    cand = publish_release(repo, "cls-cand", release_files(2, "m-cand"),
+                           RolloutStage(stage="canary", percent=50))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    _report(lake, "cart-m", cand.release.release_id, 194, now)
+    _report(lake, "cart-z", good.release.release_id, 196, now)
+    w = update_window(lake, cand)
+    assert (w.read, w.reports) == (2, 2) and w.cohorts.canary.devices == {"cart-m"}
+    # a device sorting BEFORE every key read so far, and one more report of cart-m
+    _report(lake, "cart-a", good.release.release_id, 195, now + timedelta(seconds=1))
+    _report(lake, "cart-m", cand.release.release_id, 193, now + timedelta(seconds=2))
+    w = update_window(lake, cand)
+    assert (w.read, w.reports) == (2, 4)  # only the two new ones were read
+    assert w.cohorts.control.devices == {"cart-a", "cart-z"} and w.cohorts.canary.barcode_agree == 387
+    assert update_window(lake, cand).read == 0  # nothing new: nothing read
+    assert load_window(lake, "stable").reports == 4  # persisted
+    decision = judge(w.cohorts, cand, GateConfig(min_barcode_checks=100, min_frames=1000))
+    assert decision.action == "advance", decision.reasons
+    # the next stage starts an empty window; the cursors carry on (old reports are not re-read)
+    ramp = set_rollout(repo, RolloutStage(stage="ramp", percent=75))
+    w = update_window(lake, ramp)
+    assert (w.sequence, w.read, w.reports) == (ramp.sequence, 0, 0)
+    _report(lake, "cart-b", cand.release.release_id, 100, datetime.now(UTC) + timedelta(seconds=5))
+    w = update_window(lake, ramp)
+    assert (w.read, w.reports) == (1, 1) and w.cohorts.canary.devices == {"cart-b"}
+    keys, _ = new_status_keys(lake, w.after)
+    assert keys == []

@@ -1,0 +1,177 @@
+"""The Dagster webserver (and daemon) as real processes on a free loopback port, for the UI, GraphQL
+and browser tests: what `make ui` gives a user, on a temp DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    """POST one query; GraphQL errors raise (with the server's message)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
+                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        body = json.loads(resp.read())
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+@dataclass
+class DagsterServers:
+    port: int
+    home: Path
+    logs: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        return graphql(self.port, query, variables)
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    # Its own session: the server and its code-server children stop together (a plain SIGTERM to
+    # the parent alone leaves them running).
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone already
+            break
+        try:
+            proc.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def write_instance_yaml(home: Path, extra: str = "") -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + extra)
+
+
+@contextmanager
+def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterator[DagsterServers]:
+    """dagster-webserver on workspace.yaml; yields once GraphQL shows the code location."""
+    port = free_port()
+    env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+    logs = home.parent / f"{home.name}-logs"  # not under DAGSTER_HOME: the instance owns that
+    logs.mkdir(parents=True, exist_ok=True)
+    with _process([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
+                   "-p", str(port)], env, logs / "webserver.log") as proc:
+        servers = DagsterServers(port, home, logs)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dagster-webserver exited, see {logs / 'webserver.log'}")
+            try:  # ready once the code location has loaded
+                if servers.graphql(READY)["repositoriesOrError"].get("nodes"):
+                    break
+            except (OSError, KeyError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Dagster webserver did not load the code location in time")
+            time.sleep(1)
+        yield servers
+
+
+@contextmanager
+def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """dagster-daemon on the same workspace and instance (it launches queued runs and backfills)."""
+    env = {**os.environ, **env, "DAGSTER_HOME": str(servers.home)}
+    with _process([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"], env,
+                  servers.logs / "daemon.log") as proc:
+        yield proc
+
+
+STOP = {
+    "sensors": ("sensorState", """mutation($id: String, $sel: String) { result: stopSensor(id: $id,
+        jobSelectorId: $sel) { ... on StopSensorMutationResult { instigationState { status } }
+        ... on PythonError { message } } }""", "instigationState"),
+    "schedules": ("scheduleState", """mutation($id: String, $sel: String) { result: stopRunningSchedule(
+        id: $id, scheduleSelectorId: $sel) { ... on ScheduleStateResult { scheduleState { status } }
+        ... on PythonError { message } } }""", "scheduleState"),
+}
+
+
+def stop_automation(servers: DagsterServers) -> list[str]:
+    """Turn every sensor and schedule off, as a user does with their toggles in the UI; returns their
+    names. (A fresh instance would otherwise run them as soon as a daemon starts.)"""
+    data = servers.graphql("""{ repositoriesOrError { ... on RepositoryConnection { nodes {
+        sensors { name sensorState { id selectorId } } schedules { name scheduleState { id selectorId } }
+        } } } }""")
+    (repo,) = data["repositoriesOrError"]["nodes"]
+    stopped = []
+    for kind, (state_field, mutation, result_field) in STOP.items():
+        for inst in repo[kind]:
+            state = inst[state_field]
+            out = servers.graphql(mutation, {"id": state["id"], "sel": state["selectorId"]})["result"]
+            if (out.get(result_field) or {}).get("status") != "STOPPED":
+                raise RuntimeError(f"could not stop {inst['name']}: {out}")
+            stopped.append(inst["name"])
+    return stopped
+
+
+def chromium_missing() -> str | None:
+    """Why a browser test cannot run here (None when it can): Debian's chromium + chromium-driver and
+    selenium, installed by `make test`; browsers never download themselves here."""
+    import importlib.util
+    import shutil
+
+    missing = [n for n in ("chromium", "chromedriver") if shutil.which(n) is None]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium")
+    return f"{', '.join(missing)} not installed (make test installs them)" if missing else None
+
+
+@contextmanager
+def chromium(width: int = 1600, height: int = 1100) -> Iterator:
+    """Headless Debian Chromium driven by selenium through the system chromedriver."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
