@@ -163,14 +163,21 @@ class Wheel:
 
     def train(self) -> dict:
         """The weekly job: dataset version, training on Ray, evaluation, the blocking gate."""
-        result = self.run_job("train_and_evaluate", run_config={
-            "ops": {"candidate_model": {"config": {"epochs": self.settings.epochs}}}})
+        config = {"ops": {"candidate_model": {"config": {"epochs": self.settings.epochs}}}}
+        result = self.run_job("train_and_evaluate", run_config=config)
+        if not result.success and not any(e.is_step_failure for e in result.all_events):
+            # failed before any step ran (e.g. the local Ray cluster did not start in time on a
+            # loaded machine): one more try, said out loud
+            print(f"    train: run {result.run_id[:8]} failed to start ({_failure(result)}); retrying",
+                  flush=True)
+            result = self.run_job("train_and_evaluate", run_config=config)
         gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
         failed = {e.step_key for e in result.all_events if e.is_step_failure}
         reasons = gate[0].description if gate else ""
         model = self.meta(result, "candidate_model")
         if not gate and not result.success:
-            raise RuntimeError(f"training failed at {sorted(failed)} (run {result.run_id})")
+            raise RuntimeError(f"training failed at {sorted(failed)}: {_failure(result)} "
+                               f"(run {result.run_id})")
         return {"run": result.run_id, "candidate": model.get("model_id"),
                 "dataset": self.meta(result, "dataset_version").get("version"),
                 "gate_passed": bool(gate and gate[0].passed and result.success),
@@ -197,6 +204,16 @@ class Wheel:
 
     def refresh_figures(self) -> None:
         self.run_job("flywheel_turns_job")
+
+
+def _failure(result) -> str:
+    """The first error message of a failed in-process run."""
+    for e in result.all_events:
+        if e.is_failure and e.event_specific_data is not None:
+            err = getattr(e.event_specific_data, "error", None)
+            if err is not None:
+                return err.message.strip().splitlines()[-1][:300]
+    return "no error message"
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

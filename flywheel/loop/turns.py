@@ -150,7 +150,7 @@ def flywheel_png(records: list[TurnRecord]) -> bytes:
                          for r in records], marker="o", label=s)
     acc.plot(turns, [100 * r.manual_top1 if r.manual_top1 is not None else float("nan")
                      for r in records], marker="s", linestyle="--", label="manual")
-    acc.set(xlabel="turn", ylabel="production model top-1 (%)", title="accuracy per turn")
+    acc.set(xlabel="turn", ylabel="production model top-1 (%)", title="accuracy per turn", ylim=(0, 100))
     acc.set_xticks(turns)
     acc.legend(fontsize=7)
     cost.bar(turns, [r.human_seconds for r in records], color="tab:orange")
