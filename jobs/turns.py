@@ -28,6 +28,8 @@ class WheelSettings:
     world_seed: int = 0  # the simulator world the learner's catalog and frozen sets come from
     ocr: bool = False  # the RapidOCR pre-labeler (~1 s a frame here): off for the demo's pace
     review_budget_s: float = 900.0  # human seconds per turn the routing may plan
+    # review_queue's near-duplicate grouping (cosine distance; None: the Label stage's default)
+    near_duplicate_distance: float | None = None
     health_minutes: float = 0.5  # simulated minutes per rollout health shift
     max_health_shifts: int = 3
     min_frames: int = 200  # rollout gate: frames per cohort before crashes are judged
@@ -111,9 +113,11 @@ class Wheel:
         return out
 
     def label(self, day: str) -> dict:
+        review = {"budget_s": self.settings.review_budget_s}
+        if self.settings.near_duplicate_distance is not None:
+            review["near_duplicate_distance"] = self.settings.near_duplicate_distance
         result = self.materialize(["label_candidates", "prelabels", "review_queue"], day,
-                                  {"ops": {"review_queue": {"config": {
-                                      "budget_s": self.settings.review_budget_s}}}})
+                                  {"ops": {"review_queue": {"config": review}}})
         if not result.success:
             raise RuntimeError(f"labelling {day} failed (run {result.run_id})")
         c, q = self.meta(result, "label_candidates"), self.meta(result, "review_queue")
