@@ -86,7 +86,8 @@ def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3
     try:
         base, big = root / "x1", root / f"x{scale}"
         _turns(base, 0, settings)  # the bootstrap turn, shared by both fleet sizes
-        shutil.copytree(base, big, symlinks=True)
+        if not big.exists():  # a kept --work resumes both runs where they stopped
+            shutil.copytree(base, big, symlinks=True)
         records = _turns(base, turns, settings)
         big_records = _turns(big, 1, dataclasses.replace(settings, carts=carts * scale))
     finally:

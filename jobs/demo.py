@@ -186,7 +186,8 @@ def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | Non
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    pinned = {k: v for k, v in dataclasses.asdict(settings).items() if k != "carts"}
+    # carts may change between runs (--carts 0: the fleet stays home); unset knobs are not pinned
+    pinned = {k: v for k, v in dataclasses.asdict(settings).items() if k != "carts" and v is not None}
     progress = Progress(out / "progress.json", pinned)
     if "start_day" not in progress.state:
         progress.state["start_day"] = datetime.now(UTC).date().isoformat()
