@@ -75,43 +75,72 @@ def _scratch_seconds(n_labels: int) -> float:
     return n_labels * TimeModel().pick_s(len(default_world(0, 3).catalog.products))
 
 
-def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3,
-          scale: int = 10, work: Path | None = None) -> dict:
-    from jobs.turns import WheelSettings
+def _step(root: Path, turn: int, step: str) -> dict | None:
+    """A finished step's result from a run's progress file (None: not reached yet)."""
+    path = root / "demo" / "progress.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())["turns"].get(str(turn), {}).get(step)
+    return r["out"] if r else None
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench-flywheel-") if work is None else None
-    root = Path(tmp.name) if tmp else work
-    settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs)
-    t0 = time.perf_counter()
-    try:
-        base, big = root / "x1", root / f"x{scale}"
-        _turns(base, 0, settings)  # the bootstrap turn, shared by both fleet sizes
-        if not big.exists():  # a kept --work resumes both runs where they stopped
-            shutil.copytree(base, big, symlinks=True)
-        records = _turns(base, turns, settings)
-        big_records = _turns(big, 1, dataclasses.replace(settings, carts=carts * scale))
-    finally:
-        if tmp:
-            tmp.cleanup()
-    boot, first = records[0], records[1]
-    gain = (first.production_pooled or 0.0) - (boot.production_pooled or 0.0)
+
+def _records(root: Path) -> list:
+    from edge_agent.lake import Lake
+    from flywheel.loop.turns import read_turns
+
+    return read_turns(Lake.at_path(root / "lake")) if (root / "lake").exists() else []
+
+
+def _fleet(root: Path, carts: int) -> dict:
+    """Turn 1 of one fleet size: what it collected, what people reviewed, the cloud-side time."""
+    ingest, review, label = (_step(root, 1, s) for s in ("ingest", "review", "label"))
+    rec = next((r for r in _records(root) if r.turn == 1), None)
+    return {"carts": carts, "clips": sum(i["clips"] for i in ingest) if ingest else None,
+            "frames": sum(i["frames"] for i in ingest) if ingest else None,
+            "review_tasks_planned": label["tasks"] if label else None,
+            "planned_human_s": label["planned_human_s"] if label else None,
+            "human_items": review["tasks"] if review else None,
+            "human_seconds": review["seconds"] if review else None,
+            "turn_time_s": rec.turn_time_s if rec else None,
+            "rollout": rec.rollout_stage if rec else None,
+            "cloud_step_seconds": rec.seconds if rec else None, "finished": rec is not None}
+
+
+def _ratio(a, b) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, scale: int) -> dict:
+    """The JSON from the runs under `root` (x1, x<scale>); parts not reached yet are None."""
+    records = [r for r in _records(root / "x1") if r.turn <= turns]
+    boot = records[0] if records else None
+    first = records[1] if len(records) > 1 else None
+    gain = (first.production_pooled - boot.production_pooled
+            if first and boot and first.production_pooled is not None
+            and boot.production_pooled is not None else None)
     fleet_turns = [r for r in records if r.turn > 0]
-    labels = sum(r.auto_labelled + r.human_frames for r in fleet_turns)
-    human_s = sum(r.human_seconds for r in fleet_turns)
-    scratch = _scratch_seconds(labels)
+    # from the finished merge and review steps (a turn still training counts already)
+    done = [(m, v) for k in range(1, turns + 1)
+            if (m := _step(root / "x1", k, "merge")) and (v := _step(root / "x1", k, "review"))]
+    labels = sum(m["auto"] + v["frames"] for m, v in done)
+    human_s = sum(v["seconds"] for _, v in done)
+    scratch = _scratch_seconds(labels) if labels else 0.0
     merged = [r.merged_accuracy for r in fleet_turns if r.merged_accuracy is not None]
-    small, large = first, big_records[1]
-    out = {
+    small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
+    return {
         "sizes": {"turns": turns, "carts": carts, "minutes_per_cart": minutes, "epochs": epochs,
                   "scale": scale, "frames_per_turn": [r.frames for r in fleet_turns]},
+        "complete": len(records) == turns + 1 and large["finished"],
         "per_turn": [dataclasses.asdict(r) for r in records],
         "accuracy": {
-            "bootstrap_production_top1": boot.production_pooled,
-            "after_turn_1_production_top1": first.production_pooled,
-            "gain_points": round(100 * gain, 2), "target_gain_points": 100 * TARGET_GAIN,
-            "meets_gain": gain >= TARGET_GAIN,
+            "bootstrap_production_top1": boot.production_pooled if boot else None,
+            "after_turn_1_production_top1": first.production_pooled if first else None,
+            "gain_points": round(100 * gain, 2) if gain is not None else None,
+            "target_gain_points": 100 * TARGET_GAIN,
+            "meets_gain": gain is not None and gain >= TARGET_GAIN,
             "turns_to_90": _turns_to(records, TARGET_TOP1),
             "production_top1_per_turn": [r.production_pooled for r in records],
+            "gate_notes": [r.note for r in records if r.note],
         },
         "human_cost": {
             "accepted_labels": labels, "human_seconds": round(human_s, 1),
@@ -125,25 +154,37 @@ def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3
                           and min(merged) >= TARGET_MERGED),
         },
         "scale": {
-            "fleet_1x": {"carts": carts, "clips": small.clips, "frames": small.frames,
-                         "human_items": small.human_items, "human_seconds": small.human_seconds,
-                         "turn_time_s": small.turn_time_s, "rollout": small.rollout_stage,
-                         "cloud_step_seconds": small.seconds},
-            f"fleet_{scale}x": {"carts": carts * scale, "clips": large.clips, "frames": large.frames,
-                                "human_items": large.human_items, "human_seconds": large.human_seconds,
-                                "turn_time_s": large.turn_time_s, "rollout": large.rollout_stage,
-                                "cloud_step_seconds": large.seconds},
-            "human_items_ratio": round(large.human_items / small.human_items, 3)
-            if small.human_items else None,
-            "human_seconds_ratio": round(large.human_seconds / small.human_seconds, 3)
-            if small.human_seconds else None,
+            "fleet_1x": small, f"fleet_{scale}x": large,
+            "human_items_ratio": _ratio(large["human_items"], small["human_items"]),
+            "human_seconds_ratio": _ratio(large["human_seconds"], small["human_seconds"]),
             "target_ratio": TARGET_SCALE,
-            "frames_ratio": round(large.frames / small.frames, 3) if small.frames else None,
-            "turn_time_ratio": round(large.turn_time_s / small.turn_time_s, 3)
-            if small.turn_time_s and large.turn_time_s else None,
+            "frames_ratio": _ratio(large["frames"], small["frames"]),
+            "turn_time_ratio": _ratio(large["turn_time_s"], small["turn_time_s"]),
         },
-        "seconds_total": round(time.perf_counter() - t0, 1),
     }
+
+
+def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3,
+          scale: int = 10, work: Path | None = None, report_only: bool = False) -> dict:
+    from jobs.turns import WheelSettings
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-flywheel-") if work is None else None
+    root = Path(tmp.name) if tmp else work
+    settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs)
+    t0 = time.perf_counter()
+    try:
+        if not report_only:
+            base, big = root / "x1", root / f"x{scale}"
+            _turns(base, 0, settings)  # the bootstrap turn, shared by both fleet sizes
+            if not big.exists():  # a kept --work resumes both runs where they stopped
+                shutil.copytree(base, big, symlinks=True)
+            _turns(base, turns, settings)
+            _turns(big, 1, dataclasses.replace(settings, carts=carts * scale))
+        out = summarize(root, turns, carts, minutes, epochs, scale)
+    finally:
+        if tmp:
+            tmp.cleanup()
+    out["seconds_total"] = round(time.perf_counter() - t0, 1)
     with open("/proc/loadavg") as f:
         out["loadavg"] = f.read().split()[:3]
     return out
@@ -157,8 +198,11 @@ def main(out_dir: Path | str = "var/bench", argv: list[str] | None = None) -> di
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--work", type=Path, help="keep the lakes here (default: a temp dir)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the JSON from the runs under --work as far as they got")
     args = parser.parse_args(argv or [])
-    result = bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work)
+    result = bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work,
+                   args.report_only)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "flywheel.json").write_text(json.dumps(result, indent=2, default=str))
