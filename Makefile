@@ -77,11 +77,12 @@ test-labelstudio: install labelstudio-install
 	$(PY) -m pytest -m labelstudio
 
 demo: install
-	mkdir -p $(DAGSTER_HOME)
+	# dagster.yaml: the run queue (one ingest per capture day, one training at a time)
+	$(PY) -m jobs.instance $(DAGSTER_HOME)
 	$(PY) -m jobs.demo
 
 ui: install
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m jobs.instance $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 bench: install

@@ -32,12 +32,13 @@ import jobs.depot
 import jobs.federated
 import jobs.label
 import jobs.learner
+import jobs.loop
 import jobs.release
 from resources.deployments import Deployment
 
 # One line per stage. (Import modules, not their `defs`: a second Definitions object at module
 # scope here would break code loading.)
-STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release, jobs.federated)
+STAGES = (jobs.depot, jobs.learner, jobs.label, jobs.release, jobs.loop, jobs.federated)
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

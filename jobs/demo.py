@@ -1,70 +1,39 @@
-"""`make demo`: one turn of the loop on the embedded default (local lake, LocalRay, SQLite instance).
+"""`make demo`: the wheel turning on the embedded default (local lake, LocalRay, SQLite instance).
 
-Collect (simulated carts through real edge agents; they take released models over the air) ->
-Manage (the landing sensor's tick, then the capture-day ingest + index runs) -> Train (the weekly
-`train_and_evaluate` job: dataset version, YOLO on Ray, evaluation, blocking gate) -> Deploy (the
-release job signs the gated candidate into the TUF channel). Runs land in the persistent
-instance at $DAGSTER_HOME, so `make ui` shows them, with lineage and metadata, afterwards.
-Stages not built yet are named.
+Turn 0 trains the bootstrap model on the manual collection and releases it. Each later turn: the
+simulated fleet (real edge agents; the production model reaches them through the real OTA client)
+collects a capture day -> the landing sensor's tick and the day's ingest -> Label (empty filter,
+pre-labels, review routing within the human budget) -> the simulated annotator answers the review
+tasks -> the corrections sensor and the merge -> the weekly train_and_evaluate job (dataset,
+training on Ray, evaluation, blocking gate) -> release -> staged rollout judged on the fleet's
+health reports. Every run lands in the persistent instance at $DAGSTER_HOME (`make ui` shows them).
 
-    python -m jobs.demo [--carts 3] [--minutes 1] [--epochs 3]
+Each finished step is recorded in <out>/progress.json: an interrupted demo resumes on the next
+`make demo` without redoing finished work. `--turns` may grow between runs (more turns on top).
+
+    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 3] [--fresh]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import shutil
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NOT_BUILT = {
-    "Label": "empty-frame filter, VLM + teacher pre-labels, human review routing, correction merge",
-}
 
 
-# Runs log to the instance (the UI shows every event); the terminal gets warnings and the summary.
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+class Interrupted(Exception):
+    """--stop-after: the demo stops after a step, as a crash would (tests of the resume)."""
 
 
-def _step(title: str) -> float:
-    print(f"\n=== {title}", flush=True)
-    return time.perf_counter()
-
-
-def _done(start: float) -> None:
-    print(f"    ({time.perf_counter() - start:.1f} s)", flush=True)
-
-
-def _print_materializations(result, indent: int, per_asset: int = 6) -> None:
-    """The first few plain-number and id fields of each materialization's metadata."""
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        shown = [f"{k}={v.value}" for k, v in mat.metadata.items()
-                 if isinstance(v.value, int | float | str) and not isinstance(v.value, bool)
-                 and len(str(v.value)) <= 40][:per_asset]
-        print(" " * indent + f"{mat.asset_key.to_user_string()}: {', '.join(shown)}")
-
-
-def _deploy(defs, instance, gate_passed: bool) -> tuple[bool, list[str]]:
-    """Deploy: the release job signs the candidate this turn's gate passed into the channel (TUF);
-    the carts of the next turn take it over the air. Only the release stage moves production."""
-    if not gate_passed:
-        return True, ["nothing to release: the gate did not pass this candidate"]
-    result = defs.resolve_job_def("release_job").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET)
-    lines = []
-    for event in result.get_asset_materialization_events():
-        md = event.materialization.metadata
-        lines.append(f"release {md['release_id'].value}: {md['stage'].value}, previous "
-                     f"{md['previous'].value}, production moved: {md['production_moved'].value}")
-    for check in result.get_asset_check_evaluations():
-        lines.append(f"check release.{check.check_name}: {'PASSED' if check.passed else 'BLOCKED'}")
-    lines.append(f"run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}; the next "
-                 "`make demo` carts take it over the air (edge_agent.ota, python-tuf)")
-    return result.success, lines
+def _say(text: str = "") -> None:
+    print(text, flush=True)
 
 
 def _quiet_known_warnings() -> None:
@@ -75,114 +44,205 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
 
 
-def run_demo(carts: int, minutes: float, epochs: int, seed: int, out: Path) -> int:
+class Demo:
+    def __init__(self, wheel, progress, stop_after: str | None) -> None:
+        self.wheel, self.progress, self.stop_after = wheel, progress, stop_after
+
+    def step(self, turn: int, name: str, fn, *args, **kwargs):
+        """Run a step once: a finished step's result comes from the progress file."""
+        from jobs.turns import timed
+
+        if self.progress.done(turn, name):
+            _say(f"    {name}: done before, skipped")
+            return self.progress.result(turn, name)["out"]
+        out, seconds = timed(fn, *args, **kwargs)
+        self.progress.finish(turn, name, {"out": out, "seconds": seconds})
+        _say(f"    {name}: {self._summary(name, out)} ({seconds:.1f} s)")
+        if self.stop_after == f"{turn}:{name}":
+            raise Interrupted(f"stopped after turn {turn} step {name} (--stop-after)")
+        return out
+
+    @staticmethod
+    def _summary(name: str, out) -> str:
+        if name == "collect":
+            return (f"{out['carts']} cart(s) x {out['minutes']:g} min, {out['frames']} frames, "
+                    f"{out['uploaded']} clips uploaded, model {out['model_version']}, OTA "
+                    f"{sorted(set(out['models'].values()))}")
+        if isinstance(out, dict):
+            return ", ".join(f"{k}={v}" for k, v in out.items() if k not in ("lines", "run"))
+        if isinstance(out, list):
+            return "; ".join(", ".join(f"{k}={v}" for k, v in o.items() if k != "run") for o in out) \
+                or "nothing new landed"
+        return str(out)
+
+    def seconds(self, turn: int, name: str) -> float:
+        r = self.progress.result(turn, name)
+        return r["seconds"] if r else 0.0
+
+    # -- turns -----------------------------------------------------------------------------------
+    def bootstrap(self):
+        from flywheel.loop.turns import TurnRecord
+
+        w = self.wheel
+        _say("\n=== Turn 0: train the bootstrap model on the manual collection, release it")
+        trained = self.step(0, "train", w.train)
+        rec = TurnRecord(turn=0, candidate_id=trained["candidate"])
+        if trained["gate_passed"]:
+            rel = self.step(0, "release", w.release, True)
+            rec.rollout_stage, rec.shipped = rel["stage"] or "", True
+        else:
+            rec.note = f"the gate blocked the bootstrap model: {trained['gate']}; nothing ships"
+        return rec
+
+    def turn(self, k: int, day: str, carts: int):
+        from flywheel.loop.turns import TurnRecord
+
+        w, s = self.wheel, self.wheel.settings
+        _say(f"\n=== Turn {k}: capture day {day}")
+        rec = TurnRecord(turn=k, day=day)
+        if carts > 0:
+            self.step(k, "collect", w.collect, k, day, carts, s.minutes)
+        else:
+            _say("    collect: no carts drove this turn")
+        ingested = self.step(k, "ingest", w.ingest, self.wheel.out / "landing_cursor.json")
+        mine = [i for i in ingested if i["day"] == day]
+        rec.clips = sum(i["clips"] for i in mine)
+        rec.frames = sum(i["frames"] for i in mine)
+        if not mine or rec.clips == 0:
+            rec.note = "no new clips landed this turn: nothing to label, nothing trained"
+            _say(f"    {rec.note}")
+            return rec
+        labelled = self.step(k, "label", w.label, day)
+        rec.empties_filtered = labelled["empties"]
+        reviewed = self.step(k, "review", w.review, k, day, carts, s.minutes)
+        rec.human_items, rec.human_frames = reviewed["tasks"], reviewed["frames"]
+        rec.human_seconds = reviewed["seconds"]
+        merged = self.step(k, "merge", w.merge, day)
+        rec.auto_labelled = merged["auto"]
+        trained = self.step(k, "train", w.train)
+        rec.candidate_id = trained["candidate"]
+        if not trained["gate_passed"]:
+            rec.note = f"the gate blocked {trained['candidate']}: {trained['gate']}; nothing ships"
+            _say(f"    {rec.note}")
+            return rec
+        rel = self.step(k, "release", w.release, False)
+        rec.shipped = True
+        rec.rollout_stage = rel["stage"] or ""
+        shift = 0
+        while not rec.rollout_stage.startswith(("full", "halted", "rolled_back")):
+            if shift >= s.max_health_shifts:
+                rec.note = f"rollout held at {rec.rollout_stage} after {shift} health shift(s)"
+                break
+            shift += 1
+            self.step(k, f"health_shift_{shift}", w.collect, k, self._next_day(day, shift), carts,
+                      s.health_minutes, health=True, shift=shift)
+            judged = self.step(k, f"rollout_{shift}", w.judge_rollout)
+            rec.rollout_stage = judged["stage"] or rec.rollout_stage
+            if judged["action"] == "halt":
+                rec.note = f"rollout halted and rolled back: {judged['reasons']}"
+        return rec
+
+    @staticmethod
+    def _next_day(day: str, n: int) -> str:
+        return (date.fromisoformat(day) + timedelta(days=n)).isoformat()
+
+    def finish(self, rec, k: int) -> None:
+        """Production figures after the turn, merged-label accuracy, the record, the UI's asset."""
+        from flywheel.loop.turns import merged_accuracy, production_figures, write_turn
+
+        w = self.wheel
+        rec.model_id, rec.production_top1, rec.production_pooled, rec.manual_top1 = \
+            production_figures(w.lake)
+        if rec.day and rec.auto_labelled + rec.human_frames:
+            from flywheel.label.merge import read_merged
+
+            t = read_merged(w.lake, rec.day)
+            ids = t.column("frame_id").to_pylist() if t is not None else []
+            collect = self.progress.result(k, "collect")["out"]
+            truth = w.truth(k, rec.day, collect["carts"], collect["minutes"], ids)
+            rec.merged_accuracy = merged_accuracy(w.lake, rec.day, truth)
+        steps = self.progress.state["turns"].get(str(k), {})
+        rec.seconds = {n: v["seconds"] for n, v in steps.items() if isinstance(v, dict) and "seconds" in v}
+        cloud = [n for n in rec.seconds if n in ("ingest", "label", "merge", "train", "release")
+                 or n.startswith("rollout_")]
+        if rec.rollout_stage.startswith("full"):
+            rec.turn_time_s = round(sum(rec.seconds[n] for n in cloud), 1)
+        write_turn(w.lake, rec)
+        w.refresh_figures()
+        self.progress.finish(k, "record", dataclasses.asdict(rec))
+
+
+def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | None) -> int:
     _quiet_known_warnings()
     import dagster as dg
 
-    from flywheel.definitions import build_definitions
-    from flywheel.fleet.runner import simulate_fleet
-    from flywheel.sim.preview import write_contact_sheet
-    from jobs.depot import evaluate_landing
+    from flywheel.loop.progress import Progress
+    from flywheel.loop.turns import flywheel_png, read_turns, table_text
+    from jobs.instance import write_instance_yaml
+    from jobs.turns import Wheel
 
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "var" / "dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():  # no telemetry banner, nothing phoned home
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    instance = dg.DagsterInstance.get()
-    defs = build_definitions("local")
-    lake_resource = defs.resources["lake"]
-    lake = lake_resource.lake()
+    write_instance_yaml(os.environ["DAGSTER_HOME"])
+    if fresh and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    day = datetime.now(UTC).date().isoformat()
-    print(f"lake: {lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}\nfleet seed: {seed}")
-
-    t = _step("Simulator: what the carts see")
-    sheet = write_contact_sheet(out / "sim_preview.png", seed=0)
-    print(f"    contact sheet of manual and production frames: {sheet['path']}")
-    _done(t)
-
-    t = _step(f"Collect: {carts} simulated cart(s) x {minutes:g} min through real edge agents")
-    summary = simulate_fleet(lake, carts=carts, minutes=minutes, seed=seed, day=day,
-                             work_dir=out / "fleet")
-    for line in summary.lines():
-        print("    " + line)
-    _done(t)
-
-    t = _step("Manage: landing sensor tick -> capture-day ingest, index and fleet rollup")
-    cursor_file = out / "landing_cursor.json"
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor_file.read_text() if cursor_file.exists() else None,
-        resources={"lake": lake_resource})
-    tick = evaluate_landing(context, lake_resource)
-    if tick.dynamic_partitions_requests:
-        for request in tick.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    ingest_job = defs.resolve_job_def("depot_ingest_job")
-    for request in tick.run_requests or []:
-        result = ingest_job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                               tags=request.tags, run_config=QUIET)
-        print(f"    ingest run for {request.partition_key}: "
-              f"{'success' if result.success else 'FAILED'} (run {result.run_id[:8]})")
-        _print_materializations(result, indent=6)
-        if not result.success:
-            return 1
-    if tick.cursor:
-        cursor_file.write_text(tick.cursor)
-    if not tick.run_requests:
-        print("    nothing new landed")
-    _done(t)
-
-    t = _step(f"Train: the weekly train_and_evaluate job ({epochs} epoch(s) on LocalRay)")
-    train_job = defs.resolve_job_def("train_and_evaluate")
-    result = train_job.execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={**QUIET, "ops": {"candidate_model": {"config": {"epochs": epochs}}}})
-    _print_materializations(result, indent=4)
-    for check in result.get_asset_check_evaluations():
-        verdict = "PASSED" if check.passed else "BLOCKED"
-        reason = check.metadata.get("reasons")
-        print(f"    check {check.asset_key.to_user_string()}.{check.check_name}: {verdict}"
-              + (f" - {reason.value}" if reason else ""))
-    failed = {e.step_key for e in result.all_events if e.is_step_failure}
-    gate_blocked = failed == {"candidate_evaluation_release_gate"}
-    print(f"    run {result.run_id[:8]}: " + ("success" if result.success else
-          "the gate blocked this candidate: nothing ships" if gate_blocked else "FAILED"))
-    _done(t)
-
-    t = _step("Deploy: sign the gated candidate into the release channel (TUF), start its rollout")
-    gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
-    released, lines = _deploy(defs, instance, bool(gate and gate[0].passed and result.success))
-    for line in lines:
-        print("    " + line)
-    _done(t)
-
-    print("\n=== Not built yet")
-    for stage, what in NOT_BUILT.items():
-        print(f"    {stage}: {what}")
-    print("\nSee the runs, lineage and metadata: make ui  (http://127.0.0.1:3000)")
-    # A blocked gate is the loop working (no regression ships); any other failure is an error.
-    return 0 if (result.success and released) or gate_blocked else 1
+    # carts may change between runs (--carts 0: the fleet stays home); unset knobs are not pinned
+    pinned = {k: v for k, v in dataclasses.asdict(settings).items() if k != "carts" and v is not None}
+    progress = Progress(out / "progress.json", pinned)
+    if "start_day" not in progress.state:
+        progress.state["start_day"] = datetime.now(UTC).date().isoformat()
+    start = date.fromisoformat(progress.state["start_day"])
+    instance = dg.DagsterInstance.get()
+    wheel = Wheel(instance, settings, out)
+    demo = Demo(wheel, progress, stop_after)
+    _say(f"lake: {wheel.lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}\n"
+         f"progress: {progress.path}" + (" (resuming)" if progress.resumed else ""))
+    t0 = time.perf_counter()
+    try:
+        for k in range(turns + 1):
+            if k in progress.finished_turns():
+                _say(f"\n=== Turn {k}: done before, skipped")
+                continue
+            if k == 0:
+                rec = demo.bootstrap()
+            else:  # a turn is a week: one capture day each, a week apart
+                rec = demo.turn(k, (start + timedelta(days=7 * (k - 1))).isoformat(), settings.carts)
+            demo.finish(rec, k)
+    except Interrupted as e:
+        _say(f"\n{e}; run again to resume")
+        return 3
+    records = [r for r in read_turns(wheel.lake) if r.turn <= turns]
+    png = out / "flywheel.png"
+    png.write_bytes(flywheel_png(records))
+    _say("\n=== The wheel, turn by turn (top-1 in %, production model after the turn)")
+    _say(table_text(records))
+    _say(f"\nplot: {png}\n({time.perf_counter() - t0:.0f} s this run)\n"
+         "See the runs, lineage and metadata: make ui  (http://127.0.0.1:3000)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flywheel.defaults import default_of
-    from flywheel.learner.config import TrainConfig
+    from jobs.turns import WheelSettings
 
+    d = WheelSettings()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--carts", type=int, default=3)
-    parser.add_argument("--minutes", type=float, default=1.0, help="simulated minutes per cart")
-    parser.add_argument("--epochs", type=int, default=default_of(TrainConfig, "epochs"),
-                        help="training epochs (default: TrainConfig's)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="fleet seed; default: new each run, so every turn collects new moments")
+    parser.add_argument("--turns", type=int, default=3, help="fleet turns after the bootstrap turn 0")
+    parser.add_argument("--carts", type=int, default=d.carts, help="0: the fleet stays home")
+    parser.add_argument("--minutes", type=float, default=d.minutes, help="simulated minutes per cart")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per turn")
+    parser.add_argument("--seed", type=int, default=d.seed, help="fleet seed base")
+    parser.add_argument("--health-minutes", type=float, default=d.health_minutes,
+                        help="simulated minutes per rollout health shift")
+    parser.add_argument("--ocr", action="store_true", help="run the OCR pre-labeler (~1 s a frame)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",
-                        help="where the preview, the fleet's spools and the sensor cursor go")
+                        help="progress, fleet spools, sensor cursor, flywheel.png")
+    parser.add_argument("--fresh", action="store_true", help="forget the progress; start over")
+    parser.add_argument("--stop-after", help="TURN:STEP, stop there as a crash would (tests)")
     args = parser.parse_args(argv)
-    if args.seed is None:
-        args.seed = int(time.time()) % 1_000_000
-    return run_demo(args.carts, args.minutes, args.epochs, args.seed, args.out)
+    settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs,
+                             seed=args.seed, ocr=args.ocr, health_minutes=args.health_minutes)
+    return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dagster as dg
 
 import assets.learner
+from jobs.instance import TRAINING_TAG
 from resources.deployments import Deployment
 
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
     selection=dg.AssetSelection.groups("learner"),
+    tags={TRAINING_TAG: "true"},  # dagster.yaml's run queue: one training at a time
     description="Build the dataset version, train a candidate on Ray, evaluate it on the frozen "
                 "standard sets and run the blocking release gate.",
 )

@@ -13,6 +13,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+LOOP = ("depot_frames", "label_candidates", "prelabels", "review_queue", "merged_labels",
+        "dataset_version", "candidate_model", "candidate_evaluation", "release", "release_rollout",
+        "flywheel_turns")
+
+
+def test_one_lineage_from_the_landed_clip_to_the_rollout() -> None:
+    from flywheel.definitions import build_definitions
+
+    graph = build_definitions("local").resolve_asset_graph()
+    for up, down in zip(LOOP, LOOP[1:], strict=False):
+        assert dg.AssetKey(up) in graph.get(dg.AssetKey(down)).parent_keys, f"{up} -> {down}"
+    # the gate blocks: a failed release_gate stops the run before anything downstream of it
+    checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys}
+    assert checks["release_gate"].blocking
+
+
 @pytest.mark.parametrize("deployment", ["local", "cluster"])
 def test_definitions_build_and_resolve(deployment: str) -> None:
     from flywheel.definitions import build_definitions
@@ -29,12 +45,12 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
         "depot_ingest_job", "train_and_evaluate", "prelabel_job", "merged_labels_job", "release_job",
         "release_rollout_job", "refresh_timestamps_job", "rule_yield_job", "federated_round_job",
-        "label_audit_job"}
+        "label_audit_job", "label_day_job", "flywheel_turns_job"}
     assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
         "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
         "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job",
         "corrections_sensor": "merged_labels_job", "rule_yield_sensor": "rule_yield_job",
-        "label_studio_sensor": "merged_labels_job"}
+        "label_studio_sensor": "merged_labels_job", "label_after_ingest": "label_day_job"}
     assert {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
         "weekly_train_and_evaluate": ("train_and_evaluate", "0 3 * * 1"),
         "refresh_release_timestamps": ("refresh_timestamps_job", "17 */4 * * *"),

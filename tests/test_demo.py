@@ -1,9 +1,11 @@
-"""`make demo`'s program, run as a user runs it: a subprocess on a fresh lake and Dagster instance."""
+"""`make demo`'s program, run as a user runs it: a subprocess on a fresh lake and Dagster instance,
+at a tiny size (turn 0 + one fleet turn, 1 epoch). It is interrupted once and resumed, then run
+again with the fleet at home (a turn with no new clips); the per-turn table is checked against the
+lake and the instance. tests/test_demo_turns.py covers the turn logic's branches (a blocked gate)."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,63 +13,85 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--carts", "2", "--minutes", "0.3", "--epochs", "1", "--health-minutes", "0.3"]
+
+
+def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+           "FLYWHEEL_LAKE_ROOT": str(tmp_path / "lake"), "FLYWHEEL_DEPLOYMENT": "local"}
+    return subprocess.run([sys.executable, "-m", "jobs.demo", *TINY, "--out", str(tmp_path / "demo"),
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def _meta(instance, key: str, partition: str | None = None) -> dict:
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key),
+                              asset_partitions=[partition] if partition else None), limit=1).records
+    assert records, f"no materialization of {key} {partition or ''}"
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
 @pytest.mark.slow
-def test_demo_turns_the_loop_once(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-           "FLYWHEEL_LAKE_ROOT": str(tmp_path / "lake"), "FLYWHEEL_DEPLOYMENT": "local"}
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs.demo", "--carts", "2", "--minutes", "0.4", "--epochs", "1",
-         "--out", str(tmp_path / "demo")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    text = out.stdout
-    assert out.returncode == 0, text[-3000:] + out.stderr[-3000:]
-    assert (tmp_path / "demo" / "sim_preview.png").stat().st_size > 10_000
-    assert "Not built yet" in text
-    assert "release r000002-" in text and "full 100%" in text  # the first release: straight to full
-    assert "check release.gate_rechecked: PASSED" in text
-
-    # Collect: what the summary says is what landed
-    fleet = re.search(r"fleet: 2 cart\(s\), 0.4 simulated minute\(s\), (\d+) session\(s\), (\d+) frames",
-                      text)
-    counts = re.search(r"captured (\d+)  uploaded (\d+) .*still spooled (\d+)", text)
-    assert fleet and counts and "counts reconcile: True" in text, text[:3000]
-    assert int(fleet.group(2)) > 0
-    uploaded = int(counts.group(2))
-    lake_dir = tmp_path / "lake"
-    assert uploaded > 0 and len(list((lake_dir / "landing" / "clips").rglob("*.mp4"))) == uploaded
-
+@pytest.mark.timeout(3600)  # two trainings and a fleet turn: minutes when idle, far more under load
+def test_demo_turns_the_wheel_resumes_and_reports_each_turn(tmp_path: Path) -> None:
     import dagster as dg
 
     from edge_agent.lake import Lake
     from flywheel.learner import registry
+    from flywheel.loop.turns import read_turns
 
-    lake = Lake.at_path(lake_dir)
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["depot_ingest_job", "release_job",
-                                                    "train_and_evaluate"]
-        assert all(r.is_success for r in runs)
+    # interrupted after the simulated annotator answered turn 1's review tasks
+    first = _demo(tmp_path, "--turns", "1", "--stop-after", "1:review")
+    assert first.returncode == 3, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "stopped after turn 1 step review" in first.stdout
+    resumed = _demo(tmp_path, "--turns", "1")
+    text = resumed.stdout
+    assert resumed.returncode == 0, text[-3000:] + resumed.stderr[-3000:]
+    assert "(resuming)" in text and "Turn 0: done before, skipped" in text
+    for step in ("collect", "ingest", "label", "review"):
+        assert f"{step}: done before, skipped" in text
 
-        def meta(key: str) -> dict:
-            event = instance.get_latest_materialization_event(dg.AssetKey(key))
-            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    lake = Lake.at_path(tmp_path / "lake")
+    boot, turn = read_turns(lake)
+    assert boot.turn == 0 and boot.shipped and boot.rollout_stage == "full 100%"
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        jobs = [r.job_name for r in instance.get_runs()]
+        # nothing finished was redone: one ingest, one labelling of the day, one training per turn
+        assert jobs.count("depot_ingest_job") == 1
+        assert jobs.count("train_and_evaluate") == 2
+        assert jobs.count("release_job") == 1 + turn.shipped
+        day = turn.day
+        frames, cands = _meta(instance, "depot_frames", day), _meta(instance, "label_candidates", day)
+        merged = _meta(instance, "merged_labels", day)
+        assert turn.clips == frames["clips_ingested"] > 0 and turn.frames == frames["frames_written"]
+        assert turn.empties_filtered == cands["dropped"]
+        assert turn.auto_labelled == merged["auto"] and merged["human"] <= turn.human_frames
+        assert turn.human_items > 0 and turn.human_seconds > 0
+        assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
+        model = _meta(instance, "candidate_model")
+        assert turn.candidate_id == model["model_id"]
+        assert turn.model_id == registry.production_model_id(lake)
+        if turn.shipped:  # the gate passed: released, rolled out on the fleet's health reports
+            assert turn.rollout_stage and _meta(instance, "release")["model_id"] == turn.candidate_id
+        else:  # the gate blocked: nothing shipped, and the demo said why
+            assert "the gate blocked" in turn.note and turn.note in text
+            assert turn.model_id == boot.model_id
+        ev = registry.read_evaluation(lake, turn.model_id).candidate
+        assert turn.production_top1 == {n: round(s["top1"], 4) for n, s in ev.sets.items()
+                                        if n.startswith("store_")}
+        ui = _meta(instance, "flywheel_turns")
+        assert ui["turns"] == 2 and "| turn |" in ui["per_turn"] and "data:image/png" in ui["flywheel"]
 
-        # Manage: every uploaded clip was ingested into frames and indexed
-        frames = meta("depot_frames")
-        assert frames["clips_ingested"] == uploaded and frames["rejected_clips"] == 0
-        assert frames["frames_written"] > 0 and frames["rows_total"] == frames["frames_written"]
-        assert meta("depot_index")["rows_day"] == frames["frames_written"]
-        # Train: one lineage from dataset to gate, and the gated model became production
-        ds, model, ev = meta("dataset_version"), meta("candidate_model"), meta("candidate_evaluation")
-        assert model["dataset_version"] == ds["version"] and model["epochs"] == 1
-        assert ev["candidate"] == model["model_id"] and ev["production"] == "none"
-        assert registry.read_gate(lake, model["model_id"]).passed
-        # Deploy: the release stage signed that model into the channel and moved production
-        rel = meta("release")
-        assert rel["model_id"] == model["model_id"] and rel["stage"] == "full 100%"
-        assert rel["production_moved"] is True
-        assert registry.production_model_id(lake) == model["model_id"]
-    assert "check candidate_evaluation.release_gate: PASSED" in text
-    assert lake.exists("releases/stable/metadata/1.root.json")
+    row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["1", day])
+    assert str(turn.clips) in row and str(turn.frames) in row
+    assert (tmp_path / "demo" / "flywheel.png").stat().st_size > 5_000
+
+    # the fleet stays home: a turn with no new clips trains nothing
+    home = _demo(tmp_path, "--turns", "2", "--carts", "0")
+    assert home.returncode == 0, home.stdout[-3000:] + home.stderr[-3000:]
+    assert "no new clips landed this turn" in home.stdout
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert [r.job_name for r in instance.get_runs()].count("train_and_evaluate") == 2
+    assert read_turns(lake)[-1].note.startswith("no new clips")

@@ -152,15 +152,17 @@ def simulate_fleet(lake: Lake, carts: int = 3, minutes: float = 1.0, seed: int =
                    rules: RuleSet | None = None, fps: float = 10.0, stores: int = 3,
                    spool_cap_bytes: int = 512 * 1024 * 1024, drain_timeout_s: float = 120.0,
                    progress: bool = True, model_id: str | None = None,
-                   channel: str | None = "stable") -> FleetSummary:
+                   channel: str | None = "stable", world_seed: int | None = None) -> FleetSummary:
     """Run `carts` simulated carts for `minutes` of simulated time each; returns the summary.
-    With a release `channel` in the lake, models arrive over the air (see the module doc)."""
+    With a release `channel` in the lake, models arrive over the air (see the module doc).
+    `world_seed` (default: `seed`) fixes the catalog; `seed` the shoppers, so successive turns of
+    the loop collect new moments in the world the learner's catalog and test sets come from."""
     from flywheel.sim import default_world
 
     if carts < 1 or minutes <= 0:
         raise ValueError("carts must be >= 1 and minutes > 0")
     day = date.fromisoformat(day) if isinstance(day, str) else (day or datetime.now(UTC).date())
-    world = default_world(seed, stores)
+    world = default_world(seed if world_seed is None else world_seed, stores)
     rules = rules or build_rule_set(DEFAULT_RULES["version"], DEFAULT_RULES["rules"])
     labels = ["none", *(p.ean for p in world.catalog.products)]
     tmp = None

@@ -18,13 +18,14 @@ def truth_key(device_id: str, wall: datetime) -> tuple[str, int]:
 
 
 def fleet_truth(carts: int, minutes: float, seed: int = 0, day: date | str | None = None,
-                stores: int = 3, fps: float = 10.0) -> dict[tuple[str, int], FrameTruth]:
+                stores: int = 3, fps: float = 10.0, world_seed: int | None = None
+                ) -> dict[tuple[str, int], FrameTruth]:
     """{(device id, wall ms): truth} for every frame `simulate_fleet` with the same arguments fed
     its carts (images are rendered again: a few ms per frame)."""
     from flywheel.sim import default_world
 
     day = date.fromisoformat(day) if isinstance(day, str) else day
-    world = default_world(seed, stores)
+    world = default_world(seed if world_seed is None else world_seed, stores)
     n_frames = max(1, int(round(minutes * 60 * fps)))
     out: dict[tuple[str, int], FrameTruth] = {}
     for i, (store, device, start) in enumerate(cart_plan(world, carts, day)):

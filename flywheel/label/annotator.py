@@ -104,8 +104,8 @@ def annotate(tasks: list[Task], truth_of: Callable[[str], Any], catalog: list[st
 
 
 def fleet_truth_lookup(lake: Lake, day: str, frame_ids: list[str], *, seed: int = 0, stores: int = 3,
-                       fps: float = 10.0, carts: int | None = None, minutes: float | None = None
-                       ) -> Callable[[str], Any]:
+                       fps: float = 10.0, carts: int | None = None, minutes: float | None = None,
+                       world_seed: int | None = None) -> Callable[[str], Any]:
     """frame id -> true SKU (None = no item) for Depot frames of a simulated fleet day; UNKNOWN for
     frames the simulation did not produce. Carts and minutes default to what the frames imply."""
     from flywheel.depot.ingest import read_frames
@@ -121,7 +121,7 @@ def fleet_truth_lookup(lake: Lake, day: str, frame_ids: list[str], *, seed: int 
     if minutes is None:  # long enough to cover the latest frame of any cart (they start 7 min apart)
         first = datetime.fromisoformat(f"{day}T09:00:00+00:00")
         minutes = max((r["captured_at"] - first).total_seconds() for r in rows) / 60 + 1.0
-    truth = fleet_truth(carts, minutes, seed=seed, day=day, stores=stores, fps=fps)
+    truth = fleet_truth(carts, minutes, seed=seed, day=day, stores=stores, fps=fps, world_seed=world_seed)
     by_frame = {}
     for r in rows:
         t = truth.get(truth_key(r["device_id"], r["captured_at"]))

@@ -1,0 +1,214 @@
+"""The wheel's efficacy: does each turn make the fleet's model better while the human cost stays
+flat as the fleet grows? Runs the demo's turns (jobs.demo: real agents, OTA, ingest, Label with
+the simulated annotator, training on Ray, gate, release, staged rollout) on temporary lakes.
+
+1. accuracy: production top-1 (pooled store sets, the gate's target) after turn 1 minus the
+   bootstrap model's (target >= +15 points), and the turns needed to reach 90 %;
+2. human cost: human seconds per accepted label (auto + human merged labels) against labelling
+   every one of them from scratch (picking the SKU: TimeModel.pick_s), target >= 85 % less, at
+   the merged-label accuracy measured against the simulator's truth (target >= 99 %);
+3. scale: the same turn with a 10x larger fleet under the same routing rule (budget, threshold):
+   human-reviewed items and seconds 10x / 1x (target <= 1.5), and the cloud-side turn time (the
+   cloud steps' wall time from the last clip landed to 100 % rollout) at 1x and 10x.
+
+Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON.
+Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+TARGET_GAIN = 0.15
+TARGET_TOP1 = 0.90
+TARGET_SAVING = 0.85
+TARGET_MERGED = 0.99
+TARGET_SCALE = 1.5
+
+
+@contextmanager
+def _place(root: Path):
+    """Point the local deployment (lake, instance, release keys) at `root`."""
+    keys = ("DAGSTER_HOME", "FLYWHEEL_LAKE_ROOT", "FLYWHEEL_RELEASE_KEYS_DIR", "FLYWHEEL_DEPLOYMENT")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(DAGSTER_HOME=str(root / "dagster_home"), FLYWHEEL_LAKE_ROOT=str(root / "lake"),
+                      FLYWHEEL_RELEASE_KEYS_DIR=str(root / "release_keys"), FLYWHEEL_DEPLOYMENT="local")
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _turns(root: Path, turns: int, settings) -> list:
+    from edge_agent.lake import Lake
+    from flywheel.loop.turns import read_turns
+    from jobs.demo import run_demo
+
+    with _place(root):
+        code = run_demo(turns, settings, root / "demo", fresh=False, stop_after=None)
+    if code != 0:
+        raise RuntimeError(f"the demo's turns failed in {root} (exit {code})")
+    return read_turns(Lake.at_path(root / "lake"))
+
+
+def _turns_to(records, target: float) -> int | None:
+    return next((r.turn for r in records if (r.production_pooled or 0.0) >= target), None)
+
+
+def _scratch_seconds(n_labels: int) -> float:
+    from flywheel.label.routing import TimeModel
+    from flywheel.sim import default_world
+
+    return n_labels * TimeModel().pick_s(len(default_world(0, 3).catalog.products))
+
+
+def _step(root: Path, turn: int, step: str) -> dict | None:
+    """A finished step's result from a run's progress file (None: not reached yet)."""
+    path = root / "demo" / "progress.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())["turns"].get(str(turn), {}).get(step)
+    return r["out"] if r else None
+
+
+def _records(root: Path) -> list:
+    from edge_agent.lake import Lake
+    from flywheel.loop.turns import read_turns
+
+    return read_turns(Lake.at_path(root / "lake")) if (root / "lake").exists() else []
+
+
+def _fleet(root: Path, carts: int) -> dict:
+    """Turn 1 of one fleet size: what it collected, what people reviewed, the cloud-side time."""
+    ingest, review, label = (_step(root, 1, s) for s in ("ingest", "review", "label"))
+    rec = next((r for r in _records(root) if r.turn == 1), None)
+    return {"carts": carts, "clips": sum(i["clips"] for i in ingest) if ingest else None,
+            "frames": sum(i["frames"] for i in ingest) if ingest else None,
+            "review_tasks_planned": label["tasks"] if label else None,
+            "planned_human_s": label["planned_human_s"] if label else None,
+            "human_items": review["tasks"] if review else None,
+            "human_seconds": review["seconds"] if review else None,
+            "turn_time_s": rec.turn_time_s if rec else None,
+            "rollout": rec.rollout_stage if rec else None,
+            "cloud_step_seconds": rec.seconds if rec else None, "finished": rec is not None}
+
+
+def _ratio(a, b) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, scale: int) -> dict:
+    """The JSON from the runs under `root` (x1, x<scale>); parts not reached yet are None."""
+    records = [r for r in _records(root / "x1") if r.turn <= turns]
+    boot = records[0] if records else None
+    first = records[1] if len(records) > 1 else None
+    gain = (first.production_pooled - boot.production_pooled
+            if first and boot and first.production_pooled is not None
+            and boot.production_pooled is not None else None)
+    fleet_turns = [r for r in records if r.turn > 0]
+    # from the finished merge and review steps (a turn still training counts already)
+    done = [(m, v) for k in range(1, turns + 1)
+            if (m := _step(root / "x1", k, "merge")) and (v := _step(root / "x1", k, "review"))]
+    labels = sum(m["auto"] + v["frames"] for m, v in done)
+    human_s = sum(v["seconds"] for _, v in done)
+    scratch = _scratch_seconds(labels) if labels else 0.0
+    merged = [r.merged_accuracy for r in fleet_turns if r.merged_accuracy is not None]
+    small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
+    return {
+        "sizes": {"turns": turns, "carts": carts, "minutes_per_cart": minutes, "epochs": epochs,
+                  "scale": scale, "frames_per_turn": [r.frames for r in fleet_turns]},
+        "complete": len(records) == turns + 1 and large["finished"],
+        "per_turn": [dataclasses.asdict(r) for r in records],
+        "accuracy": {
+            "bootstrap_production_top1": boot.production_pooled if boot else None,
+            "after_turn_1_production_top1": first.production_pooled if first else None,
+            "gain_points": round(100 * gain, 2) if gain is not None else None,
+            "target_gain_points": 100 * TARGET_GAIN,
+            "meets_gain": gain is not None and gain >= TARGET_GAIN,
+            "turns_to_90": _turns_to(records, TARGET_TOP1),
+            "production_top1_per_turn": [r.production_pooled for r in records],
+            "gate_notes": [r.note for r in records if r.note],
+        },
+        "human_cost": {
+            "accepted_labels": labels, "human_seconds": round(human_s, 1),
+            "seconds_per_label": round(human_s / labels, 4) if labels else None,
+            "from_scratch_seconds_per_label": round(scratch / labels, 4) if labels else None,
+            "saving": round(1 - human_s / scratch, 4) if scratch else None,
+            "target_saving": TARGET_SAVING,
+            "merged_accuracy_min": min(merged) if merged else None,
+            "target_merged_accuracy": TARGET_MERGED,
+            "meets": bool(scratch and 1 - human_s / scratch >= TARGET_SAVING and merged
+                          and min(merged) >= TARGET_MERGED),
+        },
+        "scale": {
+            "fleet_1x": small, f"fleet_{scale}x": large,
+            "human_items_ratio": _ratio(large["human_items"], small["human_items"]),
+            "human_seconds_ratio": _ratio(large["human_seconds"], small["human_seconds"]),
+            "target_ratio": TARGET_SCALE,
+            "frames_ratio": _ratio(large["frames"], small["frames"]),
+            "turn_time_ratio": _ratio(large["turn_time_s"], small["turn_time_s"]),
+        },
+    }
+
+
+def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3,
+          scale: int = 10, work: Path | None = None, report_only: bool = False) -> dict:
+    from jobs.turns import WheelSettings
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-flywheel-") if work is None else None
+    root = Path(tmp.name) if tmp else work
+    settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs)
+    t0 = time.perf_counter()
+    try:
+        if not report_only:
+            base, big = root / "x1", root / f"x{scale}"
+            _turns(base, 0, settings)  # the bootstrap turn, shared by both fleet sizes
+            if not big.exists():  # a kept --work resumes both runs where they stopped
+                shutil.copytree(base, big, symlinks=True)
+            _turns(base, turns, settings)
+            _turns(big, 1, dataclasses.replace(settings, carts=carts * scale))
+        out = summarize(root, turns, carts, minutes, epochs, scale)
+    finally:
+        if tmp:
+            tmp.cleanup()
+    out["seconds_total"] = round(time.perf_counter() - t0, 1)
+    with open("/proc/loadavg") as f:
+        out["loadavg"] = f.read().split()[:3]
+    return out
+
+
+def main(out_dir: Path | str = "var/bench", argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--carts", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=0.75)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--work", type=Path, help="keep the lakes here (default: a temp dir)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the JSON from the runs under --work as far as they got")
+    args = parser.parse_args(argv or [])
+    result = bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work,
+                   args.report_only)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "flywheel.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    pos = [a for a in sys.argv[1:2] if not a.startswith("--")]
+    main(pos[0] if pos else "var/bench", sys.argv[1 + len(pos):])

@@ -1,0 +1,226 @@
+"""The steps of one turn of the loop, as the demo and the flywheel benchmark drive them: each step
+runs the stage's real Dagster job (in process, logged to the persistent instance) or a real sensor
+tick, and returns plain numbers. `Wheel` keeps the definitions, the instance and the lake."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+# Runs log to the instance (the UI shows every event); the terminal gets the summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# A health shift runs the fleet to judge a rollout: the carts shop and report, capture stays off
+# (a rule that never fires), so each turn's collection is exactly its capture day.
+HEALTH_SHIFT_RULES = [{"name": "off", "when": "weight_change(1000000)"}]
+DEMO_STAGES = ["canary:50", "full:100"]
+
+
+@dataclass
+class WheelSettings:
+    carts: int = 4
+    minutes: float = 0.75  # simulated minutes per cart per collection
+    epochs: int = 3
+    seed: int = 0  # fleet seed base; every turn's shoppers are new (seed * 1000 + turn)
+    world_seed: int = 0  # the simulator world the learner's catalog and frozen sets come from
+    ocr: bool = False  # the RapidOCR pre-labeler (~1 s a frame here): off for the demo's pace
+    review_budget_s: float = 900.0  # human seconds per turn the routing may plan
+    # review_queue's near-duplicate grouping (cosine distance; None: the Label stage's default)
+    near_duplicate_distance: float | None = None
+    health_minutes: float = 0.5  # simulated minutes per rollout health shift
+    max_health_shifts: int = 3
+    min_frames: int = 200  # rollout gate: frames per cohort before crashes are judged
+    min_barcode_checks: int = 10  # rollout gate: barcode checks per cohort before agreement
+    stages: list[str] = field(default_factory=lambda: list(DEMO_STAGES))
+
+
+class Wheel:
+    def __init__(self, instance: dg.DagsterInstance, settings: WheelSettings, out: Path) -> None:
+        from flywheel.definitions import build_definitions
+        from resources.labelers import LabelersResource
+
+        self.instance, self.settings, self.out = instance, settings, out
+        self.defs = build_definitions("local")
+        self.lake_resource = self.defs.resources["lake"]
+        self.lake = self.lake_resource.lake()
+        self.labelers = LabelersResource(ocr=settings.ocr, work_dir=str(out / "labelers"))
+
+    # -- Dagster plumbing ------------------------------------------------------------------------
+    def run_job(self, name: str, partition_key: str | None = None, run_config: dict | None = None,
+                tags: dict | None = None):
+        job = self.defs.resolve_job_def(name)
+        return job.execute_in_process(instance=self.instance, partition_key=partition_key,
+                                      run_config={**QUIET, **(run_config or {})}, tags=tags,
+                                      raise_on_error=False)
+
+    def materialize(self, keys: list[str], partition_key: str | None = None,
+                    run_config: dict | None = None):
+        """Assets with the demo's own labelers resource (OCR switch) and the shared ones."""
+        resources = {**self.defs.resources, "labelers": self.labelers}
+        assets = [a for a in self.defs.assets if isinstance(a, dg.AssetsDefinition)]
+        return dg.materialize(assets, selection=keys, instance=self.instance, resources=resources,
+                              partition_key=partition_key, run_config={**QUIET, **(run_config or {})},
+                              raise_on_error=False)
+
+    @staticmethod
+    def meta(result, key: str) -> dict[str, Any]:
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            if mat.asset_key.to_user_string() == key:
+                return {k: v.value for k, v in mat.metadata.items()}
+        return {}
+
+    # -- steps -----------------------------------------------------------------------------------
+    def collect(self, turn: int, day: str, carts: int, minutes: float, health: bool = False,
+                shift: int = 0) -> dict:
+        from edge_agent.triggers.rules import build_rule_set
+        from flywheel.fleet.runner import simulate_fleet
+
+        s = self.settings
+        rules = build_rule_set("health-shift-1", HEALTH_SHIFT_RULES) if health else None
+        summary = simulate_fleet(
+            self.lake, carts=carts, minutes=minutes, seed=self.fleet_seed(turn, shift), day=day,
+            world_seed=s.world_seed, rules=rules, progress=False,
+            work_dir=self.out / "fleet" / f"turn-{turn}-{'health' if health else 'collect'}-{shift}")
+        return {**summary.as_dict(), "lines": summary.lines()}
+
+    def fleet_seed(self, turn: int, shift: int = 0) -> int:
+        return self.settings.seed * 1000 + turn * 10 + shift
+
+    def ingest(self, cursor_file: Path) -> list[dict]:
+        """The landing sensor's tick, then one ingest run per capture day it asks for."""
+        from jobs.depot import evaluate_landing
+
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=cursor_file.read_text() if cursor_file.exists() else None,
+            resources={"lake": self.lake_resource})
+        tick = evaluate_landing(context, self.lake_resource)
+        for request in tick.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        out = []
+        for request in tick.run_requests or []:
+            result = self.run_job("depot_ingest_job", request.partition_key, tags=request.tags)
+            if not result.success:
+                raise RuntimeError(f"ingest of {request.partition_key} failed (run {result.run_id})")
+            m = self.meta(result, "depot_frames")
+            out.append({"day": request.partition_key, "run": result.run_id,
+                        "clips": m.get("clips_ingested", 0), "frames": m.get("frames_written", 0)})
+        if tick.cursor:
+            cursor_file.write_text(tick.cursor)
+        return out
+
+    def label(self, day: str) -> dict:
+        review = {"budget_s": self.settings.review_budget_s}
+        if self.settings.near_duplicate_distance is not None:
+            review["near_duplicate_distance"] = self.settings.near_duplicate_distance
+        result = self.materialize(["label_candidates", "prelabels", "review_queue"], day,
+                                  {"ops": {"review_queue": {"config": review}}})
+        if not result.success:
+            raise RuntimeError(f"labelling {day} failed (run {result.run_id})")
+        c, q = self.meta(result, "label_candidates"), self.meta(result, "review_queue")
+        return {"run": result.run_id, "frames_in": c.get("frames_in", 0), "empties": c.get("dropped", 0),
+                "tasks": q.get("tasks", 0), "planned_human_s": q.get("planned_human_s", 0.0),
+                "auto_routed": q.get("auto_accepted", 0)}
+
+    def truth(self, turn: int, day: str, carts: int, minutes: float, frame_ids: list[str]):
+        from flywheel.label.annotator import fleet_truth_lookup
+
+        return fleet_truth_lookup(self.lake, day, frame_ids, seed=self.fleet_seed(turn), carts=carts,
+                                  minutes=minutes, world_seed=self.settings.world_seed)
+
+    def review(self, turn: int, day: str, carts: int, minutes: float) -> dict:
+        """The simulated annotator answers the day's open tasks (a CorrectionBatchV1 in landing/)."""
+        from flywheel.label.annotator import AnnotatorConfig, answered_task_ids, simulate_review
+        from flywheel.label.review_tasks import read_tasks
+        from flywheel.learner.reference_sets import catalog_skus
+
+        tasks = read_tasks(self.lake, day)
+        done = answered_task_ids(self.lake, day)
+        open_tasks = [t for t in tasks if t.task_id not in done]
+        truth = self.truth(turn, day, carts, minutes, sorted({t.frame_ids[0] for t in open_tasks}))
+        report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), truth,
+                                 AnnotatorConfig(seed=self.fleet_seed(turn)))
+        return {"tasks": report.tasks_answered, "frames": report.frames_answered,
+                "seconds": round(report.seconds, 1), "wrong_answers": report.wrong_answers,
+                "batch": report.batch_key}
+
+    def merge(self, day: str) -> dict:
+        """The corrections sensor's tick files the batch; merged_labels runs for the day."""
+        from jobs.label import evaluate_corrections
+
+        context = dg.build_sensor_context(instance=self.instance, resources={
+            "lake": self.lake_resource, "index": self.defs.resources["index"]})
+        tick = evaluate_corrections(context, self.lake_resource, self.defs.resources["index"])
+        days = {r.partition_key for r in (getattr(tick, "run_requests", None) or [])} | {day}
+        out = {}
+        for d in sorted(days):
+            result = self.run_job("merged_labels_job", d)
+            if not result.success:
+                raise RuntimeError(f"merging {d} failed (run {result.run_id})")
+            out[d] = self.meta(result, "merged_labels")
+        m = out[day]
+        return {"labels": m.get("labels", 0), "auto": m.get("auto", 0), "human": m.get("human", 0),
+                "pending": m.get("pending_review", 0)}
+
+    def train(self) -> dict:
+        """The weekly job: dataset version, training on Ray, evaluation, the blocking gate."""
+        config = {"ops": {"candidate_model": {"config": {"epochs": self.settings.epochs}}}}
+        result = self.run_job("train_and_evaluate", run_config=config)
+        if not result.success and not any(e.is_step_failure for e in result.all_events):
+            # failed before any step ran (e.g. the local Ray cluster did not start in time on a
+            # loaded machine): one more try, said out loud
+            print(f"    train: run {result.run_id[:8]} failed to start ({_failure(result)}); retrying",
+                  flush=True)
+            result = self.run_job("train_and_evaluate", run_config=config)
+        gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate"]
+        failed = {e.step_key for e in result.all_events if e.is_step_failure}
+        reasons = gate[0].description if gate else ""
+        model = self.meta(result, "candidate_model")
+        if not gate and not result.success:
+            raise RuntimeError(f"training failed at {sorted(failed)}: {_failure(result)} "
+                               f"(run {result.run_id})")
+        return {"run": result.run_id, "candidate": model.get("model_id"),
+                "dataset": self.meta(result, "dataset_version").get("version"),
+                "gate_passed": bool(gate and gate[0].passed and result.success),
+                "gate": reasons or ("passed" if gate and gate[0].passed else "not judged")}
+
+    def release(self, first: bool) -> dict:
+        result = self.run_job("release_job", run_config={
+            "ops": {"release": {"config": {"stages": self.settings.stages}}}})
+        m = self.meta(result, "release")
+        if not result.success:
+            raise RuntimeError(f"release failed (run {result.run_id})")
+        return {"run": result.run_id, "release_id": m.get("release_id"), "stage": m.get("stage"),
+                "production_moved": m.get("production_moved")}
+
+    def judge_rollout(self) -> dict:
+        s = self.settings
+        result = self.run_job("release_rollout_job", run_config={"ops": {"release_rollout": {"config": {
+            "stages": s.stages, "min_frames": s.min_frames, "min_barcode_checks": s.min_barcode_checks,
+            "min_shadow_frames": s.min_frames}}}})
+        m = self.meta(result, "release_rollout")
+        return {"run": result.run_id, "action": m.get("action"), "stage": m.get("stage_after",
+                                                                                   m.get("stage")),
+                "reasons": m.get("reasons", ""), "production_moved": m.get("production_moved", False)}
+
+    def refresh_figures(self) -> None:
+        self.run_job("flywheel_turns_job")
+
+
+def _failure(result) -> str:
+    """The first error message of a failed in-process run."""
+    for e in result.all_events:
+        if e.is_failure and e.event_specific_data is not None:
+            err = getattr(e.event_specific_data, "error", None)
+            if err is not None:
+                return err.message.strip().splitlines()[-1][:300]
+    return "no error message"
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, round(time.perf_counter() - t, 2)
