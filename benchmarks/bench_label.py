@@ -205,7 +205,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
     }
 
 
-def bench_audit(carts: int = 4, minutes: float = 1.1, seed: int = 7, wrong: float = 0.05) -> dict:
+def bench_audit(carts: int = 6, minutes: float = 1.1, seed: int = 7, wrong: float = 0.05) -> dict:
     """The ground-truth audit (issue 12): a merged-label history of >= 2,000 frames of a fleet day
     (every Depot frame labelled with its ground truth), `wrong` of the labels replaced by another
     SKU or by "no product"; recall and precision of the audit's suspects (target: recall >= 90 % at
