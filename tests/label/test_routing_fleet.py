@@ -69,7 +69,7 @@ def test_review_loop_on_a_fleet_day(fleet_day) -> None:
         assert groups and md["near_duplicates_folded"].value == sum(len(t.frame_ids) - 1 for t in tasks)
         assert all(len({clip[f] for f in t.frame_ids}) == 1 for t in groups)
         same = sum(len({fd.truth[f] for f in t.frame_ids}) == 1 for t in groups)
-        assert same / len(groups) >= 0.95  # one item per task (8/8 here); 0.8 before the item cues
+        assert same / len(groups) >= 0.95  # one item per task (8/8 groups here)
         # nothing doubtful is auto-accepted; over-budget frames wait
         assert all(r["confidence"] >= 0.9 for r in routes.values() if r["route"] == "auto")
         assert md["deferred_over_budget"].value == sum(r["route"] == "deferred" for r in routes.values())
