@@ -9,7 +9,8 @@ from pydantic import Field
 
 from assets.depot import capture_days
 from flywheel.defaults import default_of
-from flywheel.label.routing import RoutingConfig, lancedb_groups
+from flywheel.label.grouping import GroupingConfig
+from flywheel.label.routing import RoutingConfig
 from flywheel.refs import LabelsRef
 from resources.index import IndexResource
 from resources.lake import LakeResource
@@ -31,7 +32,7 @@ class ReviewConfig(dg.Config):
     trust_calibration: bool = Field(default_of(RoutingConfig, "trust_calibration"),
                                     description="Once the ensemble is calibrated on human reviews, accept "
                                                 "a disagreement or barcode mismatch it is still sure about.")
-    near_duplicate_distance: float = Field(default_of(lancedb_groups, "max_distance"),
+    near_duplicate_distance: float = Field(default_of(GroupingConfig, "max_distance"),
                                            description="Cosine distance under which frames of one clip form "
                                                        "one task (LanceDB index vectors).")
 

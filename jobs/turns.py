@@ -140,7 +140,7 @@ class Wheel:
         tasks = read_tasks(self.lake, day)
         done = answered_task_ids(self.lake, day)
         open_tasks = [t for t in tasks if t.task_id not in done]
-        truth = self.truth(turn, day, carts, minutes, sorted({t.frame_ids[0] for t in open_tasks}))
+        truth = self.truth(turn, day, carts, minutes, sorted({f for t in open_tasks for f in t.frame_ids}))
         report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), truth,
                                  AnnotatorConfig(seed=self.fleet_seed(turn)))
         return {"tasks": report.tasks_answered, "frames": report.frames_answered,

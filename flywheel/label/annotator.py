@@ -41,6 +41,8 @@ class AnnotationReport:
     wrong_answers: int = 0  # deliberate errors (the error rate at work)
     seconds: float = 0.0  # billed by the time model
     verify_only: int = 0  # tasks settled by one verification
+    items_answered: int = 0  # distinct items shown across the answered tasks (1 per task ideally)
+    mixed_tasks: int = 0  # tasks whose frames showed more than one item (each answered on its own)
     batch_key: str | None = None
 
 
@@ -84,18 +86,31 @@ def annotate(tasks: list[Task], truth_of: Callable[[str], Any], catalog: list[st
     out: list[dict[str, Any]] = []
     clock = now
     for task in sorted(tasks, key=lambda t: t.rank):
-        truth = truth_of(task.frame_ids[0])
-        if truth is UNKNOWN:
+        truths = {fid: truth_of(fid) for fid in task.frame_ids}
+        if truths[task.frame_ids[0]] is UNKNOWN:
             report.tasks_without_truth += 1
             continue
-        given, seconds, wrong = answer(task, truth, catalog, config, rng)
-        clock += timedelta(seconds=seconds)
-        report.seconds += seconds
-        report.wrong_answers += wrong
-        report.verify_only += task.proposed_label is not None and given == task.proposed_label
+        # A person shown a group sees every frame: one answer per distinct item shown, each billed
+        # by the time model (grouping should make this one; a mixed group costs more, honestly).
+        items = list(dict.fromkeys(t for t in truths.values() if t is not UNKNOWN))
+        given_of: dict[Any, str | None] = {}
+        for item in items:
+            given, seconds, wrong = answer(task, item, catalog, config, rng)
+            given_of[item] = given
+            clock += timedelta(seconds=seconds)
+            report.seconds += seconds
+            report.wrong_answers += wrong
+        report.items_answered += len(items)
+        report.mixed_tasks += len(items) > 1
+        lead_given = given_of[truths[task.frame_ids[0]]]
+        report.verify_only += (len(items) == 1 and task.proposed_label is not None
+                               and lead_given == task.proposed_label)
         report.tasks_answered += 1
-        action = "reject" if given is None else ("confirm" if given == task.proposed_label else "relabel")
-        for fid in task.frame_ids:  # the group was labelled once; the tool expands it per frame
+        for fid in task.frame_ids:  # labelled once per item; the tool expands it per frame
+            if truths[fid] is UNKNOWN:
+                continue  # nothing the simulation knows: left open
+            given = given_of[truths[fid]]
+            action = "reject" if given is None else ("confirm" if given == task.proposed_label else "relabel")
             out.append({"frame_id": fid, "action": action, "sku": given,
                         "previous_sku": task.proposed_label, "annotator": config.annotator,
                         "corrected_at": clock, "note": f"task {task.task_id}"})

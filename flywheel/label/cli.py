@@ -61,7 +61,7 @@ def run_review(args: argparse.Namespace) -> int:
     from flywheel.label.annotator import fleet_truth_lookup, simulate_review
     from flywheel.learner.reference_sets import catalog_skus
 
-    ids = sorted({f for t in open_tasks for f in t.frame_ids[:1]})
+    ids = sorted({f for t in open_tasks for f in t.frame_ids})  # the annotator sees every frame
     truth = fleet_truth_lookup(lake, args.day, ids, seed=args.seed, stores=args.stores,
                                carts=args.carts, minutes=args.minutes)
     config = AnnotatorConfig(error_rate=args.error_rate, seed=args.seed, annotator=args.annotator)

@@ -36,9 +36,10 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
               if r["source"] == "human"}
     try:
         table, _ = open_table(lake, location)
-        group = lancedb_groups(table) if near_duplicate_distance is None \
-            else lancedb_groups(table, near_duplicate_distance)
-        grouping = "lancedb"
+        spans = clip_spans(lake, day, {r["clip_id"] for r in pre})
+        group = lancedb_groups(table, near_duplicate_distance, spans=spans)
+        v2 = sum(s is not None for s in spans.values())
+        grouping = f"lancedb, one item per task ({v2}/{len(spans)} clips with insertion spans)"
     except LookupError:  # no index yet: every frame is its own task
         group, grouping = singletons, "off (no Depot index)"
     routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),
@@ -49,3 +50,16 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
             raise LookupError(f"no Depot frames for {day}: ingest the day first")
         return routing, {}, grouping
     return routing, write_review(lake, day, routing, frames, catalog), grouping
+
+
+def clip_spans(lake: Lake, day: str, clip_ids: set[str]) -> dict[str, list[tuple[int, int]] | None]:
+    """clip id -> the device's insertion spans from its sidecar (None: V1 or unreadable)."""
+    from flywheel.depot.ingest import read_frames
+    from flywheel.label.clips import read_sidecars
+    from flywheel.label.grouping import insertion_spans
+
+    frames = read_frames(lake, day, columns=["clip_id", "clip_key"])
+    keys = {} if frames is None else {r["clip_id"]: r["clip_key"] for r in frames.to_pylist()
+                                      if r["clip_id"] in clip_ids}
+    sidecars, _ = read_sidecars(lake, keys)
+    return {c: None for c in clip_ids} | insertion_spans(sidecars)

@@ -275,11 +275,24 @@ def wilson_interval(errors: int, n: int, z: float = 1.96) -> tuple[float, float,
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def lancedb_groups(table: Any, max_distance: float = 0.01, limit: int = 64) -> Grouper:
+def lancedb_groups(table: Any, max_distance: float | None = None, limit: int = 64,
+                   spans: Mapping[str, Sequence[tuple[int, int]] | None] | None = None,
+                   config: Any = None) -> Grouper:
     """A grouper over the Depot's LanceDB index: near-duplicates (cosine distance <= max_distance)
-    of the same clip, found by vector search prefiltered to that clip's doubtful frames. Leaders are
-    taken in queue order, so a group is labelled through its most doubtful frame."""
+    of the same clip, found by vector search prefiltered to that clip's doubtful frames, that also
+    show the same item (`flywheel.label.grouping.same_item`: one insertion span, contiguous time,
+    agreeing barcode and weight evidence) with every member taken so far. `spans`: clip id -> its
+    ClipSidecarV2 insertion spans (None for V1). Leaders are taken in queue order, so a group is
+    labelled through its most doubtful frame."""
+    import dataclasses
+
     from flywheel.depot.index import _sql_str
+    from flywheel.label.grouping import GroupingConfig, cue_of, same_item
+
+    cfg = config or GroupingConfig()
+    if max_distance is not None:
+        cfg = dataclasses.replace(cfg, max_distance=max_distance)
+    limit = min(limit, cfg.max_members)
 
     def group(rows: list[dict[str, Any]]) -> list[list[str]]:
         if not rows:
@@ -289,7 +302,8 @@ def lancedb_groups(table: Any, max_distance: float = 0.01, limit: int = 64) -> G
         got = (table.search().where(f"frame_id IN ({id_list})", prefilter=True)
                .select(["frame_id", "vector"]).limit(len(ids)).to_list())
         vectors = {g["frame_id"]: g["vector"] for g in got}
-        clip_of = {r["frame_id"]: r["clip_id"] for r in rows}
+        clip_of = {r["frame_id"]: r.get("clip_id") for r in rows}
+        cue = {r["frame_id"]: cue_of(r, spans or {}, cfg) for r in rows}
         taken: set[str] = set()
         groups: list[list[str]] = []
         for fid in ids:  # rows arrive in queue order
@@ -298,16 +312,20 @@ def lancedb_groups(table: Any, max_distance: float = 0.01, limit: int = 64) -> G
             taken.add(fid)
             members = [fid]
             if fid in vectors:
-                peers = [f for f in ids if clip_of[f] == clip_of[fid] and f not in taken]
+                peers = [f for f in ids if clip_of[f] == clip_of[fid] and f not in taken
+                         and same_item(cue[fid], cue[f], cfg)]
                 if peers:
                     where = f"frame_id IN ({', '.join(_sql_str(f) for f in peers)})"
                     hits = (table.search(vectors[fid]).distance_type("cosine")
                             .where(where, prefilter=True).select(["frame_id", "_distance"])
                             .limit(min(limit, len(peers))).to_list())
-                    for h in hits:
-                        if h["_distance"] <= max_distance and h["frame_id"] not in taken:
-                            taken.add(h["frame_id"])
-                            members.append(h["frame_id"])
+                    for h in hits:  # nearest first; each must be one item with all taken so far
+                        f = h["frame_id"]
+                        if (h["_distance"] <= cfg.max_distance and f not in taken
+                                and len(members) < cfg.max_members
+                                and all(same_item(cue[m], cue[f], cfg) for m in members)):
+                            taken.add(f)
+                            members.append(f)
             groups.append(members)
         return groups
 

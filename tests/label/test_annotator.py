@@ -18,7 +18,8 @@ def task(tid: str, frames: list[str], proposed: str | None, rank: int = 0, kind:
 
 
 def test_time_model_verify_pick_and_group_expansion() -> None:
-    truth = {"a1": CATALOG[0], "b1": CATALOG[1], "c1": None, "d1": CATALOG[2]}.get
+    truth = {"a1": CATALOG[0], "a2": CATALOG[0], "a3": CATALOG[0], "b1": CATALOG[1], "c1": None,
+             "d1": CATALOG[2]}.get
     tasks = [task("review-1", ["a1", "a2", "a3"], CATALOG[0], 0),  # right proposal: one verification
              task("review-2", ["b1"], CATALOG[5], 1),  # wrong proposal: verify, then pick
              task("review-3", ["c1"], None, 2),  # nothing proposed, nothing there: one look
@@ -31,6 +32,18 @@ def test_time_model_verify_pick_and_group_expansion() -> None:
         ("b1", "relabel", CATALOG[1]), ("c1", "reject", None), ("d1", "relabel", CATALOG[2])]
     assert all(c["note"].startswith("task review-") for c in out)
     assert out[0]["corrected_at"] < out[3]["corrected_at"] < out[4]["corrected_at"]  # the clock runs
+
+
+def test_a_mixed_group_is_answered_per_item_shown_at_the_cited_cost() -> None:
+    # a person shown frames of two products and an empty cart answers each, not the first alone
+    truth = {"m1": CATALOG[0], "m2": CATALOG[0], "m3": CATALOG[1], "m4": None, "m5": UNKNOWN}.get
+    out, rep = annotate([task("review-1", ["m1", "m2", "m3", "m4", "m5"], CATALOG[0])], truth, CATALOG,
+                        AnnotatorConfig(error_rate=0.0), NOW)
+    assert [(c["frame_id"], c["action"], c["sku"]) for c in out] == [
+        ("m1", "confirm", CATALOG[0]), ("m2", "confirm", CATALOG[0]), ("m3", "relabel", CATALOG[1]),
+        ("m4", "reject", None)]  # m5: nothing the simulation knows, left open
+    assert rep.items_answered == 3 and rep.mixed_tasks == 1 and rep.verify_only == 0
+    assert rep.seconds == 1.6 + (1.6 + 15.0) + 1.6  # verify; verify then pick; verify the empty
 
 
 def test_error_rate_is_honoured_and_unknown_frames_stay_open() -> None:

@@ -111,12 +111,12 @@ def test_wilson_interval_matches_published_values(k: int, n: int, low: float, hi
 
 def test_the_asset_config_takes_the_domain_defaults() -> None:
     from assets.label_review import ReviewConfig
-    from flywheel.label.routing import lancedb_groups
+    from flywheel.label.grouping import GroupingConfig
 
     cfg, dom = ReviewConfig(), RoutingConfig()
     assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
         (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
-    assert cfg.near_duplicate_distance == lancedb_groups.__defaults__[0]
+    assert cfg.near_duplicate_distance == GroupingConfig().max_distance
 
 
 def test_trusting_a_human_calibration_accepts_flags_it_is_sure_about() -> None:
