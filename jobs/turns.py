@@ -38,12 +38,15 @@ class WheelSettings:
 
 
 class Wheel:
-    def __init__(self, instance: dg.DagsterInstance, settings: WheelSettings, out: Path) -> None:
+    def __init__(self, instance: dg.DagsterInstance, settings: WheelSettings, out: Path,
+                 deployment: str = "local") -> None:
         from flywheel.definitions import build_definitions
         from resources.labelers import LabelersResource
 
         self.instance, self.settings, self.out = instance, settings, out
-        self.defs = build_definitions("local")
+        # cluster: the S3 lake, LanceDB on S3, training on the Ray cluster by address; the runs
+        # execute in this process (execute_in_process), logged to the deployment's instance
+        self.defs = build_definitions(deployment)
         self.lake_resource = self.defs.resources["lake"]
         self.lake = self.lake_resource.lake()
         self.labelers = LabelersResource(ocr=settings.ocr, work_dir=str(out / "labelers"))
