@@ -34,6 +34,26 @@ def cluster_settings(s3: dict[str, str], bucket: str, pg: dict[str, str], dagste
             "YOLO_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
 
 
+def cluster_lake(env: dict[str, str]):
+    """The deployment's S3 lake, as its settings name it."""
+    from edge_agent.lake import Lake, S3Options
+
+    return Lake(env["FLYWHEEL_LAKE_URI"], s3=S3Options(
+        endpoint=env["AWS_ENDPOINT_URL"], access_key_id=env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=env["AWS_SECRET_ACCESS_KEY"]))
+
+
+def release_secrets(lake, keys_dir: Path, channel: str = "stable") -> dict[str, str]:
+    """What a platform team does once, offline: the release keys, the channel created with the root
+    key; the runs get only the online keys, as secrets (the cluster's EnvReleaseSigner)."""
+    from flywheel.release.keys import ONLINE_ROLES, env_var, keygen, load_keys
+    from flywheel.release.repository import open_channel
+
+    paths = keygen(keys_dir)
+    open_channel(lake, channel, load_keys(keys_dir), create=True)
+    return {env_var(role): paths[role].read_text() for role in ONLINE_ROLES}
+
+
 def instance_home(path: Path) -> Path:
     """DAGSTER_HOME holding the cluster deployment's instance config (PostgreSQL)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -54,6 +74,7 @@ def cluster_engines(work_dir: Path | None = None) -> Iterator[dict[str, str]]:
         s3 = stack.enter_context(seaweedfs(work_dir / "seaweedfs"))
         pg = stack.enter_context(postgres())
         env = cluster_settings(s3.env(), s3.bucket, pg.env(), instance_home(work_dir / "dagster_home"))
+        env.update(release_secrets(cluster_lake(env), work_dir / "release_keys"))
         # the worker's tasks (training) read the lake: it gets the deployment's settings too
         nodes = stack.enter_context(ray_nodes(workers=1, worker_cpus=TRAIN_CPUS,
                                               worker_resources=[{"train": 1.0}], extra_env=env))

@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_one_turn_on_the_cluster_deployment(seaweed, pg_server, pg_home, pg_instance,
                                             tmp_path: Path) -> None:
-    from edge_agent.lake import Lake, S3Options
     from flywheel.loop.turns import read_turns
-    from jobs.cluster_env import TRAIN_CPUS, cluster_settings
+    from jobs.cluster_env import TRAIN_CPUS, cluster_lake, cluster_settings, release_secrets
     from tests.support.ray_nodes import ray_nodes
 
     env = cluster_settings(seaweed.env(), seaweed.bucket, pg_server.env(), pg_home, "cluster-turn")
+    lake = cluster_lake(env)
+    env.update(release_secrets(lake, tmp_path / "release_keys"))
     with ray_nodes(workers=1, worker_cpus=TRAIN_CPUS, worker_resources=[{"train": 1.0}],
                    extra_env=env) as nodes:
         train_node = next(n["NodeID"] for n in nodes.nodes() if "train" in n["Resources"])
@@ -41,9 +42,6 @@ def test_one_turn_on_the_cluster_deployment(seaweed, pg_server, pg_home, pg_inst
     assert f"deployment: cluster (Ray {nodes.address})" in text
     assert "=== The wheel, turn by turn" in text
 
-    lake = Lake(env["FLYWHEEL_LAKE_URI"], s3=S3Options(
-        endpoint=seaweed.endpoint, access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key))
     boot, turn = read_turns(lake)  # the records live in the S3 lake
     assert boot.turn == 0 and boot.shipped and turn.turn == 1
     check_turn(pg_instance, lake, boot, turn, text)  # every run of the turn is in PostgreSQL
