@@ -15,7 +15,7 @@ LS_VERSION := 1.23.2
 LS_DATA ?= $(CURDIR)/var/labelstudio/data
 LS_PORT ?= 8080
 
-.PHONY: install demo demo-cluster test test-labelstudio lint ui bench clean labelstudio labelstudio-install
+.PHONY: install demo demo-cluster test test-e2e test-labelstudio lint ui bench clean labelstudio labelstudio-install
 
 $(STAMP): pyproject.toml edge_agent/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,7 +68,12 @@ test: install lint
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) \
 		     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS_LEAN); } \
 		|| echo "some of $(TEST_DEBS) $(TEST_DEBS_LEAN) unavailable: the tests that need them will skip"
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not e2e"
+
+# The whole-system runs (the demo's turns, the UI and a daemon backfill, the Ray/Postgres cluster):
+# several minutes each, past `make test`'s 20-minute budget together; `.ci/run` runs them after it.
+test-e2e: test
+	$(PY) -m pytest -m e2e
 
 # The Label Studio round trip against a real server. Not in `make test`: Label Studio's own venv
 # (~1 GB, its Django stack) takes minutes to install and migrate, past that target's 20-minute

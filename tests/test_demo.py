@@ -71,6 +71,7 @@ def check_turn(instance, lake, boot, turn, text: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(3600)  # two trainings and a fleet turn: minutes when idle, far more under load
 def test_demo_turns_the_wheel_resumes_and_reports_each_turn(tmp_path: Path) -> None:
     import dagster as dg

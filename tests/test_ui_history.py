@@ -35,7 +35,7 @@ CHAIN = ("depot_frames", "label_candidates", "prelabels", "review_queue", "merge
 GROUPS = ("depot", "label", "learner", "release")
 SHOTS = ROOT / "var" / "ui"
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 from tests.support.clips import land_clip
 
 # each step is a process that loads the code location: minutes on a loaded 2-core machine
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = ["2026-11-10", "2026-11-11", "2026-11-12"]

@@ -16,7 +16,8 @@ import pytest
 
 from tests.test_demo import TINY, _meta, check_turn
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(3600)]
+# ten minutes here (two trainings on the Ray worker): with the other whole-system runs (make test-e2e)
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
