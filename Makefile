@@ -15,7 +15,7 @@ LS_VERSION := 1.23.2
 LS_DATA ?= $(CURDIR)/var/labelstudio/data
 LS_PORT ?= 8080
 
-.PHONY: install demo test test-e2e test-labelstudio lint ui bench clean labelstudio labelstudio-install
+.PHONY: install demo demo-cluster test test-e2e test-labelstudio lint ui bench clean labelstudio labelstudio-install
 
 $(STAMP): pyproject.toml edge_agent/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,15 @@ demo: install
 	# dagster.yaml: the run queue (one ingest per capture day, one training at a time)
 	$(PY) -m jobs.instance $(DAGSTER_HOME)
 	$(PY) -m jobs.demo
+
+# One turn (after the bootstrap turn 0) on the cluster deployment, on this machine: SeaweedFS as S3
+# (lake + LanceDB), PostgreSQL for the instance, a Ray head + a `train` worker (`ray start`), all on
+# free loopback ports and temp dirs, stopped at the end (jobs/cluster_env.py). Fresh each time.
+demo-cluster: install
+	dpkg -s postgresql >/dev/null 2>&1 || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	$(PY) -m jobs.cluster_env $(PY) -m jobs.demo --deployment cluster --turns 1 --fresh \
+		--out var/demo-cluster $(DEMO_ARGS)
 
 ui: install
 	$(PY) -m jobs.instance $(DAGSTER_HOME)

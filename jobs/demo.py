@@ -12,6 +12,10 @@ Each finished step is recorded in <out>/progress.json: an interrupted demo resum
 `make demo` without redoing finished work. `--turns` may grow between runs (more turns on top).
 
     python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 3] [--fresh]
+
+`--deployment cluster` turns it on the cluster deployment (S3 lake, LanceDB on S3, training on a
+Ray cluster by address, the instance on PostgreSQL): `make demo-cluster` starts those engines on
+this machine (jobs/cluster_env.py) and runs one turn.
 """
 
 from __future__ import annotations
@@ -172,8 +176,20 @@ class Demo:
         self.progress.finish(k, "record", dataclasses.asdict(rec))
 
 
-def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | None) -> int:
+CLUSTER_SETTINGS = ("FLYWHEEL_LAKE_URI", "AWS_ENDPOINT_URL", "FLYWHEEL_RAY_ADDRESS", "DAGSTER_HOME",
+                    "DAGSTER_PG_HOST")
+
+
+def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | None,
+             deployment: str = "local") -> int:
     _quiet_known_warnings()
+    if deployment == "cluster":
+        missing = [k for k in CLUSTER_SETTINGS if not os.environ.get(k)]
+        if missing:
+            _say(f"--deployment cluster needs {missing} set (the engines' endpoints): run "
+                 "`make demo-cluster`, or `python -m jobs.cluster_env python -m jobs.demo "
+                 "--deployment cluster`")
+            return 2
     import dagster as dg
 
     from flywheel.loop.progress import Progress
@@ -193,9 +209,11 @@ def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | Non
         progress.state["start_day"] = datetime.now(UTC).date().isoformat()
     start = date.fromisoformat(progress.state["start_day"])
     instance = dg.DagsterInstance.get()
-    wheel = Wheel(instance, settings, out)
+    wheel = Wheel(instance, settings, out, deployment)
     demo = Demo(wheel, progress, stop_after)
-    _say(f"lake: {wheel.lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}\n"
+    head = "deployment: cluster (Ray " + os.environ["FLYWHEEL_RAY_ADDRESS"] + ")\n" \
+        if deployment == "cluster" else ""
+    _say(f"{head}lake: {wheel.lake.uri}\nDagster instance: {os.environ['DAGSTER_HOME']}\n"
          f"progress: {progress.path}" + (" (resuming)" if progress.resumed else ""))
     t0 = time.perf_counter()
     try:
@@ -237,12 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr", action="store_true", help="run the OCR pre-labeler (~1 s a frame)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",
                         help="progress, fleet spools, sensor cursor, flywheel.png")
+    parser.add_argument("--deployment", choices=("local", "cluster"), default="local",
+                        help="cluster: S3 lake, Ray cluster, Postgres instance (make demo-cluster)")
     parser.add_argument("--fresh", action="store_true", help="forget the progress; start over")
     parser.add_argument("--stop-after", help="TURN:STEP, stop there as a crash would (tests)")
     args = parser.parse_args(argv)
     settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs,
                              seed=args.seed, ocr=args.ocr, health_minutes=args.health_minutes)
-    return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after)
+    return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after, args.deployment)
 
 
 if __name__ == "__main__":

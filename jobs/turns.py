@@ -38,13 +38,19 @@ class WheelSettings:
 
 
 class Wheel:
-    def __init__(self, instance: dg.DagsterInstance, settings: WheelSettings, out: Path) -> None:
+    def __init__(self, instance: dg.DagsterInstance, settings: WheelSettings, out: Path,
+                 deployment: str = "local") -> None:
         from flywheel.definitions import build_definitions
         from resources.labelers import LabelersResource
 
         self.instance, self.settings, self.out = instance, settings, out
-        self.defs = build_definitions("local")
-        self.lake_resource = self.defs.resources["lake"]
+        # cluster: the S3 lake, LanceDB on S3, training on the Ray cluster by address; the runs
+        # execute in this process (execute_in_process), logged to the deployment's instance
+        self.defs = build_definitions(deployment)
+        # the steps call the lake and index resources directly (sensor ticks): with their EnvVar
+        # settings (cluster) resolved, as a run would resolve them
+        self.lake_resource = self.defs.resources["lake"].process_config_and_initialize()
+        self.index_resource = self.defs.resources["index"].process_config_and_initialize()
         self.lake = self.lake_resource.lake()
         self.labelers = LabelersResource(ocr=settings.ocr, work_dir=str(out / "labelers"))
 
@@ -152,8 +158,8 @@ class Wheel:
         from jobs.label import evaluate_corrections
 
         context = dg.build_sensor_context(instance=self.instance, resources={
-            "lake": self.lake_resource, "index": self.defs.resources["index"]})
-        tick = evaluate_corrections(context, self.lake_resource, self.defs.resources["index"])
+            "lake": self.lake_resource, "index": self.index_resource})
+        tick = evaluate_corrections(context, self.lake_resource, self.index_resource)
         days = {r.partition_key for r in (getattr(tick, "run_requests", None) or [])} | {day}
         out = {}
         for d in sorted(days):

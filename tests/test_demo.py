@@ -33,6 +33,43 @@ def _meta(instance, key: str, partition: str | None = None) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
+def check_turn(instance, lake, boot, turn, text: str) -> None:
+    """A fleet turn's record (and the printed table) against the lake and the Dagster instance:
+    one ingest and two trainings (turn 0, turn 1) in the instance, the record's figures from the
+    materializations' metadata, the gate's outcome reflected in what shipped."""
+    from flywheel.learner import registry
+
+    jobs = [r.job_name for r in instance.get_runs()]
+    # nothing finished was redone: one ingest, one labelling of the day, one training per turn
+    assert jobs.count("depot_ingest_job") == 1
+    assert jobs.count("train_and_evaluate") == 2
+    assert jobs.count("release_job") == 1 + turn.shipped
+    day = turn.day
+    frames, cands = _meta(instance, "depot_frames", day), _meta(instance, "label_candidates", day)
+    merged = _meta(instance, "merged_labels", day)
+    assert turn.clips == frames["clips_ingested"] > 0 and turn.frames == frames["frames_written"]
+    assert turn.empties_filtered == cands["dropped"]
+    assert turn.auto_labelled == merged["auto"] and merged["human"] <= turn.human_frames
+    assert turn.human_items > 0 and turn.human_seconds > 0
+    assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
+    model = _meta(instance, "candidate_model")
+    assert turn.candidate_id == model["model_id"]
+    assert turn.model_id == registry.production_model_id(lake)
+    if turn.shipped:  # the gate passed: released, rolled out on the fleet's health reports
+        assert turn.rollout_stage and _meta(instance, "release")["model_id"] == turn.candidate_id
+    else:  # the gate blocked: nothing shipped, and the demo said why
+        assert "the gate blocked" in turn.note and turn.note in text
+        assert turn.model_id == boot.model_id
+    ev = registry.read_evaluation(lake, turn.model_id).candidate
+    assert turn.production_top1 == {n: round(s["top1"], 4) for n, s in ev.sets.items()
+                                    if n.startswith("store_")}
+    ui = _meta(instance, "flywheel_turns")
+    assert ui["turns"] == 2 and "| turn |" in ui["per_turn"] and "data:image/png" in ui["flywheel"]
+
+    row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["1", day])
+    assert str(turn.clips) in row and str(turn.frames) in row
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.timeout(3600)  # two trainings and a fleet turn: minutes when idle, far more under load
@@ -40,7 +77,6 @@ def test_demo_turns_the_wheel_resumes_and_reports_each_turn(tmp_path: Path) -> N
     import dagster as dg
 
     from edge_agent.lake import Lake
-    from flywheel.learner import registry
     from flywheel.loop.turns import read_turns
 
     # interrupted after the simulated annotator answered turn 1's review tasks
@@ -58,35 +94,7 @@ def test_demo_turns_the_wheel_resumes_and_reports_each_turn(tmp_path: Path) -> N
     boot, turn = read_turns(lake)
     assert boot.turn == 0 and boot.shipped and boot.rollout_stage == "full 100%"
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
-        jobs = [r.job_name for r in instance.get_runs()]
-        # nothing finished was redone: one ingest, one labelling of the day, one training per turn
-        assert jobs.count("depot_ingest_job") == 1
-        assert jobs.count("train_and_evaluate") == 2
-        assert jobs.count("release_job") == 1 + turn.shipped
-        day = turn.day
-        frames, cands = _meta(instance, "depot_frames", day), _meta(instance, "label_candidates", day)
-        merged = _meta(instance, "merged_labels", day)
-        assert turn.clips == frames["clips_ingested"] > 0 and turn.frames == frames["frames_written"]
-        assert turn.empties_filtered == cands["dropped"]
-        assert turn.auto_labelled == merged["auto"] and merged["human"] <= turn.human_frames
-        assert turn.human_items > 0 and turn.human_seconds > 0
-        assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
-        model = _meta(instance, "candidate_model")
-        assert turn.candidate_id == model["model_id"]
-        assert turn.model_id == registry.production_model_id(lake)
-        if turn.shipped:  # the gate passed: released, rolled out on the fleet's health reports
-            assert turn.rollout_stage and _meta(instance, "release")["model_id"] == turn.candidate_id
-        else:  # the gate blocked: nothing shipped, and the demo said why
-            assert "the gate blocked" in turn.note and turn.note in text
-            assert turn.model_id == boot.model_id
-        ev = registry.read_evaluation(lake, turn.model_id).candidate
-        assert turn.production_top1 == {n: round(s["top1"], 4) for n, s in ev.sets.items()
-                                        if n.startswith("store_")}
-        ui = _meta(instance, "flywheel_turns")
-        assert ui["turns"] == 2 and "| turn |" in ui["per_turn"] and "data:image/png" in ui["flywheel"]
-
-    row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["1", day])
-    assert str(turn.clips) in row and str(turn.frames) in row
+        check_turn(instance, lake, boot, turn, text)
     assert (tmp_path / "demo" / "flywheel.png").stat().st_size > 5_000
 
     # the fleet stays home: a turn with no new clips trains nothing

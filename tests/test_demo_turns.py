@@ -111,3 +111,15 @@ def test_changed_settings_start_over(tmp_path: Path) -> None:
     p.finish(1, "collect", {"out": 1, "seconds": 1.0})
     assert Progress(tmp_path / "progress.json", {"seed": 0}).done(1, "collect")
     assert not Progress(tmp_path / "progress.json", {"seed": 1}).done(1, "collect")
+
+
+def test_the_cluster_deployment_without_its_engines_says_how_to_start_them(monkeypatch, capsys,
+                                                                           tmp_path: Path) -> None:
+    from jobs.demo import CLUSTER_SETTINGS, main
+
+    for k in CLUSTER_SETTINGS:
+        monkeypatch.delenv(k, raising=False)
+    assert main(["--deployment", "cluster", "--out", str(tmp_path / "demo")]) == 2
+    out = capsys.readouterr().out
+    assert "make demo-cluster" in out and "FLYWHEEL_LAKE_URI" in out
+    assert not (tmp_path / "demo").exists()  # nothing started, nothing written
