@@ -25,8 +25,15 @@ class ReviewConfig(dg.Config):
     accept_threshold: float = Field(default_of(RoutingConfig, "accept_threshold"),
                                     description="Auto-accept pre-labels at or above this calibrated "
                                                 "confidence (and without disagreement or mismatch).")
-    audit_rate: float = Field(default_of(RoutingConfig, "audit_rate"),
-                              description="Share of auto-accepted frames drawn for a human audit.")
+    audit_rate: float | None = Field(default_of(RoutingConfig, "audit_rate"),
+                                     description="Share of auto-accepted frames drawn for a human audit; "
+                                                 "unset: a sample sized for audit_half_width.")
+    audit_half_width: float = Field(default_of(RoutingConfig, "audit_half_width"),
+                                    description="Target half-width of the audited auto-label error rate's "
+                                                "95 % interval (sizes the audit sample: a count).")
+    class_quota: int = Field(default_of(RoutingConfig, "class_quota"),
+                             description="Doubtful tasks per predicted class per run, most doubtful first; "
+                                         "the rest wait for the next run (0 = no quota).")
     seed: int = Field(default_of(RoutingConfig, "seed"),
                       description="Seed of the audit draw (stable per frame).")
     trust_calibration: bool = Field(default_of(RoutingConfig, "trust_calibration"),
@@ -54,7 +61,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     day = context.partition_key
     the_lake = lake.lake()
     rcfg = RoutingConfig(budget_s=config.budget_s, accept_threshold=config.accept_threshold,
-                         audit_rate=config.audit_rate, seed=config.seed,
+                         audit_rate=config.audit_rate, audit_half_width=config.audit_half_width,
+                         class_quota=config.class_quota, seed=config.seed,
                          trust_calibration=config.trust_calibration)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
                                         config.near_duplicate_distance)
@@ -69,6 +77,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "routes": dg.MetadataValue.md(_summary_md(counts)),
         "auto_accepted": counts["auto"],
         "deferred_over_budget": counts["deferred"],
+        "deferred_over_class_quota": sum(1 for r in routing.routes if "class quota" in (r["reason"] or "")),
+        "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,
         "rechecks_human_vs_load_cell": sum(1 for t in routing.tasks if "load cell" in t.reason),
         "tasks_with_candidate_list": sum(1 for t in routing.tasks if t.candidates),

@@ -12,12 +12,16 @@ fitted on the first day's answers, weighted by inclusion probability). Also: sha
 the audited auto-label error estimate (Wilson 95 %) against the true auto-label error, tasks and
 near-duplicates folded, iterations.
 Run: `python -m benchmarks.bench_label_review [out_dir]` (writes out_dir/label_review.json).
+
+Scale mode (issue 11: human cost flat as the fleet grows): `--scale 10` labels one day from a 1x
+and a 10x fleet (same seeds, same routing rule: class quota, audit sized for an interval width,
+the budget a ceiling) through one review iteration each (one turn) and reports the human items
+(tasks) and seconds 10x / 1x (target <= 1.5); writes out_dir/label_review_scale.json.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from pathlib import Path
 
 TARGET_SAVING = 0.85
 TARGET_ACCURACY = 0.99
+TARGET_SCALE_RATIO = 1.5  # human items and seconds, 10x fleet / 1x fleet, one turn each
 
 
 @dataclass
@@ -78,7 +83,7 @@ def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: st
 
 
 def review_loop(lake, day: str, truth: dict, pre: Prelabelled, budget_s: float,  # noqa: ANN001
-                error_rate: float, threshold: float, trust: bool, max_iterations: int = 8) -> dict:
+                error_rate: float, threshold: float, trust: bool, max_iterations: int = 20) -> dict:
     from flywheel.depot.index import open_table
     from flywheel.label.annotator import UNKNOWN, AnnotatorConfig, simulate_review
     from flywheel.label.corrections import index_frame_days, scan_corrections
@@ -150,6 +155,63 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
     }
 
 
+def turn_cost(lake, work: Path, carts: int, minutes: float, seed: int, budget_s: float,  # noqa: ANN001
+              error_rate: float, threshold: float) -> dict:
+    """One fleet day through one review iteration (what a turn of the loop asks of people)."""
+    from flywheel.label.review_tasks import read_routes
+
+    t0 = time.perf_counter()
+    day = "2026-11-24"
+    fd, pre = prepare_day(lake, work, carts, minutes, seed, day)
+    truth = {f: (None if t.is_empty else t.sku) for f, t in fd.truth.items()}
+    loop = review_loop(lake, fd.day, truth, pre, budget_s, error_rate, threshold, False, max_iterations=1)
+    it = loop["iterations"][0] if loop["iterations"] else {}
+    routes = read_routes(lake, fd.day)
+    reasons = [r["reason"] or "" for r in routes if r["route"] == "deferred"]
+    return {"carts": carts, "frames": fd.frames, "kept_prelabelled": len(routes),
+            "non_empty_frames": sum(1 for s in truth.values() if s is not None),
+            "auto_accepted": it.get("auto", 0), "human_items": loop["tasks"],
+            "human_frames": loop["frames_in_tasks"], "human_s": round(loop["human_s"], 1),
+            "planned_s": it.get("planned_s", 0.0), "budget_s": budget_s,
+            "audit_tasks": sum(1 for r in routes if r["route"] == "audit"),
+            "deferred_over_class_quota": sum("class quota" in r for r in reasons),
+            "deferred_over_budget": sum("budget" in r for r in reasons),
+            "seconds_wall": round(time.perf_counter() - t0, 1)}
+
+
+def scale(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, factor: int = 10,
+          budget_s: float = 900.0, error_rate: float = 0.02, threshold: float = 0.97) -> dict:
+    """The same day's routing rule on a 1x and a `factor`x fleet (fresh lakes, same seeds)."""
+    from edge_agent.lake import Lake
+    from flywheel.label.routing import RoutingConfig
+
+    runs = {}
+    for k in (1, factor):
+        with tempfile.TemporaryDirectory(prefix=f"bench-label-scale-x{k}-") as tmp:
+            lake = Lake.at_path(Path(tmp) / "lake")
+            runs[k] = turn_cost(lake, Path(tmp) / "day", carts * k, minutes, seed, budget_s, error_rate,
+                                threshold)
+    one, big = runs[1], runs[factor]
+    items = big["human_items"] / one["human_items"] if one["human_items"] else None
+    secs = big["human_s"] / one["human_s"] if one["human_s"] else None
+    rule = RoutingConfig()
+    result = {
+        "fleet_1x": one, f"fleet_{factor}x": big, "factor": factor,
+        "human_items_ratio": round(items, 3) if items else None,
+        "human_seconds_ratio": round(secs, 3) if secs else None,
+        "frames_ratio": round(big["frames"] / one["frames"], 3) if one["frames"] else None,
+        "target_ratio": TARGET_SCALE_RATIO,
+        "meets_target": bool(items and secs and items <= TARGET_SCALE_RATIO and secs <= TARGET_SCALE_RATIO),
+        "rule": {"class_quota": rule.class_quota, "audit_half_width": rule.audit_half_width,
+                 "audit_design_error": rule.audit_design_error, "budget_s_ceiling": budget_s,
+                 "accept_threshold": threshold},
+        "minutes": minutes, "seed": seed, "annotator_error_rate": error_rate,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "label_review_scale.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
 def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, budget_s: float = 900.0,
          error_rate: float = 0.02, threshold: float = 0.97, trust: bool = False, days: int = 2) -> dict:
     """Day 1 starts cold (default calibration); later days run with the calibration the humans'
@@ -196,5 +258,14 @@ def main(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, bud
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("var/bench")), indent=2,
-                     default=str))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", default="var/bench", type=Path)
+    parser.add_argument("--scale", type=int, default=0, help="1x vs this-times fleet, one turn each")
+    parser.add_argument("--carts", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=1.0)
+    args = parser.parse_args()
+    run = (scale(args.out_dir, args.carts, args.minutes, factor=args.scale) if args.scale
+           else main(args.out_dir, args.carts, args.minutes))
+    print(json.dumps(run, indent=2, default=str))

@@ -110,7 +110,7 @@ def bench_ray_ingest(rounds: int = 3, days_per_round: int = 4, clips_per_day: in
 
 def sizing(label: dict, carts: tuple[int, ...] = CARTS) -> dict:
     """Fleet-scale figures from one measured simulated fleet day (bench_label's result)."""
-    from flywheel.label.routing import RoutingConfig
+    from flywheel.label.routing import RoutingConfig, audit_sample_size
 
     day = label["day"]
     trips = max(day["sessions"], 1)
@@ -131,7 +131,8 @@ def sizing(label: dict, carts: tuple[int, ...] = CARTS) -> dict:
     out = {"assumptions": {
         "trips_per_cart_day": TRIPS_PER_CART_DAY, "retention_days": RETENTION_DAYS,
         "doubtful_confidence": DOUBTFUL_CONFIDENCE, "review_s_per_doubtful_frame": round(review_s, 2),
-        "audit_rate": routing.audit_rate,
+        "audit": f"a sample of {audit_sample_size(10**6)} auto-accepted frames per day (95 % interval "
+                 f"half-width {routing.audit_half_width})",
         "routing_budget_h_per_week_per_day_run": round(routing.budget_s * 7 / 3600, 2),
         "near_duplicate_grouping": "review hours bracketed: one task per doubtful frame (upper) and "
                                    "one per clip with doubtful frames (lower: a clip is one insertion)"},
@@ -146,7 +147,8 @@ def sizing(label: dict, carts: tuple[int, ...] = CARTS) -> dict:
         clips = clips_t * TRIPS_PER_CART_DAY * n
         frames = frames_t * TRIPS_PER_CART_DAY * n
         doubtful = frames * kept_share * (1 - auto_share)
-        audited = frames * kept_share * auto_share * routing.audit_rate
+        audited = audit_sample_size(round(frames * kept_share * auto_share), routing.audit_half_width,
+                                    routing.audit_design_error)
         review_h_week = (doubtful * review_s + audited * audit_s) * 7 / 3600
         per_clip = frames / max(clips, 1e-9)
         review_h_week_clips = (doubtful / per_clip * review_s + audited * audit_s) * 7 / 3600

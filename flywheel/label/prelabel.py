@@ -189,12 +189,21 @@ def inclusion_weight(task_id: str | None, audit_rate: float) -> float:
     return 1.0 / audit_rate if (task_id or "").startswith(f"{AUDIT}-") and audit_rate > 0 else 1.0
 
 
-def reviewed_items(lake: Lake, limit_days: int = 60, audit_rate: float = AUDIT_RATE
+def day_audit_rate(merged: Sequence[dict[str, Any]]) -> float:
+    """The share of the day's auto-accepted frames a human audited: audit answers over audit
+    answers plus auto labels (the audit is a count, so the share differs from day to day)."""
+    audited = sum(1 for r in merged
+                  if r["source"] == "human" and (r["task_id"] or "").startswith(f"{AUDIT}-"))
+    auto = sum(1 for r in merged if r["source"] == "auto")
+    return audited / (audited + auto) if audited else 0.0
+
+
+def reviewed_items(lake: Lake, limit_days: int = 60, audit_rate: float | None = AUDIT_RATE
                    ) -> list[tuple[dict[str, Vote], str | None, float, float]]:
     """(votes, human label, the filter's empty_score, inclusion weight) of every pre-labelled frame
     a human has reviewed (the review stage's merged labels with source "human"), over the latest
     `limit_days` days that have merged labels. The weight undoes the routing's selection (see
-    `ensemble.fit`)."""
+    `ensemble.fit`); `audit_rate` None: each day's own audited share (`day_audit_rate`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -208,7 +217,8 @@ def reviewed_items(lake: Lake, limit_days: int = 60, audit_rate: float = AUDIT_R
         except Exception:  # noqa: BLE001 - the review stage's file; a bad one only costs its items
             continue
         human = {r["frame_id"]: r["label"] for r in merged if r["source"] == "human"}
-        weight = {r["frame_id"]: inclusion_weight(r["task_id"], audit_rate) for r in merged}
+        rate = day_audit_rate(merged) if audit_rate is None else audit_rate
+        weight = {r["frame_id"]: inclusion_weight(r["task_id"], rate) for r in merged}
         if not human:
             continue
         pre = tables.read_prelabels(lake, day, columns=["frame_id", "votes"]).to_pylist()

@@ -10,24 +10,29 @@ from typing import Any
 
 from edge_agent.lake import Lake
 from flywheel.label.review_tasks import catalog_of, write_review
-from flywheel.label.routing import Routing
+from flywheel.label.routing import AUDIT, Routing
 
 
 def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
               near_duplicate_distance: float | None = None) -> tuple[Routing, dict[str, str], str]:
     """Route the day's pre-labels (skipping frames humans settled, conflicts and human labels the
-    load cell rules out first), group
+    load cell rules out first; a frame nothing narrowed gets the short list of its shelf), group
     near-duplicates through the Depot's LanceDB index when there is one, and write the queue and its
     exports. Returns (routing, written keys, how frames were grouped)."""
     import dataclasses
 
     from flywheel.depot.index import open_table
     from flywheel.depot.ingest import read_frames
+    from flywheel.label.catalog import read_catalog
     from flywheel.label.merge import read_conflicts, read_merged
     from flywheel.label.routing import lancedb_groups, load_cell_rechecks, route_day, singletons
+    from flywheel.label.shelf import fill_lists, human_shelf_prior
     from flywheel.label.tables import read_prelabels
 
     pre = read_prelabels(lake, day).to_pylist()
+    prior, shelves = human_shelf_prior(lake, day)
+    category_of = {p.ean: p.category for p in read_catalog(lake)}
+    pre = fill_lists(pre, shelves, prior, category_of)  # frames nothing narrowed: their shelf's list
     catalog = catalog_of(lake, pre)
     config = dataclasses.replace(config, n_classes=max(1, len(catalog)))
     merged = read_merged(lake, day)
@@ -43,7 +48,8 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     except LookupError:  # no index yet: every frame is its own task
         group, grouping = singletons, "off (no Depot index)"
     routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),
-                        group=group, rechecks=load_cell_rechecks(pre, humans))
+                        group=group, rechecks=load_cell_rechecks(pre, humans),
+                        audited=sum(1 for _, task in humans.values() if (task or "").startswith(f"{AUDIT}-")))
     frames = read_frames(lake, day, columns=["frame_id", "width", "height", "image_jpeg"])
     if frames is None:
         if routing.tasks:

@@ -1,15 +1,22 @@
-"""Confidence routing: which pre-labelled frames a human sees this iteration, within a time budget.
+"""Confidence routing: which pre-labelled frames a human sees this iteration.
 
 Every kept frame gets one route:
 
 - `review`   doubtful (abstained, vision contradicts the barcode, labelers disagree, or confidence
-             below the accept threshold): in a task, most doubtful first, while the budget lasts;
+             below the accept threshold): in a task, most doubtful first, up to `class_quota` tasks
+             per predicted class, round-robin over the classes, while the budget lasts;
 - `conflict` two humans disagreed on it: back in the queue ahead of everything else;
-- `audit`    auto-accepted, but drawn into the random audit sample (stable per frame and seed), so
-             the auto-label error rate can be estimated from what the humans answer;
+- `audit`    auto-accepted, but drawn into the audit sample (a count sized for the width of the
+             error rate's confidence interval, stable per frame and seed), so the auto-label error
+             rate can be estimated from what the humans answer;
 - `auto`     accepted as pre-labelled;
-- `deferred` doubtful but over this iteration's budget: waits for the next one, never auto-accepted;
+- `deferred` doubtful but over this iteration's class quota or budget, or without any evidence
+             while other doubtful items remain (their answers teach its shelf list): waits for the
+             next iteration, never auto-accepted;
 - `human`    already has a human label: not queued again.
+
+Human work per iteration therefore stops growing with the fleet: the audit is a count, the
+doubtful work is at most (classes x quota) tasks, and the budget is a ceiling over both.
 
 Near-duplicate frames of one session (a clip) are grouped by the caller's `group` function (LanceDB
 similarity, see `lancedb_groups`) and form one task, labelled once. This module reads pre-labels
@@ -77,9 +84,24 @@ class TimeModel:
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    budget_s: float = 900.0  # human seconds per iteration (per capture day and run)
+    """The routing rule. Human work per iteration does not grow with the fleet: the audit is a
+    sample size (a count for a target confidence-interval width, not a share of the population),
+    the doubtful are taken by value up to a quota per predicted class (the rest wait, never auto-
+    accepted), and the budget is a ceiling over both, not the typical spend."""
+
+    budget_s: float = 900.0  # ceiling on the human seconds one iteration may plan (per day and run)
     accept_threshold: float = 0.97  # calibrated P(correct): the auto part stays within a 1 % error budget
-    audit_rate: float = 0.02  # share of auto-accepted frames drawn into the audit sample
+    # Audit sample of the auto-accepted. None: sized for a 95 % interval of half-width
+    # `audit_half_width` at `audit_design_error` (Cochran's n0 = z^2 p (1 - p) / h^2 with the finite
+    # population correction, so a day with few auto-accepted frames audits fewer); a number: the
+    # old proportional draw (that share of the auto-accepted; 0 = no audit).
+    audit_rate: float | None = None
+    audit_half_width: float = 0.05  # target half-width of the audited error rate's 95 % interval
+    audit_design_error: float = 0.02  # the error rate the sample is sized for (the p (1 - p) term)
+    # Doubtful tasks taken per predicted class (the leader's label, else its first candidate) per
+    # iteration, most doubtful first, round-robin over the classes; the rest are deferred to the
+    # next iteration. 0 = no quota (every doubtful task while the budget lasts).
+    class_quota: int = 6
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
@@ -144,10 +166,50 @@ def doubt_score(row: dict[str, Any]) -> float:
     return conf - 0.5 * bool(row.get("barcode_mismatch")) - 0.25 * bool(row.get("disagreement"))
 
 
+def _draw(frame_id: str, seed: int) -> float:
+    """A stable uniform number per frame and seed in [0, 1)."""
+    h = hashlib.blake2b(f"{seed}:{frame_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
 def in_audit(frame_id: str, rate: float, seed: int) -> bool:
     """A stable uniform draw per frame: the same frames are audited however often a day re-runs."""
-    h = hashlib.blake2b(f"{seed}:{frame_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64 < rate
+    return _draw(frame_id, seed) < rate
+
+
+def audit_sample_size(population: int, half_width: float = 0.05, design_error: float = 0.02,
+                      z: float = 1.96) -> int:
+    """Frames to audit out of `population` auto-accepted ones for a 95 % interval of the error rate
+    about `half_width` wide on each side: Cochran's n0 = z^2 p (1 - p) / h^2 (Sampling Techniques,
+    1977, eq. 4.2) with the finite population correction n = n0 / (1 + (n0 - 1) / N). A count: it
+    does not grow with the fleet (31 at the defaults, however many frames are auto-accepted)."""
+    if population <= 0 or half_width <= 0:
+        return 0
+    n0 = math.ceil(z * z * design_error * (1 - design_error) / (half_width * half_width))
+    return min(population, math.ceil(n0 / (1 + (n0 - 1) / population)))
+
+
+def audit_draw(frame_ids: Sequence[str], config: RoutingConfig, already: int = 0) -> set[str]:
+    """The auto-accepted frames drawn into the audit: the proportional draw when `audit_rate` is
+    set, else the `audit_sample_size` frames with the smallest stable draws (a simple random sample,
+    the same frames on a re-run), less the `already` audited in earlier iterations of the day."""
+    if config.audit_rate is not None:
+        return {f for f in frame_ids if in_audit(f, config.audit_rate, config.seed)}
+    n = audit_sample_size(len(frame_ids) + already, config.audit_half_width,
+                          config.audit_design_error) - already
+    return set(sorted(frame_ids, key=lambda f: (_draw(f, config.seed), f))[:max(0, n)])
+
+
+def weak(row: Mapping[str, Any]) -> bool:
+    """No labeler named or narrowed anything (at most the shelf's list, learned from people's
+    labels: flywheel.label.shelf): picking its SKU costs most while the day's answers are few."""
+    return row.get("label") is None and (not row.get("candidates") or bool(row.get("shelf_list")))
+
+
+def stratum_of(row: Mapping[str, Any]) -> str:
+    """The class a doubtful frame is counted against for the quota: its pre-label, else the first
+    label on its short list, else "unknown"."""
+    return row.get("label") or next(iter(row.get("candidates") or []), None) or "unknown"
 
 
 def task_id_for(day: str, kind: str, frame_ids: Iterable[str]) -> str:
@@ -164,11 +226,13 @@ def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
-              group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None) -> Routing:
+              group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
+              audited: int = 0) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
     frame -> latest human label, for frames two humans disagree on (they go first); `rechecks`:
     frame -> a human label the load cell contradicts (see `load_cell_rechecks`), asked again
-    like a conflict."""
+    like a conflict; `audited`: frames of the day humans already answered in audit tasks (they
+    count towards the audit sample)."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
@@ -194,10 +258,12 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration)
         if reasons:
             doubtful.append({**row, "_reasons": reasons})
-        elif in_audit(fid, config.audit_rate, config.seed):
-            audit.append(row)
         else:
-            put(row, AUTO, f"confidence >= {config.accept_threshold}")
+            audit.append(row)
+    drawn = audit_draw([r["frame_id"] for r in audit], config, audited)
+    for row in [r for r in audit if r["frame_id"] not in drawn]:
+        put(row, AUTO, f"confidence >= {config.accept_threshold}")
+    audit = [r for r in audit if r["frame_id"] in drawn]
     # Conflicts first (one task per frame: humans already looked at it), then doubtful groups,
     # most doubtful leader first, then the audit sample; whatever does not fit waits.
     queue: list[tuple[str, list[dict[str, Any]], str]] = []
@@ -210,8 +276,24 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     doubtful.sort(key=lambda r: (doubt_score(r), r["frame_id"]))
     order = {r["frame_id"]: i for i, r in enumerate(doubtful)}
     rows_of = {r["frame_id"]: r for r in doubtful}
-    for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g)):
-        members = sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
+    review = []  # (rank within its class, queue position, members): round-robin over the classes
+    per_class: dict[str, int] = {}
+    groups = [sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
+              for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g))]
+    wait_weak = any(not weak(g[0]) for g in groups)
+    for pos, members in enumerate(groups):
+        if wait_weak and weak(members[0]):
+            for m in members:  # the day's other answers teach its shelf list first (cheaper later)
+                put(m, DEFERRED, "no evidence yet: waits for the day's other answers")
+            continue
+        k = stratum_of(members[0])
+        rank = per_class[k] = per_class.get(k, -1) + 1
+        if config.class_quota and rank >= config.class_quota:
+            for m in members:  # the class had its share this iteration: waits, never auto-accepted
+                put(m, DEFERRED, f"over the class quota ({config.class_quota})")
+            continue
+        review.append((rank, pos, members))
+    for _, _, members in sorted(review, key=lambda x: x[:2]):
         queue.append((REVIEW, members, ",".join(members[0]["_reasons"])))
     for row in sorted(audit, key=lambda r: r["frame_id"]):
         queue.append((AUDIT, [row], "audit"))

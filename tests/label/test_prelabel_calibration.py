@@ -42,8 +42,10 @@ def test_reviewed_items_feed_the_fit(tmp_path) -> None:
     lake.put(f"{tables.MERGED}/date={DAY}/merged.parquet", sink.getvalue().to_pybytes())
     items = reviewed_items(lake)
     assert len(items) == 60 and all(es == 0.1 for _, _, es, _ in items)  # humans only
-    # an audit answer stands for the 1 / audit-rate accepted frames it was drawn from
-    assert sorted({w for *_, w in items}) == [1.0, 50.0] and sum(w == 50.0 for *_, w in items) == 10
+    # an audit answer stands for the accepted frames it was drawn from: 10 audited of 10 + 20 auto
+    assert sorted({w for *_, w in items}) == [1.0, 3.0] and sum(w == 3.0 for *_, w in items) == 10
+    legacy = reviewed_items(lake, audit_rate=0.02)  # a proportional draw: 1 / the rate
+    assert sorted({w for *_, w in legacy}) == [1.0, 50.0]
     cal = fit(items, n_classes=2)
     assert cal.n_reviewed == 60 and cal.accuracy["barcode"] == 1.0
     assert cal.weights["barcode"] > cal.weights["teacher"]

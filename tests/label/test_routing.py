@@ -16,6 +16,7 @@ from flywheel.label.routing import (
     REVIEW,
     RoutingConfig,
     TimeModel,
+    audit_sample_size,
     in_audit,
     route_day,
     wilson_interval,
@@ -32,7 +33,8 @@ def row(fid: str, label: str | None = SKU_A, conf: float = 0.99, *, dis: bool = 
 
 
 def test_doubtful_go_first_most_doubtful_leading_and_confident_are_auto() -> None:
-    rows = [row("f-ok1"), row("f-ok2"), row("f-low", conf=0.6), row("f-abst", None, 0.0),
+    rows = [row("f-ok1"), row("f-ok2"), row("f-low", conf=0.6),
+            {**row("f-abst", None, 0.0), "candidates": [SKU_A, SKU_B]},  # the load cell narrowed it
             row("f-mis", conf=0.99, mis=True), row("f-dis", conf=0.98, dis=True)]
     r = route_day(DAY, rows, RoutingConfig(audit_rate=0.0))
     by = {x["frame_id"]: x for x in r.routes}
@@ -116,6 +118,7 @@ def test_the_asset_config_takes_the_domain_defaults() -> None:
     cfg, dom = ReviewConfig(), RoutingConfig()
     assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
         (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
+    assert (cfg.audit_half_width, cfg.class_quota) == (dom.audit_half_width, dom.class_quota)
     assert cfg.near_duplicate_distance == GroupingConfig().max_distance
 
 
@@ -161,3 +164,40 @@ def test_a_human_label_the_load_cell_rules_out_is_asked_again_once() -> None:
         (CONFLICT, ["f2"], SKU_B, "human vs load cell")]
     assert {x["frame_id"]: x["route"] for x in r.routes} == {"f1": HUMAN, "f2": CONFLICT, "f3": HUMAN,
                                                              "f4": HUMAN}
+
+
+def test_the_audit_is_a_count_sized_for_the_interval_width() -> None:
+    # Cochran: n0 = 1.96^2 * 0.02 * 0.98 / 0.05^2 = 30.1 -> 31; the finite population correction
+    # audits fewer of a small day, and the count stops growing with the population
+    assert audit_sample_size(10**6) == 31 and audit_sample_size(10_000) == 31
+    assert audit_sample_size(36) == 17 and audit_sample_size(5) == 5 and audit_sample_size(0) == 0
+    assert audit_sample_size(10**6, half_width=0.025) == 121  # half the width: four times the sample
+    small = route_day(DAY, [row(f"s{i:05d}") for i in range(100)], RoutingConfig(budget_s=1e6))
+    large = route_day(DAY, [row(f"s{i:05d}") for i in range(10_000)], RoutingConfig(budget_s=1e6))
+    assert small.count(AUDIT) == audit_sample_size(100) == 24 and large.count(AUDIT) == 31
+    again = route_day(DAY, [row(f"s{i:05d}") for i in range(10_000)], RoutingConfig(budget_s=1e6))
+    assert {t.frame_ids[0] for t in again.tasks} == {t.frame_ids[0] for t in large.tasks}  # stable
+    # frames audited in an earlier iteration of the day count towards the sample
+    later = route_day(DAY, [row(f"s{i:05d}") for i in range(10_000)], RoutingConfig(budget_s=1e6), audited=25)
+    assert later.count(AUDIT) == 6
+
+
+def test_doubtful_work_is_a_quota_per_class_so_it_stays_flat_as_the_fleet_grows() -> None:
+    skus = [f"400000000{k:04d}" for k in range(5)]
+
+    def fleet(n_per_class: int) -> list[dict]:
+        return [row(f"{k}-{i:04d}", sku, conf=0.3 + i / (10 * n_per_class), clip=f"c{k}-{i}")
+                for k, sku in enumerate(skus) for i in range(n_per_class)]
+
+    cfg = RoutingConfig(class_quota=4, audit_rate=0.0)
+    one, ten = route_day(DAY, fleet(3), cfg), route_day(DAY, fleet(30), cfg)
+    assert len(one.tasks) == 15 and len(ten.tasks) == 20  # 5 classes x min(n, 4): not 10x
+    assert ten.count(DEFERRED) == 150 - 20 and ten.count(AUTO) == 0  # the rest wait, never auto
+    # most doubtful first within a class, round-robin across classes (a budget cut stays fair)
+    assert [t.frame_ids[0] for t in ten.tasks[:5]] == [f"{k}-0000" for k in range(5)]
+    assert {r["reason"] for r in ten.routes if r["route"] == DEFERRED} == {"over the class quota (4)"}
+    # the budget is a ceiling on top of the quota
+    capped = route_day(DAY, fleet(30), RoutingConfig(class_quota=4, audit_rate=0.0, budget_s=30.0))
+    assert capped.planned_s <= 30.0 and len(capped.tasks) < 20
+    unlimited = route_day(DAY, fleet(30), RoutingConfig(class_quota=0, audit_rate=0.0, budget_s=1e6))
+    assert len(unlimited.tasks) == 150
