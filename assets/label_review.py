@@ -34,6 +34,9 @@ class ReviewConfig(dg.Config):
     class_quota: int = Field(default_of(RoutingConfig, "class_quota"),
                              description="Doubtful tasks per predicted class per run, most doubtful first; "
                                          "the rest wait for the next run (0 = no quota).")
+    max_review_tasks: int = Field(default_of(RoutingConfig, "max_review_tasks"),
+                                  description="Doubtful tasks one run takes at most (a batch: a count that "
+                                              "does not grow with the fleet; 0 = no cap).")
     seed: int = Field(default_of(RoutingConfig, "seed"),
                       description="Seed of the audit draw (stable per frame).")
     trust_calibration: bool = Field(default_of(RoutingConfig, "trust_calibration"),
@@ -62,7 +65,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     the_lake = lake.lake()
     rcfg = RoutingConfig(budget_s=config.budget_s, accept_threshold=config.accept_threshold,
                          audit_rate=config.audit_rate, audit_half_width=config.audit_half_width,
-                         class_quota=config.class_quota, seed=config.seed,
+                         class_quota=config.class_quota, max_review_tasks=config.max_review_tasks,
+                         seed=config.seed,
                          trust_calibration=config.trust_calibration)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
                                         config.near_duplicate_distance)
@@ -76,7 +80,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "tasks_by_kind": dg.MetadataValue.json(kinds),
         "routes": dg.MetadataValue.md(_summary_md(counts)),
         "auto_accepted": counts["auto"],
-        "deferred_over_budget": counts["deferred"],
+        "deferred_over_budget": counts["deferred"],  # every deferred frame (quota, batch, budget)
         "deferred_over_class_quota": sum(1 for r in routing.routes if "class quota" in (r["reason"] or "")),
         "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,

@@ -4,13 +4,14 @@ Every kept frame gets one route:
 
 - `review`   doubtful (abstained, vision contradicts the barcode, labelers disagree, or confidence
              below the accept threshold): in a task, most doubtful first, up to `class_quota` tasks
-             per predicted class, round-robin over the classes, while the budget lasts;
+             per predicted class, round-robin over the classes, at most `max_review_tasks` tasks,
+             while the budget lasts;
 - `conflict` two humans disagreed on it: back in the queue ahead of everything else;
 - `audit`    auto-accepted, but drawn into the audit sample (a count sized for the width of the
              error rate's confidence interval, stable per frame and seed), so the auto-label error
              rate can be estimated from what the humans answer;
 - `auto`     accepted as pre-labelled;
-- `deferred` doubtful but over this iteration's class quota or budget, or without any evidence
+- `deferred` doubtful but over this iteration's class quota, batch or budget, or without any evidence
              while other doubtful items remain (their answers teach its shelf list): waits for the
              next iteration, never auto-accepted;
 - `human`    already has a human label: not queued again.
@@ -102,6 +103,10 @@ class RoutingConfig:
     # iteration, most doubtful first, round-robin over the classes; the rest are deferred to the
     # next iteration. 0 = no quota (every doubtful task while the budget lasts).
     class_quota: int = 6
+    # Doubtful tasks one iteration takes at most, in that round-robin order: a batch (a count, like
+    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 60 tasks are a
+    # few minutes' work at the cited 1.6 s per verification (TimeModel), far under the budget.
+    max_review_tasks: int = 60
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
@@ -293,7 +298,11 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
                 put(m, DEFERRED, f"over the class quota ({config.class_quota})")
             continue
         review.append((rank, pos, members))
-    for _, _, members in sorted(review, key=lambda x: x[:2]):
+    for n, (_, _, members) in enumerate(sorted(review, key=lambda x: x[:2])):
+        if config.max_review_tasks and n >= config.max_review_tasks:
+            for m in members:  # a batch is a count: the rest waits for the next iteration
+                put(m, DEFERRED, f"over the batch ({config.max_review_tasks} tasks)")
+            continue
         queue.append((REVIEW, members, ",".join(members[0]["_reasons"])))
     for row in sorted(audit, key=lambda r: r["frame_id"]):
         queue.append((AUDIT, [row], "audit"))

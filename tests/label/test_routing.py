@@ -196,8 +196,13 @@ def test_doubtful_work_is_a_quota_per_class_so_it_stays_flat_as_the_fleet_grows(
     # most doubtful first within a class, round-robin across classes (a budget cut stays fair)
     assert [t.frame_ids[0] for t in ten.tasks[:5]] == [f"{k}-0000" for k in range(5)]
     assert {r["reason"] for r in ten.routes if r["route"] == DEFERRED} == {"over the class quota (4)"}
+    # a batch is a count too: the first 7 in round-robin order, the rest wait
+    batch = route_day(DAY, fleet(30), RoutingConfig(class_quota=4, max_review_tasks=7, audit_rate=0.0))
+    assert [t.frame_ids[0] for t in batch.tasks] == [*(f"{k}-0000" for k in range(5)), "0-0001", "1-0001"]
+    assert sum(r["reason"] == "over the batch (7 tasks)" for r in batch.routes) == 20 - 7
     # the budget is a ceiling on top of the quota
     capped = route_day(DAY, fleet(30), RoutingConfig(class_quota=4, audit_rate=0.0, budget_s=30.0))
     assert capped.planned_s <= 30.0 and len(capped.tasks) < 20
-    unlimited = route_day(DAY, fleet(30), RoutingConfig(class_quota=0, audit_rate=0.0, budget_s=1e6))
+    unlimited = route_day(DAY, fleet(30), RoutingConfig(class_quota=0, max_review_tasks=0, audit_rate=0.0,
+                                                        budget_s=1e6))
     assert len(unlimited.tasks) == 150

@@ -37,6 +37,42 @@ def _resources(lake: Lake) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_the_routing_rule_through_the_asset_bounds_human_work_by_counts(fleet_day) -> None:
+    """The review_queue asset with a tight rule: one task per predicted class, a batch of 5 tasks,
+    an audit sized for a wide interval; the rest waits (never auto-accepted) and the metadata says
+    why. The measured 1x vs 10x fleet ratio is bench_label_review --scale."""
+    from assets.depot import capture_days
+    from assets.label_review import review_queue
+    from flywheel.label.review_tasks import read_routes, read_tasks
+    from flywheel.label.routing import audit_sample_size, stratum_of
+    from flywheel.label.tables import read_prelabels
+
+    lake, _ = fleet_day
+    rule = {"class_quota": 1, "max_review_tasks": 5, "audit_half_width": 0.2, "budget_s": 10_000.0}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(capture_days.name, [DAY])
+        run = dg.materialize([review_queue], partition_key=DAY, instance=instance, resources=_resources(lake),
+                             run_config={"ops": {"review_queue": {"config": rule}}})
+        assert run.success
+        md = run.asset_materializations_for_node("review_queue")[0].metadata
+    tasks, routes = read_tasks(lake, DAY), read_routes(lake, DAY)
+    pre = {r["frame_id"]: r for r in read_prelabels(lake, DAY).to_pylist()}
+    review = [t for t in tasks if t.kind == "review"]
+    assert len(review) == 5 and len({stratum_of(pre[t.frame_ids[0]]) for t in review}) == 5
+    reasons = [r["reason"] for r in routes if r["route"] == "deferred"]
+    assert md["deferred_over_class_quota"].value == sum("class quota" in r for r in reasons) > 0
+    assert any("over the batch (5 tasks)" in r for r in reasons)
+    # the audit is a count for the interval width, out of everything confident enough to accept
+    accepted = sum(r["route"] in ("auto", "audit") for r in routes)
+    assert md["audit_sample"].value == sum(r["route"] == "audit" for r in routes) == audit_sample_size(
+        accepted, half_width=0.2) > 0
+    assert md["deferred_over_budget"].value == len(reasons)  # every deferred frame waits, none is auto
+    assert all(pre[r["frame_id"]]["label"] is None or pre[r["frame_id"]]["confidence"] < 0.97
+               or pre[r["frame_id"]]["disagreement"] for r in routes if r["route"] == "deferred")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_review_loop_on_a_fleet_day(fleet_day) -> None:
     from assets.depot import capture_days
     from assets.label_review import merged_labels, review_queue
