@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the simulator, the fleet driver that holds each frame's truth, the truth replay, the annotator
 GROUND_TRUTH = ["flywheel.sim", "flywheel.fleet.runner", "flywheel.fleet.truth", "flywheel.label.annotator"]
 NO_TRUTH = ["flywheel.label.routing", "flywheel.label.review_tasks", "flywheel.label.corrections",
-            "flywheel.label.merge", "flywheel.label.tables"]
+            "flywheel.label.merge", "flywheel.label.tables", "flywheel.label.shelf", "flywheel.label.queue"]
 
 
 def _prelabel_modules() -> list[str]:
