@@ -104,9 +104,9 @@ class RoutingConfig:
     # next iteration. 0 = no quota (every doubtful task while the budget lasts).
     class_quota: int = 6
     # Doubtful tasks one iteration takes at most, in that round-robin order: a batch (a count, like
-    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 60 tasks are a
+    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 40 tasks are a
     # few minutes' work at the cited 1.6 s per verification (TimeModel), far under the budget.
-    max_review_tasks: int = 60
+    max_review_tasks: int = 40
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
