@@ -6,24 +6,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from flywheel.devstack.ray_nodes import free_port
+
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 READY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -38,11 +35,18 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+RUNS = "{ runsOrError(limit: 20) { ... on Runs { results { runId status jobName tags { key value } } } } }"
+DAEMONS = """{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required
+    lastHeartbeatTime lastHeartbeatErrors { message } } } } }"""
+LOG_TAIL = 6000  # characters of each server log in a failure report
+
+
 @dataclass
 class DagsterServers:
     port: int
     home: Path
     logs: Path
+    daemon_pid: int | None = None  # set while `daemon()` runs: its threads are dumped on a timeout
 
     @property
     def url(self) -> str:
@@ -50,6 +54,40 @@ class DagsterServers:
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         return graphql(self.port, query, variables)
+
+    def diagnostics(self) -> str:
+        """What a person needs when a wait on these servers times out: the runs and their statuses,
+        the daemons' health, every daemon thread's Python stack (faulthandler, SIGUSR1) and the tail
+        of the daemon and webserver logs."""
+        parts = []
+        for name, query in (("runs", RUNS), ("daemon health", DAEMONS)):
+            try:
+                parts.append(f"--- {name}: {json.dumps(self.graphql(query))}")
+            except Exception as exc:  # noqa: BLE001 - a report of a failure must not fail itself
+                parts.append(f"--- {name}: unavailable ({exc!r})")
+        if self.daemon_pid is not None:
+            try:  # the daemon's faulthandler writes all its threads' stacks into daemon.log
+                os.kill(self.daemon_pid, signal.SIGUSR1)
+                time.sleep(2)
+            except ProcessLookupError:
+                parts.append("--- dagster-daemon is not running")
+        for log in sorted(self.logs.glob("*.log")):
+            parts.append(f"--- {log.name} (last {LOG_TAIL} characters)\n"
+                         + log.read_text(errors="replace")[-LOG_TAIL:])
+        return "\n".join(parts)
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout_s: float, what: str,
+                 poll_s: float = 2.0) -> T:
+        """Poll `predicate()` until it returns a truthy value; past `timeout_s`, raise TimeoutError
+        carrying `diagnostics()`. No wait on these servers is open-ended."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not reached in {timeout_s:.0f} s\n{self.diagnostics()}")
+            time.sleep(poll_s)
 
 
 @contextmanager
@@ -103,18 +141,28 @@ def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterat
             except (OSError, KeyError, RuntimeError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("the Dagster webserver did not load the code location in time")
+                raise TimeoutError("the Dagster webserver did not load the code location in "
+                                   f"{timeout_s:.0f} s\n{servers.diagnostics()}")
             time.sleep(1)
         yield servers
+
+
+# `dagster-daemon run`, with faulthandler on SIGUSR1: a stalled daemon shows where each thread waits.
+DAEMON_MAIN = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+               "sys.argv = ['dagster-daemon', 'run', '-w', 'workspace.yaml']; "
+               "from dagster._daemon.cli import main; main()")
 
 
 @contextmanager
 def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """dagster-daemon on the same workspace and instance (it launches queued runs and backfills)."""
     env = {**os.environ, **env, "DAGSTER_HOME": str(servers.home)}
-    with _process([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"], env,
-                  servers.logs / "daemon.log") as proc:
-        yield proc
+    with _process([sys.executable, "-c", DAEMON_MAIN], env, servers.logs / "daemon.log") as proc:
+        servers.daemon_pid = proc.pid
+        try:
+            yield proc
+        finally:
+            servers.daemon_pid = None
 
 
 STOP = {
