@@ -1,5 +1,6 @@
-"""The Dagster webserver (and daemon) as real processes on a free loopback port, for the UI, GraphQL
-and browser tests: what `make ui` gives a user, on a temp DAGSTER_HOME."""
+"""The Dagster webserver, daemon and code server as real processes on free loopback ports, for the
+UI, GraphQL and browser tests: what `make ui` (`dagster dev`) gives a user, on a temp DAGSTER_HOME
+with the product's instance config (jobs.instance: the run queue)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class DagsterServers:
     port: int
     home: Path
     logs: Path
+    workspace: Path  # the code server's workspace file (webserver and daemon load it)
     daemon_pid: int | None = None  # set while `daemon()` runs: its threads are dumped on a timeout
 
     @property
@@ -116,21 +118,67 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def write_instance_yaml(home: Path, extra: str = "") -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + extra)
+def write_instance_yaml(home: Path) -> None:
+    """The instance `make ui` and `make demo` write (jobs.instance: no telemetry, the run queue)."""
+    from jobs.instance import write_instance_yaml as product_instance
+
+    product_instance(home, overwrite=True)
+
+
+LOCATION = "flywheel.definitions"  # workspace.yaml's python_module, the location's name there
+
+
+def _wait_for_code_server(port: int, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    from dagster._core.errors import DagsterUserCodeUnreachableError
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the code server exited:\n{log.read_text(errors='replace')[-LOG_TAIL:]}")
+        try:
+            client.get_server_id(timeout=10)  # the proxy listens once the definitions have loaded
+            return
+        except DagsterUserCodeUnreachableError:  # not listening yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the code server did not load {LOCATION} in {timeout_s:.0f} s:\n"
+                               + log.read_text(errors="replace")[-LOG_TAIL:])
+        time.sleep(1)
+
+
+@contextmanager
+def code_server(env: dict[str, str], logs: Path, timeout_s: float = 300) -> Iterator[Path]:
+    """One long-lived code server for the location, shared by the webserver and the daemon, as
+    `dagster dev` (`make ui`) runs them; yields the workspace file that points at it.
+
+    Not each process loading workspace.yaml's python_module itself: the daemon then spawns its own
+    code server and replaces it every 60 s (the old one exits 20 s after its last heartbeat), and
+    every run launch goes through whichever one is current; under heavy CPU load that churn (a
+    fresh import of the definitions each minute) is where launches stall or fail."""
+    port = free_port()
+    log = logs / "code_server.log"
+    with _process([sys.executable, "-m", "dagster", "code-server", "start", "-m", LOCATION, "-d", str(ROOT),
+                   "-h", "127.0.0.1", "-p", str(port), "--location-name", LOCATION], env, log) as proc:
+        _wait_for_code_server(port, proc, log, timeout_s)
+        workspace = logs / "workspace.yaml"
+        workspace.write_text(json.dumps({"load_from": [{"grpc_server": {
+            "host": "127.0.0.1", "port": port, "location_name": LOCATION}}]}))  # JSON is YAML
+        yield workspace
 
 
 @contextmanager
 def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterator[DagsterServers]:
-    """dagster-webserver on workspace.yaml; yields once GraphQL shows the code location."""
+    """dagster-webserver on the code server's workspace; yields once GraphQL shows the location."""
     port = free_port()
     env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
     logs = home.parent / f"{home.name}-logs"  # not under DAGSTER_HOME: the instance owns that
     logs.mkdir(parents=True, exist_ok=True)
-    with _process([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                   "-p", str(port)], env, logs / "webserver.log") as proc:
-        servers = DagsterServers(port, home, logs)
+    with code_server(env, logs) as workspace, \
+            _process([sys.executable, "-m", "dagster_webserver", "-w", str(workspace), "-h", "127.0.0.1",
+                      "-p", str(port)], env, logs / "webserver.log") as proc:
+        servers = DagsterServers(port, home, logs, workspace)
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
@@ -149,7 +197,7 @@ def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterat
 
 # `dagster-daemon run`, with faulthandler on SIGUSR1: a stalled daemon shows where each thread waits.
 DAEMON_MAIN = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
-               "sys.argv = ['dagster-daemon', 'run', '-w', 'workspace.yaml']; "
+               "sys.argv = ['dagster-daemon', 'run', '-w', sys.argv[1]]; "
                "from dagster._daemon.cli import main; main()")
 
 
@@ -157,7 +205,8 @@ DAEMON_MAIN = ("import faulthandler, signal, sys; faulthandler.register(signal.S
 def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """dagster-daemon on the same workspace and instance (it launches queued runs and backfills)."""
     env = {**os.environ, **env, "DAGSTER_HOME": str(servers.home)}
-    with _process([sys.executable, "-c", DAEMON_MAIN], env, servers.logs / "daemon.log") as proc:
+    with _process([sys.executable, "-c", DAEMON_MAIN, str(servers.workspace)], env,
+                  servers.logs / "daemon.log") as proc:
         servers.daemon_pid = proc.pid
         try:
             yield proc
