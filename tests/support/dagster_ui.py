@@ -106,16 +106,17 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:  # the whole group is gone already
-            break
+            return
         try:
-            proc.wait(timeout=wait_s)
-            break
+            proc.wait(timeout=30)
+            return
         except subprocess.TimeoutExpired:
             continue
+    raise RuntimeError(f"process {proc.pid} ({proc.args[:4]}) survived SIGKILL for 30 s")
 
 
 def write_instance_yaml(home: Path) -> None:
