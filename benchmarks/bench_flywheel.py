@@ -8,8 +8,11 @@ the simulated annotator, training on Ray, gate, release, staged rollout) on temp
    every one of them from scratch (picking the SKU: TimeModel.pick_s), target >= 85 % less, at
    the merged-label accuracy measured against the simulator's truth (target >= 99 %);
 3. scale: the same turn with a 10x larger fleet under the same routing rule (budget, threshold):
-   human-reviewed items and seconds 10x / 1x (target <= 1.5), and the cloud-side turn time (the
-   cloud steps' wall time from the last clip landed to 100 % rollout) at 1x and 10x.
+   human-reviewed items and seconds 10x / 1x (target <= 1.5), and the cloud-side turn time at 1x
+   and 10x: the cloud stages' wall time from the last clip landed to 100 % rollout when the turn
+   shipped in full, else to the decision that stopped it (`turn_time_until`: gate_blocked,
+   rollout_held, rollout_halted), with each stage's seconds (ingest, label, merge, dataset,
+   train, gate, release, rollout) and their 10x / 1x ratios.
 
 Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON.
 Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs 3]`.
@@ -101,13 +104,25 @@ def _fleet(root: Path, carts: int) -> dict:
             "planned_human_s": label["planned_human_s"] if label else None,
             "human_items": review["tasks"] if review else None,
             "human_seconds": review["seconds"] if review else None,
+            # cloud seconds from the last clip landed to the turn's rollout decision, and which one:
+            # full_rollout (100 %), gate_blocked, rollout_held or rollout_halted
             "turn_time_s": rec.turn_time_s if rec else None,
+            "turn_time_until": rec.turn_time_until if rec else None,
             "rollout": rec.rollout_stage if rec else None,
-            "cloud_step_seconds": rec.seconds if rec else None, "finished": rec is not None}
+            "stage_seconds": rec.stage_seconds if rec else None,
+            "step_seconds": rec.seconds if rec else None, "finished": rec is not None}
 
 
 def _ratio(a, b) -> float | None:
     return round(a / b, 3) if a is not None and b else None
+
+
+def _stage_ratios(small: dict | None, large: dict | None) -> dict[str, float | None]:
+    """Per cloud stage: seconds at the larger fleet / at 1x (which stages grow with the fleet)."""
+    from flywheel.loop.turns import CLOUD_STAGES
+
+    small, large = small or {}, large or {}
+    return {k: _ratio(large.get(k), small.get(k)) for k in CLOUD_STAGES if k in small or k in large}
 
 
 def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, scale: int) -> dict:
@@ -159,7 +174,11 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, s
             "human_seconds_ratio": _ratio(large["human_seconds"], small["human_seconds"]),
             "target_ratio": TARGET_SCALE,
             "frames_ratio": _ratio(large["frames"], small["frames"]),
+            "turn_time_1x_s": small["turn_time_s"], f"turn_time_{scale}x_s": large["turn_time_s"],
+            # the ratio compares like with like only when both turns ended at the same decision
+            "turn_time_until": {"1x": small["turn_time_until"], f"{scale}x": large["turn_time_until"]},
             "turn_time_ratio": _ratio(large["turn_time_s"], small["turn_time_s"]),
+            "stage_seconds_ratio": _stage_ratios(small["stage_seconds"], large["stage_seconds"]),
         },
     }
 

@@ -66,7 +66,7 @@ def _land_days(root: Path, days: list[str], clips_per_day: int) -> int:
 def bench_ray_ingest(rounds: int = 3, days_per_round: int = 4, clips_per_day: int = 6) -> dict:
     import ray
 
-    from tests.support.ray_nodes import ray_nodes
+    from flywheel.devstack.ray_nodes import ray_nodes
 
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     plan = []  # alternate 1 node / 2 nodes, each round on days never ingested

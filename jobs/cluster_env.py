@@ -6,7 +6,7 @@ and the RayCluster pods would carry it (resources/deployments.py reads it).
 
     python -m jobs.cluster_env python -m jobs.demo --deployment cluster --turns 1
 
-The engines are the ones the tests start (tests/support, plain Python, no pytest).
+The engines are flywheel/devstack (the ones the tests and benchmarks start too).
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def instance_home(path: Path) -> Path:
 @contextmanager
 def cluster_engines(work_dir: Path | None = None) -> Iterator[dict[str, str]]:
     """Start the engines; yields the environment a process of the cluster deployment needs."""
-    from tests.support.postgres import postgres
-    from tests.support.ray_nodes import ray_nodes
-    from tests.support.seaweedfs import seaweedfs
+    from flywheel.devstack.postgres import postgres
+    from flywheel.devstack.ray_nodes import ray_nodes
+    from flywheel.devstack.seaweedfs import seaweedfs
 
     with ExitStack() as stack:
         if work_dir is None:

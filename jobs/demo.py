@@ -152,7 +152,13 @@ class Demo:
 
     def finish(self, rec, k: int) -> None:
         """Production figures after the turn, merged-label accuracy, the record, the UI's asset."""
-        from flywheel.loop.turns import merged_accuracy, production_figures, write_turn
+        from flywheel.loop.turns import (
+            merged_accuracy,
+            production_figures,
+            stage_seconds,
+            turn_time,
+            write_turn,
+        )
 
         w = self.wheel
         rec.model_id, rec.production_top1, rec.production_pooled, rec.manual_top1 = \
@@ -167,10 +173,11 @@ class Demo:
             rec.merged_accuracy = merged_accuracy(w.lake, rec.day, truth)
         steps = self.progress.state["turns"].get(str(k), {})
         rec.seconds = {n: v["seconds"] for n, v in steps.items() if isinstance(v, dict) and "seconds" in v}
-        cloud = [n for n in rec.seconds if n in ("ingest", "label", "merge", "train", "release")
-                 or n.startswith("rollout_")]
-        if rec.rollout_stage.startswith("full"):
-            rec.turn_time_s = round(sum(rec.seconds[n] for n in cloud), 1)
+        trained = self.progress.result(k, "train")
+        rec.stage_seconds = stage_seconds(rec.seconds, trained["out"].get("steps") if trained else None)
+        if k > 0:
+            rec.turn_time_s, rec.turn_time_until = turn_time(rec.stage_seconds, rec.rollout_stage,
+                                                             rec.shipped)
         write_turn(w.lake, rec)
         w.refresh_figures()
         self.progress.finish(k, "record", dataclasses.asdict(rec))
@@ -193,7 +200,7 @@ def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | Non
     import dagster as dg
 
     from flywheel.loop.progress import Progress
-    from flywheel.loop.turns import flywheel_png, read_turns, table_text
+    from flywheel.loop.turns import flywheel_png, read_turns, seconds_text, table_text
     from jobs.instance import write_instance_yaml
     from jobs.turns import Wheel
 
@@ -234,6 +241,9 @@ def run_demo(turns: int, settings, out: Path, fresh: bool, stop_after: str | Non
     png.write_bytes(flywheel_png(records))
     _say("\n=== The wheel, turn by turn (top-1 in %, production model after the turn)")
     _say(table_text(records))
+    _say("\n=== Where each turn's time goes (wall s per stage; cloud turn s: last clip landed to the "
+         "rollout decision)")
+    _say(seconds_text(records))
     _say(f"\nplot: {png}\n({time.perf_counter() - t0:.0f} s this run)\n"
          "See the runs, lineage and metadata: make ui  (http://127.0.0.1:3000)")
     return 0

@@ -5,6 +5,12 @@ no telemetry, and a run queue whose tag concurrency limits keep the loop's heavy
   time (applyLimitPerUniqueValue), so two ticks never ingest the same day concurrently;
 - `flywheel/training` (set on the train_and_evaluate job): one training at a time on the cluster.
 
+A slot is held by every run Dagster still counts as in progress, so a run whose worker died (killed,
+out of memory, the machine rebooted) would hold its day's or the training slot for ever and every
+later run of that kind would stay QUEUED without a word. Run monitoring releases them: a run that
+has not started after START_TIMEOUT_S, or is still running after MAX_RUNTIME_S (the weekly training
+takes minutes to an hour), is failed and its slot freed.
+
     python -m jobs.instance $DAGSTER_HOME      # writes dagster.yaml unless one is there
 """
 
@@ -18,6 +24,8 @@ import yaml
 DAY_TAG = "depot/day"
 TRAINING_TAG = "flywheel/training"
 MAX_CONCURRENT_RUNS = 8
+START_TIMEOUT_S = 600  # launched but no worker came up: fail it, free its slot
+MAX_RUNTIME_S = 6 * 3600  # still "running" after this: a dead worker holding a slot
 
 
 def instance_config() -> dict:
@@ -34,6 +42,8 @@ def instance_config() -> dict:
                 ],
             },
         },
+        "run_monitoring": {"enabled": True, "start_timeout_seconds": START_TIMEOUT_S,
+                           "max_runtime_seconds": MAX_RUNTIME_S},
     }
 
 

@@ -189,6 +189,7 @@ class Wheel:
             raise RuntimeError(f"training failed at {sorted(failed)}: {_failure(result)} "
                                f"(run {result.run_id})")
         return {"run": result.run_id, "candidate": model.get("model_id"),
+                "steps": step_seconds(self.instance, result.run_id),
                 "dataset": self.meta(result, "dataset_version").get("version"),
                 "gate_passed": bool(gate and gate[0].passed and result.success),
                 "gate": reasons or ("passed" if gate and gate[0].passed else "not judged")}
@@ -224,6 +225,23 @@ def _failure(result) -> str:
             if err is not None:
                 return err.message.strip().splitlines()[-1][:300]
     return "no error message"
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Wall seconds of each step of a run, from its events in the instance (first start to last
+    success or failure): where a job's time goes, e.g. dataset vs training vs gate."""
+    ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    start: dict[str, float] = {}
+    end: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            start.setdefault(event.step_key, entry.timestamp)
+        elif event.event_type in ends:
+            end[event.step_key] = entry.timestamp
+    return {k: round(end[k] - t, 2) for k, t in start.items() if k in end}
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:  # noqa: F821
     """A real SeaweedFS S3 server on free loopback ports, shared by the test session."""
-    from tests.support.seaweedfs import seaweedfs
+    from flywheel.devstack.seaweedfs import seaweedfs
 
     with seaweedfs(Path(tmp_path_factory.mktemp("seaweedfs"))) as server:
         yield server

@@ -63,8 +63,21 @@ def check_turn(instance, lake, boot, turn, text: str) -> None:
     ev = registry.read_evaluation(lake, turn.model_id).candidate
     assert turn.production_top1 == {n: round(s["top1"], 4) for n, s in ev.sets.items()
                                     if n.startswith("store_")}
+    # where the turn's time went: every stage that ran has its seconds; the cloud turn time runs
+    # to the rollout decision and says which one
+    ran = ["collect", "ingest", "label", "review", "merge", "dataset", "train", "gate"]
+    assert all(turn.stage_seconds[k] > 0 for k in ran), turn.stage_seconds
+    assert turn.turn_time_s and turn.turn_time_s < sum(turn.seconds.values())
+    if turn.shipped:
+        assert turn.stage_seconds["release"] > 0
+        assert turn.turn_time_until in ("full_rollout", "rollout_held", "rollout_halted")
+        assert (turn.turn_time_until == "full_rollout") == turn.rollout_stage.startswith("full")
+    else:
+        assert turn.turn_time_until == "gate_blocked" and "release" not in turn.stage_seconds
     ui = _meta(instance, "flywheel_turns")
     assert ui["turns"] == 2 and "| turn |" in ui["per_turn"] and "data:image/png" in ui["flywheel"]
+    assert "| turn | collect |" in ui["seconds_per_stage"]
+    assert ui["records"][-1]["turn_time_until"] == turn.turn_time_until
 
     row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["1", day])
     assert str(turn.clips) in row and str(turn.frames) in row

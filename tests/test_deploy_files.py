@@ -120,4 +120,10 @@ def test_instance_yaml_is_postgres_with_the_run_queue() -> None:
         "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}
     coord = inst["run_coordinator"]
     assert coord["class"] == "QueuedRunCoordinator"
-    assert coord["config"]["tag_concurrency_limits"][0]["key"] == "depot/day"
+    # the same queue limits and run monitoring as the local instance (make ui, make demo)
+    from jobs.instance import instance_config
+
+    local = instance_config()
+    assert coord["config"]["tag_concurrency_limits"] == \
+        local["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert inst["run_monitoring"] == local["run_monitoring"]

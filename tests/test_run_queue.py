@@ -1,6 +1,7 @@
 """The instance config `make demo`/`make ui` write (jobs/instance.py): a run queue whose tag limits
 allow one ingest per capture day and one training at a time, judged by Dagster's own queue daemon
-logic on runs in a real (SQLite) instance; and the tags the jobs carry."""
+logic on runs in a real (SQLite) instance; run monitoring frees the slot of a run whose worker died;
+and the tags the jobs carry."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.test_utils import create_run_for_test
+from dagster._daemon.controller import create_daemons_from_instance
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from jobs.instance import DAY_TAG, TRAINING_TAG, write_instance_yaml
+from jobs.instance import DAY_TAG, MAX_RUNTIME_S, TRAINING_TAG, write_instance_yaml
 
 
 def _run(instance, job: str, tags: dict, event: DagsterEventType):
@@ -67,6 +69,41 @@ def test_a_running_ingest_holds_its_own_day_only(tmp_path: Path) -> None:
         picked = _dequeued(instance)
         assert other.run_id in picked
         assert same.run_id not in picked and train.run_id not in picked
+
+
+class _Daemon:
+    """What the monitoring daemon's iteration reads of its workspace process context."""
+
+    def __init__(self, instance) -> None:
+        self.instance = instance
+
+    def create_request_context(self) -> None:
+        return None  # DefaultRunLauncher's runs: no worker health check, no workspace needed
+
+
+def test_a_dead_run_releases_its_slot(tmp_path: Path, monkeypatch) -> None:
+    import logging
+    import time
+
+    from dagster._daemon.monitoring import run_monitoring
+
+    write_instance_yaml(tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert "MonitoringDaemon" in {type(d).__name__ for d in create_daemons_from_instance(instance)}
+        # a training whose worker died mid-run and an ingest whose worker never came up: both still
+        # count as in progress, so the next training and the same day's next ingest wait
+        dead = _run(instance, "train_and_evaluate", {TRAINING_TAG: "true"}, DagsterEventType.RUN_START)
+        stuck = _run(instance, "depot_ingest_job", {DAY_TAG: "2026-11-02"}, DagsterEventType.RUN_STARTING)
+        train = _run(instance, "train_and_evaluate", {TRAINING_TAG: "true"}, DagsterEventType.RUN_ENQUEUED)
+        ingest = _run(instance, "depot_ingest_job", {DAY_TAG: "2026-11-02"}, DagsterEventType.RUN_ENQUEUED)
+        assert not _dequeued(instance) & {train.run_id, ingest.run_id}
+
+        later = time.time() + MAX_RUNTIME_S + 60  # past both limits
+        monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: later)
+        list(run_monitoring.execute_run_monitoring_iteration(_Daemon(instance), logging.getLogger("t")))
+        failed = {instance.get_run_by_id(r.run_id).status for r in (dead, stuck)}
+        assert failed == {dg.DagsterRunStatus.FAILURE}
+        assert _dequeued(instance) == {train.run_id, ingest.run_id}
 
 
 def test_an_existing_instance_config_is_kept(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ CHAIN = ("depot_frames", "label_candidates", "prelabels", "review_queue", "merge
          "candidate_model", "candidate_evaluation", "release", "release_rollout")
 GROUPS = ("depot", "label", "learner", "release")
 SHOTS = ROOT / "var" / "ui"
+BACKFILL_TIMEOUT_S = 420  # three ~2-30 s runs; minutes only under heavy load
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e]
 
@@ -148,14 +149,14 @@ def test_backfill_relabels_past_days_with_a_new_teacher_through_graphql(history:
     result = launched["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     backfill_id = result["backfillId"]
-    deadline = time.monotonic() + 420
-    while True:  # the daemon submits the runs; each run is its own process
+
+    def finished() -> dict | None:  # the daemon submits the runs; each run is its own process
         backfill = servers.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
-        if backfill["status"] != "REQUESTED" or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+        return backfill if backfill["status"] != "REQUESTED" else None
+
+    backfill = servers.wait_for(finished, BACKFILL_TIMEOUT_S, f"backfill {backfill_id} finished")
     runs = backfill["runs"]
-    assert backfill["status"] == "COMPLETED_SUCCESS", (backfill, servers.logs)
+    assert backfill["status"] == "COMPLETED_SUCCESS", (backfill, servers.diagnostics())
     assert backfill["numPartitions"] == 3 and len(runs) == 3
     assert {r["status"] for r in runs} == {"SUCCESS"}
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in runs]

@@ -34,8 +34,12 @@ class TurnRecord:
     rollout_stage: str = ""
     shipped: bool = False
     note: str = ""  # why nothing trained or shipped
-    turn_time_s: float | None = None  # cloud side: last clip landed -> 100 % rollout
-    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    # cloud side, from the last clip landed to the turn's rollout decision: 100 % rollout when it
+    # shipped in full, else the decision that stopped it (turn_time_until says which)
+    turn_time_s: float | None = None
+    turn_time_until: str = ""  # full_rollout | gate_blocked | rollout_held | rollout_halted
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per demo step
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (STAGES)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -43,6 +47,46 @@ class TurnRecord:
     @classmethod
     def from_json(cls, data: bytes) -> TurnRecord:
         return cls(**json.loads(data))
+
+
+# Where a turn's wall time goes. Device and human side: collect (the fleet's capture day), review
+# (the simulated annotator), health (the fleet's shifts that report rollout health). Cloud side:
+# everything else; a turn's cloud time is their sum, up to its rollout decision.
+STAGES = ("collect", "ingest", "label", "review", "merge", "dataset", "train", "gate", "release",
+          "health", "rollout")
+CLOUD_STAGES = ("ingest", "label", "merge", "dataset", "train", "gate", "release", "rollout")
+# train_and_evaluate's steps by stage; the run's remaining wall time (run start, Ray) is training's
+DATASET_STEPS = ("learner_sources", "dataset_version")
+GATE_STEPS = ("candidate_evaluation", "candidate_evaluation_release_gate")
+
+
+def stage_seconds(steps: dict[str, float], train_steps: dict[str, float] | None = None) -> dict[str, float]:
+    """Wall seconds per stage from the demo's step seconds (collect, ingest, label, review, merge,
+    train, release, health_shift_N, rollout_N) and the train_and_evaluate run's step seconds."""
+    out = {k: steps[k] for k in ("collect", "ingest", "label", "review", "merge") if k in steps}
+    if "train" in steps:
+        train_steps = train_steps or {}
+        dataset = sum(v for k, v in train_steps.items() if k in DATASET_STEPS)
+        gate = sum(v for k, v in train_steps.items() if k in GATE_STEPS)
+        out.update(dataset=dataset, train=max(steps["train"] - dataset - gate, 0.0), gate=gate)
+    if "release" in steps:
+        out["release"] = steps["release"]
+    for stage, prefix in (("health", "health_shift_"), ("rollout", "rollout_")):
+        shifts = [v for k, v in steps.items() if k.startswith(prefix)]
+        if shifts:
+            out[stage] = sum(shifts)
+    return {k: round(out[k], 2) for k in STAGES if k in out}
+
+
+def turn_time(stages: dict[str, float], rollout_stage: str, shipped: bool) -> tuple[float | None, str]:
+    """(cloud seconds from the last clip landed to the turn's rollout decision, which decision):
+    full_rollout (100 %), gate_blocked (nothing shipped), rollout_halted or rollout_held."""
+    if not shipped and "gate" not in stages:
+        return None, ""  # nothing was trained (no new clips)
+    until = ("gate_blocked" if not shipped else "full_rollout" if rollout_stage.startswith("full")
+             else "rollout_halted" if rollout_stage.startswith(("halted", "rolled_back"))
+             else "rollout_held")
+    return round(sum(stages.get(k, 0.0) for k in CLOUD_STAGES), 1), until
 
 
 def turn_key(turn: int) -> str:
@@ -124,18 +168,41 @@ def table_rows(records: list[TurnRecord]) -> list[list[str]]:
     return rows
 
 
+def _text(columns: tuple[str, ...], body: list[list[str]]) -> str:
+    rows = [list(columns), *body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+
+
 def table_text(records: list[TurnRecord]) -> str:
-    rows = [list(COLUMNS), *table_rows(records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     notes = [f"turn {r.turn}: {r.note}" for r in records if r.note]
-    return "\n".join([*lines, *notes])
+    return "\n".join([_text(COLUMNS, table_rows(records)), *notes])
 
 
 def table_markdown(records: list[TurnRecord]) -> str:
-    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
-    body = "\n".join("| " + " | ".join(row) + " |" for row in table_rows(records))
-    return head + "\n" + body
+    return _markdown(COLUMNS, table_rows(records))
+
+
+def _markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    return head + "\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+SECONDS_COLUMNS = ("turn", *STAGES, "cloud turn s", "until")
+
+
+def seconds_rows(records: list[TurnRecord]) -> list[list[str]]:
+    return [[str(r.turn), *(_fmt(r.stage_seconds.get(k)) for k in STAGES), _fmt(r.turn_time_s),
+             r.turn_time_until or "-"] for r in records]
+
+
+def seconds_text(records: list[TurnRecord]) -> str:
+    """Wall seconds per stage and turn: where a turn's time goes."""
+    return _text(SECONDS_COLUMNS, seconds_rows(records))
+
+
+def seconds_markdown(records: list[TurnRecord]) -> str:
+    return _markdown(SECONDS_COLUMNS, seconds_rows(records))
 
 
 def flywheel_png(records: list[TurnRecord]) -> bytes:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator:
-    from tests.support.postgres import pg_bindir, postgres
+    from flywheel.devstack.postgres import pg_bindir, postgres
 
     if pg_bindir() is None:
         pytest.skip("PostgreSQL server not installed (Debian `postgresql`; `make test` installs it)")

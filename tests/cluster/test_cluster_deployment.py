@@ -41,7 +41,7 @@ def cluster_env(seaweed, pg_home, pg_server) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(cluster_env):
-    from tests.support.ray_nodes import ray_nodes
+    from flywheel.devstack.ray_nodes import ray_nodes
 
     with ray_nodes(workers=2, worker_cpus=1, worker_resources=[{}, {"train": 1.0}],
                    extra_env=cluster_env) as nodes:

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_one_turn_on_the_cluster_deployment(seaweed, pg_server, pg_home, pg_instance,
                                             tmp_path: Path) -> None:
+    from flywheel.devstack.ray_nodes import ray_nodes
     from flywheel.loop.turns import read_turns
     from jobs.cluster_env import TRAIN_CPUS, cluster_lake, cluster_settings, release_secrets
-    from tests.support.ray_nodes import ray_nodes
 
     env = cluster_settings(seaweed.env(), seaweed.bucket, pg_server.env(), pg_home, "cluster-turn")
     lake = cluster_lake(env)

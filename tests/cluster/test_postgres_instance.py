@@ -24,8 +24,10 @@ def test_instance_is_postgres_with_the_cluster_run_queue(pg_instance) -> None:
     assert type(pg_instance.schedule_storage).__name__ == "PostgresScheduleStorage"
     coordinator = pg_instance.run_coordinator
     assert type(coordinator).__name__ == "QueuedRunCoordinator"
-    (limit,) = coordinator.get_run_queue_config().tag_concurrency_limits
-    assert limit["key"] == "depot/day" and limit["limit"] == 1
+    day, training = coordinator.get_run_queue_config().tag_concurrency_limits
+    assert day["key"] == "depot/day" and day["limit"] == 1
+    assert training["key"] == "flywheel/training" and training["limit"] == 1
+    assert pg_instance.run_monitoring_enabled and pg_instance.run_monitoring_max_runtime_seconds == 21600
 
 
 def test_sensor_tick_then_ingest_run_persist_in_postgres(pg_instance, local_lake) -> None:

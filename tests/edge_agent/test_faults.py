@@ -108,7 +108,7 @@ def test_store_down_for_the_whole_run(s3_lake, make_agent, policy: str, cause: s
 @pytest.mark.slow
 @pytest.mark.integration
 def test_flapping_store_and_garbling_transport(tmp_path: Path, make_agent) -> None:
-    from tests.support.seaweedfs import start_seaweedfs
+    from flywheel.devstack.seaweedfs import start_seaweedfs
 
     data_dir = tmp_path / "weed"
     server = start_seaweedfs(data_dir)

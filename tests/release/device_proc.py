@@ -3,7 +3,7 @@ SIGKILL right after the updater persists `--kill-at` (a power cut at that exact 
 
     python -m tests.release.device_proc LAKE_URI CHANNEL ROOT_JSON DEVICE_DIR [--kill-at STATE]
 
-S3 credentials come from the AWS_* environment (tests/support/seaweedfs.py SeaweedServer.env()).
+S3 credentials come from the AWS_* environment (flywheel/devstack/seaweedfs.py SeaweedServer.env()).
 """
 
 from __future__ import annotations

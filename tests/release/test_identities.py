@@ -28,7 +28,7 @@ from tests.support.ota import SimDevice, release_files
 @pytest.mark.slow
 @pytest.mark.integration
 def test_16_device_identities_cannot_write_releases_or_other_devices(tmp_path: Path, keys_dir):
-    from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, device_identities, seaweedfs
+    from flywheel.devstack.seaweedfs import ACCESS_KEY, SECRET_KEY, device_identities, seaweedfs
 
     devices = {"cart-1": "secret-cart-1", "cart-2": "secret-cart-2"}
     config = tmp_path / "s3.json"

