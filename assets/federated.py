@@ -28,8 +28,9 @@ def _agg(name: str, description: str):
 
 
 class FederatedRoundConfig(dg.Config):
-    address: str = Field("127.0.0.1:9092", description="host:port the round's Flower server binds; "
-                                                       "devices' [federated] server points here")
+    address: str = Field("127.0.0.1:9092", description="host:port the round's Flower server binds")
+    announce_as: str = Field("", description="host:port devices connect to, named in the signed round "
+                                             "announcement ('' = address)")
     cohorts: list[str] = Field([], description="device cohorts that take part; empty: all")
     min_devices: int = _round("min_devices", "fewer eligible devices or valid updates: skip the round")
     max_devices: int = _round("max_devices", "a larger eligible set is sampled down to this")
@@ -56,18 +57,23 @@ class FederatedRoundConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager", output_required=False,
-    description="One federated round (Flower, FedAvg weighted by samples, norm-bounded): devices in "
-                "'updates' mode adapt production's head on auto-labelled insertions (barcode + weight "
-                "step) and send only head weights; the average becomes a candidate model in the "
-                "registry. A round with too few devices or valid updates is skipped with the reason.")
+    description="One federated round (Flower, FedAvg weighted by samples, norm-bounded), announced "
+                "signed in the release channel: devices in 'updates' mode adapt production's head "
+                "on auto-labelled insertions (barcode + weight step) and send only head weights; "
+                "the average becomes a candidate model in the registry. A round with too few "
+                "devices or valid updates is skipped with the reason.")
 def federated_round(context: dg.AssetExecutionContext, config: FederatedRoundConfig,
-                    lake: LakeResource) -> Iterator[dg.Output[ModelRef]]:
+                    lake: LakeResource, signer: ReleaseSignerResource) -> Iterator[dg.Output[ModelRef]]:
     from flywheel.federated.pipeline import federated_round as run
     from flywheel.learner.pipeline import model_ref
+    from flywheel.release.repository import open_channel
 
-    out = run(lake.lake(), config.address, config.round_config())
+    # devices join only a round announced (signed with the release keys) in their channel
+    repo = open_channel(lake.lake(), signer.channel, signer.signers(), signer.expiry())
+    out = run(lake.lake(), config.address, config.round_config(), repo=repo, announce_as=config.announce_as)
     r = out.report
-    metadata = {"base_model": out.base_model or "none", "connected": r.connected,
+    metadata = {"base_model": out.base_model or "none", "channel": signer.channel,
+                "round_id": out.round_id, "connected": r.connected,
                 "selected": len(r.selected), "accepted": len(r.accepted), "samples": r.samples,
                 "rejected": r.rejected or "none", "failures": r.failures or "none",
                 "excluded": len(r.excluded), "clipped": r.clipped or "none",

@@ -60,7 +60,17 @@ def _production(work: Path):
     return lake, cfg, ev.candidate.metrics["production_top1"]
 
 
-def _federated(lake, address: str) -> dict:
+def _channel(lake, work: Path):
+    """The release channel (real keys) whose signed announcements the carts join."""
+    from flywheel.release.keys import keygen, load_keys
+    from flywheel.release.repository import open_channel
+
+    keygen(work / "keys")
+    repo = open_channel(lake, "stable", load_keys(work / "keys"))
+    return repo, lake.get("releases/stable/metadata/1.root.json")
+
+
+def _federated(lake, address: str, work: Path) -> dict:
     from edge_agent.model import DeviceModel
     from flywheel.federated.pipeline import federated_round
     from flywheel.federated.strategy import RoundConfig
@@ -70,11 +80,12 @@ def _federated(lake, address: str) -> dict:
     from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
 
     rounds = []
-    with FederatedFleet(lake, address, carts=CARTS, retry_s=0.3) as fleet:
+    repo, root = _channel(lake, work)
+    with FederatedFleet(lake, "stable", root, carts=CARTS, retry_s=0.3) as fleet:
         for r in range(ROUNDS):
             fleet.drive(MINUTES_PER_ROUND)
             out = federated_round(lake, address, RoundConfig(
-                base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS))
+                base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS), repo=repo)
             row = {"round": r + 1, "skipped": out.skipped, "samples": out.report.samples,
                    "accepted": len(out.report.accepted), "seconds": round(out.report.seconds, 2),
                    "update_bytes_per_device": (float(np.mean(list(out.report.bytes_received.values())))
@@ -96,10 +107,10 @@ def _federated(lake, address: str) -> dict:
     return {"rounds": rounds, "final_production": final, "production_top1": top1}
 
 
-def _clip_bytes(lake, address: str) -> dict:
+def _clip_bytes(lake, root: bytes) -> dict:
     from flywheel.fleet.federated import FederatedFleet
 
-    with FederatedFleet(lake, address, carts=CARTS, mode="clips", retry_s=60) as fleet:
+    with FederatedFleet(lake, "stable", root, carts=CARTS, mode="clips", retry_s=60) as fleet:
         fleet.drive(MINUTES_PER_ROUND)
         totals = [a.close(drain_timeout=120) for a in fleet.agents]
         fleet.agents = []
@@ -169,8 +180,8 @@ def main(out_dir: Path) -> dict:
         t0 = time.perf_counter()
         lake, cfg, top1_0 = _production(work)
         w0, _ = base_head(lake, "cls-prod-0")
-        fed = _federated(lake, free_address())
-        clips = _clip_bytes(lake, free_address())
+        fed = _federated(lake, free_address(), work)
+        clips = _clip_bytes(lake, lake.get("releases/stable/metadata/1.root.json"))
         central = _centralised(lake, cfg, work)
         head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
                                     if r["update_bytes_per_device"]] or [0.0]))

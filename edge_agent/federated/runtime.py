@@ -1,22 +1,32 @@
 """The agent's federated learner: auto-labelled samples from the inference loop, and the Flower
-participant that contributes head updates when the configured server runs a round."""
+participant that contributes head updates to the rounds the channel's signed announcements open."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge_agent.config import FederatedConfig
+from edge_agent.federated.announce import RoundAnnouncements
 from edge_agent.federated.client import DeviceIdentity, Participant, make_client
 from edge_agent.federated.samples import AutoLabeler, SampleStore
+from edge_agent.lake import Lake
 
 
 class FederatedLearner:
-    def __init__(self, cfg: FederatedConfig, *, device_id: str, store_id: str) -> None:
+    def __init__(self, cfg: FederatedConfig, *, device_id: str, store_id: str, lake: Lake) -> None:
         self.cfg = cfg
         self.store = SampleStore(cfg.sample_cap)
         self.labeler = AutoLabeler(self.store, [], min_step_g=cfg.min_step_g)
         self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id)
-        self.participant = Participant(cfg.server, lambda: make_client(self.identity, self.store),
-                                       retry_s=cfg.retry_s)
+        self.announcements = RoundAnnouncements(lake, cfg.channel, Path(cfg.trusted_root).read_bytes(),
+                                                cfg.state_dir, check_s=cfg.check_s)
+        self.participant = Participant("", self._client, retry_s=cfg.retry_s,
+                                       announcements=self.announcements)
         self._version: str | None = None
+
+    def _client(self):
+        return make_client(self.identity, self.store, expect=self.participant.joining,
+                           on_refusal=self.participant.refused)
 
     def start(self) -> None:
         self.participant.start()

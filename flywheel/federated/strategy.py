@@ -21,6 +21,7 @@ from flywheel.federated.aggregate import AggregationRules, check_update, fedavg
 @dataclass(frozen=True)
 class RoundConfig:
     base_model: str  # the production model whose head the round adapts
+    round_id: int = 0  # the signed announcement's round id (devices check it; 0: none announced)
     cohorts: tuple[str, ...] = ()  # cohorts that take part; () = every cohort
     min_devices: int = 2  # fewer selected (or valid updates) and the round is skipped
     max_devices: int = 1000  # a larger eligible set is sampled down to this (seeded)
@@ -105,7 +106,7 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                                   f"connected, need {cfg.min_devices}")
                 return []
             ins = FitIns(parameters, {"base_model": cfg.base_model, "epochs": cfg.epochs, "lr": cfg.lr,
-                                      "prox_mu": cfg.prox_mu, "round": server_round})
+                                      "prox_mu": cfg.prox_mu, "round_id": cfg.round_id})
             return [(c, ins) for c in eligible]
 
         def aggregate_fit(self, server_round, results, failures):
