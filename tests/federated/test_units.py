@@ -48,9 +48,12 @@ def test_barcode_plus_weight_step_labels_the_insertion_and_nothing_else_does() -
     lab.update(6.1, e, ["222"], 0.0, "m", motion=9.0)
     lab.update(6.2, e, [], 90.0, "m", motion=9.0)
     assert len(store) == n and lab.discarded == 3
-    for i in range(10):  # a still cart: "no product" samples, one per `empty_every` frames
+    for i in range(10):  # a still cart: "no product" samples, one per `empty_every` frames of a run
         lab.update(10 + i * 0.1, e, [], 0.0, "m", motion=0.5)
-    assert store.arrays()[1].tolist().count(0) == 2
+    assert store.arrays()[1].tolist().count(0) == 4  # frames 2..10 of the run are still, 1 in 2 kept
+    for i in range(6):  # sensor noise: single still frames between moving ones never count
+        lab.update(12 + i * 0.1, e, [], 0.0, "m", motion=0.5 if i % 2 else 9.0)
+    assert store.arrays()[1].tolist().count(0) == 4
     store.add("m2", [e], 1)  # a new model: old embeddings are dropped
     assert len(store) == 1 and store.model_version == "m2"
 
