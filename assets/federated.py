@@ -41,6 +41,8 @@ class FederatedRoundConfig(dg.Config):
     epochs: int = _round("epochs", "local head training epochs on the device")
     lr: float = _round("lr", "local step size (scaled by the feature norm)")
     prox_mu: float = _round("prox_mu", "pull of local training toward the global head")
+    prior_adjust: bool = _round("prior_adjust", "devices train on logits + log(local label prior) "
+                                                "(label-skewed carts do not make the head forget)")
     max_delta_norm: float = _agg("max_delta_norm", "head change / head norm above this: rejected")
     clip_factor: float = _agg("clip_factor", "changes clipped to this x the median (0: no clipping)")
     max_samples: int = _agg("max_samples", "a claimed sample count above this is rejected")
@@ -51,6 +53,7 @@ class FederatedRoundConfig(dg.Config):
             max_devices=self.max_devices, min_samples=self.min_samples,
             connect_window_s=self.connect_window_s, expected_devices=self.expected_devices,
             fit_timeout_s=self.fit_timeout_s, epochs=self.epochs, lr=self.lr, prox_mu=self.prox_mu,
+            prior_adjust=self.prior_adjust,
             rules=AggregationRules(max_samples=self.max_samples, max_delta_norm=self.max_delta_norm,
                                    clip_factor=self.clip_factor))
 

@@ -12,7 +12,8 @@
 3. Round time of the Flower round alone (select, fit, check, FedAvg) with 20 and 200 simulated
    devices (real gRPC clients over 127.0.0.1, the production head's shape), as a ratio per device.
 
-Run: `python -m benchmarks.bench_federated [out_dir]` (env FED_BENCH_QUICK=1: smaller settings).
+Run: `python -m benchmarks.bench_federated [out_dir] [--quick]` (or env FED_BENCH_QUICK=1: fewer
+carts, rounds and minutes; the production model is the same).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = os.environ.get("FED_BENCH_QUICK") == "1"
+QUICK = os.environ.get("FED_BENCH_QUICK") == "1" or "--quick" in sys.argv
 CARTS = 3 if QUICK else 6
 ROUNDS = 2 if QUICK else 3
 MINUTES_PER_ROUND = 0.5 if QUICK else 1.0
@@ -97,6 +98,8 @@ def _federated(lake, address: str, work: Path) -> dict:
                 ev = evaluate_candidate(lake, out.candidate_id)
                 gate = gate_candidate(lake, out.candidate_id)
                 row.update(candidate=out.candidate_id, top1=ev.candidate.metrics["production_top1"],
+                           production_top1_before=ev.production.metrics["production_top1"],
+                           manual_top1=ev.candidate.metrics.get("manual_top1"),
                            gate_passed=gate.passed, gate_reasons=gate.reasons)
                 if gate.passed:  # the rollout is not simulated here: production moves at once
                     registry.set_production(lake, out.candidate_id, by="bench", reason="gate passed")
@@ -104,6 +107,7 @@ def _federated(lake, address: str, work: Path) -> dict:
                         model_dir = install_registry_model(lake, fleet.work / "model" / a.device_id,
                                                            out.candidate_id, slot="b")
                         a.model = DeviceModel(model_dir)
+            row["production_after"] = registry.production_model_id(lake)
             rounds.append(row)
     final = registry.production_model_id(lake)
     top1 = evaluate_candidate(lake, final).candidate.metrics["production_top1"]
@@ -173,6 +177,22 @@ def _round_time(n_devices: int, d: int, k: int) -> float:
     return report.seconds
 
 
+def _progress(phase: str, value, t0: float) -> None:
+    """One line per finished phase on stderr (a long run is readable before its JSON is written)."""
+    print(json.dumps({"phase": phase, "value": value, "seconds": round(time.perf_counter() - t0, 1),
+                      "cpu_seconds": _cpu_seconds(),
+                      "loadavg": Path("/proc/loadavg").read_text().split()[:3]},
+                     default=str), file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    """user + sys of this process and its finished children (Ray workers, encoders)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 1)
+
+
 def main(out_dir: Path) -> dict:
     from flywheel.federated.candidate import base_head
     from flywheel.federated.server import free_address
@@ -182,13 +202,20 @@ def main(out_dir: Path) -> dict:
         work = Path(tmp)
         t0 = time.perf_counter()
         lake, cfg, top1_0 = _production(work)
+        _progress("production", top1_0, t0)
         w0, _ = base_head(lake, "cls-prod-0")
         fed = _federated(lake, free_address(), work)
+        _progress("federated", fed, t0)
         clips = _clip_bytes(lake, lake.get("releases/stable/metadata/1.root.json"))
+        _progress("clips", clips, t0)
         central = _centralised(lake, cfg, work)
+        _progress("centralised", central, t0)
         head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
                                     if r["update_bytes_per_device"]] or [0.0]))
-        times = {n: _round_time(n, *w0.shape) for n in FLEETS}
+        times = {}
+        for n in FLEETS:
+            times[n] = _round_time(n, *w0.shape)
+            _progress(f"round_time_{n}", times[n], t0)
         result = {
             "settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
                          "production_epochs": EPOCHS, "n_per_sku": N_PER_SKU, "head_shape": list(w0.shape)},
@@ -206,6 +233,7 @@ def main(out_dir: Path) -> dict:
             "round_seconds": {str(n): round(s, 2) for n, s in times.items()},
             "round_seconds_per_device_ratio_200_over_20": (times[200] / 200) / (times[20] / 20),
             "seconds_total": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": _cpu_seconds(),
             "loadavg_before": load, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
         }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,5 +242,5 @@ def main(out_dir: Path) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "var" / "bench"),
-                     indent=2, default=str))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    print(json.dumps(main(Path(args[0]) if args else ROOT / "var" / "bench"), indent=2, default=str))

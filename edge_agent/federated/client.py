@@ -75,7 +75,8 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
             cfg = HeadTraining(epochs=int(config.get("epochs", training.epochs)),
                                lr=float(config.get("lr", training.lr)),
                                prox_mu=float(config.get("prox_mu", training.prox_mu)),
-                               l2=training.l2)
+                               l2=training.l2,
+                               prior_adjust=bool(config.get("prior_adjust", training.prior_adjust)))
             w, b, metrics = train_head(x, y, w0, b0, cfg)
             return [w, b], int(len(y)), metrics
 

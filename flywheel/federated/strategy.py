@@ -29,9 +29,10 @@ class RoundConfig:
     connect_window_s: float = 30.0  # how long the server waits for devices to connect
     expected_devices: int = 0  # stop waiting as soon as this many are connected (0: whole window)
     fit_timeout_s: float = 60.0  # a selected device that has not answered by then has dropped
-    epochs: int = 20  # local head training on the device
+    epochs: int = 30  # local head training on the device (edge_agent.federated.head.HeadTraining)
     lr: float = 0.5
     prox_mu: float = 0.01
+    prior_adjust: bool = True  # devices train on logits + log(local label prior): no forgetting
     seed: int = 0
     rules: AggregationRules = field(default_factory=AggregationRules)
 
@@ -106,7 +107,8 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                                   f"connected, need {cfg.min_devices}")
                 return []
             ins = FitIns(parameters, {"base_model": cfg.base_model, "epochs": cfg.epochs, "lr": cfg.lr,
-                                      "prox_mu": cfg.prox_mu, "round_id": cfg.round_id})
+                                      "prox_mu": cfg.prox_mu, "prior_adjust": cfg.prior_adjust,
+                                      "round_id": cfg.round_id})
             return [(c, ins) for c in eligible]
 
         def aggregate_fit(self, server_round, results, failures):
