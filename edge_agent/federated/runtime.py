@@ -37,12 +37,20 @@ class FederatedLearner:
     def observe(self, model, pred, sf, t: float) -> int:
         """One frame from the inference loop (O(1)): the embedding and the free labels; returns
         the samples this frame's insertion added."""
-        if pred.embedding is None:
+        embedding = embedding_of(pred)
+        if embedding is None:
             return 0  # a model without an embedding output cannot take part
         if model.version != self._version:
             self._version = model.version
             self.labeler.set_labels(list(getattr(model, "labels", [])))
         before = self.store.added
-        self.labeler.update(t, pred.embedding, [b.text for b in sf.barcodes], sf.weight_delta_g,
+        self.labeler.update(t, embedding, [b.text for b in sf.barcodes], sf.weight_delta_g,
                             model.version, sf.motion)
         return self.store.added - before
+
+
+def embedding_of(pred):
+    """The one place the federated learner reads a frame's embedding (the head's input) from a
+    prediction: a device model that exposes it differently (a detector + crop classifier: the
+    crop's embedding) changes only this."""
+    return pred.embedding
