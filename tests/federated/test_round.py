@@ -148,3 +148,30 @@ def test_a_clean_round_logs_no_channel_closed_warning(caplog) -> None:
     loud = [(r.name, r.levelname, r.getMessage()[:80]) for r in caplog.records
             if r.levelno >= logging.WARNING and "start_client() is deprecated" not in r.getMessage()]
     assert loud == []
+
+
+def test_grpc_errors_of_closed_bridges_at_shutdown_are_filtered_and_others_kept() -> None:
+    """What a 200-device round logged after completing: grpc._server's "Exception iterating
+    responses" with GrpcBridgeClosed, one per client stream. run_round filters exactly that."""
+    import logging
+    import sys
+
+    from flwr.server.superlink.fleet.grpc_bidi.grpc_bridge import GrpcBridgeClosed
+
+    from flywheel.federated.server import _DropClosedBridge, _quiet_closed_bridges
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            info = sys.exc_info()
+        return logging.LogRecord("grpc._server", logging.ERROR, __file__, 1,
+                                 "Exception iterating responses: ", None, info)
+
+    f = _DropClosedBridge()
+    assert not f.filter(record(GrpcBridgeClosed()))
+    assert f.filter(record(RuntimeError("a real server fault")))
+    _quiet_closed_bridges()
+    _quiet_closed_bridges()  # once per process, however many rounds
+    assert sum(isinstance(x, _DropClosedBridge) for x in logging.getLogger("grpc._server").filters) == 1
+
