@@ -28,8 +28,9 @@ def _agg(name: str, description: str):
 
 
 class FederatedRoundConfig(dg.Config):
-    address: str = Field("127.0.0.1:9092", description="host:port the round's Flower server binds; "
-                                                       "devices' [federated] server points here")
+    address: str = Field("127.0.0.1:9092", description="host:port the round's Flower server binds")
+    announce_as: str = Field("", description="host:port devices connect to, named in the signed round "
+                                             "announcement ('' = address)")
     cohorts: list[str] = Field([], description="device cohorts that take part; empty: all")
     min_devices: int = _round("min_devices", "fewer eligible devices or valid updates: skip the round")
     max_devices: int = _round("max_devices", "a larger eligible set is sampled down to this")
@@ -40,6 +41,8 @@ class FederatedRoundConfig(dg.Config):
     epochs: int = _round("epochs", "local head training epochs on the device")
     lr: float = _round("lr", "local step size (scaled by the feature norm)")
     prox_mu: float = _round("prox_mu", "pull of local training toward the global head")
+    prior_adjust: bool = _round("prior_adjust", "devices train on logits + log(local label prior) "
+                                                "(label-skewed carts do not make the head forget)")
     max_delta_norm: float = _agg("max_delta_norm", "head change / head norm above this: rejected")
     clip_factor: float = _agg("clip_factor", "changes clipped to this x the median (0: no clipping)")
     max_samples: int = _agg("max_samples", "a claimed sample count above this is rejected")
@@ -50,24 +53,30 @@ class FederatedRoundConfig(dg.Config):
             max_devices=self.max_devices, min_samples=self.min_samples,
             connect_window_s=self.connect_window_s, expected_devices=self.expected_devices,
             fit_timeout_s=self.fit_timeout_s, epochs=self.epochs, lr=self.lr, prox_mu=self.prox_mu,
+            prior_adjust=self.prior_adjust,
             rules=AggregationRules(max_samples=self.max_samples, max_delta_norm=self.max_delta_norm,
                                    clip_factor=self.clip_factor))
 
 
 @dg.asset(
     group_name=GROUP, io_manager_key="ref_io_manager", output_required=False,
-    description="One federated round (Flower, FedAvg weighted by samples, norm-bounded): devices in "
-                "'updates' mode adapt production's head on auto-labelled insertions (barcode + weight "
-                "step) and send only head weights; the average becomes a candidate model in the "
-                "registry. A round with too few devices or valid updates is skipped with the reason.")
+    description="One federated round (Flower, FedAvg weighted by samples, norm-bounded), announced "
+                "signed in the release channel: devices in 'updates' mode adapt production's head "
+                "on auto-labelled insertions (barcode + weight step) and send only head weights; "
+                "the average becomes a candidate model in the registry. A round with too few "
+                "devices or valid updates is skipped with the reason.")
 def federated_round(context: dg.AssetExecutionContext, config: FederatedRoundConfig,
-                    lake: LakeResource) -> Iterator[dg.Output[ModelRef]]:
+                    lake: LakeResource, signer: ReleaseSignerResource) -> Iterator[dg.Output[ModelRef]]:
     from flywheel.federated.pipeline import federated_round as run
     from flywheel.learner.pipeline import model_ref
+    from flywheel.release.repository import open_channel
 
-    out = run(lake.lake(), config.address, config.round_config())
+    # devices join only a round announced (signed with the release keys) in their channel
+    repo = open_channel(lake.lake(), signer.channel, signer.signers(), signer.expiry())
+    out = run(lake.lake(), config.address, config.round_config(), repo=repo, announce_as=config.announce_as)
     r = out.report
-    metadata = {"base_model": out.base_model or "none", "connected": r.connected,
+    metadata = {"base_model": out.base_model or "none", "channel": signer.channel,
+                "round_id": out.round_id, "connected": r.connected,
                 "selected": len(r.selected), "accepted": len(r.accepted), "samples": r.samples,
                 "rejected": r.rejected or "none", "failures": r.failures or "none",
                 "excluded": len(r.excluded), "clipped": r.clipped or "none",

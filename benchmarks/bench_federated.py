@@ -12,7 +12,8 @@
 3. Round time of the Flower round alone (select, fit, check, FedAvg) with 20 and 200 simulated
    devices (real gRPC clients over 127.0.0.1, the production head's shape), as a ratio per device.
 
-Run: `python -m benchmarks.bench_federated [out_dir]` (env FED_BENCH_QUICK=1: smaller settings).
+Run: `python -m benchmarks.bench_federated [out_dir] [--quick]` (or env FED_BENCH_QUICK=1: fewer
+carts, rounds and minutes; the production model is the same).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = os.environ.get("FED_BENCH_QUICK") == "1"
+QUICK = os.environ.get("FED_BENCH_QUICK") == "1" or "--quick" in sys.argv
 CARTS = 3 if QUICK else 6
 ROUNDS = 2 if QUICK else 3
 MINUTES_PER_ROUND = 0.5 if QUICK else 1.0
-EPOCHS = 4 if QUICK else 10
-N_PER_SKU = 8 if QUICK else 16
+# The production model: the Learner's defaults (96 px, 20 epochs, 24 frames per SKU). A smaller run
+# (4 epochs at 64 px: ~12 optimizer steps, all inside the warmup) collapses to "always empty" with
+# near-constant embeddings (feature std ~2e-4), which no head, federated or not, can improve.
+EPOCHS = 20
+N_PER_SKU = 24
 FLEETS = (20, 200)
 
 
@@ -52,7 +56,7 @@ def _production(work: Path):
     lake = Lake.at_path(work / "lake")
     import_from_simulator(lake, SimSources(n_per_sku=N_PER_SKU, n_test=100, n_insertions=0))
     ds, _ = build_dataset(lake, DatasetSpec())
-    cfg = TrainConfig(epochs=EPOCHS, imgsz=64, num_cpus=1)
+    cfg = TrainConfig(epochs=EPOCHS, num_cpus=1)
     run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=GateRules()))
     ev = evaluate_candidate(lake, "cls-prod-0")
     gate_candidate(lake, "cls-prod-0")
@@ -60,7 +64,17 @@ def _production(work: Path):
     return lake, cfg, ev.candidate.metrics["production_top1"]
 
 
-def _federated(lake, address: str) -> dict:
+def _channel(lake, work: Path):
+    """The release channel (real keys) whose signed announcements the carts join."""
+    from flywheel.release.keys import keygen, load_keys
+    from flywheel.release.repository import open_channel
+
+    keygen(work / "keys")
+    repo = open_channel(lake, "stable", load_keys(work / "keys"))
+    return repo, lake.get("releases/stable/metadata/1.root.json")
+
+
+def _federated(lake, address: str, work: Path) -> dict:
     from edge_agent.model import DeviceModel
     from flywheel.federated.pipeline import federated_round
     from flywheel.federated.strategy import RoundConfig
@@ -70,11 +84,12 @@ def _federated(lake, address: str) -> dict:
     from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
 
     rounds = []
-    with FederatedFleet(lake, address, carts=CARTS, retry_s=0.3) as fleet:
+    repo, root = _channel(lake, work)
+    with FederatedFleet(lake, "stable", root, carts=CARTS, retry_s=0.3) as fleet:
         for r in range(ROUNDS):
             fleet.drive(MINUTES_PER_ROUND)
             out = federated_round(lake, address, RoundConfig(
-                base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS))
+                base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS), repo=repo)
             row = {"round": r + 1, "skipped": out.skipped, "samples": out.report.samples,
                    "accepted": len(out.report.accepted), "seconds": round(out.report.seconds, 2),
                    "update_bytes_per_device": (float(np.mean(list(out.report.bytes_received.values())))
@@ -83,6 +98,8 @@ def _federated(lake, address: str) -> dict:
                 ev = evaluate_candidate(lake, out.candidate_id)
                 gate = gate_candidate(lake, out.candidate_id)
                 row.update(candidate=out.candidate_id, top1=ev.candidate.metrics["production_top1"],
+                           production_top1_before=ev.production.metrics["production_top1"],
+                           manual_top1=ev.candidate.metrics.get("manual_top1"),
                            gate_passed=gate.passed, gate_reasons=gate.reasons)
                 if gate.passed:  # the rollout is not simulated here: production moves at once
                     registry.set_production(lake, out.candidate_id, by="bench", reason="gate passed")
@@ -90,16 +107,17 @@ def _federated(lake, address: str) -> dict:
                         model_dir = install_registry_model(lake, fleet.work / "model" / a.device_id,
                                                            out.candidate_id, slot="b")
                         a.model = DeviceModel(model_dir)
+            row["production_after"] = registry.production_model_id(lake)
             rounds.append(row)
     final = registry.production_model_id(lake)
     top1 = evaluate_candidate(lake, final).candidate.metrics["production_top1"]
     return {"rounds": rounds, "final_production": final, "production_top1": top1}
 
 
-def _clip_bytes(lake, address: str) -> dict:
+def _clip_bytes(lake, root: bytes) -> dict:
     from flywheel.fleet.federated import FederatedFleet
 
-    with FederatedFleet(lake, address, carts=CARTS, mode="clips", retry_s=60) as fleet:
+    with FederatedFleet(lake, "stable", root, carts=CARTS, mode="clips", retry_s=60) as fleet:
         fleet.drive(MINUTES_PER_ROUND)
         totals = [a.close(drain_timeout=120) for a in fleet.agents]
         fleet.agents = []
@@ -159,6 +177,22 @@ def _round_time(n_devices: int, d: int, k: int) -> float:
     return report.seconds
 
 
+def _progress(phase: str, value, t0: float) -> None:
+    """One line per finished phase on stderr (a long run is readable before its JSON is written)."""
+    print(json.dumps({"phase": phase, "value": value, "seconds": round(time.perf_counter() - t0, 1),
+                      "cpu_seconds": _cpu_seconds(),
+                      "loadavg": Path("/proc/loadavg").read_text().split()[:3]},
+                     default=str), file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    """user + sys of this process and its finished children (Ray workers, encoders)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 1)
+
+
 def main(out_dir: Path) -> dict:
     from flywheel.federated.candidate import base_head
     from flywheel.federated.server import free_address
@@ -168,13 +202,20 @@ def main(out_dir: Path) -> dict:
         work = Path(tmp)
         t0 = time.perf_counter()
         lake, cfg, top1_0 = _production(work)
+        _progress("production", top1_0, t0)
         w0, _ = base_head(lake, "cls-prod-0")
-        fed = _federated(lake, free_address())
-        clips = _clip_bytes(lake, free_address())
+        fed = _federated(lake, free_address(), work)
+        _progress("federated", fed, t0)
+        clips = _clip_bytes(lake, lake.get("releases/stable/metadata/1.root.json"))
+        _progress("clips", clips, t0)
         central = _centralised(lake, cfg, work)
+        _progress("centralised", central, t0)
         head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
                                     if r["update_bytes_per_device"]] or [0.0]))
-        times = {n: _round_time(n, *w0.shape) for n in FLEETS}
+        times = {}
+        for n in FLEETS:
+            times[n] = _round_time(n, *w0.shape)
+            _progress(f"round_time_{n}", times[n], t0)
         result = {
             "settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
                          "production_epochs": EPOCHS, "n_per_sku": N_PER_SKU, "head_shape": list(w0.shape)},
@@ -192,6 +233,7 @@ def main(out_dir: Path) -> dict:
             "round_seconds": {str(n): round(s, 2) for n, s in times.items()},
             "round_seconds_per_device_ratio_200_over_20": (times[200] / 200) / (times[20] / 20),
             "seconds_total": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": _cpu_seconds(),
             "loadavg_before": load, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
         }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,5 +242,5 @@ def main(out_dir: Path) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "var" / "bench"),
-                     indent=2, default=str))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    print(json.dumps(main(Path(args[0]) if args else ROOT / "var" / "bench"), indent=2, default=str))

@@ -103,10 +103,13 @@ class Agent:
         self._started = False
         self.recovered = 0
         self.federated = None  # an edge_agent.federated.runtime.FederatedLearner when configured
-        if federated is not None and federated.server:
+        if federated is not None and federated.channel:
             from edge_agent.federated.runtime import FederatedLearner
 
-            self.federated = FederatedLearner(federated, device_id=device_id, store_id=store_id)
+            if lake is None:
+                raise ValueError("federated learning reads the channel's signed round announcements: "
+                                 "the agent needs a lake")
+            self.federated = FederatedLearner(federated, device_id=device_id, store_id=store_id, lake=lake)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

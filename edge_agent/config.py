@@ -10,7 +10,8 @@
     [spool]      dir, cap_bytes, min_free_bytes, policy = "oldest_first" | "pause"
     [upload]     lake = "s3://bucket/prefix", endpoint, bandwidth_bytes_per_s, windows = ["22:00-06:00"],
                  mode = "clips" | "updates" (privacy: "updates" never uploads a clip)
-    [federated]  server = "host:port" (Flower), cohort, sample_cap, retry_s
+    [federated]  channel (its signed federated/round.json opens rounds), trusted_root, state_dir,
+                 cohort, sample_cap, retry_s, check_s
     [telemetry]  status_interval_s
 """
 
@@ -98,7 +99,10 @@ UPLOAD_MODES = ("clips", "updates")
 
 @dataclass
 class FederatedConfig:
-    server: str = ""  # the Flower server "host:port" rounds run on; "" = no federated learning
+    channel: str = ""  # release channel whose signed round announcements this device joins; "" = off
+    trusted_root: str = ""  # that channel's root.json (TUF trust anchor); "" = the [ota] one
+    state_dir: str = "federated"  # TUF metadata cache and the last round joined (no replay)
+    check_s: float = 30.0  # seconds between announcement checks
     cohort: str = ""  # the cohort the server selects by; "" = the store id
     sample_cap: int = 2000  # auto-labelled samples kept on the device (oldest dropped first)
     retry_s: float = 5.0  # seconds between connection attempts when no round is open
@@ -195,9 +199,17 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> AgentConfig
     sec = {name: _coerce(name, cls, doc.get(name, {})) for name, cls in _SECTIONS.items()}
     src, model, cap, spool, up, tel, ota, fed = (sec[n] for n in _SECTIONS)
     _check(up.mode in UPLOAD_MODES, "upload.mode", f"must be one of {list(UPLOAD_MODES)}, got {up.mode!r}")
-    if fed.server:
-        host, _, port = fed.server.rpartition(":")
-        _check(bool(host) and port.isdigit(), "federated.server", f"must be host:port, got {fed.server!r}")
+    if fed.channel:
+        try:
+            validate_id(fed.channel, "federated.channel")
+        except ContractError as e:
+            raise ConfigError(str(e)) from None
+        if not fed.trusted_root and ota.channel == fed.channel:
+            fed.trusted_root = ota.trusted_root  # one trust anchor per channel
+        _check(bool(fed.trusted_root), "federated.trusted_root",
+               "required with federated.channel (the channel's root.json): rounds are joined only "
+               "on a signed announcement")
+        _check(fed.check_s > 0, "federated.check_s", "must be positive")
     _check(fed.sample_cap >= 1, "federated.sample_cap", "must be >= 1")
     _check(fed.retry_s > 0, "federated.retry_s", "must be positive")
     if ota.channel:

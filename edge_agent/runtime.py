@@ -54,7 +54,7 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks
         capture=cfg.capture, upload=cfg.upload,
         status_interval_s=cfg.telemetry.status_interval_s, rules_watcher=watcher,
         rules_reload_s=cfg.rules_reload_s, model_loader=model_loader(model_dir, cfg.model.threads),
-        hooks=hooks, federated=cfg.federated)
+        hooks=hooks, federated=_federated(cfg))
     if cfg.ota.channel:
         from edge_agent.ota.updater import OtaConfig, OtaUpdater
 
@@ -68,6 +68,17 @@ def build_agent(cfg: AgentConfig, *, lake: Lake | None = None, hooks: FaultHooks
         agent.ota.recover()  # finish or undo what a kill interrupted, before the first frame
         agent.reload_model()
     return agent
+
+
+def _federated(cfg: AgentConfig):
+    """The [federated] section with its paths resolved against the config file."""
+    import dataclasses
+
+    f = cfg.federated
+    if not f.channel:
+        return f
+    return dataclasses.replace(f, trusted_root=str(cfg.path(f.trusted_root)),
+                               state_dir=str(cfg.path(f.state_dir)))
 
 
 def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSource:

@@ -4,7 +4,9 @@
 version the samples were embedded with); `fit` adapts the round's global head on the local samples
 and returns the new head, the sample count and metrics. Nothing else leaves the device: no image,
 no embedding, no label list. `Participant` keeps one connection attempt running in a thread: a
-round's server comes and goes, so a refused connection is normal and retried.
+round's server comes and goes, so a refused connection is normal and retried. On a device it joins
+only rounds a signed announcement names (`announce.RoundAnnouncements`): the announced server, and
+`fit` trains only from the announced base model and global head (sha256), else contributes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.contract.federated import RoundAnnouncementV1, head_digest
 from edge_agent.federated.head import HeadTraining, train_head
 from edge_agent.federated.samples import SampleStore
 
@@ -33,8 +36,22 @@ class DeviceIdentity:
 DEFAULT_TRAINING = HeadTraining()
 
 
-def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTraining = DEFAULT_TRAINING):
-    """A flwr NumPyClient over the sample store (flwr imported here: an optional extra)."""
+def refusal(expect: RoundAnnouncementV1, w0: np.ndarray, b0: np.ndarray, config: dict) -> str:
+    """Why the server's fit request is not the announced round ("" when it is)."""
+    if config.get("round_id") != expect.round_id:
+        return f"fit for round {config.get('round_id')!r}, the announcement is round {expect.round_id}"
+    if str(config.get("base_model", "")) != expect.base_model:
+        return f"base model {config.get('base_model')!r} is not the announced {expect.base_model!r}"
+    if head_digest(w0, b0) != expect.head_sha256:
+        return "the global head's sha256 is not the announced one (a rogue base head)"
+    return ""
+
+
+def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTraining = DEFAULT_TRAINING,
+                expect: RoundAnnouncementV1 | None = None, on_refusal=None):
+    """A flwr NumPyClient over the sample store (flwr imported here: an optional extra). With
+    `expect` (the verified announcement) a fit that is not that round trains nothing and
+    `on_refusal(reason)` is told why."""
     from flwr.client import NumPyClient
 
     class HeadClient(NumPyClient):
@@ -45,6 +62,11 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
 
         def fit(self, parameters, config):
             w0, b0 = (np.asarray(p, np.float32) for p in parameters)
+            why = refusal(expect, w0, b0, config) if expect is not None else ""
+            if why:
+                if on_refusal is not None:
+                    on_refusal(why)
+                return [w0, b0], 0, {"refused": 1}
             x, y = store.arrays()
             base = str(config.get("base_model", ""))
             if not len(y) or store.model_version != base or x.shape[1] != w0.shape[0]:
@@ -53,7 +75,8 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
             cfg = HeadTraining(epochs=int(config.get("epochs", training.epochs)),
                                lr=float(config.get("lr", training.lr)),
                                prox_mu=float(config.get("prox_mu", training.prox_mu)),
-                               l2=training.l2)
+                               l2=training.l2,
+                               prior_adjust=bool(config.get("prior_adjust", training.prior_adjust)))
             w, b, metrics = train_head(x, y, w0, b0, cfg)
             return [w, b], int(len(y)), metrics
 
@@ -61,13 +84,17 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
 
 
 class Participant:
-    """Joins every round the configured server runs; stops when `stop()` is called (between
-    rounds: an open round ends when the server disconnects its clients)."""
+    """Joins the rounds of one server (`server_address`), or with `announcements` those the
+    signed announcements name, once each; stops when `stop()` is called (between rounds: an open
+    round ends when the server disconnects its clients). `client_factory()` makes the Flower
+    client of one session; `joining` is the announcement being joined (None without)."""
 
     def __init__(self, server_address: str, client_factory, retry_s: float = 2.0,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, announcements=None) -> None:
         self.server_address, self.client_factory, self.retry_s = server_address, client_factory, retry_s
         self.max_message_bytes = max_message_bytes
+        self.announcements = announcements  # an announce.RoundAnnouncements, or None
+        self.joining: RoundAnnouncementV1 | None = None
         self.rounds = 0  # sessions that ended with the server's disconnect
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -87,30 +114,51 @@ class Participant:
     def stop(self) -> None:
         self._stop.set()
 
-    def _server_listening(self) -> bool:
+    def refused(self, reason: str) -> None:
+        self.last_error = f"round refused: {reason}"
+        log.warning("federated: %s", self.last_error)
+
+    def _server_listening(self, address: str) -> bool:
         """A plain TCP probe first: between rounds nothing listens, and a gRPC channel per refused
         attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85)."""
         import socket
 
-        host, _, port = self.server_address.rpartition(":")
+        host, _, port = address.rpartition(":")
         try:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
                 return True
         except OSError as e:
-            self.last_error = f"no round open at {self.server_address}: {e}"
+            self.last_error = f"no round open at {address}: {e}"
             return False
+
+    def _target(self, fresh: bool = False) -> str | None:
+        """The address to join now: the fixed one, or the verified announcement's server."""
+        if self.announcements is None:
+            return self.server_address
+        verdict = self.announcements.check(fresh=fresh)
+        self.joining = verdict.announcement
+        if verdict.announcement is None:
+            self.last_error = verdict.reason
+            return None
+        return verdict.announcement.server
 
     def _run(self) -> None:
         from flwr.compat.client.app import start_client
 
         while not self._stop.is_set():
-            if not self._server_listening():
+            address = self._target()
+            if address is None or not self._server_listening(address):
                 self._stop.wait(self.retry_s)
                 continue
+            if self.announcements is not None and self._target(fresh=True) != address:
+                continue  # a newer announcement than the cached one: follow that
+            joining = self.joining
             try:
-                start_client(server_address=self.server_address, client=self.client_factory().to_client(),
+                start_client(server_address=address, client=self.client_factory().to_client(),
                              grpc_max_message_length=self.max_message_bytes, insecure=True)
                 self.rounds += 1
+                if joining is not None:  # one session per announced round, even across restarts
+                    self.announcements.mark_joined(joining.round_id)
             except Exception as e:  # no server right now (between rounds) or it went away
                 self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
             self._stop.wait(self.retry_s)

@@ -2,8 +2,10 @@
 
     production head -> Flower round (select, fit on devices, check, FedAvg) -> candidate model
 
-The candidate then goes where every candidate goes: `evaluate_candidate` and the gate
-(flywheel.learner.pipeline), then `release_model` (flywheel.release.stage) into the TUF channel.
+With a channel repository the round is first announced there (signed, flywheel.federated.announce):
+devices join only announced rounds. The candidate then goes where every candidate goes:
+`evaluate_candidate` and the gate (flywheel.learner.pipeline), then `release_model`
+(flywheel.release.stage) into the TUF channel.
 A skipped round (too few devices, too few valid updates, no production model) registers nothing
 and says why.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from edge_agent.lake import Lake
 from flywheel.federated.strategy import RoundConfig, RoundReport
 from flywheel.learner import registry
+from flywheel.release.repository import ChannelRepository
 
 
 @dataclass
@@ -22,16 +25,20 @@ class RoundOutcome:
     base_model: str | None
     report: RoundReport = field(default_factory=RoundReport)
     candidate_id: str | None = None  # None: the round was skipped (report.skipped says why)
+    round_id: int = 0  # the signed announcement's round id (0: not announced)
 
     @property
     def skipped(self) -> str:
         return self.report.skipped
 
 
-def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, **overrides
+def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, *,
+                    repo: ChannelRepository | None = None, announce_as: str = "", **overrides
                     ) -> RoundOutcome:
     """Run one round over production's head on `address`; register the candidate it yields.
-    `cfg.base_model` is filled with the production model (overrides: RoundConfig fields)."""
+    `cfg.base_model` is filled with the production model (overrides: RoundConfig fields). With
+    `repo` the round is announced in that channel first, naming `announce_as` (default: `address`)
+    as the server devices connect to."""
     from flywheel.federated.candidate import base_head, register_candidate
     from flywheel.federated.server import run_round
 
@@ -40,11 +47,19 @@ def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, **
         return RoundOutcome(None, RoundReport(skipped="no production model: nothing to adapt"))
     cfg = replace(cfg or RoundConfig(base_model=production), base_model=production, **overrides)
     w0, b0 = base_head(lake, production)
+    if repo is not None:
+        from flywheel.federated.announce import announce_round
+
+        ann = announce_round(repo, server=announce_as or address, base_model=production, w0=w0, b0=b0,
+                             cohorts=cfg.cohorts,
+                             open_s=cfg.connect_window_s + cfg.fit_timeout_s + 60.0)
+        cfg = replace(cfg, round_id=ann.round_id)
     head, report = run_round(address, cfg, w0, b0)
-    outcome = RoundOutcome(production, report)
+    outcome = RoundOutcome(production, report, round_id=cfg.round_id)
     if head is None:
         return outcome
-    summary = {"base_model": production, "devices": report.accepted, "samples": report.samples,
-               "rejected": report.rejected, "failures": report.failures, "clipped": report.clipped}
+    summary = {"base_model": production, "round_id": cfg.round_id, "devices": report.accepted,
+               "samples": report.samples, "rejected": report.rejected, "failures": report.failures,
+               "clipped": report.clipped}
     outcome.candidate_id = register_candidate(lake, production, head[0], head[1], summary).model_id
     return outcome

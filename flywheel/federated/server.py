@@ -9,6 +9,7 @@ thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -27,6 +28,7 @@ def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray,
     from flwr.server import Server, SimpleClientManager
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
+    _quiet_closed_bridges()
     report = RoundReport()
     strategy = make_strategy(cfg, np.asarray(w0, np.float32), np.asarray(b0, np.float32), report)
     server = Server(client_manager=SimpleClientManager(), strategy=strategy)
@@ -51,3 +53,24 @@ def free_address(host: str = "127.0.0.1") -> str:
     with socket.socket() as s:
         s.bind((host, 0))
         return f"{host}:{s.getsockname()[1]}"
+
+
+
+class _DropClosedBridge(logging.Filter):
+    """Drops grpc's "Exception iterating responses" when the exception is Flower's GrpcBridgeClosed.
+
+    Why: at shutdown the round disconnects its clients, then stops the gRPC server; every client
+    stream whose bridge is closed by then ends its Join generator with GrpcBridgeClosed instead of
+    StopIteration, and grpc logs that at ERROR with a traceback, one per stream (a 200-device round
+    printed ~190 of them after it had completed). It is the normal end of a stream, not a fault:
+    a real failure (a device that drops mid-round) is counted in the round's report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "GrpcBridgeClosed"
+
+
+def _quiet_closed_bridges() -> None:
+    server_log = logging.getLogger("grpc._server")
+    if not any(isinstance(f, _DropClosedBridge) for f in server_log.filters):
+        server_log.addFilter(_DropClosedBridge())

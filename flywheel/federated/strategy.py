@@ -21,6 +21,7 @@ from flywheel.federated.aggregate import AggregationRules, check_update, fedavg
 @dataclass(frozen=True)
 class RoundConfig:
     base_model: str  # the production model whose head the round adapts
+    round_id: int = 0  # the signed announcement's round id (devices check it; 0: none announced)
     cohorts: tuple[str, ...] = ()  # cohorts that take part; () = every cohort
     min_devices: int = 2  # fewer selected (or valid updates) and the round is skipped
     max_devices: int = 1000  # a larger eligible set is sampled down to this (seeded)
@@ -28,9 +29,10 @@ class RoundConfig:
     connect_window_s: float = 30.0  # how long the server waits for devices to connect
     expected_devices: int = 0  # stop waiting as soon as this many are connected (0: whole window)
     fit_timeout_s: float = 60.0  # a selected device that has not answered by then has dropped
-    epochs: int = 20  # local head training on the device
+    epochs: int = 30  # local head training on the device (edge_agent.federated.head.HeadTraining)
     lr: float = 0.5
     prox_mu: float = 0.01
+    prior_adjust: bool = True  # devices train on logits + log(local label prior): no forgetting
     seed: int = 0
     rules: AggregationRules = field(default_factory=AggregationRules)
 
@@ -105,7 +107,8 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                                   f"connected, need {cfg.min_devices}")
                 return []
             ins = FitIns(parameters, {"base_model": cfg.base_model, "epochs": cfg.epochs, "lr": cfg.lr,
-                                      "prox_mu": cfg.prox_mu, "round": server_round})
+                                      "prox_mu": cfg.prox_mu, "prior_adjust": cfg.prior_adjust,
+                                      "round_id": cfg.round_id})
             return [(c, ins) for c in eligible]
 
         def aggregate_fit(self, server_round, results, failures):

@@ -1,5 +1,6 @@
 """A simulated fleet in privacy ("updates") mode: real agents that never capture a clip, learn from
-their own insertions and join the Flower rounds of the configured server over 127.0.0.1.
+their own insertions and join the Flower rounds announced (signed) in a release channel, over
+127.0.0.1.
 
 Unlike `simulate_fleet`, the agents stay alive after driving their frames, so a round (the Dagster
 asset `federated_round`, or `flywheel.federated.pipeline.federated_round`) can run against them;
@@ -27,9 +28,10 @@ from flywheel.learner.registry import production_model_id
 
 
 class FederatedFleet:
-    def __init__(self, lake: Lake, server: str, carts: int = 3, seed: int = 0, stores: int = 3,
-                 work_dir: str | Path | None = None, model_id: str | None = None,
-                 day: date | None = None, retry_s: float = 0.5, mode: str = "updates") -> None:
+    def __init__(self, lake: Lake, channel: str, trusted_root: bytes, carts: int = 3, seed: int = 0,
+                 stores: int = 3, work_dir: str | Path | None = None, model_id: str | None = None,
+                 day: date | None = None, retry_s: float = 0.5, mode: str = "updates",
+                 check_s: float = 0.5) -> None:
         from flywheel.sim import default_world
 
         self.world = default_world(seed, stores)
@@ -44,6 +46,9 @@ class FederatedFleet:
         rules = build_rule_set(DEFAULT_RULES["version"], DEFAULT_RULES["rules"])
         self.plan = cart_plan(self.world, carts, day or datetime.now(UTC).date())
         self.agents: list[Agent] = []
+        root = work / "root.json"  # provisioned at the factory: the channel's trust anchor
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.write_bytes(trusted_root)
         for store, device, _start in self.plan:
             model_dir = install_registry_model(lake, work / "model" / device, model_id)
             self.agents.append(Agent(
@@ -52,7 +57,9 @@ class FederatedFleet:
                 capture=CaptureConfig(encoders=[], isolation="thread"),
                 upload=UploadConfig(mode=mode, backoff_base_s=0.1, backoff_cap_s=2.0),
                 status_interval_s=3600.0,
-                federated=FederatedConfig(server=server, retry_s=retry_s)).start())
+                federated=FederatedConfig(channel=channel, trusted_root=str(root), retry_s=retry_s,
+                                          state_dir=str(work / "federated" / device),
+                                          check_s=check_s)).start())
         self._feeds: list[Iterator[Frame]] | None = None
         self.counter: Counter = Counter()
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+from edge_agent.contract.federated import ROUND_TARGET
 from edge_agent.contract.release import (
     CHANNEL_TARGET,
     RELEASE_FILES,
@@ -131,8 +132,9 @@ def publish_rules(repo: ChannelRepository, version: str, rules: bytes) -> Releas
 
 
 def _stale(repo: ChannelRepository, channel: ReleaseChannelV1) -> list[str]:
-    """Targets no longer referenced (older releases): dropped from metadata, bytes kept in the lake."""
-    keep = {CHANNEL_TARGET, *channel.release.files.values()}
+    """Targets no longer referenced (older releases): dropped from metadata, bytes kept in the lake.
+    The federated round announcement stays: a round may be open while a release publishes."""
+    keep = {CHANNEL_TARGET, ROUND_TARGET, *channel.release.files.values()}
     if channel.previous is not None:
         keep.update(channel.previous.files.values())
     if channel.rule_set:

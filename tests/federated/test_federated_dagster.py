@@ -105,12 +105,15 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
     assert why == "too few devices: 0 eligible of 0 connected, need 2"
     assert not registry.read_production(lake).model_id.startswith("fed-")
 
-    with FederatedFleet(lake, address, carts=N_CARTS, retry_s=0.3) as fleet:
+    # the skipped run opened the channel and announced its round; carts trust the channel's root
+    root = lake.get("releases/stable/metadata/1.root.json")
+    with FederatedFleet(lake, "stable", root, carts=N_CARTS, retry_s=0.3) as fleet:
         fleet.drive(0.5)
         assert all(n >= 5 for n in fleet.samples().values()), fleet.samples()
         result = run_job(lake_res, signer, address, expected_devices=N_CARTS)
         mat = result.asset_materializations_for_node("federated_round")[0].metadata
         assert mat["accepted"].value == N_CARTS and mat["skipped"].value == "no"
+        assert mat["round_id"].value == 2  # announced, signed, in the channel the carts follow
         assert 0 < mat["bytes_per_device"].value < 400_000  # a head, not clips
         candidate = mat["model_id"].value
         card = registry.read_card(lake, candidate)
@@ -128,6 +131,7 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         w0, b0 = base_head(lake, production_id)
         w_bad, b_bad = np.zeros_like(w0), np.full_like(b0, -5.0)
         b_bad[1] = 5.0  # every frame: class 1
+        # (rogue devices need no announcement: they know the address and connect directly)
         rogues = [Participant(address, rogue(i, w_bad, b_bad, w0.shape[0], production_id),
                               retry_s=0.3).start() for i in range(4)]
         try:

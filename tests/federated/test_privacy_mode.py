@@ -31,10 +31,22 @@ def install_model(root: Path) -> Path:
     return install_model_slot(root, labels, version="bootstrap-emb", onnx_bytes=model.SerializeToString())
 
 
-def write_config(tmp: Path, mode: str, lake_dir: Path, server: str) -> Path:
+def open_stable_channel(lake_dir: Path, keys_dir: Path) -> bytes:
+    """The release channel the device follows (real keys): its root.json, the trust anchor."""
+    from flywheel.release.keys import keygen, load_keys
+    from flywheel.release.repository import open_channel
+
+    keygen(keys_dir)
+    lake = Lake.at_path(lake_dir)
+    open_channel(lake, "stable", load_keys(keys_dir))
+    return lake.get("releases/stable/metadata/1.root.json")
+
+
+def write_config(tmp: Path, mode: str, lake_dir: Path) -> Path:
     cfg = tmp / mode / "agent.toml"
     cfg.parent.mkdir(parents=True)
     install_model(tmp / mode / "model")
+    (tmp / mode / "root.json").write_bytes(open_stable_channel(lake_dir, tmp / f"keys-{mode}"))
     cfg.write_text(f'''device_id = "{DEVICE}"
 store_id = "A"
 [source]
@@ -47,7 +59,8 @@ dir = "spool"
 lake = "{lake_dir}"
 mode = "{mode}"
 [federated]
-server = "{server}"
+channel = "stable"
+trusted_root = "root.json"
 retry_s = 30.0
 [capture]
 encoders = []
@@ -83,20 +96,20 @@ def run(cfg_path: Path, n: int) -> dict:
 
 @pytest.mark.slow
 def test_updates_mode_writes_no_clip_anywhere(tmp_path: Path) -> None:
-    from flywheel.federated.server import free_address
-
-    server = free_address()  # no round is open: the device keeps learning and retrying quietly
+    # no round is announced: the device keeps learning and checking quietly
     clips_lake, updates_lake = tmp_path / "lake-clips", tmp_path / "lake-updates"
-    control = run(write_config(tmp_path, "clips", clips_lake, server), 300)
+    control = run(write_config(tmp_path, "clips", clips_lake), 300)
     assert control["uploaded_clips"] > 0  # the same frames do produce clips in "clips" mode
     assert list(Lake.at_path(clips_lake).list(LANDING_CLIPS))
 
-    totals = run(write_config(tmp_path, "updates", updates_lake, server), 300)
+    cfg = write_config(tmp_path, "updates", updates_lake)
+    cloud = {o.key for o in Lake.at_path(updates_lake).list("")}  # the channel, written by the cloud
+    totals = run(cfg, 300)
     assert totals["captures"] == 0 and totals["uploaded_clips"] == 0 and totals["spooled"] == 0
     assert totals["captures_withheld"] > 0  # rules fired: the frames were simply never kept
     assert totals["federated_samples"] > 0 and totals["federated_store"] > 0  # it learned locally
     lake = Lake.at_path(updates_lake)
-    written = list(lake.list(""))
+    written = [o for o in lake.list("") if o.key not in cloud]
     assert written, "the device reports its status even in updates mode"
     for obj in written:  # every object the device wrote: a status report of its own, nothing else
         assert obj.key.startswith(f"{LANDING_STATUS}/device={DEVICE}/"), obj.key
@@ -116,8 +129,12 @@ def test_upload_mode_and_federated_server_are_validated() -> None:
     assert parse_config(base).upload.mode == "clips"  # the default: the centralised loop
     with pytest.raises(ConfigError, match="upload.mode"):
         parse_config({**base, "upload": {"lake": "/tmp/lake", "mode": "images"}})
-    with pytest.raises(ConfigError, match="federated.server"):
-        parse_config({**base, "federated": {"server": "no-port"}})
+    with pytest.raises(ConfigError, match="federated.trusted_root"):  # no unsigned rounds
+        parse_config({**base, "federated": {"channel": "stable"}})
+    with pytest.raises(ConfigError, match="federated.channel"):
+        parse_config({**base, "federated": {"channel": "../x", "trusted_root": "root.json"}})
     cfg = parse_config({**base, "upload": {"lake": "/tmp/lake", "mode": "updates"},
-                        "federated": {"server": "127.0.0.1:9092", "cohort": "gdpr-eu"}})
+                        "ota": {"channel": "stable", "trusted_root": "root.json"},
+                        "federated": {"channel": "stable", "cohort": "gdpr-eu"}})
     assert cfg.upload.mode == "updates" and cfg.federated.cohort == "gdpr-eu"
+    assert cfg.federated.trusted_root == "root.json"  # the [ota] trust anchor of the same channel

@@ -112,3 +112,66 @@ def test_round_where_too_few_updates_survive_is_skipped() -> None:
     head, report = serve(factories, config(3))
     assert head is None and report.accepted == ["good-0"]
     assert report.skipped.startswith("too few valid updates: 1 of 3 selected")
+
+
+@pytest.mark.slow
+def test_a_clean_round_logs_no_channel_closed_warning(caplog) -> None:
+    """The "Channel closed" noise: with every Flower and gRPC record captured (Flower's logger at
+    DEBUG, not the ERROR a device sets), a clean round and its shutdown (server disconnects the
+    clients, then stops with a grace period) log "channel closed" only as Flower's DEBUG note when a
+    client ends its session, and nothing above INFO but the client's start_client deprecation
+    banner (silenced on devices by Participant)."""
+    import logging
+
+    address = free_address()
+    devices = [Participant(address, honest(i), retry_s=0.2).start() for i in range(3)]
+    logging.getLogger("flwr").setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            head, report = run_round(address, config(3), W0, B0)
+            for d in devices:
+                d.stop()
+            for _ in range(50):  # the clients' sessions end after the server's disconnect
+                if all(d.rounds for d in devices):
+                    break
+                import time
+
+                time.sleep(0.1)
+    finally:
+        for d in devices:
+            d.stop()
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+    assert head is not None and len(report.accepted) == 3 and not report.failures
+    closed = [r for r in caplog.records if "closed" in r.getMessage().lower()]
+    assert closed and all(r.levelno == logging.DEBUG for r in closed), [
+        (r.levelname, r.getMessage()) for r in closed]
+    loud = [(r.name, r.levelname, r.getMessage()[:80]) for r in caplog.records
+            if r.levelno >= logging.WARNING and "start_client() is deprecated" not in r.getMessage()]
+    assert loud == []
+
+
+def test_grpc_errors_of_closed_bridges_at_shutdown_are_filtered_and_others_kept() -> None:
+    """What a 200-device round logged after completing: grpc._server's "Exception iterating
+    responses" with GrpcBridgeClosed, one per client stream. run_round filters exactly that."""
+    import logging
+    import sys
+
+    from flwr.server.superlink.fleet.grpc_bidi.grpc_bridge import GrpcBridgeClosed
+
+    from flywheel.federated.server import _DropClosedBridge, _quiet_closed_bridges
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            info = sys.exc_info()
+        return logging.LogRecord("grpc._server", logging.ERROR, __file__, 1,
+                                 "Exception iterating responses: ", None, info)
+
+    f = _DropClosedBridge()
+    assert not f.filter(record(GrpcBridgeClosed()))
+    assert f.filter(record(RuntimeError("a real server fault")))
+    _quiet_closed_bridges()
+    _quiet_closed_bridges()  # once per process, however many rounds
+    assert sum(isinstance(x, _DropClosedBridge) for x in logging.getLogger("grpc._server").filters) == 1
+

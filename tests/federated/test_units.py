@@ -24,8 +24,25 @@ def test_head_training_learns_the_local_labels_and_stays_near_the_global_head() 
     assert m["local_top1_before"] < 0.5 and m["local_top1_after"] > 0.9
     assert accuracy(x, y, w, b) == pytest.approx(m["local_top1_after"])
     assert w.dtype == np.float32 and w.shape == w0.shape and np.isfinite(w).all()
-    far, _, _ = train_head(x, y, w0, b0, HeadTraining(epochs=50, prox_mu=100.0))
+    far, _, _ = train_head(x, y, w0, b0, HeadTraining(epochs=50, prox_mu=1.0))
     assert np.linalg.norm(far) < np.linalg.norm(w)  # the proximal term holds it back
+
+
+def test_prior_adjusted_training_does_not_forget_the_classes_a_device_never_sees() -> None:
+    """A cart that saw only classes 0 and 1: plain training pushes 2 and 3 down (the average of
+    such heads forgets them); with the local prior in the loss they keep what the global head knew."""
+    x, y = blobs(600)
+    w0, b0, _ = train_head(x, y, np.zeros((12, 4), np.float32), np.zeros(4, np.float32),
+                           HeadTraining(epochs=100, prior_adjust=False))
+    seen = y < 2
+    unseen = ~seen
+    assert accuracy(x[unseen], y[unseen], w0, b0) > 0.9
+    plain, pb, _ = train_head(x[seen], y[seen], w0, b0, HeadTraining(epochs=100, prior_adjust=False))
+    adj, ab, m = train_head(x[seen], y[seen], w0, b0, HeadTraining(epochs=100, prior_adjust=True))
+    assert accuracy(x[unseen], y[unseen], adj, ab) > accuracy(x[unseen], y[unseen], plain, pb) + 0.1
+    assert accuracy(x[unseen], y[unseen], adj, ab) > 0.85
+    assert np.allclose(adj[:, 2:], w0[:, 2:], atol=1e-3)  # no gradient reached the absent classes
+    assert m["local_top1_after"] > 0.9
 
 
 def test_barcode_plus_weight_step_labels_the_insertion_and_nothing_else_does() -> None:
@@ -48,9 +65,12 @@ def test_barcode_plus_weight_step_labels_the_insertion_and_nothing_else_does() -
     lab.update(6.1, e, ["222"], 0.0, "m", motion=9.0)
     lab.update(6.2, e, [], 90.0, "m", motion=9.0)
     assert len(store) == n and lab.discarded == 3
-    for i in range(10):  # a still cart: "no product" samples, one per `empty_every` frames
+    for i in range(10):  # a still cart: "no product" samples, one per `empty_every` frames of a run
         lab.update(10 + i * 0.1, e, [], 0.0, "m", motion=0.5)
-    assert store.arrays()[1].tolist().count(0) == 2
+    assert store.arrays()[1].tolist().count(0) == 4  # frames 2..10 of the run are still, 1 in 2 kept
+    for i in range(6):  # sensor noise: single still frames between moving ones never count
+        lab.update(12 + i * 0.1, e, [], 0.0, "m", motion=0.5 if i % 2 else 9.0)
+    assert store.arrays()[1].tolist().count(0) == 4
     store.add("m2", [e], 1)  # a new model: old embeddings are dropped
     assert len(store) == 1 and store.model_version == "m2"
 

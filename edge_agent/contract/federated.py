@@ -1,0 +1,53 @@
+"""The federated round announcement: the signed TUF target `federated/round.json` of a release
+channel, the cloud's word that a round is open. A device joins a round only on a verified one.
+
+It is published into the channel's TUF repository with the same online keys as a release (targets,
+snapshot, timestamp), and the device reads it with python-tuf's `ngclient.Updater` from the same
+trusted root as its OTA updates, so an attacker who can write the lake but holds no release key can
+neither point devices at another server nor hand them another base head: the announcement names the
+server, the base model and the sha256 of the global head the server must send (`head_digest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from edge_agent.contract.schemas import _REGISTRY, SafeId, UtcTime, _Doc, _load_json, parse_document
+
+ROUND_TARGET = "federated/round.json"
+
+
+class RoundAnnouncementV1(_Doc):
+    schema_: Literal["flywheel.federated_round"] = Field("flywheel.federated_round", alias="schema")
+    schema_version: Literal[1] = 1
+    channel: SafeId  # the release channel it was signed for (a copy from another channel is refused)
+    round_id: Annotated[int, Field(ge=1)]  # increasing per channel: a device joins each round once
+    server: Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[\w.\-\[\]:]+:\d{1,5}$")]
+    base_model: SafeId  # the model version whose embeddings the round's head reads
+    head_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # head_digest of the global head
+    cohorts: list[str] = []  # cohorts invited ([] = every cohort)
+    published_at: UtcTime
+    expires_at: UtcTime  # after this the round is over: the announcement is refused
+
+    model_config = {"populate_by_name": True}
+
+
+_REGISTRY["flywheel.federated_round"] = {1: RoundAnnouncementV1}
+
+
+def parse_round_announcement(raw: bytes | str | dict[str, Any]) -> RoundAnnouncementV1:
+    return parse_document(_load_json(raw), RoundAnnouncementV1)
+
+
+def head_digest(w: np.ndarray, b: np.ndarray) -> str:
+    """sha256 over the head's shapes and float32 bytes (what the server sends to a device)."""
+    h = hashlib.sha256()
+    for a in (w, b):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
