@@ -62,6 +62,9 @@ class TrainConfig:
     hsv_v: float = 0.4  # brightness jitter: production stores are dimmer than the lab
     hsv_s: float = 0.4
     auto_augment: str | None = None  # RandAugment costs CPU time per image; off by default
+    # edge_agent/whitebalance.py, applied in training, evaluation and on the device (model card,
+    # DeviceModelV1): a store's light colour is a per-channel gain the gray-world balance removes
+    white_balance: str = "none"
     num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
 
     def as_dict(self) -> dict:
