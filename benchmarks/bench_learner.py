@@ -11,7 +11,8 @@
   labelled production frames from the simulator (session seeds of their own, checked disjoint from
   the frozen sets by frame id, session id and image sha256), evaluated on the frozen sets: the
   ceiling of every flywheel figure (what perfect labels buy). Target: production top-1 >= 0.90 on
-  frames with the item in view.
+  frames with the item in view. Training is reported as wall and CPU seconds (user + sys, the
+  figure that holds on a shared machine) with the load average.
 Run: `python -m benchmarks.bench_learner [out_dir]` (writes out_dir/learner.json and
 learner_oracle.json), or only the oracle with its sizes:
 `python -m benchmarks.bench_learner oracle --out var/bench --n-per-store 300 --set epochs=5`.
