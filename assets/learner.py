@@ -174,7 +174,9 @@ class TrainingConfig(dg.Config):
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
-                     "num_cpus": self.num_cpus, "white_balance": self.white_balance}
+                     "num_cpus": self.num_cpus}
+        if self.task == "classify":  # detection trains on the frames as they are
+            overrides["white_balance"] = self.white_balance
         if self.model_yaml:
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:
