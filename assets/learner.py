@@ -168,10 +168,15 @@ class TrainingConfig(dg.Config):
     batch: int = default_of(TrainConfig, "batch")
     seed: int = default_of(TrainConfig, "seed")
     num_cpus: int = default_of(TrainConfig, "num_cpus")  # CPUs the Ray training task reserves
+    # store light colour removed before the model sees a frame (edge_agent/whitebalance.py)
+    white_balance: Literal["none", "gray_world", "gray_world_exposure"] = default_of(
+        TrainConfig, "white_balance")
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
                      "num_cpus": self.num_cpus}
+        if self.task == "classify":  # detection trains on the frames as they are
+            overrides["white_balance"] = self.white_balance
         if self.model_yaml:
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:

@@ -11,7 +11,8 @@
   labelled production frames from the simulator (session seeds of their own, checked disjoint from
   the frozen sets by frame id, session id and image sha256), evaluated on the frozen sets: the
   ceiling of every flywheel figure (what perfect labels buy). Target: production top-1 >= 0.90 on
-  frames with the item in view.
+  frames with the item in view. Training is reported as wall and CPU seconds (user + sys, the
+  figure that holds on a shared machine) with the load average.
 Run: `python -m benchmarks.bench_learner [out_dir]` (writes out_dir/learner.json and
 learner_oracle.json), or only the oracle with its sizes:
 `python -m benchmarks.bench_learner oracle --out var/bench --n-per-store 300 --set epochs=5`.
@@ -193,11 +194,12 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         keys, disjoint, seconds_data = oracle_lake(lake, seed, n_per_store, per_session)
         ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(keys))
         catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_seconds()
         res = run_training(TrainRequest(lake.uri, None, ds.version, cfg,
                                         new_model_id(cfg.task, ds.version, cfg.as_dict()),
                                         catalog=catalog, rules=GateRules()))
-        seconds_turn = time.perf_counter() - t
+        seconds_turn, cpu_turn = time.perf_counter() - t, _cpu_seconds() - cpu
+        load_turn = os.getloadavg()
         ev = evaluate_candidate(lake, res.model_id)
     cand = ev.candidate
     slices = cand.slices
@@ -209,6 +211,9 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         "val_top1_curve": [round(c.get("metrics/accuracy_top1", float("nan")), 4) for c in res.curves],
         "seconds_data": round(seconds_data, 1), "seconds_train": round(res.seconds_train, 1),
         "seconds_turn": round(seconds_turn, 1),
+        # user + sys of this process and its children: far less sensitive to the neighbours' load
+        "cpu_seconds_turn": round(cpu_turn, 1), "load_after_turn": [round(x, 1) for x in load_turn],
+        "model_id": res.model_id,
         "top1_per_set": {k: v["top1"] for k, v in cand.sets.items()},
         "production_top1": cand.metrics.get("production_top1"),
         "production_item_top1": item_top1,
@@ -224,6 +229,13 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
     name = f"learner_oracle{'-' + tag if tag else ''}.json"
     (out_dir / name).write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _value(text: str):

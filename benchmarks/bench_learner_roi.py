@@ -45,6 +45,14 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def balanced_crop(img: np.ndarray, box, size: int, wb: str, rng=None) -> np.ndarray:
+    """`square_crop` white-balanced by the whole frame's statistics (edge_agent/whitebalance.py)."""
+    from edge_agent.whitebalance import apply_gains, gains
+
+    crop = square_crop(img, box, size, rng=rng)
+    return crop if wb == "none" else apply_gains(crop, gains(img, wb))
+
+
 def square_crop(img: np.ndarray, box, size: int, margin: float = MARGIN, rng=None) -> np.ndarray:
     """A size x size nearest-neighbour crop centred on the box (edge pixels repeat past the frame)."""
     H, W = img.shape[:2]
@@ -97,8 +105,8 @@ def train_classifier(frames, a) -> float:
         for side in ("train", "val"):
             (data / side / sku).mkdir(parents=True, exist_ok=True)
     for row in items.iter_rows(named=True):
-        crop = square_crop(decode(row["image_png"]), row["item_box"], a.crop,
-                           rng=rng if row["split"] == "train" else None)
+        crop = balanced_crop(decode(row["image_png"]), row["item_box"], a.crop, a.wb,
+                             rng=rng if row["split"] == "train" else None)
         Image.fromarray(crop).save(data / row["split"] / row["sku"] / f"{row['frame_id']}.png",
                                    compress_level=1)
     log("classifier data:", items.height, "item frames")
@@ -177,7 +185,7 @@ def evaluate(lake, a) -> dict:
         p[:, 0] = 1.0
         idx = [i for i, b in enumerate(boxes) if b is not None]
         if idx:
-            q = classify([square_crop(imgs[i], boxes[i], a.crop) for i in idx])
+            q = classify([balanced_crop(imgs[i], boxes[i], a.crop, a.wb) for i in idx])
             for r, i in enumerate(idx):
                 p[i, 0], p[i, 1:] = 1 - conf[i], conf[i] * q[r]
         return p
@@ -227,6 +235,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--det-epochs", type=int, default=15)
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--hsv-h", type=float, default=0.03, help="hue jitter against store colour casts")
+    p.add_argument("--wb", default="none", help="white balance of the crops (edge_agent/whitebalance.py)")
     p.add_argument("--cls-weights", type=Path, default=None, help="evaluate this classifier instead")
     p.add_argument("--det-weights", type=Path, default=None, help="evaluate this detector instead")
     p.add_argument("--seed", type=int, default=1)
@@ -239,7 +248,7 @@ def main(argv: list[str]) -> dict:
 
     yolo_env.configure()
     root = Path(__file__).resolve().parents[1] / "var" / "bench"
-    a.out = (a.out or root / f"roi-c{a.crop}e{a.cls_epochs}-d{a.det_imgsz}e{a.det_epochs}").resolve()
+    a.out = (a.out or root / f"roi-c{a.crop}e{a.cls_epochs}-d{a.det_imgsz}e{a.det_epochs}-{a.wb}").resolve()
     a.out.mkdir(parents=True, exist_ok=True)
     a.lake.mkdir(parents=True, exist_ok=True)
     lake = Lake.at_path(a.lake.resolve())

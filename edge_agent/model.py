@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_agent.contract.errors import ContractError
 from edge_agent.contract.schemas import parse_device_model
+from edge_agent.whitebalance import white_balance
 
 NONE_LABELS = ("", "none", "empty", "__none__")
 EMBEDDING_OUTPUT = "embedding"  # the optional second ONNX output (see flywheel/federated/onnx_head.py)
@@ -119,6 +120,7 @@ class DeviceModel:
         self.input_hw = (int(size[0]), int(size[1]))
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
+        self.white_balance = meta.white_balance
         outputs = self._sess.get_outputs()
         self.has_embedding = any(o.name == EMBEDDING_OUTPUT for o in outputs)
         self._outputs = [outputs[0].name] + ([EMBEDDING_OUTPUT] if self.has_embedding else [])
@@ -131,7 +133,8 @@ class DeviceModel:
         H, W = image.shape[:2]
         ys = (np.arange(h) * H // h).astype(np.intp)  # nearest-neighbour resize: no extra deps
         xs = (np.arange(w) * W // w).astype(np.intp)
-        x = image[ys][:, xs].astype(np.float32) * (1.0 / 255.0)
+        small = white_balance(np.ascontiguousarray(image[ys][:, xs]), self.white_balance)
+        x = small.astype(np.float32) * (1.0 / 255.0)
         x = x.transpose(2, 0, 1)[None]
         return np.ascontiguousarray((x - self._mean) / self._std)
 

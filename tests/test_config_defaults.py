@@ -38,6 +38,7 @@ def _pairs():
         (TrainingConfig, "task", TrainConfig, "task"),
         (TrainingConfig, "epochs", TrainConfig, "epochs"),
         (TrainingConfig, "batch", TrainConfig, "batch"),
+        (TrainingConfig, "white_balance", TrainConfig, "white_balance"),
         (TrainingConfig, "seed", TrainConfig, "seed"),
         (TrainingConfig, "num_cpus", TrainConfig, "num_cpus"),
         (IngestConfig, "frame_every", DepotConfig, "frame_every"),

@@ -371,6 +371,8 @@ class DeviceModelV1(_Doc):
     mean: Annotated[list[float], Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]  # per RGB channel
     std: Annotated[list[Positive], Field(min_length=3, max_length=3)] = [1.0, 1.0, 1.0]
     output: str = Field("", max_length=500)  # what the output tensor holds, for people
+    # edge_agent/whitebalance.py, applied after the resize; absent in older slots = "none"
+    white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "none"
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -40,8 +40,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
-def frame_probs(session, frames: pl.DataFrame, n_classes: int, imgsz: int, chunk: int = 256
-                ) -> np.ndarray:
+def frame_probs(session, frames: pl.DataFrame, n_classes: int, imgsz: int, chunk: int = 256,
+                wb: str = "none") -> np.ndarray:
     """Softmax probabilities [n_frames, n_classes] of the ONNX model on each frame's PNG."""
     from flywheel.learner.onnx_tools import onnx_outputs
     from flywheel.learner.preprocess import png_batch
@@ -49,13 +49,13 @@ def frame_probs(session, frames: pl.DataFrame, n_classes: int, imgsz: int, chunk
     probs = []
     pngs = frames["image_png"].to_list()
     for i in range(0, len(pngs), chunk):  # decode in chunks: a whole set as float32 is large
-        probs.append(onnx_outputs(session, png_batch(pngs[i:i + chunk], imgsz)))
+        probs.append(onnx_outputs(session, png_batch(pngs[i:i + chunk], imgsz, wb)))
     return softmax(np.concatenate(probs)) if probs else np.zeros((0, n_classes), np.float32)
 
 
 def predict(session, frames: pl.DataFrame, classes: list[str], imgsz: int,
-            chunk: int = 256) -> Predictions:
-    p = frame_probs(session, frames, len(classes), imgsz, chunk)
+            chunk: int = 256, wb: str = "none") -> Predictions:
+    p = frame_probs(session, frames, len(classes), imgsz, chunk, wb)
     labels = true_labels(frames)
     idx = p.argmax(1) if len(p) else np.zeros(0, int)
     predicted = [classes[int(i)] for i in idx]
@@ -108,12 +108,13 @@ def condition_slices(frames: pl.DataFrame, correct: np.ndarray) -> dict[str, dic
 
 
 def evaluate_model(session, classes: list[str], imgsz: int, test_sets: dict[str, pl.DataFrame],
-                   production_sets: list[str], latency: dict | None = None) -> dict:
-    """Metrics of one model on every standard set; `production_sets` are pooled for the target."""
+                   production_sets: list[str], latency: dict | None = None, wb: str = "none") -> dict:
+    """Metrics of one model on every standard set; `production_sets` are pooled for the target;
+    `wb`: the model's white balance (preprocess.py)."""
     sets, slices = {}, {}
     pooled_frames, pooled_correct, pooled_conf = [], [], []
     for name, frames in sorted(test_sets.items()):
-        pred = predict(session, frames, classes, imgsz)
+        pred = predict(session, frames, classes, imgsz, wb=wb)
         sets[name] = set_metrics(frames, pred, classes)
         slices[f"set:{name}"] = {"n": sets[name]["n"], "top1": sets[name]["top1"]}
         if name in production_sets:

@@ -47,10 +47,10 @@ def insertion_truth(frames: pl.DataFrame) -> pl.DataFrame:
 
 
 def evaluate_insertion_set(session, classes: list[str], imgsz: int, frames: pl.DataFrame,
-                           known: set[str] | None = None) -> dict:
+                           known: set[str] | None = None, wb: str = "none") -> dict:
     from edge_agent.insertion import decide
 
-    probs = frame_probs(session, frames, len(classes), imgsz)
+    probs = frame_probs(session, frames, len(classes), imgsz, wb=wb)
     codes = read_barcodes(frames["image_png"].to_list())
     truth = dict(insertion_truth(frames).iter_rows())
     ids = frames["insertion_id"].to_list()
@@ -83,11 +83,11 @@ def evaluate_insertion_set(session, classes: list[str], imgsz: int, frames: pl.D
 
 
 def evaluate_insertions(session, classes: list[str], imgsz: int, sets: dict[str, pl.DataFrame],
-                        known: set[str] | None = None) -> dict:
+                        known: set[str] | None = None, wb: str = "none") -> dict:
     """Per set metrics, slices `ins:<set>` (n = insertions, top1 fused) for the gate's slice rule,
     and the pooled / worst-store metrics: `insertion_top1`, `insertion_top1_vote`,
     `insertion_top1_min_set`."""
-    per_set = {name: evaluate_insertion_set(session, classes, imgsz, frames, known)
+    per_set = {name: evaluate_insertion_set(session, classes, imgsz, frames, known, wb)
                for name, frames in sorted(sets.items())}
     slices = {f"{INSERTION_SLICE_PREFIX}{k}": {"n": v["n_insertions"], "top1": v["top1"]}
               for k, v in per_set.items()}

@@ -45,7 +45,8 @@ def _file_name(frame_id: str) -> str:
     return f"{safe[:80]}-{hashlib.sha256(frame_id.encode()).hexdigest()[:12]}"
 
 
-def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int) -> Path:
+def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int,
+                         wb: str = "none") -> Path:
     from PIL import Image
 
     folder = {c: class_folder(i) for i, c in enumerate(classes)}
@@ -54,7 +55,7 @@ def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, 
             (root / side / f).mkdir(parents=True, exist_ok=True)
     for row in members.select("frame_id", "label", "split", "image_png").iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
-            small = resize_nearest(np.asarray(im.convert("RGB")), imgsz)
+            small = resize_nearest(np.asarray(im.convert("RGB")), imgsz, wb)
         Image.fromarray(small).save(
             root / row["split"] / folder[row["label"]] / f"{_file_name(row['frame_id'])}.png",
             compress_level=1)

@@ -166,12 +166,14 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
             weights = registry.fetch_file(lake, model_id, "weights.pt", Path(tmp))
             return evaluate_detect(weights, card.classes, card.imgsz, test_sets,
                                    production_sets, latency)
-    result = evaluate_model(session, card.classes, card.imgsz, test_sets, production_sets, latency)
+    wb = card.preprocessing.get("white_balance", "none")
+    result = evaluate_model(session, card.classes, card.imgsz, test_sets, production_sets, latency,
+                            wb)
     if insertion_sets:
         from flywheel.learner.insertion_eval import evaluate_insertions
 
         ins = evaluate_insertions(session, card.classes, card.imgsz, insertion_sets,
-                                  reference_sets.catalog_skus(lake))
+                                  reference_sets.catalog_skus(lake), wb)
         result["insertions"] = ins["sets"]
         result["slices"].update(ins["slices"])
         result["metrics"].update(ins["metrics"])

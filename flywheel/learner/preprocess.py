@@ -8,8 +8,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from edge_agent.whitebalance import white_balance
 
-def preprocessing_doc(imgsz: int, task: str = "classify") -> dict:
+
+def preprocessing_doc(imgsz: int, task: str = "classify", wb: str = "none") -> dict:
     """What the device must do to a camera frame before ONNX Runtime sees it."""
     if task == "detect":  # ultralytics' own letterbox; outputs [N, 4 + classes, anchors]
         return {"input_name": "images", "layout": "NCHW", "dtype": "float32", "color": "RGB",
@@ -23,6 +25,8 @@ def preprocessing_doc(imgsz: int, task: str = "classify") -> dict:
         "color": "RGB",
         "resize": {"width": imgsz, "height": imgsz, "mode": "stretch", "interpolation": "nearest",
                    "index": "src = floor(dst * SRC / DST) per axis"},
+        # after the resize, on the resized pixels (edge_agent/whitebalance.py)
+        "white_balance": wb,
         "scale": 1.0 / 255.0,
         "mean": [0.0, 0.0, 0.0],
         "std": [1.0, 1.0, 1.0],
@@ -30,26 +34,27 @@ def preprocessing_doc(imgsz: int, task: str = "classify") -> dict:
     }
 
 
-def resize_nearest(rgb: np.ndarray, imgsz: int) -> np.ndarray:
+def resize_nearest(rgb: np.ndarray, imgsz: int, wb: str = "none") -> np.ndarray:
     """Nearest-neighbour stretch to imgsz x imgsz with the edge agent's exact index rule
-    (edge_agent/model.py), so training, evaluation and the device see identical pixels."""
+    (edge_agent/model.py), then white balance `wb`, so training, evaluation and the device see
+    identical pixels."""
     H, W = rgb.shape[:2]
     ys = (np.arange(imgsz) * H // imgsz).astype(np.intp)
     xs = (np.arange(imgsz) * W // imgsz).astype(np.intp)
-    return np.ascontiguousarray(rgb[ys][:, xs])
+    return white_balance(np.ascontiguousarray(rgb[ys][:, xs]), wb)
 
 
-def to_tensor(rgb: np.ndarray, imgsz: int) -> np.ndarray:
+def to_tensor(rgb: np.ndarray, imgsz: int, wb: str = "none") -> np.ndarray:
     """HxWx3 uint8 RGB -> 3xSxS float32 in 0..1."""
-    return (resize_nearest(rgb, imgsz).astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)
+    return (resize_nearest(rgb, imgsz, wb).astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)
 
 
-def png_batch(pngs: Iterable[bytes], imgsz: int) -> np.ndarray:
+def png_batch(pngs: Iterable[bytes], imgsz: int, wb: str = "none") -> np.ndarray:
     """PNG bytes -> NCHW float32 batch, with the same PNG round trip training sees."""
     from PIL import Image
 
     out = []
     for data in pngs:
         with Image.open(io.BytesIO(data)) as im:
-            out.append(to_tensor(np.asarray(im.convert("RGB")), imgsz))
+            out.append(to_tensor(np.asarray(im.convert("RGB")), imgsz, wb))
     return np.stack(out) if out else np.zeros((0, 3, imgsz, imgsz), np.float32)

@@ -104,7 +104,8 @@ def run_training(req: TrainRequest) -> TrainResult:
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as tmp_dir:
         tmp = Path(tmp_dir)
         if cfg.task == "classify":
-            data = str(materialize_classify(members, classes, tmp / "data", cfg.imgsz))
+            data = str(materialize_classify(members, classes, tmp / "data", cfg.imgsz,
+                                                 cfg.white_balance))
             extra = {"scale": cfg.scale, "auto_augment": cfg.auto_augment}
         else:
             data = str(materialize_detect(members, classes, tmp / "data"))
@@ -133,7 +134,7 @@ def run_training(req: TrainRequest) -> TrainResult:
 
         # golden inputs: validation frames + synthetic probes, torch vs ONNX Runtime
         val = members.filter(pl.col("split") == "val").head(N_GOLDEN_REAL)
-        real = (png_batch(val["image_png"].to_list(), cfg.imgsz) if cfg.task == "classify"
+        real = (png_batch(val["image_png"].to_list(), cfg.imgsz, cfg.white_balance) if cfg.task == "classify"
                 else np.zeros((0, 3, cfg.imgsz, cfg.imgsz), np.float32))
         golden = onnx_tools.golden_inputs(real, cfg.imgsz)
         onnx_path = onnx_tools.export_onnx(ckpt, cfg.imgsz, cfg.task)
@@ -154,7 +155,7 @@ def run_training(req: TrainRequest) -> TrainResult:
         classes=classes if cfg.task == "classify" else [c for c in classes if c != EMPTY_CLASS],
         empty_class=EMPTY_CLASS if EMPTY_CLASS in classes else None,
         imgsz=cfg.imgsz,
-        preprocessing=preprocessing_doc(cfg.imgsz, cfg.task),
+        preprocessing=preprocessing_doc(cfg.imgsz, cfg.task, cfg.white_balance),
         files=files,
         lineage={"dataset_version": ds.version, "code_version": req.code_version,
                  "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
@@ -188,7 +189,8 @@ def device_model(card: ModelCardV1) -> DeviceModelV1:
     pre = card.preprocessing
     return DeviceModelV1(model_version=card.model_id, labels=card.classes,
                          input_size=[pre["resize"]["height"], pre["resize"]["width"]],
-                         mean=pre["mean"], std=pre["std"], output=pre["output"])
+                         mean=pre["mean"], std=pre["std"], output=pre["output"],
+                         white_balance=pre.get("white_balance", "none"))
 
 
 def _where() -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flywheel.learner import registry
-from flywheel.learner.config import GateRules
+from flywheel.learner.config import GateRules, TrainConfig
 from flywheel.learner.documents import OnnxValidation
 from flywheel.refs import ModelRef
 from resources.lineage import LakeRefIOManager
@@ -144,7 +144,9 @@ def test_edge_agent_runs_the_registered_onnx(job_run, tmp_path):
     frames, _ = read_standard_sets(lake, ["store_A"])
     rgb = decode_png(frames["store_A"]["image_png"][0])
     # the device's preprocessing is bit-identical to what training and evaluation used
-    np.testing.assert_array_equal(device.preprocess(rgb)[0], to_tensor(rgb, card.imgsz))
+    wb = card.preprocessing["white_balance"]
+    assert device.white_balance == wb == TrainConfig().white_balance  # the job's default
+    np.testing.assert_array_equal(device.preprocess(rgb)[0], to_tensor(rgb, card.imgsz, wb))
     pred = device.predict(rgb)
     assert pred.label is None or pred.label in card.classes
     assert 1.0 / len(card.classes) <= pred.confidence <= 1.0
