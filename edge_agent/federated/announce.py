@@ -78,18 +78,12 @@ class RoundAnnouncements:
 
     def _fetch(self) -> Verdict:
         from tuf.api import exceptions as tuf_errors
-        from tuf.ngclient import Updater
 
-        from edge_agent.ota.fetcher import LakeFetcher
+        from edge_agent.ota.fetcher import LakeFetcher, channel_updater
 
-        meta = self.state_dir / "tuf" / self.channel
-        meta.mkdir(parents=True, exist_ok=True)
-        base = f"releases/{self.channel}"
         try:
-            tuf = Updater(str(meta), LakeFetcher.url(f"{base}/metadata/"), str(self.state_dir / "targets"),
-                          LakeFetcher.url(f"{base}/targets/"),
-                          fetcher=LakeFetcher(self.lake, self.state_dir / "partial"),
-                          bootstrap=self.trusted_root)
+            fetcher = LakeFetcher(self.lake, self.state_dir / "partial")
+            tuf = channel_updater(self.state_dir, self.channel, fetcher, self.trusted_root)
             tuf.refresh()
             info = tuf.get_targetinfo(ROUND_TARGET)
             if info is None:

@@ -127,3 +127,16 @@ class LakeFetcher(FetcherInterface):
     def _count(self, key: str, n: int) -> None:
         self.bytes_fetched += n
         self.fetched_by_key[key] += n
+
+
+def channel_updater(state_dir: Path, channel: str, fetcher: LakeFetcher, trusted_root: bytes):
+    """python-tuf's client for release channel `channel` in the lake: metadata kept under
+    `state_dir/tuf/<channel>`, targets downloaded under `state_dir/targets` (OTA and round
+    announcements read the same signed channel this way)."""
+    from tuf.ngclient import Updater
+
+    meta = state_dir / "tuf" / channel
+    meta.mkdir(parents=True, exist_ok=True)
+    base = f"releases/{channel}"
+    return Updater(str(meta), LakeFetcher.url(f"{base}/metadata/"), str(state_dir / "targets"),
+                   LakeFetcher.url(f"{base}/targets/"), fetcher=fetcher, bootstrap=trusted_root)

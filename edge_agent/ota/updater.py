@@ -29,7 +29,7 @@ from edge_agent.contract.release import CHANNEL_TARGET, ReleaseRef, assigned, pa
 from edge_agent.contract.schemas import OtaStateV2
 from edge_agent.lake import Lake
 from edge_agent.model import activate_slot, resolve_slot
-from edge_agent.ota.fetcher import LakeFetcher
+from edge_agent.ota.fetcher import LakeFetcher, channel_updater
 from edge_agent.ota.slots import (
     OtaError,
     ValidationFailed,
@@ -160,14 +160,7 @@ class OtaUpdater:
     # -- steps ------------------------------------------------------------------------------------
 
     def _tuf(self):
-        from tuf.ngclient import Updater
-
-        meta = self.state_dir / "tuf" / self.cfg.channel
-        meta.mkdir(parents=True, exist_ok=True)
-        base = f"releases/{self.cfg.channel}"
-        return Updater(str(meta), LakeFetcher.url(f"{base}/metadata/"),
-                       str(self.state_dir / "targets"), LakeFetcher.url(f"{base}/targets/"),
-                       fetcher=self.fetcher, bootstrap=self.cfg.trusted_root)
+        return channel_updater(self.state_dir, self.cfg.channel, self.fetcher, self.cfg.trusted_root)
 
     def _channel(self, tuf):
         info = tuf.get_targetinfo(CHANNEL_TARGET)
