@@ -20,12 +20,13 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.scratch import scratch_dir
 
 DAY = "2026-11-24"
 
@@ -59,7 +60,7 @@ def bench_sensor(new: int = 100, repeats: int = 7) -> dict:
 
     out: dict = {}
     for n in (1_000, 100_000):
-        root = Path(tempfile.mkdtemp(prefix=f"bench-sensor-{n}-"))
+        root = scratch_dir(prefix=f"bench-sensor-{n}-")
         lake = Lake.at_path(root)
         t0 = time.perf_counter()
         last = _landed(root, n, datetime(2026, 10, 1, tzinfo=UTC))
@@ -113,8 +114,8 @@ def _encoders() -> dict:
     try:
         from tests.depot.tiny_models import register_tiny_production_model
 
-        reg = Lake.at_path(tempfile.mkdtemp(prefix="bench-registry-"))
-        mid = register_tiny_production_model(reg, Path(tempfile.mkdtemp()))
+        reg = Lake.at_path(scratch_dir(prefix="bench-registry-"))
+        mid = register_tiny_production_model(reg, scratch_dir())
         encoders["production_model"] = load_encoder({"kind": "production_model", "model_id": mid,
                                                      "imgsz": 96}, reg)
     except Exception as e:  # noqa: BLE001 - report what could be measured
@@ -188,7 +189,7 @@ def bench_ingest(n_clips: int = 48, n_frames: int = 48, frame_every: int = 4, ro
         """The assets' functions end to end, in steady state: a previous day is already ingested
         and indexed (imports loaded, the table and its indices exist).
         (ingest s, index s, ingest report, index report, CPU s)"""
-        lake = Lake.at_path(tempfile.mkdtemp(prefix=f"bench-ingest-{name}-"))
+        lake = Lake.at_path(scratch_dir(prefix=f"bench-ingest-{name}-"))
         for c in warm_clips:
             land(lake, c)
         ingest_day(lake, "2026-11-23", cfg, encoder=enc)
@@ -287,7 +288,7 @@ def bench_search(n: int = 100_000, dim: int = 256, queries: int = 100) -> dict:
         "is_trigger_frame": pa.array(rng.random(n) < 0.1),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim),
     })
-    db = lancedb.connect(tempfile.mkdtemp(prefix="bench-search-"))
+    db = lancedb.connect(scratch_dir(prefix="bench-search-"))
     t0 = time.perf_counter()
     tbl = db.create_table("frames", data=table)
     for col, kind in SCALAR_INDICES.items():

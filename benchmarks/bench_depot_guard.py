@@ -18,12 +18,12 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.bench_depot import _landed
+from benchmarks.scratch import scratch_dir
 
 DAY = "2026-11-24"
 
@@ -44,7 +44,7 @@ def bench_sweep(repeats: int = 5, limit: int = 5000) -> dict:
 
     out = {}
     for n in (10_000, 100_000):
-        root = Path(tempfile.mkdtemp(prefix=f"bench-sweep-{n}-"))
+        root = scratch_dir(prefix=f"bench-sweep-{n}-")
         try:
             lake = Lake.at_path(root)
             _landed(root, n, datetime(2026, 9, 1, tzinfo=UTC))  # clip, sidecar and marker per clip
@@ -113,7 +113,7 @@ def bench_rerun(sizes: tuple[int, ...] = (8, 32), repeats: int = 5) -> dict:
 
     out = {}
     for n in sizes:
-        root = Path(tempfile.mkdtemp(prefix=f"bench-rerun-{n}-"))
+        root = scratch_dir(prefix=f"bench-rerun-{n}-")
         try:
             lake = Lake.at_path(root)
             for i in range(n):

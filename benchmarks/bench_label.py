@@ -28,9 +28,10 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 DAY = "2026-11-24"
 REVIEW_SHARE = 0.3
@@ -103,7 +104,7 @@ def bench(carts: int = 3, minutes: float = 1.0, seed: int = 7, ocr: bool = True)
     from flywheel.label.prelabelers.weight import WeightLabeler
     from flywheel.label.routing import RoutingConfig
 
-    work = Path(tempfile.mkdtemp(prefix="bench-label-"))
+    work = scratch_dir(prefix="bench-label-")
     lake = Lake.at_path(work / "lake")
     fd = build_fleet_day(lake, work / "fleet", carts=carts, minutes=minutes, seed=seed, day=DAY)
     truth = fd.truth
@@ -229,7 +230,7 @@ def bench_audit(carts: int = 6, minutes: float = 1.1, seed: int = 7, wrong: floa
     from flywheel.label.audit import audit_day
     from flywheel.sim import default_world
 
-    work = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    work = scratch_dir(prefix="bench-audit-")
     lake = Lake.at_path(work / "lake")
     fd = build_fleet_day(lake, work / "fleet", carts=carts, minutes=minutes, seed=seed, day=DAY)
     index_day(lake, DAY, load_encoder({"kind": "descriptor", "version": 1}, lake))

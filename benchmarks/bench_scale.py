@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CARTS = (100, 1_000, 10_000)
@@ -68,7 +69,7 @@ def bench_ray_ingest(rounds: int = 3, days_per_round: int = 4, clips_per_day: in
 
     from flywheel.devstack.ray_nodes import ray_nodes
 
-    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work = scratch_dir(prefix="bench-scale-")
     plan = []  # alternate 1 node / 2 nodes, each round on days never ingested
     for r in range(rounds):
         for nodes in (1, 2):
