@@ -41,6 +41,32 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class RoiConfig:
+    """The two-stage model (flywheel/learner/two_stage.py, edge_agent/crop.py): a one-class item
+    detector on the whole frame, then the classifier on a square crop around its best box. The
+    classifier is TrainConfig's (model_yaml, epochs, batch, lr0, white_balance) at `crop` px;
+    its "empty" class learns from background crops of the empty frames."""
+
+    crop: int = 64  # crop classifier input side (px)
+    margin: float = 1.3  # crop side = the box's longer side x this
+    jitter_scale: tuple[float, float] = (0.9, 1.25)  # training crops: side x U(lo, hi)
+    jitter_shift: float = 0.12  # training crops: centre moved by U(-s, s) x side per axis
+    det_model_yaml: str = "yolov8n.yaml"  # the detector's architecture (built from yaml)
+    det_imgsz: int = 128  # detector input side: 320x240 frames letterboxed into it
+    det_epochs: int = 15
+    det_batch: int = 32
+    det_lr0: float = 0.005  # from scratch, a step every batch (TrainConfig.for_task("detect"))
+    det_patience: int = 100  # early stopping on the detector's validation fitness
+    # P(empty) (edge_agent.crop.combine): "box": 1 - box confidence; "box_and_crop": the crop
+    # classifier's empty class also counts. A box under min_confidence is no box (P(empty) = 1)
+    empty_rule: Literal["box", "box_and_crop"] = "box"
+    min_confidence: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run of ultralytics YOLO on CPU, small and offline-safe."""
 
@@ -67,6 +93,9 @@ class TrainConfig:
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
     num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
+    # None: one classifier on the whole frame (imgsz). Set: the two-stage model (RoiConfig; the
+    # classifier's input is roi.crop, imgsz unused); classify datasets with an empty class only
+    roi: RoiConfig | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
