@@ -27,7 +27,7 @@ MIN_SIDE = 8.0  # px: a degenerate box still gives a crop with some content
 PAD_VALUE = 114  # ultralytics' letterbox grey
 JITTER_SCALE = (0.9, 1.25)  # training: crop side x U(lo, hi), as a detector's box is never exact
 JITTER_SHIFT = 0.12  # training: centre moved by U(-s, s) x side on each axis
-EMPTY_RULES = ("box", "box_and_crop")
+EMPTY_RULES = ("product", "gate", "cls")
 
 
 def square_crop(img: np.ndarray, box: Sequence[float], size: int, margin: float = MARGIN,
@@ -98,25 +98,32 @@ def best_box(output: np.ndarray, frame_hw: tuple[int, int], input_hw: tuple[int,
     return [x1, y1, x2, y2], float(scores[k])
 
 
-def combine(box_conf: float, crop_probs: np.ndarray, empty_index: int, rule: str = "box",
+def combine(box_conf: float, crop_probs: np.ndarray, empty_index: int, rule: str = "product",
             min_conf: float = 0.0) -> np.ndarray:
-    """The frame's class probabilities (the classifier's label order) from the detector's box
-    confidence c and the crop classifier's softmax q. Let c' = c, or 0 when c < min_conf (no box).
+    """The frame's class probabilities (the classifier's label order) from the detector's best box
+    confidence c and the crop classifier's softmax q (its empty output at `empty_index`). A box
+    with c < min_conf (or c = 0) is no box: P(empty) = 1. Otherwise, with s = q's SKU part
+    renormalised (its empty output left out):
 
-    - "box": the detector alone says whether an item is in view: P(empty) = 1 - c'; the SKUs share
-      c' in the classifier's proportions, its own empty output left out.
-    - "box_and_crop": the classifier may also call the crop background: P(empty) = 1 - c' + c' q_e,
-      P(sku) = c' q_sku.
-    Both sum to 1."""
+    - "product": P(empty) = 1 - c, P(sku) = c s (a doubtful box makes even a right SKU empty);
+    - "gate": P(empty) = 0, P(sku) = s (the box threshold alone decides "no product");
+    - "cls": q as it is (the classifier's empty class, trained on background crops, decides).
+    Every rule sums to 1. The names are benchmarks/bench_learner_roi.py's."""
     if rule not in EMPTY_RULES:
         raise ValueError(f"empty rule {rule!r}: expected one of {EMPTY_RULES}")
-    c = float(box_conf) if box_conf >= min_conf else 0.0
     q = np.asarray(crop_probs, np.float64)
-    if rule == "box":
-        rest = float(q.sum() - q[empty_index])
-        p = q * (c / rest) if rest > 0 else np.zeros_like(q)
-        p[empty_index] = 0.0 if rest > 0 else c
+    p = np.zeros_like(q)
+    c = float(box_conf)
+    sku = q.copy()
+    sku[empty_index] = 0.0
+    rest = float(sku.sum())
+    if c <= 0.0 or c < min_conf or (rule != "cls" and rest <= 0.0):
+        p[empty_index] = 1.0
+    elif rule == "product":
+        p = sku * (c / rest)
+        p[empty_index] = 1.0 - c
+    elif rule == "gate":
+        p = sku / rest
     else:
-        p = q * c
-    p[empty_index] += 1.0 - c
+        p = q / q.sum()
     return p

@@ -372,7 +372,7 @@ class DetectorV1(_Doc):
     # whole frame's gains
     crop_margin: Positive = 1.3
     min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # below: no box (P(empty) = 1)
-    empty_rule: Literal["box", "box_and_crop"] = "box"  # edge_agent.crop.combine
+    empty_rule: Literal["product", "gate", "cls"] = "product"  # edge_agent.crop.combine
 
     @field_validator("file")
     @classmethod

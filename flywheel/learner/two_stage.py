@@ -75,9 +75,11 @@ def _decode(png: bytes) -> np.ndarray:
 
 def _train_args(cfg: TrainConfig, project: Path) -> dict:
     """What both trainings share (the whole-frame run's settings: CPU, seeded, offline)."""
+    assert cfg.roi is not None
     return dict(workers=0, device="cpu", amp=False, seed=cfg.seed, deterministic=True,
-                optimizer=cfg.optimizer, fliplr=cfg.fliplr, hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s,
-                pretrained=False, plots=False, verbose=False, project=str(project), exist_ok=True)
+                optimizer=cfg.optimizer, fliplr=cfg.fliplr, hsv_h=cfg.roi.hsv_h, hsv_v=cfg.hsv_v,
+                hsv_s=cfg.hsv_s, pretrained=False, plots=False, verbose=False, project=str(project),
+                exist_ok=True)
 
 
 def _best(run_dir: Path) -> Path:
@@ -99,7 +101,8 @@ def train_detector(members: pl.DataFrame, cfg: TrainConfig, tmp: Path) -> tuple[
     t = time.perf_counter()
     YOLO(roi.det_model_yaml, task="detect").train(
         data=str(data), epochs=roi.det_epochs, imgsz=roi.det_imgsz, batch=roi.det_batch,
-        lr0=roi.det_lr0, patience=roi.det_patience, warmup_epochs=0.0, nbs=roi.det_batch,
+        lr0=roi.det_lr0, patience=roi.det_patience, warmup_epochs=roi.det_warmup_epochs,
+        nbs=roi.det_nbs or roi.det_batch,
         mosaic=0.0, name="det", **_train_args(cfg, tmp / "runs"))
     return _best(tmp / "runs" / "det"), time.perf_counter() - t
 
@@ -118,6 +121,22 @@ def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
         out.append(best_box(sess.run(None, {name: letterbox(img, input_hw)})[0], img.shape[:2],
                             input_hw))
     return out
+
+
+def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path, det_hw: tuple[int, int],
+                     seed: int) -> dict[str, list[float]]:
+    """frame id -> the box the classifier's "empty" class is cropped at, per empty frame:
+    "detector": the trained detector's best box there; "item_box": a random training item's box
+    (seeded), where items usually are."""
+    empty = members.filter(pl.col("label") == EMPTY_CLASS)
+    ids = empty["frame_id"].to_list()
+    if how == "detector":
+        boxes = [b for b, _ in detector_boxes(det_onnx, empty["image_png"].to_list(), det_hw)]
+    else:
+        items = members.filter(pl.col("label") != EMPTY_CLASS)["item_box"].to_list()
+        rng = np.random.default_rng(seed)
+        boxes = [items[int(rng.integers(len(items)))] for _ in ids]
+    return dict(zip(ids, boxes, strict=True))
 
 
 def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig, tmp: Path,
@@ -197,10 +216,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         det_ckpt = tmp / DETECTOR_WEIGHTS
         save_checkpoint(det_best, det_ckpt, {**meta, "role": "detector"})
         det_onnx = onnx_tools.export_onnx(det_ckpt, roi.det_imgsz, "detect")
-        empty = members.filter(pl.col("label") == EMPTY_CLASS)
-        empty_boxes = dict(zip(empty["frame_id"].to_list(),
-                               (b for b, _ in detector_boxes(det_onnx, empty["image_png"].to_list(),
-                                                             det_hw)), strict=True))
+        empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
         cls_best, cls_s = train_classifier(members, classes, cfg, tmp, empty_boxes)
         check_class_order(YOLO(str(cls_best)).names, "classify", classes)
         ckpt = tmp / "weights.pt"

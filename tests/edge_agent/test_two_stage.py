@@ -75,15 +75,19 @@ def test_letterbox_and_best_box_round_trip_to_frame_pixels() -> None:
 
 def test_empty_rule() -> None:
     q = np.array([0.5, 0.3, 0.2])  # classifier: empty (index 0), two SKUs
-    p = combine(0.8, q, 0, "box")  # P(empty) = 1 - c; SKUs share c in the classifier's ratio
+    p = combine(0.8, q, 0, "product")  # P(empty) = 1 - c; SKUs share c in the classifier's ratio
     np.testing.assert_allclose(p, [0.2, 0.8 * 0.6, 0.8 * 0.4])
-    p = combine(0.8, q, 0, "box_and_crop")  # the crop's own empty vote counts too
-    np.testing.assert_allclose(p, [0.2 + 0.8 * 0.5, 0.8 * 0.3, 0.8 * 0.2])
-    np.testing.assert_allclose(combine(0.04, q, 0, "box", min_conf=0.05), [1.0, 0.0, 0.0])
-    np.testing.assert_allclose(combine(0.7, np.array([1.0, 0.0, 0.0]), 0, "box"), [1.0, 0.0, 0.0])
-    for rule in ("box", "box_and_crop"):
-        for c in (0.0, 0.3, 1.0):
-            assert combine(c, q, 0, rule).sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(combine(0.8, q, 0, "gate"), [0.0, 0.6, 0.4])  # the box decided
+    np.testing.assert_allclose(combine(0.8, q, 0, "cls"), q)  # the crop's own empty class decides
+    for rule in ("product", "gate", "cls"):  # a box under the threshold, or none: empty
+        np.testing.assert_allclose(combine(0.04, q, 0, rule, min_conf=0.05), [1.0, 0.0, 0.0])
+        np.testing.assert_allclose(combine(0.0, q, 0, rule), [1.0, 0.0, 0.0])
+        for c in (0.06, 0.3, 1.0):
+            assert combine(c, q, 0, rule, min_conf=0.05).sum() == pytest.approx(1.0)
+    # a crop the classifier calls empty for sure: no SKU to share c with
+    np.testing.assert_allclose(combine(0.7, np.array([1.0, 0.0, 0.0]), 0, "gate"), [1.0, 0.0, 0.0])
+    # the empty class need not be first
+    np.testing.assert_allclose(combine(0.5, np.array([0.3, 0.2, 0.5]), 2, "product"), [0.3, 0.2, 0.5])
     with pytest.raises(ValueError, match="empty rule"):
         combine(0.5, q, 0, "vote")
 
@@ -93,7 +97,7 @@ def test_contract_round_trip_and_old_slots_stay_one_stage() -> None:
     doc = DeviceModelV1(model_version="m-1", labels=["empty", "4006381333931"], input_size=[64, 64],
                         detector=det)
     back = parse_device_model(dump_document(doc))
-    assert back == doc and back.detector.crop_margin == 1.3 and back.detector.empty_rule == "box"
+    assert back == doc and back.detector.crop_margin == 1.3 and back.detector.empty_rule == "product"
     # a slot written before the detector field (and before the schema field): one-stage
     old = parse_device_model(json.dumps({"model_version": "m-0", "labels": ["none", "x"]}))
     assert old.detector is None

@@ -16,7 +16,8 @@ from flywheel.learner.config import DatasetSpec, GateRules, RoiConfig, TrainConf
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-TINY = TrainConfig(epochs=2, batch=32, roi=RoiConfig(crop=32, det_imgsz=64, det_epochs=2))
+TINY = TrainConfig(epochs=2, batch=32, roi=RoiConfig(crop=32, det_imgsz=64, det_epochs=2,
+                                                    empty_crops="detector"))
 
 
 def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path):
