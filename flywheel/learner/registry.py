@@ -137,6 +137,18 @@ def fetch_file(lake: Lake, model_id: str, name: str, dest_dir: Path) -> Path:
     return out
 
 
+def write_slot(lake: Lake, model_id: str, slot: Path) -> Path:
+    """A device model directory for `model_id`: model.onnx (sha256 from the card), model.json (the
+    device card) and, for a two-stage model, the detector it names: what the release ships to a
+    slot, for the fleet simulator, the teacher labeler and evaluation's device runtime."""
+    slot = Path(slot)
+    doc = read_device_model(lake, model_id)
+    for name in ("model.onnx", *([doc.detector.file] if doc.detector else [])):
+        fetch_file(lake, model_id, name, slot).replace(slot / name)  # sha256-checked
+    (slot / "model.json").write_bytes(dump_document(doc))
+    return slot
+
+
 # -- the production pointer -------------------------------------------------------------------------
 
 def read_production(lake: Lake) -> ProductionPointerV1 | None:

@@ -283,11 +283,7 @@ class SlotModel:
         from edge_agent.model import DeviceModel
 
         card = registry.read_card(lake, model_id)
-        slot.mkdir(parents=True, exist_ok=True)
-        for name in ("model.onnx", DETECTOR_FILE):
-            registry.fetch_file(lake, model_id, name, slot).replace(slot / name)  # sha256-checked
-        (slot / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
-        self.model = DeviceModel(slot)
+        self.model = DeviceModel(registry.write_slot(lake, model_id, slot))
         if self.model.labels != card.classes:
             raise RegistryError(f"model {model_id}: device.json labels differ from the card's classes")
 
