@@ -158,6 +158,9 @@ class DeviceModel:
             if self._empty is None:
                 raise ModelError(f"{self.slot}: a two-stage model needs a no-product label "
                                  f"({NONE_LABELS}) for P(empty)")
+            if self.input_hw[0] != self.input_hw[1]:
+                raise ModelError(f"{self.slot}: a crop classifier takes square crops, its input is "
+                                 f"{self.input_hw}")
             self._det = _session(detector_file(self.slot, self.detector), threads)
             self._det_input = self._det.get_inputs()[0].name
             self._det_hw = (int(self.detector.input_size[0]), int(self.detector.input_size[1]))
