@@ -2,7 +2,9 @@
 
     models/<model_id>/weights.pt            ultralytics checkpoint + `flywheel` meta (config, dataset)
     models/<model_id>/model.onnx            what devices run (ONNX Runtime, NCHW float32)
-    models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test)
+    models/<model_id>/detector.onnx + .pt   two-stage models only: the item detector (two_stage.py)
+    models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test;
+                                            two-stage: detector_inputs/detector_expected too)
     models/<model_id>/training_curves.json  per-epoch metrics for plots (data, not a document)
     models/<model_id>/model.json            ModelCardV1: classes, preprocessing, files, lineage, training
     models/<model_id>/device.json           DeviceModelV1: a device slot's model.json
