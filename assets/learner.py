@@ -177,14 +177,14 @@ class TrainingConfig(dg.Config):
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
                      "num_cpus": self.num_cpus}
-        if self.task == "classify" and self.two_stage:
-            overrides["roi"] = default_of(TrainConfig, "roi") or RoiConfig()
         if self.task == "classify":  # detection trains on the frames as they are
             overrides["white_balance"] = self.white_balance
         if self.model_yaml:
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:
             overrides["imgsz"] = self.imgsz
+        if self.task == "classify" and self.two_stage:  # detector + crop classifier
+            overrides["roi"] = default_of(TrainConfig, "roi") or RoiConfig()
         return TrainConfig.for_task(self.task, **overrides)
 
 

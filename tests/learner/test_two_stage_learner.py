@@ -94,6 +94,12 @@ def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path):
     predicted = np.array(card.classes, dtype=object)[device_probs.argmax(1)]
     correct = predicted == np.array(true_labels(frames), dtype=object)
     assert float(correct.mean()) == pytest.approx(ev.candidate.sets["store_A"]["top1"], abs=1e-9)
-    # embeddings for the federated head on every frame (the crop's)
+    # the federated head's input on every frame (the crop's embedding), over the model's labels:
+    # the cloud's head (W [d, k]) and the device's auto-labeller index the same outputs
+    from edge_agent.federated.samples import AutoLabeler, SampleStore
+    from flywheel.federated.candidate import base_head
+
     pred = device.predict(decode_png(frames["image_png"][0]))
-    assert pred.embedding is not None and pred.embedding.ndim == 1
+    w, _ = base_head(lake, mid)
+    assert pred.embedding is not None and w.shape == (pred.embedding.shape[0], len(device.labels))
+    assert AutoLabeler(SampleStore(), device.labels).empty == card.classes.index("empty")
