@@ -12,7 +12,7 @@ from pydantic import Field
 
 from flywheel.defaults import default_of
 from flywheel.imports.sources import load_sources
-from flywheel.learner.config import DatasetSpec, GateRules, SplitRule, TrainConfig
+from flywheel.learner.config import DatasetSpec, GateRules, RoiConfig, SplitRule, TrainConfig
 from flywheel.learner.pipeline import SimSources, choose_sets
 from flywheel.refs import DatasetRef, EvaluationRef, LabelsRef, ModelRef
 from resources.lake import LakeResource
@@ -171,6 +171,8 @@ class TrainingConfig(dg.Config):
     # store light colour removed before the model sees a frame (edge_agent/whitebalance.py)
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = default_of(
         TrainConfig, "white_balance")
+    # the two-stage model: item detector + crop classifier (RoiConfig's settings); classify only
+    two_stage: bool = default_of(TrainConfig, "roi") is not None
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
@@ -181,6 +183,8 @@ class TrainingConfig(dg.Config):
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:
             overrides["imgsz"] = self.imgsz
+        if self.task == "classify" and self.two_stage:  # detector + crop classifier
+            overrides["roi"] = default_of(TrainConfig, "roi") or RoiConfig()
         return TrainConfig.for_task(self.task, **overrides)
 
 
@@ -214,6 +218,8 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
             "onnx_max_abs_diff": result.onnx_validation.get("max_abs_diff"),
             "onnx_agrees": result.onnx_validation.get("passed"),
             "card": f"models/{result.model_id}/model.json",
+            # detector + crop classifier (TrainConfig.roi): seconds_train counts both trainings
+            "two_stage": "two_stage" in result.card.preprocessing,
             "parent_model": result.card.lineage.parent_model or "none",
             "code_version": result.card.lineage.code_version,
             "training_curves": dg.MetadataValue.md(

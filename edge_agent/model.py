@@ -8,10 +8,16 @@ Model directory layout (the OTA client swaps `active` atomically):
 
 A slot may also be given directly (a directory holding model.onnx). Labels are SKUs; the label
 "" or "none" means "no product" (prediction None).
+
+Two-stage slots (`model.json` has a `detector`, DetectorV1) also hold the detector's ONNX file:
+per frame the detector's best box is cropped square (edge_agent/crop.py) and model.onnx
+classifies the crop; P(empty) comes from the box confidence (`crop.combine`). The Learner's
+evaluation runs this same class on its candidates, so the gate sees what the device will do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.contract.errors import ContractError
-from edge_agent.contract.schemas import parse_device_model
+from edge_agent.contract.schemas import DetectorV1, parse_device_model
+from edge_agent.crop import balanced_crop, best_box, combine, letterbox
 from edge_agent.whitebalance import white_balance
 
 NONE_LABELS = ("", "none", "empty", "__none__")
@@ -88,12 +95,38 @@ def active_stamp(model_dir: str | Path) -> tuple[str, int]:
     return str(slot), (slot / "model.onnx").stat().st_mtime_ns
 
 
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # The inference loop is the device's primary job: a fixed, small thread budget keeps its
+    # latency predictable and leaves cores to the encoder.
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for corrupt files
+        raise ModelError(f"{path}: cannot load: {e}") from None
+
+
+def detector_file(slot: Path, spec: DetectorV1) -> Path:
+    """The slot's detector, checked against the sha256 its (signed) model.json names."""
+    path = slot / spec.file
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise ModelError(f"{slot}: model.json names detector {spec.file}, which the slot lacks"
+                         ) from None
+    if digest != spec.sha256:
+        raise ModelError(f"{path}: sha256 {digest[:12]} is not the {spec.sha256[:12]} model.json "
+                         "names; refusing an unverified detector")
+    return path
+
+
 class DeviceModel:
-    """One ONNX classifier; `predict(rgb_uint8_hwc)` -> Prediction."""
+    """One ONNX classifier (or a detector + crop classifier); `predict(rgb_uint8_hwc)` -> Prediction."""
 
     def __init__(self, model_dir: str | Path, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.slot = resolve_slot(model_dir)
         meta_path = self.slot / "model.json"
         try:
@@ -104,16 +137,7 @@ class DeviceModel:
             raise ModelError(f"{meta_path}: {e}") from None
         self.version = meta.model_version
         self.labels: list[str] = list(meta.labels)
-        opts = ort.SessionOptions()
-        # The inference loop is the device's primary job: a fixed, small thread budget keeps its
-        # latency predictable and leaves cores to the encoder.
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._sess = ort.InferenceSession(str(self.slot / "model.onnx"), opts,
-                                              providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for corrupt files
-            raise ModelError(f"{self.slot / 'model.onnx'}: cannot load: {e}") from None
+        self._sess = _session(self.slot / "model.onnx", threads)
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
         size = meta.input_size or [inp.shape[2], inp.shape[3]]
@@ -127,24 +151,54 @@ class DeviceModel:
         out_dim = outputs[0].shape[-1]
         if isinstance(out_dim, int) and out_dim != len(self.labels):
             raise ModelError(f"{self.slot}: model has {out_dim} outputs but {len(self.labels)} labels")
+        self.detector = meta.detector  # None: one-stage, the whole frame is classified
+        if self.detector is not None:
+            self._empty = next((i for i, lab in enumerate(self.labels) if lab.lower() in NONE_LABELS),
+                               None)
+            if self._empty is None:
+                raise ModelError(f"{self.slot}: a two-stage model needs a no-product label "
+                                 f"({NONE_LABELS}) for P(empty)")
+            if self.input_hw[0] != self.input_hw[1]:
+                raise ModelError(f"{self.slot}: a crop classifier takes square crops, its input is "
+                                 f"{self.input_hw}")
+            self._det = _session(detector_file(self.slot, self.detector), threads)
+            self._det_input = self._det.get_inputs()[0].name
+            self._det_hw = (int(self.detector.input_size[0]), int(self.detector.input_size[1]))
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        h, w = self.input_hw
-        H, W = image.shape[:2]
-        ys = (np.arange(h) * H // h).astype(np.intp)  # nearest-neighbour resize: no extra deps
-        xs = (np.arange(w) * W // w).astype(np.intp)
-        small = white_balance(np.ascontiguousarray(image[ys][:, xs]), self.white_balance)
+        """The classifier's input: the whole frame, or (two-stage) the detector's crop."""
+        return self.locate(image)[0]
+
+    def locate(self, image: np.ndarray) -> tuple[np.ndarray, list[float] | None, float]:
+        """(classifier input, the detector's best box or None for one-stage, its confidence)."""
+        box, conf = None, 1.0
+        if self.detector is None:
+            h, w = self.input_hw
+            H, W = image.shape[:2]
+            ys = (np.arange(h) * H // h).astype(np.intp)  # nearest-neighbour resize: no extra deps
+            xs = (np.arange(w) * W // w).astype(np.intp)
+            small = white_balance(np.ascontiguousarray(image[ys][:, xs]), self.white_balance)
+        else:
+            out = self._det.run(None, {self._det_input: letterbox(image, self._det_hw)})[0]
+            box, conf = best_box(out, image.shape[:2], self._det_hw)
+            # a square crop, whatever the box: the classifier always runs (steady latency, and
+            # an embedding on every frame for the federated head)
+            small = balanced_crop(image, box, self.input_hw[0], self.white_balance,
+                                  margin=self.detector.crop_margin)
         x = small.astype(np.float32) * (1.0 / 255.0)
         x = x.transpose(2, 0, 1)[None]
-        return np.ascontiguousarray((x - self._mean) / self._std)
+        return np.ascontiguousarray((x - self._mean) / self._std), box, conf
 
     def predict(self, image: np.ndarray) -> Prediction:
         start = time.perf_counter()
-        outs = self._sess.run(self._outputs, {self._input: self.preprocess(image)})
+        x, _, conf = self.locate(image)
+        outs = self._sess.run(self._outputs, {self._input: x})
         logits = outs[0][0]
         z = logits.astype(np.float64) - float(np.max(logits))
         p = np.exp(z)
         p /= p.sum()
+        if self.detector is not None:
+            p = combine(conf, p, self._empty, self.detector.empty_rule, self.detector.min_confidence)
         k = int(np.argmax(p))
         label = self.labels[k]
         return Prediction(None if label.lower() in NONE_LABELS else label, float(p[k]),

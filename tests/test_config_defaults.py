@@ -62,6 +62,7 @@ def test_every_dagster_config_field_is_covered() -> None:
     exempt = {("DatasetConfig", "extra_sources"),  # a run input, not a setting: empty by default
               ("IngestConfig", "max_clip_mb"),  # DepotConfig.max_clip_bytes in MiB (checked below)
               ("IngestConfig", "replay_samples"),  # UI only: contact sheets on the materialization
+              ("TrainingConfig", "two_stage"),  # TrainConfig.roi is set (checked below)
               ("TrainingConfig", "model_yaml"), ("TrainingConfig", "imgsz")}  # "" / 0: the task's
     covered = {(c.__name__, n) for c, n, _, _ in _pairs()}
     for cfg in (SourcesConfig, DatasetConfig, TrainingConfig, EvaluationConfig, IngestConfig, FleetConfig):
@@ -78,6 +79,8 @@ def test_derived_defaults_follow_the_domain() -> None:
     assert IngestConfig().depot() == DepotConfig()  # max_clip_mb round-trips to the byte default
     for task in ("classify", "detect"):
         assert TrainingConfig(task=task).train_config() == TrainConfig.for_task(task)
+    assert TrainingConfig().two_stage == (TrainConfig().roi is not None)
+    assert TrainingConfig(two_stage=True).train_config().roi is not None
 
 
 def test_the_agent_takes_its_config_objects() -> None:

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -358,9 +359,33 @@ class CorrectionBatchV1(_Doc):
 Positive = Annotated[float, Field(gt=0.0)]
 
 
+class DetectorV1(_Doc):
+    """A two-stage slot's item detector (edge_agent/crop.py): a one-class ultralytics detect model
+    whose best box is cropped square and handed to the slot's `model.onnx` (the crop classifier,
+    `input_size` its crop side). The file sits in the same slot and ships in the same signed
+    release; `sha256` (signed with model.json) is checked before the device loads it."""
+
+    file: str = Field("detector.onnx", pattern=r"^[A-Za-z0-9_-]+\.onnx$")  # a name in the slot
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)]  # [h, w]
+    # crop side = the box's longer side x margin; white balance = the classifier's, by the
+    # whole frame's gains
+    crop_margin: Positive = 1.3
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # below: no box (P(empty) = 1)
+    empty_rule: Literal["product", "gate", "cls"] = "product"  # edge_agent.crop.combine
+
+    @field_validator("file")
+    @classmethod
+    def _not_the_classifier(cls, v: str) -> str:
+        if v == "model.onnx":
+            raise ValueError("the detector cannot be the slot's classifier (model.onnx)")
+        return v
+
+
 class DeviceModelV1(_Doc):
     """A model slot's `model.json`, beside `model.onnx`: what the device needs to label, size and
-    normalise exactly as evaluation did. The registry writes it (models/<id>/device.json)."""
+    normalise exactly as evaluation did. The registry writes it (models/<id>/device.json).
+    With `detector` the slot is two-stage: model.onnx classifies the detector's crop."""
 
     schema_: Literal["flywheel.device_model"] = Field("flywheel.device_model", alias="schema")
     schema_version: Literal[1] = 1
@@ -373,6 +398,7 @@ class DeviceModelV1(_Doc):
     output: str = Field("", max_length=500)  # what the output tensor holds, for people
     # edge_agent/whitebalance.py, applied after the resize; absent in older slots = "none"
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "none"
+    detector: DetectorV1 | None = None  # absent in older slots = one-stage (whole frame)
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -35,6 +35,7 @@ from edge_agent.ota.slots import (
     ValidationFailed,
     golden_check,
     inactive_slot,
+    slot_files,
     stage_into,
 )
 from edge_agent.ota.state import load_record, save_record
@@ -195,7 +196,7 @@ class OtaUpdater:
         staging = self._staging(want)
         self._download(tuf, want, staging)
         slot = inactive_slot(self.cfg.model_dir)
-        stage_into(self.cfg.model_dir, slot, staging)
+        stage_into(self.cfg.model_dir, slot, staging, want.files)
         self._validate_slot(slot, staging / "golden.npz")
         r.state, r.target_slot = "verified", slot
         r.previous_slot = resolve_slot(self.cfg.model_dir).name
@@ -261,6 +262,7 @@ class OtaUpdater:
         d = self.state_dir / "shadow" / ref.release_id
         self._download(tuf, ref, d)
         try:
+            slot_files(d, ref.files)  # a two-stage candidate's detector: signed, hash as named
             self._validate_model(d / "model.onnx", d / "golden.npz", "shadow")
         except ValidationFailed as e:  # never run a candidate that fails its own golden set
             self.rec.rejected.append(ref.release_id)

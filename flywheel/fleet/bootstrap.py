@@ -87,10 +87,7 @@ def install_registry_model(lake, model_dir: str | Path, model_id: str, slot: str
     from flywheel.learner import registry
 
     root = Path(model_dir)
-    d = root / "slots" / slot
-    d.mkdir(parents=True, exist_ok=True)
-    registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
-    (d / "model.json").write_bytes(dump_document(registry.read_device_model(lake, model_id)))
+    registry.write_slot(lake, model_id, root / "slots" / slot)  # a two-stage model's detector too
     activate_slot(root, slot)
     return root
 

@@ -12,7 +12,9 @@ For the release stage (everything takes a `Lake`):
     registry.read_card(lake, model_id)                  # ModelCardV1: classes, preprocessing, files +
                                                         # sha256, lineage (documents.py)
     models/<model_id>/model.onnx + device.json          # what a device slot needs (model.onnx +
-                                                        # model.json = DeviceModelV1, read_device_model)
+                                                        # model.json = DeviceModelV1, read_device_model;
+                                                        # + detector.onnx when it names one)
+    registry.write_slot(lake, model_id, dir)            # those files as a device slot
     A release names its model by the ModelRef the Learner hands over (flywheel/refs.py): take
     `candidate_model` as an asset input, never a "latest" pointer.
 """

@@ -41,6 +41,41 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class RoiConfig:
+    """The two-stage model (flywheel/learner/two_stage.py, edge_agent/crop.py): a one-class item
+    detector on the whole frame, then the classifier on a square crop around its best box. The
+    classifier is TrainConfig's (model_yaml, epochs, batch, lr0, patience, scale, auto_augment,
+    white_balance) at `crop` px. Fields map 1:1 to benchmarks/bench_learner_roi.py's arguments
+    (named in brackets); defaults are the bench's."""
+
+    crop: int = 64  # crop classifier input side in px [--crop]
+    margin: float = 1.3  # crop side = the box's longer side x this [--margin]
+    jitter_scale: tuple[float, float] = (0.9, 1.25)  # training crops: side x U(lo, hi)
+    jitter_shift: float = 0.12  # training crops: centre moved by U(-s, s) x side per axis
+    hsv_h: float = 0.03  # hue jitter of both trainings, against store colour casts [--hsv-h]
+    # the classifier's "empty" class learns from background crops of the empty frames, around
+    # "item_box": a random training item's true box [--cls-empty], or "detector": the trained
+    # detector's best box on that frame (what the device crops there)
+    empty_crops: Literal["item_box", "detector"] = "item_box"
+    det_model_yaml: str = "yolov8n.yaml"  # the detector's architecture (built from yaml)
+    det_imgsz: int = 128  # detector input side: 320x240 frames letterboxed into it [--det-imgsz]
+    det_epochs: int = 15  # [--det-epochs]
+    det_batch: int = 32
+    det_lr0: float = 0.002  # AdamW (TrainConfig.optimizer)
+    det_warmup_epochs: float = 3.0  # ultralytics' warm-up (>= 100 iterations when > 0)
+    det_nbs: int = 64  # nominal batch: gradients accumulate to it; 0 = a step every batch
+    det_patience: int = 8  # early stopping on the detector's validation fitness [--patience]
+    # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
+    # no box above min_confidence -> empty, else the classifier's SKUs; "cls": the classifier's
+    # own empty class on the crop. A box under min_confidence is no box [--box-conf]
+    empty_rule: Literal["product", "gate", "cls"] = "product"
+    min_confidence: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run of ultralytics YOLO on CPU, small and offline-safe."""
 
@@ -67,6 +102,9 @@ class TrainConfig:
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
     num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
+    # None: one classifier on the whole frame (imgsz). Set: the two-stage model (RoiConfig; the
+    # classifier's input is roi.crop, imgsz unused); classify datasets with an empty class only
+    roi: RoiConfig | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -42,12 +42,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def frame_probs(session, frames: pl.DataFrame, n_classes: int, imgsz: int, chunk: int = 256,
                 wb: str = "none") -> np.ndarray:
-    """Softmax probabilities [n_frames, n_classes] of the ONNX model on each frame's PNG."""
+    """Softmax probabilities [n_frames, n_classes] of the ONNX model on each frame's PNG. A
+    two-stage model (flywheel/learner/two_stage.SlotModel) gives them itself, from the device's
+    runtime."""
     from flywheel.learner.onnx_tools import onnx_outputs
     from flywheel.learner.preprocess import png_batch
 
-    probs = []
     pngs = frames["image_png"].to_list()
+    if hasattr(session, "frame_probs"):
+        return session.frame_probs(pngs)
+    probs = []
     for i in range(0, len(pngs), chunk):  # decode in chunks: a whole set as float32 is large
         probs.append(onnx_outputs(session, png_batch(pngs[i:i + chunk], imgsz, wb)))
     return softmax(np.concatenate(probs)) if probs else np.zeros((0, n_classes), np.float32)

@@ -167,8 +167,21 @@ def _golden_check(lake: Lake, model_id: str, card: ModelCardV1, rules: GateRules
                 "max_abs_diff": None, "top1_agreement": None, "n": 0}
     golden = np.load(io.BytesIO(lake.get(registry.key(model_id, "golden.npz"))))
     got = onnx_outputs(onnx_session(onnx_bytes), golden["inputs"])
-    return compare_outputs(golden["expected"], got, rules.onnx_max_abs_diff,
-                           rules.onnx_min_top1_agreement, card.task)
+    result = compare_outputs(golden["expected"], got, rules.onnx_max_abs_diff,
+                             rules.onnx_min_top1_agreement, card.task)
+    det = card.preprocessing.get("two_stage", {}).get("detector")
+    if det and result["passed"]:  # a two-stage model: its detector, the same way
+        det_bytes = lake.get(registry.key(model_id, det["file"]))
+        entry = card.files.get(det["file"])
+        if entry is None or hashlib.sha256(det_bytes).hexdigest() != entry.sha256:
+            return {**result, "passed": False,
+                    "reason": f"{det['file']} in the registry does not match its card's sha256"}
+        got = onnx_outputs(onnx_session(det_bytes), golden["detector_inputs"])
+        det_result = compare_outputs(golden["detector_expected"], got, rules.onnx_max_abs_diff,
+                                     0.0, "detect")
+        if not det_result["passed"]:
+            return {**result, "passed": False, "reason": f"detector: {det_result['reason']}"}
+    return result
 
 
 def recheck_gate(lake: Lake, model_id: str, rules: GateRules | None = None) -> GateDecision:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +47,20 @@ def _file_name(frame_id: str) -> str:
 
 
 def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int,
-                         wb: str = "none") -> Path:
+                         wb: str = "none",
+                         image_fn: Callable[[np.ndarray, dict], np.ndarray] | None = None) -> Path:
+    """`image_fn(rgb, row)` replaces the whole-frame resize (two_stage.py: the item's crop)."""
     from PIL import Image
 
     folder = {c: class_folder(i) for i, c in enumerate(classes)}
     for side in ("train", "val"):
         for f in folder.values():  # every class folder on both sides: ultralytics indexes by folder
             (root / side / f).mkdir(parents=True, exist_ok=True)
-    for row in members.select("frame_id", "label", "split", "image_png").iter_rows(named=True):
+    cols = ["frame_id", "label", "split", "image_png", *(["item_box"] if image_fn else [])]
+    for row in members.select(*cols).iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
-            small = resize_nearest(np.asarray(im.convert("RGB")), imgsz, wb)
+            rgb = np.asarray(im.convert("RGB"))
+        small = image_fn(rgb, row) if image_fn else resize_nearest(rgb, imgsz, wb)
         Image.fromarray(small).save(
             root / row["split"] / folder[row["label"]] / f"{_file_name(row['frame_id'])}.png",
             compress_level=1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from edge_agent.lake import Lake
-from flywheel.learner import reference_sets, registry
+from flywheel.learner import reference_sets, registry, two_stage
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
 from flywheel.learner.documents import EvaluationV1, parse
@@ -153,10 +153,14 @@ def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules, dataset: 
 
 def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_sets: list[str],
                         insertion_sets: dict | None = None) -> dict:
-    from flywheel.learner.evaluate import evaluate_model
     from flywheel.learner.onnx_tools import latency_ms, onnx_session
 
     card = registry.read_card(lake, model_id)
+    if two_stage.is_two_stage(card):  # the device's own runtime on a slot of the registry files
+        with tempfile.TemporaryDirectory(prefix="flywheel-slot-") as tmp:
+            model = two_stage.SlotModel(lake, model_id, Path(tmp))
+            return _evaluate_classifier(lake, model, card, test_sets, production_sets, insertion_sets,
+                                        model.latency_ms(two_stage.first_frame(test_sets)))
     session = onnx_session(lake.get(registry.key(model_id, "model.onnx")))
     latency = latency_ms(session, card.imgsz)
     if card.task == "detect":
@@ -166,6 +170,15 @@ def evaluate_registered(lake: Lake, model_id: str, test_sets: dict, production_s
             weights = registry.fetch_file(lake, model_id, "weights.pt", Path(tmp))
             return evaluate_detect(weights, card.classes, card.imgsz, test_sets,
                                    production_sets, latency)
+    return _evaluate_classifier(lake, session, card, test_sets, production_sets, insertion_sets,
+                                latency)
+
+
+def _evaluate_classifier(lake: Lake, session, card, test_sets: dict, production_sets: list[str],
+                         insertion_sets: dict | None, latency: dict) -> dict:
+    """Per frame and per insertion; `session`: an ONNX session, or a two_stage.SlotModel."""
+    from flywheel.learner.evaluate import evaluate_model
+
     wb = card.preprocessing.get("white_balance", "none")
     result = evaluate_model(session, card.classes, card.imgsz, test_sets, production_sets, latency,
                             wb)

@@ -2,7 +2,9 @@
 
     models/<model_id>/weights.pt            ultralytics checkpoint + `flywheel` meta (config, dataset)
     models/<model_id>/model.onnx            what devices run (ONNX Runtime, NCHW float32)
-    models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test)
+    models/<model_id>/detector.onnx + .pt   two-stage models only: the item detector (two_stage.py)
+    models/<model_id>/golden.npz            golden inputs + expected outputs (device self-test;
+                                            two-stage: detector_inputs/detector_expected too)
     models/<model_id>/training_curves.json  per-epoch metrics for plots (data, not a document)
     models/<model_id>/model.json            ModelCardV1: classes, preprocessing, files, lineage, training
     models/<model_id>/device.json           DeviceModelV1: a device slot's model.json
@@ -135,6 +137,18 @@ def fetch_file(lake: Lake, model_id: str, name: str, dest_dir: Path) -> Path:
     tmp.write_bytes(data)
     tmp.replace(out)
     return out
+
+
+def write_slot(lake: Lake, model_id: str, slot: Path) -> Path:
+    """A device model directory for `model_id`: model.onnx (sha256 from the card), model.json (the
+    device card) and, for a two-stage model, the detector it names: what the release ships to a
+    slot, for the fleet simulator, the teacher labeler and evaluation's device runtime."""
+    slot = Path(slot)
+    doc = read_device_model(lake, model_id)
+    for name in ("model.onnx", *([doc.detector.file] if doc.detector else [])):
+        fetch_file(lake, model_id, name, slot).replace(slot / name)  # sha256-checked
+    (slot / "model.json").write_bytes(dump_document(doc))
+    return slot
 
 
 # -- the production pointer -------------------------------------------------------------------------

@@ -10,9 +10,6 @@ through the Dagster process.
 
 from __future__ import annotations
 
-import csv
-import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -22,15 +19,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from edge_agent.contract.schemas import DeviceModelV1
 from edge_agent.lake import Lake, S3Options
 from flywheel.learner import registry
 from flywheel.learner.config import EMPTY_CLASS, GateRules, TrainConfig
 from flywheel.learner.datasets import load_dataset_version, read_members
 from flywheel.learner.documents import ModelCardV1
 from flywheel.learner.errors import DatasetError
+from flywheel.learner.training_io import N_GOLDEN_REAL, TrainResult, check_class_order, device_model
+from flywheel.learner.training_io import read_curves as _read_curves
+from flywheel.learner.training_io import save_checkpoint as _save_checkpoint
+from flywheel.learner.training_io import where as _where
 
-N_GOLDEN_REAL = 16  # validation frames in the golden set (plus synthetic probes)
+__all__ = ["N_GOLDEN_REAL", "TrainRequest", "TrainResult", "check_class_order", "device_model",
+           "run_training", "train_on_ray"]
 
 
 @dataclass(frozen=True)
@@ -44,40 +45,6 @@ class TrainRequest:
     code_version: str = "unknown"
     catalog: tuple[str, ...] | None = None  # known SKUs; labels outside it fail before training
     rules: GateRules = field(default_factory=GateRules)  # ONNX agreement limits
-
-
-@dataclass
-class TrainResult:
-    model_id: str
-    dataset_version: str
-    classes: list[str]
-    curves: list[dict]  # one row per epoch: losses and validation metrics
-    seconds_train: float  # wall time of model.train (materialisation excluded)
-    seconds_total: float
-    n_train: int
-    n_val: int
-    card: ModelCardV1
-    onnx_validation: dict
-    where: str = ""  # "ray:<node>/<pid>" or "in-process"
-
-
-def _read_curves(results_csv: Path) -> list[dict]:
-    if not results_csv.exists():
-        return []
-    with results_csv.open() as f:
-        return [{k.strip(): float(v) for k, v in row.items() if k and v not in (None, "")}
-                for row in csv.DictReader(f)]
-
-
-def _save_checkpoint(best: Path, dest: Path, meta: dict) -> None:
-    """Add config + dataset version to the ultralytics checkpoint; temp file + os.replace."""
-    import torch
-
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
-    ckpt["flywheel"] = meta
-    tmp = dest.with_suffix(".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, dest)
 
 
 def run_training(req: TrainRequest) -> TrainResult:
@@ -95,6 +62,10 @@ def run_training(req: TrainRequest) -> TrainResult:
     catalog = set(req.catalog) if req.catalog is not None else None
     members = read_members(lake, ds, catalog)  # verifies files + re-validates: before training
     classes = ds.classes
+    if cfg.roi is not None:  # detector + crop classifier: flywheel/learner/two_stage.py
+        from flywheel.learner.two_stage import train_two_stage
+
+        return train_two_stage(req, lake, ds, members, t0)
     from ultralytics import YOLO
 
     from flywheel.learner import onnx_tools
@@ -170,36 +141,6 @@ def run_training(req: TrainRequest) -> TrainResult:
     registry.write_card(lake, card)  # the card goes last
     return TrainResult(req.model_id, ds.version, classes, curves, seconds_train,
                        time.perf_counter() - t0, n_train, n_val, card, validation, _where())
-
-
-def check_class_order(names: dict[int, str] | list[str], task: str, classes: list[str]) -> None:
-    """The trained model's class order must be the card's, or every label it predicts is wrong."""
-    from flywheel.learner.materialize import trained_names
-
-    got = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
-    want = trained_names(task, classes)
-    if got != want:
-        raise DatasetError(f"trained class order {got[:8]} differs from the dataset's {want[:8]} "
-                           f"(classes {classes[:8]}); the model card would mislabel every prediction")
-
-
-def device_model(card: ModelCardV1) -> DeviceModelV1:
-    """The edge agent's slot `model.json` (edge_agent/model.py): what the OTA path ships beside
-    model.onnx so the device labels, sizes and normalises exactly as evaluation did."""
-    pre = card.preprocessing
-    return DeviceModelV1(model_version=card.model_id, labels=card.classes,
-                         input_size=[pre["resize"]["height"], pre["resize"]["width"]],
-                         mean=pre["mean"], std=pre["std"], output=pre["output"],
-                         white_balance=pre.get("white_balance", "none"))
-
-
-def _where() -> str:
-    ray = sys.modules.get("ray")  # never import ray just to ask: in-process runs do not need it
-    if ray is not None and ray.is_initialized():
-        ctx = ray.get_runtime_context()
-        if ctx.worker.mode == ray.WORKER_MODE:
-            return f"ray:{ctx.get_node_id()[:8]}/pid{os.getpid()}"
-    return "in-process"
 
 
 def split_secrets(req: TrainRequest) -> tuple[TrainRequest, dict[str, str]]:

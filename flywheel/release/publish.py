@@ -37,6 +37,9 @@ def registry_files(lake: Lake, model_id: str) -> dict[str, bytes]:
 
     card = registry.read_card(lake, model_id)
     stored = {"model.onnx": "model.onnx", "model.json": "device.json", "golden.npz": "golden.npz"}
+    detector = registry.read_device_model(lake, model_id).detector
+    if detector is not None:  # a two-stage model: its detector ships in the same release
+        stored[detector.file] = detector.file
     files = {}
     for name, src in stored.items():  # model.json in a slot is the registry's device card
         data = lake.get(registry.key(model_id, src))
@@ -65,8 +68,9 @@ def current_channel(repo: ChannelRepository) -> ReleaseChannelV1 | None:
 def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, bytes],
                     rollout: RolloutStage, *, previous: ReleaseRef | None = None,
                     keep_previous: bool = True) -> ReleaseChannelV1:
-    """Publish `files` (RELEASE_FILES) as a new release with `rollout`. `previous` defaults to what
-    the channel currently ships in full (what devices outside the cohort keep running)."""
+    """Publish `files` (RELEASE_FILES, and a two-stage model's detector) as a new release with
+    `rollout`: every file is a signed target. `previous` defaults to what the channel currently
+    ships in full (what devices outside the cohort keep running)."""
     missing = [n for n in RELEASE_FILES if n not in files]
     if missing:
         raise RepositoryError(f"release of {model_id}: missing {missing}")
@@ -74,17 +78,27 @@ def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, byt
     version = str(card.get("model_version") or "")
     if not version:
         raise RepositoryError(f"release of {model_id}: model.json has no model_version")
+    wanted = set(RELEASE_FILES)
+    if card.get("detector"):  # the slot's detector: signed with the rest, or no release at all
+        name = str(card["detector"].get("file", ""))
+        if name not in files or hashlib.sha256(files[name]).hexdigest() != card["detector"].get("sha256"):
+            raise RepositoryError(f"release of {model_id}: model.json names detector {name!r}, "
+                                  "missing from the files or with another sha256")
+        wanted.add(name)
+    extra = sorted(set(files) - wanted)
+    if extra:
+        raise RepositoryError(f"release of {model_id}: files {extra} belong to no slot")
     old = current_channel(repo)
     if previous is None and keep_previous and old is not None:
         previous = old.release if old.rollout.stage == "full" else old.previous
     seq = repo.targets.signed.version + 1
     rid = release_id(seq, model_id)
     ref = ReleaseRef(release_id=rid, model_id=model_id, model_version=version,
-                     files={n: f"{rid}/{n}" for n in RELEASE_FILES})
+                     files={n: f"{rid}/{n}" for n in sorted(files)})
     channel = ReleaseChannelV1(channel=repo.channel, sequence=seq, published_at=datetime.now(UTC),
                                release=ref, previous=previous, rollout=rollout,
                                rule_set=old.rule_set if old else None)
-    targets = {ref.files[n]: files[n] for n in RELEASE_FILES}
+    targets = {ref.files[n]: files[n] for n in files}
     targets[CHANNEL_TARGET] = dump_document(channel)
     repo.publish(targets, remove=_stale(repo, channel))
     return channel
@@ -149,7 +163,7 @@ def rollback_release(repo: ChannelRepository) -> ReleaseChannelV1:
     if old is None or old.previous is None:
         raise RepositoryError(f"channel {repo.channel!r}: no previous good release to roll back to")
     good = old.previous
-    files = {n: read_target(repo, good.files[n]) for n in RELEASE_FILES}
+    files = {n: read_target(repo, p) for n, p in good.files.items()}  # a detector too, if any
     if any(v is None for v in files.values()):
         raise RepositoryError(f"channel {repo.channel!r}: files of {good.release_id} are gone")
     return publish_release(repo, good.model_id, files, RolloutStage(stage="full", percent=100.0),

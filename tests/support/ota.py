@@ -174,3 +174,58 @@ def register_model(lake, model_id: str, files: dict[str, bytes], *, gate_passed:
         registry.write_gate(lake, GateDecisionV1(
             candidate_id=model_id, production_id=production_id, passed=gate_passed,
             reasons=[] if gate_passed else ["target metric did not improve"], rules=[]))
+
+
+DETECTOR_HW = (32, 32)
+
+
+def onnx_detector(seed: int, hw: tuple[int, int] = DETECTOR_HW) -> bytes:
+    """A tiny stand-in for an ultralytics detect head (real ONNX): images [1, 3, h, w] -> [1, 5,
+    anchors], rows cx, cy, w, h in input pixels and a score in (0, 1), from a seeded 1x1 conv over
+    8x8-pooled pixels: what `edge_agent.crop.best_box` decodes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = hw
+    rng = np.random.default_rng(seed)
+    conv = rng.standard_normal((5, 3, 1, 1)).astype(np.float32) * 2.0
+    scale = np.array([w, h, w / 2, h / 2, 1.0], np.float32).reshape(1, 5, 1)
+    nodes = [helper.make_node("AveragePool", ["images"], ["p"], kernel_shape=[8, 8], strides=[8, 8]),
+             helper.make_node("Conv", ["p", "k"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"]),
+             helper.make_node("Sigmoid", ["r"], ["s"]),
+             helper.make_node("Mul", ["s", "scale"], ["output0"])]
+    graph = helper.make_graph(
+        nodes, "tiny_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 5, (h // 8) * (w // 8)])],
+        [numpy_helper.from_array(conv, "k"), numpy_helper.from_array(np.array([1, 5, -1], np.int64), "shape"),
+         numpy_helper.from_array(scale, "scale")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def two_stage_release_files(seed: int, version: str, *, detector_seed: int | None = None,
+                            detector_sha256: str | None = None) -> dict[str, bytes]:
+    """`release_files` plus a detector: model.json names detector.onnx and its sha256 (or
+    `detector_sha256`: a card that vouches for other bytes), golden.npz holds both golden sets."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    files = release_files(seed, version)
+    det = onnx_detector(seed if detector_seed is None else detector_seed)
+    card = json.loads(files["model.json"])
+    card["detector"] = {"file": "detector.onnx", "sha256": detector_sha256 or hashlib.sha256(det).hexdigest(),
+                        "input_size": list(DETECTOR_HW)}
+    golden = dict(np.load(io.BytesIO(files["golden.npz"])))
+    sess = ort.InferenceSession(det, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(seed).random((4, 3, *DETECTOR_HW), dtype=np.float32)
+    golden["detector_inputs"] = x
+    golden["detector_expected"] = np.concatenate([sess.run(None, {"images": xi[None]})[0] for xi in x])
+    buf = io.BytesIO()
+    np.savez(buf, **golden)
+    return {**files, "model.json": json.dumps(card).encode(), "golden.npz": buf.getvalue(),
+            "detector.onnx": det}

@@ -43,10 +43,7 @@ class TeacherLabeler(Prelabeler):
         if not model_id:
             return cls(None)
         try:
-            d = Path(work_dir) / "teacher" / model_id
-            registry.fetch_file(lake, model_id, "model.onnx", d).replace(d / "model.onnx")  # sha-checked
-            (d / "model.json").write_bytes(lake.get(registry.key(model_id, "device.json")))
-            return cls(d)
+            return cls(registry.write_slot(lake, model_id, Path(work_dir) / "teacher" / model_id))
         except Exception as e:  # noqa: BLE001 - missing or corrupt artifact: abstain, do not fail
             t = cls(None)
             t.load_error = f"checkpoint did not load: {model_id}: {type(e).__name__}: {e}"

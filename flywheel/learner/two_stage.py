@@ -1,0 +1,317 @@
+"""The two-stage model (TrainConfig.roi): an item detector, then a classifier on the item's crop.
+
+The whole-frame classifier sees a 320x240 frame squeezed to 96x96 and has no cue which package is
+being inserted; here one training job trains, exports, golden-checks and registers both:
+
+1. the detector: one class ("item") on the dataset's frames and their item boxes (empty frames have
+   none), `roi.det_model_yaml` at `roi.det_imgsz`;
+2. the crop classifier: TrainConfig's classifier at `roi.crop` px on square crops
+   (edge_agent/crop.py) around the true item box, jittered in training as a detector's box is never
+   exact; the "empty" class learns from crops around the trained detector's best box on empty
+   frames, which is what the device crops there;
+3. both exported to ONNX, each checked against torch on golden inputs (golden.npz holds both:
+   `inputs`/`expected` for the classifier, `detector_inputs`/`detector_expected`), registered as
+   weights.pt + model.onnx (classifier), detector.pt + detector.onnx, golden.npz; the device card
+   (DeviceModelV1.detector) names the detector and its sha256.
+
+Evaluation runs the registered model through the device's own runtime (`edge_agent.model.
+DeviceModel` on a slot built from the registry files: `slot_model`), so the evaluation, the
+insertion vote and the gate see exactly what a device will compute.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from edge_agent.lake import Lake
+from flywheel.learner import registry
+from flywheel.learner.config import EMPTY_CLASS, TrainConfig
+from flywheel.learner.documents import ModelCardV1
+from flywheel.learner.errors import DatasetError, RegistryError
+
+DETECTOR_FILE = "detector.onnx"
+DETECTOR_WEIGHTS = "detector.pt"
+ITEM = "item"  # the detector's one class
+
+
+def preprocessing_doc(cfg: TrainConfig) -> dict:
+    """What the device does per frame (the model card's `preprocessing`; DeviceModelV1 from it)."""
+    from flywheel.learner.preprocess import preprocessing_doc as one_stage
+
+    roi = cfg.roi
+    assert roi is not None
+    doc = one_stage(roi.crop, "classify", cfg.white_balance)
+    doc["resize"] = {"width": roi.crop, "height": roi.crop, "mode": "square crop",
+                     "interpolation": "nearest",
+                     "crop": f"centre of the detector's best box, side = longer box side x "
+                             f"{roi.margin}; pixels past the frame repeat the edge (edge_agent/crop.py)"}
+    doc["white_balance_gains"] = "the whole frame's (a crop is mostly package)"
+    doc["two_stage"] = {
+        "detector": {"file": DETECTOR_FILE, "input_size": [roi.det_imgsz, roi.det_imgsz],
+                     "resize": {"mode": "letterbox", "interpolation": "nearest", "pad_value": 114},
+                     "scale": 1.0 / 255.0, "class": ITEM,
+                     "output": "ultralytics detect head [1, 5, anchors] (cx, cy, w, h, score); "
+                               "the best-scoring box, no NMS"},
+        "crop": {"size": roi.crop, "margin": roi.margin},
+        "empty_rule": roi.empty_rule, "min_confidence": roi.min_confidence,
+        "combine": "edge_agent.crop.combine",
+    }
+    return doc
+
+
+def _decode(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _train_args(cfg: TrainConfig, project: Path) -> dict:
+    """What both trainings share (the whole-frame run's settings: CPU, seeded, offline)."""
+    assert cfg.roi is not None
+    return dict(workers=0, device="cpu", amp=False, seed=cfg.seed, deterministic=True,
+                optimizer=cfg.optimizer, fliplr=cfg.fliplr, hsv_h=cfg.roi.hsv_h, hsv_v=cfg.hsv_v,
+                hsv_s=cfg.hsv_s, pretrained=False, plots=False, verbose=False, project=str(project),
+                exist_ok=True)
+
+
+def _best(run_dir: Path) -> Path:
+    best = run_dir / "weights" / "best.pt"
+    return best if best.exists() else run_dir / "weights" / "last.pt"
+
+
+def train_detector(members: pl.DataFrame, cfg: TrainConfig, tmp: Path) -> tuple[Path, float]:
+    """One-class item detector on the frames' item boxes; returns (best weights, train seconds)."""
+    from ultralytics import YOLO
+
+    from flywheel.learner.materialize import materialize_detect
+
+    roi = cfg.roi
+    assert roi is not None
+    frames = members.with_columns(pl.when(pl.col("label") == EMPTY_CLASS).then(pl.lit(EMPTY_CLASS))
+                                  .otherwise(pl.lit(ITEM)).alias("label"))
+    data = materialize_detect(frames, [EMPTY_CLASS, ITEM], tmp / "det_data")
+    t = time.perf_counter()
+    YOLO(roi.det_model_yaml, task="detect").train(
+        data=str(data), epochs=roi.det_epochs, imgsz=roi.det_imgsz, batch=roi.det_batch,
+        lr0=roi.det_lr0, patience=roi.det_patience, warmup_epochs=roi.det_warmup_epochs,
+        nbs=roi.det_nbs or roi.det_batch,
+        mosaic=0.0, name="det", **_train_args(cfg, tmp / "runs"))
+    return _best(tmp / "runs" / "det"), time.perf_counter() - t
+
+
+def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
+                   ) -> list[tuple[list[float], float]]:
+    """The detector's best box and score per frame, as the device computes them."""
+    from edge_agent.crop import best_box, letterbox
+    from flywheel.learner.onnx_tools import onnx_session
+
+    sess = onnx_session(onnx_path)
+    name = sess.get_inputs()[0].name
+    out = []
+    for png in pngs:
+        img = _decode(png)
+        out.append(best_box(sess.run(None, {name: letterbox(img, input_hw)})[0], img.shape[:2],
+                            input_hw))
+    return out
+
+
+def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path, det_hw: tuple[int, int],
+                     seed: int) -> dict[str, list[float]]:
+    """frame id -> the box the classifier's "empty" class is cropped at, per empty frame:
+    "detector": the trained detector's best box there; "item_box": a random training item's box
+    (seeded), where items usually are."""
+    empty = members.filter(pl.col("label") == EMPTY_CLASS)
+    ids = empty["frame_id"].to_list()
+    if how == "detector":
+        boxes = [b for b, _ in detector_boxes(det_onnx, empty["image_png"].to_list(), det_hw)]
+    else:
+        items = members.filter(pl.col("label") != EMPTY_CLASS)["item_box"].to_list()
+        rng = np.random.default_rng(seed)
+        boxes = [items[int(rng.integers(len(items)))] for _ in ids]
+    return dict(zip(ids, boxes, strict=True))
+
+
+def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig, tmp: Path,
+                     empty_boxes: dict[str, list[float]]) -> tuple[Path, float]:
+    """The crop classifier: item frames cropped on their true box (jittered in training), empty
+    frames on the detector's box; returns (best weights, train seconds)."""
+    from ultralytics import YOLO
+
+    from edge_agent.crop import balanced_crop
+    from flywheel.learner import yolo_env
+    from flywheel.learner.materialize import materialize_classify
+
+    roi = cfg.roi
+    assert roi is not None
+    rng = np.random.default_rng(cfg.seed)
+
+    def crop(rgb: np.ndarray, row: dict) -> np.ndarray:
+        box = empty_boxes[row["frame_id"]] if row["label"] == EMPTY_CLASS else row["item_box"]
+        return balanced_crop(rgb, box, roi.crop, cfg.white_balance,
+                             rng if row["split"] == "train" else None, roi.margin,
+                             roi.jitter_scale, roi.jitter_shift)
+
+    data = materialize_classify(members, classes, tmp / "cls_data", roi.crop, cfg.white_balance,
+                                image_fn=crop)
+    t = time.perf_counter()
+    with yolo_env.tolerate_val_class_gaps():
+        YOLO(cfg.model_yaml, task="classify").train(
+            data=str(data), epochs=cfg.epochs, imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
+            patience=cfg.patience, warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs or cfg.batch,
+            scale=cfg.scale, auto_augment=cfg.auto_augment, name="cls", **_train_args(cfg, tmp / "runs"))
+    return _best(tmp / "runs" / "cls"), time.perf_counter() - t
+
+
+def _golden(ckpt: Path, onnx_path: Path, real: np.ndarray, imgsz: int, task: str, rules
+            ) -> tuple[np.ndarray, np.ndarray, dict]:
+    from flywheel.learner import onnx_tools
+
+    golden = onnx_tools.golden_inputs(real, imgsz)
+    expected = onnx_tools.torch_outputs(ckpt, golden)
+    got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(onnx_path), golden)
+    return golden, expected, onnx_tools.compare_outputs(
+        expected, got, rules.onnx_max_abs_diff, rules.onnx_min_top1_agreement, task)
+
+
+def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
+    """`run_training` for `TrainConfig.roi`: both models trained, exported, checked, registered."""
+    from ultralytics import YOLO
+
+    from edge_agent.crop import balanced_crop, letterbox
+    from flywheel.learner import onnx_tools
+    from flywheel.learner.training_io import (
+        N_GOLDEN_REAL,
+        TrainResult,
+        check_class_order,
+        device_model,
+        read_curves,
+        save_checkpoint,
+        where,
+    )
+
+    cfg = req.config
+    roi = cfg.roi
+    classes = ds.classes
+    if cfg.task != "classify" or EMPTY_CLASS not in classes:
+        raise DatasetError(f"a two-stage model needs a classify dataset with the {EMPTY_CLASS!r} "
+                           f"class (P(empty) and the detector's negatives); got task {cfg.task!r}, "
+                           f"classes {classes[:6]}")
+    no_box = members.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
+    members = members.filter((pl.col("label") == EMPTY_CLASS) | pl.col("item_box").is_not_null())
+    det_hw = (roi.det_imgsz, roi.det_imgsz)
+    meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),
+            "classes": classes, "code_version": req.code_version, "parent_model": req.parent_model_id}
+    with tempfile.TemporaryDirectory(prefix="flywheel-train2-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        det_best, det_s = train_detector(members, cfg, tmp)
+        check_class_order(YOLO(str(det_best)).names, "detect", [EMPTY_CLASS, ITEM])
+        det_ckpt = tmp / DETECTOR_WEIGHTS
+        save_checkpoint(det_best, det_ckpt, {**meta, "role": "detector"})
+        det_onnx = onnx_tools.export_onnx(det_ckpt, roi.det_imgsz, "detect")
+        empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
+        cls_best, cls_s = train_classifier(members, classes, cfg, tmp, empty_boxes)
+        check_class_order(YOLO(str(cls_best)).names, "classify", classes)
+        ckpt = tmp / "weights.pt"
+        save_checkpoint(cls_best, ckpt, {**meta, "role": "crop classifier"})
+        onnx_path = onnx_tools.export_onnx(ckpt, roi.crop, "classify")
+
+        # golden inputs: validation item frames' crops (true box) / whole frames, + probes
+        val = members.filter(pl.col("split") == "val")
+        items = val.filter(pl.col("label") != EMPTY_CLASS).head(N_GOLDEN_REAL)
+        crops = [balanced_crop(_decode(p), b, roi.crop, cfg.white_balance, margin=roi.margin)
+                 for p, b in zip(items["image_png"].to_list(), items["item_box"].to_list(), strict=True)]
+        real = (np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0 if crops
+                else np.zeros((0, 3, roi.crop, roi.crop), np.float32))
+        inputs, expected, cls_val = _golden(ckpt, onnx_path, real, roi.crop, "classify", req.rules)
+        real_det = np.concatenate([letterbox(_decode(p), det_hw) for p in
+                                   val.head(N_GOLDEN_REAL)["image_png"].to_list()])
+        det_inputs, det_expected, det_val = _golden(det_ckpt, det_onnx, real_det, roi.det_imgsz,
+                                                    "detect", req.rules)
+        np.savez_compressed(tmp / "golden.npz", inputs=inputs, expected=expected,
+                            detector_inputs=det_inputs, detector_expected=det_expected)
+        files = {name: registry.put_file(lake, req.model_id, name, path) for name, path in
+                 (("weights.pt", ckpt), ("model.onnx", onnx_path), (DETECTOR_WEIGHTS, det_ckpt),
+                  (DETECTOR_FILE, det_onnx), ("golden.npz", tmp / "golden.npz"))}
+        curves = read_curves(tmp / "runs" / "cls" / "results.csv")
+        det_curves = read_curves(tmp / "runs" / "det" / "results.csv")
+    validation = {**cls_val, "passed": cls_val["passed"] and det_val["passed"],
+                  "reason": "; ".join(f"{w}: {v['reason']}" for w, v in
+                                      (("classifier", cls_val), ("detector", det_val)) if v["reason"]),
+                  "max_abs_diff": max(cls_val["max_abs_diff"], det_val["max_abs_diff"]),
+                  "n": cls_val["n"] + det_val["n"]}
+    n_train = members.filter(pl.col("split") == "train").height
+    n_val = members.height - n_train
+    card = ModelCardV1(
+        model_id=req.model_id, task="classify",
+        architecture=f"{roi.det_model_yaml} -> {cfg.model_yaml}",
+        classes=classes, empty_class=EMPTY_CLASS, imgsz=roi.crop,
+        preprocessing=preprocessing_doc(cfg), files=files,
+        lineage={"dataset_version": ds.version, "code_version": req.code_version,
+                 "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
+                 "dataset_sources": ds.manifest.get("sources", [])},
+        training={"epochs": len(curves), "seconds_train": cls_s + det_s, "n_train": n_train,
+                  "n_val": n_val, "final": curves[-1] if curves else {},
+                  "item_frames_without_box": no_box.height,
+                  "classifier": {"epochs": len(curves), "seconds_train": cls_s},
+                  "detector": {"epochs": len(det_curves), "seconds_train": det_s,
+                               "final": det_curves[-1] if det_curves else {},
+                               "onnx_validation": det_val}},
+        onnx_validation=validation, created_at=datetime.now(UTC))
+    registry.write_device_model(lake, device_model(card))
+    registry.write_training_curves(lake, req.model_id, curves)
+    registry.write_card(lake, card)  # the card goes last
+    return TrainResult(req.model_id, ds.version, classes, curves, cls_s + det_s,
+                       time.perf_counter() - t0, n_train, n_val, card, validation, where())
+
+
+# -- evaluation: the device's runtime on the registered files -------------------------------------
+
+class SlotModel:
+    """A registered two-stage model in a device slot, run by `edge_agent.model.DeviceModel`: what
+    evaluation, the insertion vote and the gate's latency read (evaluate.frame_probs uses
+    `frame_probs`)."""
+
+    def __init__(self, lake: Lake, model_id: str, slot: Path) -> None:
+        from edge_agent.model import DeviceModel
+
+        card = registry.read_card(lake, model_id)
+        self.model = DeviceModel(registry.write_slot(lake, model_id, slot))
+        if self.model.labels != card.classes:
+            raise RegistryError(f"model {model_id}: device.json labels differ from the card's classes")
+
+    def frame_probs(self, pngs: list[bytes]) -> np.ndarray:
+        probs = [self.model.predict(_decode(p)).probs for p in pngs]
+        return (np.stack(probs).astype(np.float32) if probs
+                else np.zeros((0, len(self.model.labels)), np.float32))
+
+    def latency_ms(self, frame: np.ndarray, runs: int = 30, rounds: int = 3, warmup: int = 5) -> dict:
+        """Batch-1 p95 of everything the device runs per frame (detector, crop, classifier), one
+        thread; the best of `rounds` (see onnx_tools.latency_ms)."""
+        for _ in range(warmup):
+            self.model.predict(frame)
+        per_round = [[self.model.predict(frame).latency_ms for _ in range(runs)]
+                     for _ in range(rounds)]
+        best = min(per_round, key=lambda ts: float(np.percentile(ts, 95)))
+        return {"p50_ms": float(np.percentile(best, 50)), "p95_ms": float(np.percentile(best, 95)),
+                "mean_ms": float(np.mean(best)), "runs": runs, "rounds": rounds, "batch": 1,
+                "threads": 1, "what": "detector + crop + classifier (edge_agent.model.DeviceModel)"}
+
+
+def is_two_stage(card: ModelCardV1) -> bool:
+    return bool(card.preprocessing.get("two_stage"))
+
+
+def first_frame(test_sets: dict[str, pl.DataFrame]) -> np.ndarray:
+    """A camera frame for the latency probe (the frame size matters for the crop, not content)."""
+    for frames in test_sets.values():
+        if frames.height:
+            return _decode(frames["image_png"][0])
+    return np.zeros((240, 320, 3), np.uint8)
