@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 MARGIN = 1.3  # crop side = longer box side x this: some context, the whole package
+JITTER_SIZE = (0.9, 1.25)  # training crops: side x U(lo, hi) (a detector's box is larger, rarely smaller)
+JITTER_SHIFT = 0.12  # ... and centre + U(-s, s) x side on each axis
 
 
 def cpu_s() -> float:
@@ -60,25 +62,26 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def balanced_crop(img: np.ndarray, box, size: int, wb: str, rng=None, margin: float = MARGIN
-                  ) -> np.ndarray:
+def balanced_crop(img: np.ndarray, box, size: int, wb: str, rng=None, margin: float = MARGIN,
+                  jitter: tuple[float, float, float] = (*JITTER_SIZE, JITTER_SHIFT)) -> np.ndarray:
     """`square_crop` white-balanced by the whole frame's statistics (edge_agent/whitebalance.py)."""
     from edge_agent.whitebalance import apply_gains, gains
 
-    crop = square_crop(img, box, size, margin=margin, rng=rng)
+    crop = square_crop(img, box, size, margin=margin, rng=rng, jitter=jitter)
     return crop if wb == "none" else apply_gains(crop, gains(img, wb))
 
 
-def square_crop(img: np.ndarray, box, size: int, margin: float = MARGIN, rng=None) -> np.ndarray:
+def square_crop(img: np.ndarray, box, size: int, margin: float = MARGIN, rng=None,
+                jitter: tuple[float, float, float] = (*JITTER_SIZE, JITTER_SHIFT)) -> np.ndarray:
     """A size x size nearest-neighbour crop centred on the box (edge pixels repeat past the frame)."""
     H, W = img.shape[:2]
     x1, y1, x2, y2 = box
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     side = max(x2 - x1, y2 - y1, 8) * margin
     if rng is not None:  # a detector's box is never exact: train on jittered crops
-        side *= rng.uniform(0.9, 1.25)
-        cx += rng.uniform(-0.12, 0.12) * side
-        cy += rng.uniform(-0.12, 0.12) * side
+        side *= rng.uniform(jitter[0], jitter[1])
+        cx += rng.uniform(-jitter[2], jitter[2]) * side
+        cy += rng.uniform(-jitter[2], jitter[2]) * side
     grid = (np.arange(size) + 0.5) * side / size - side / 2
     ys = np.clip((cy + grid).astype(int), 0, H - 1)
     xs = np.clip((cx + grid).astype(int), 0, W - 1)
@@ -122,7 +125,8 @@ def train_classifier(frames, a) -> float:
             (data / side / sku).mkdir(parents=True, exist_ok=True)
     for row in items.iter_rows(named=True):
         crop = balanced_crop(decode(row["image_png"]), row["item_box"], a.crop, a.wb,
-                             rng=rng if row["split"] == "train" else None, margin=a.margin)
+                             rng=rng if row["split"] == "train" else None, margin=a.margin,
+                             jitter=(*a.jitter_size, a.jitter_shift))
         Image.fromarray(crop).save(data / row["split"] / row["sku"] / f"{row['frame_id']}.png",
                                    compress_level=1)
     if a.cls_empty:  # background crops where items usually are: the classifier's own "empty" class
@@ -176,7 +180,9 @@ def frame_probs(out: dict, rule: str, box_conf: float) -> np.ndarray:
     """[n, 1 + n_skus] label probabilities (label 0 = empty) from the detector's best box confidence
     `conf` and the crop classifier's SKU probabilities `q`, by the P(empty) rule:
     - "product": P(empty) = 1 - conf, SKU k = conf * q_k (a doubtful box turns a right SKU into empty);
-    - "gate": no box above `box_conf` -> empty (1.0); else the classifier's q as it is (P(empty) = 0);
+    - "gate": a box at or above `box_conf` -> the classifier's q as it is (P(empty) = 0); a weaker box
+      -> the "product" vector (its top is empty, so the frame abstains from the device's vote, but an
+      insertion where every frame abstains is still decided by those SKU probabilities); none -> empty;
     - "cls": the classifier's own empty class (q[:, 0], trained on background crops) on the best box;
       no box above `box_conf` -> empty."""
     conf, q = out["conf"], out["q"]
@@ -191,6 +197,9 @@ def frame_probs(out: dict, rule: str, box_conf: float) -> np.ndarray:
         p[boxed, 1:] = conf[boxed, None] * qs[boxed]
     elif rule == "gate":
         qs = q[:, 1:] / np.clip(q[:, 1:].sum(1, keepdims=True), 1e-9, None) if has_empty else q
+        weak = (conf > 0) & ~boxed
+        p[weak, 0] = 1 - conf[weak]
+        p[weak, 1:] = conf[weak, None] * qs[weak]
         p[boxed, 0] = 0.0
         p[boxed, 1:] = qs[boxed]
     elif rule == "cls":
@@ -313,11 +322,13 @@ def evaluate(lake, a) -> dict:
                                                 verbose=False), opts, providers=["CPUExecutionProvider"])
         res["det_latency"] = latency_ms(dsess, a.det_imgsz)
         res["total_p95_ms"] = res["det_latency"]["p95_ms"] + res["cls_latency"]["p95_ms"]
-    cache = a.out / "cache" / hashlib.sha256(
-        f"{cls_w.resolve()}:{cls_w.stat().st_mtime}:{det_w.resolve()}:"
-        f"{det_w.stat().st_mtime if det else 0}:{a.crop}:{a.wb}:{a.det_imgsz}:{a.margin}".encode()
-    ).hexdigest()[:12]
-    cache.mkdir(parents=True, exist_ok=True)
+    def cache_dir(mode: str) -> Path:  # true-box outputs depend on the classifier only
+        key = f"{cls_w.resolve()}:{cls_w.stat().st_mtime}:{a.crop}:{a.wb}:{a.margin}"
+        if mode == "det":
+            key += f":{det_w.resolve()}:{det_w.stat().st_mtime}:{a.det_imgsz}"
+        d = a.out / "cache" / hashlib.sha256(key.encode()).hexdigest()[:12]
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     def classify(crops: list[np.ndarray]) -> np.ndarray:
         x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
@@ -328,7 +339,7 @@ def evaluate(lake, a) -> dict:
     def outputs(key: str, frames, mode: str) -> dict:
         """Per frame: the best box, its confidence, the top-K boxes, the classifier's probabilities on
         the best box's crop (cached: rules and thresholds are scored without re-running models)."""
-        f = cache / f"{mode}-{key.replace(':', '_')}.npz"
+        f = cache_dir(mode) / f"{mode}-{key.replace(':', '_')}.npz"
         if f.exists():
             z = np.load(f)
             return {k: z[k] for k in z.files} | {"names": names, "cls_empty": has_empty}
@@ -360,7 +371,9 @@ def evaluate(lake, a) -> dict:
 
     std, _ = read_standard_sets(lake)
     ins, _ = read_insertion_sets(lake)
-    codes_f = a.out / "cache" / "barcodes.json"
+    codes_f = (a.out.parent / "roi-barcodes"  # the lake's frames' reads: shared by every run
+               / f"{hashlib.sha256(str(a.lake.resolve()).encode()).hexdigest()[:12]}.json")
+    codes_f.parent.mkdir(parents=True, exist_ok=True)
     if codes_f.exists():
         codes = json.loads(codes_f.read_text())
     else:
@@ -377,7 +390,8 @@ def evaluate(lake, a) -> dict:
     log("handoff", json.dumps(res["handoff"], indent=1))
     rules = ["product", "gate"] + (["cls"] if has_empty else [])
     res["det_rules"] = {f"{rule}@{t}": score(std, ins, dt, codes, labels, rule, t)
-                        for rule in rules for t in (RULE_SWEEP if rule != "product" else (0.0,))}
+                        for rule in rules
+                        for t in (sorted({*RULE_SWEEP, a.box_conf}) if rule != "product" else (0.0,))}
     for k, v in res["det_rules"].items():
         log(k, summary(v))
     res["det"] = res["det_rules"][f"{a.empty_rule}@{a.box_conf if a.empty_rule != 'product' else 0.0}"]
@@ -410,6 +424,9 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--cls-weights", type=Path, default=None, help="evaluate this classifier instead")
     p.add_argument("--det-weights", type=Path, default=None, help="evaluate this detector instead")
     p.add_argument("--margin", type=float, default=MARGIN, help="crop side / longer box side")
+    p.add_argument("--jitter-size", type=lambda v: tuple(map(float, v.split(","))), default=JITTER_SIZE,
+                   help="lo,hi: training crop side x U(lo, hi)")
+    p.add_argument("--jitter-shift", type=float, default=JITTER_SHIFT, help="training crop centre shift")
     p.add_argument("--empty-rule", default="gate", choices=["product", "gate", "cls"],
                    help="how P(empty) is formed (see frame_probs)")
     p.add_argument("--box-conf", type=float, default=0.25, help="detector confidence that counts as a box")
