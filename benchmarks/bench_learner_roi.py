@@ -62,6 +62,20 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def encode(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def balance(rgb: np.ndarray, wb: str) -> np.ndarray:
+    from edge_agent.whitebalance import white_balance
+
+    return rgb if wb == "none" else white_balance(rgb, wb)
+
+
 def balanced_crop(img: np.ndarray, box, size: int, wb: str, rng=None, margin: float = MARGIN,
                   jitter: tuple[float, float, float] = (*JITTER_SIZE, JITTER_SHIFT)) -> np.ndarray:
     """`square_crop` white-balanced by the whole frame's statistics (edge_agent/whitebalance.py)."""
@@ -157,6 +171,9 @@ def train_detector(frames, a) -> float:
     f = frames.with_columns(pl.when(pl.col("sku").is_not_null()).then(pl.lit("item"))
                             .otherwise(pl.lit("empty")).alias("label"))
     f = f.filter((pl.col("label") == "empty") | pl.col("item_box").is_not_null())
+    if a.det_wb != "none":  # the detector sees the balanced frame, as the device would give it
+        f = f.with_columns(pl.col("image_png").map_elements(lambda b: encode(balance(decode(b), a.det_wb)),
+                                                            return_dtype=pl.Binary))
     data = materialize_detect(f, ["empty", "item"], a.out / "det_data")
     t = time.perf_counter()
     YOLO("yolov8n.yaml", task="detect").train(
@@ -325,7 +342,7 @@ def evaluate(lake, a) -> dict:
     def cache_dir(mode: str) -> Path:  # true-box outputs depend on the classifier only
         key = f"{cls_w.resolve()}:{cls_w.stat().st_mtime}:{a.crop}:{a.wb}:{a.margin}"
         if mode == "det":
-            key += f":{det_w.resolve()}:{det_w.stat().st_mtime}:{a.det_imgsz}"
+            key += f":{det_w.resolve()}:{det_w.stat().st_mtime}:{a.det_imgsz}:{a.det_wb}"
         d = a.out / "cache" / hashlib.sha256(key.encode()).hexdigest()[:12]
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -354,8 +371,9 @@ def evaluate(lake, a) -> dict:
                     box[i], conf[i] = b, 1.0
         else:
             for i in range(0, n, 64):
-                for j, r in enumerate(det.predict(imgs[i:i + 64], imgsz=a.det_imgsz, conf=0.01,
-                                                  verbose=False, device="cpu")):
+                batch = [balance(im, a.det_wb) for im in imgs[i:i + 64]]
+                for j, r in enumerate(det.predict(batch, imgsz=a.det_imgsz, conf=0.01, verbose=False,
+                                                  device="cpu")):
                     if len(r.boxes):
                         order = np.argsort(-r.boxes.conf.numpy())[:k_top]
                         top_box[i + j, :len(order)] = r.boxes.xyxy.numpy()[order]
@@ -421,6 +439,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--hsv-h", type=float, default=0.03, help="hue jitter against store colour casts")
     p.add_argument("--wb", default="none", help="white balance of the crops (edge_agent/whitebalance.py)")
+    p.add_argument("--det-wb", default="none", help="white balance of the detector's frames")
     p.add_argument("--cls-weights", type=Path, default=None, help="evaluate this classifier instead")
     p.add_argument("--det-weights", type=Path, default=None, help="evaluate this detector instead")
     p.add_argument("--margin", type=float, default=MARGIN, help="crop side / longer box side")
