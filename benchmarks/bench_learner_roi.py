@@ -137,9 +137,19 @@ def train_classifier(frames, a) -> float:
     for sku in items["sku"].unique().to_list():  # every class folder on both sides
         for side in ("train", "val"):
             (data / side / sku).mkdir(parents=True, exist_ok=True)
+    det_boxes: dict[str, np.ndarray] = {}
+    if a.cls_boxes_from:  # the detector's own boxes (IoU >= 0.3 with the truth) for training crops
+        train = items.filter(pl.col("split") == "train")
+        boxes, confs = detect(YOLO(str(a.cls_boxes_from)), [decode(b) for b in train["image_png"]], a)
+        for fid, tb, b, c in zip(train["frame_id"], train["item_box"], boxes[:, 0], confs[:, 0],
+                                 strict=True):
+            if c > 0 and iou(b, np.asarray(tb, float)) >= 0.3:
+                det_boxes[fid] = b
+        log("classifier: detector boxes for", len(det_boxes), "of", train.height, "training crops")
     for row in items.iter_rows(named=True):
-        crop = balanced_crop(decode(row["image_png"]), row["item_box"], a.crop, a.wb,
-                             rng=rng if row["split"] == "train" else None, margin=a.margin,
+        box = det_boxes.get(row["frame_id"])
+        crop = balanced_crop(decode(row["image_png"]), row["item_box"] if box is None else box, a.crop, a.wb,
+                             rng=rng if row["split"] == "train" and box is None else None, margin=a.margin,
                              jitter=(*a.jitter_size, a.jitter_shift))
         Image.fromarray(crop).save(data / row["split"] / row["sku"] / f"{row['frame_id']}.png",
                                    compress_level=1)
@@ -191,6 +201,20 @@ def iou(a, b) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def detect(det, imgs: list[np.ndarray], a, k_top: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's top-k boxes [n, k, 4] (NaN when fewer) and confidences [n, k] (0) per frame."""
+    n = len(imgs)
+    top_box, top_conf = np.full((n, k_top, 4), np.nan), np.zeros((n, k_top))
+    for i in range(0, n, 64):
+        batch = [balance(im, a.det_wb) for im in imgs[i:i + 64]]
+        for j, r in enumerate(det.predict(batch, imgsz=a.det_imgsz, conf=0.01, verbose=False, device="cpu")):
+            if len(r.boxes):
+                order = np.argsort(-r.boxes.conf.numpy())[:k_top]
+                top_box[i + j, :len(order)] = r.boxes.xyxy.numpy()[order]
+                top_conf[i + j, :len(order)] = r.boxes.conf.numpy()[order]
+    return top_box, top_conf
 
 
 def frame_probs(out: dict, rule: str, box_conf: float) -> np.ndarray:
@@ -370,15 +394,8 @@ def evaluate(lake, a) -> dict:
                 if b is not None:
                     box[i], conf[i] = b, 1.0
         else:
-            for i in range(0, n, 64):
-                batch = [balance(im, a.det_wb) for im in imgs[i:i + 64]]
-                for j, r in enumerate(det.predict(batch, imgsz=a.det_imgsz, conf=0.01, verbose=False,
-                                                  device="cpu")):
-                    if len(r.boxes):
-                        order = np.argsort(-r.boxes.conf.numpy())[:k_top]
-                        top_box[i + j, :len(order)] = r.boxes.xyxy.numpy()[order]
-                        top_conf[i + j, :len(order)] = r.boxes.conf.numpy()[order]
-                        box[i + j], conf[i + j] = top_box[i + j, 0], top_conf[i + j, 0]
+            top_box, top_conf = detect(det, imgs, a, k_top)
+            box, conf = top_box[:, 0].copy(), top_conf[:, 0].copy()
         q = np.zeros((n, len(names)))
         idx = [i for i in range(n) if conf[i] > 0]
         if idx:
@@ -439,6 +456,8 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--hsv-h", type=float, default=0.03, help="hue jitter against store colour casts")
     p.add_argument("--wb", default="none", help="white balance of the crops (edge_agent/whitebalance.py)")
+    p.add_argument("--cls-boxes-from", type=Path, default=None,
+                   help="train the classifier on this detector's boxes (where IoU >= 0.3), else true boxes")
     p.add_argument("--det-wb", default="none", help="white balance of the detector's frames")
     p.add_argument("--cls-weights", type=Path, default=None, help="evaluate this classifier instead")
     p.add_argument("--det-weights", type=Path, default=None, help="evaluate this detector instead")
