@@ -168,7 +168,8 @@ def train_classifier(frames, a) -> float:
     t = time.perf_counter()
     YOLO("yolov8n-cls.yaml", task="classify").train(
         data=str(data), epochs=a.cls_epochs, imgsz=a.crop, batch=64, hsv_v=0.4, hsv_s=0.4, scale=0.2,
-        name="cls", **_train_args(a))
+        auto_augment=a.auto_augment or None, erasing=a.erasing, cache=a.cls_cache or False, name="cls",
+        **_train_args(a))
     return time.perf_counter() - t
 
 
@@ -208,7 +209,9 @@ def detect(det, imgs: list[np.ndarray], a, k_top: int = 5) -> tuple[np.ndarray, 
     n = len(imgs)
     top_box, top_conf = np.full((n, k_top, 4), np.nan), np.zeros((n, k_top))
     for i in range(0, n, 64):
-        batch = [balance(im, a.det_wb) for im in imgs[i:i + 64]]
+        # numpy images go into ultralytics' predict as BGR (cv2's order; it converts to the RGB it
+        # trained on): an RGB array here swaps red and blue, and costs the detector its recall
+        batch = [np.ascontiguousarray(balance(im, a.det_wb)[..., ::-1]) for im in imgs[i:i + 64]]
         for j, r in enumerate(det.predict(batch, imgsz=a.det_imgsz, conf=0.01, verbose=False, device="cpu")):
             if len(r.boxes):
                 order = np.argsort(-r.boxes.conf.numpy())[:k_top]
@@ -253,7 +256,7 @@ def frame_probs(out: dict, rule: str, box_conf: float) -> np.ndarray:
 
 
 def score(std: dict, ins: dict, outs: dict, codes: dict, labels: list[str], rule: str,
-          box_conf: float) -> dict:
+          box_conf: float, known: set[str] | None = None) -> dict:
     """Per frozen set top-1 (all / item frames / empty frames), pooled production, and per insertion
     set the device's fused decision (`edge_agent.insertion.decide`) and its vote alone."""
     from edge_agent.insertion import decide
@@ -278,7 +281,7 @@ def score(std: dict, ins: dict, outs: dict, codes: dict, labels: list[str], rule
         rows: dict[str, list[int]] = {}
         for i, iid in enumerate(frames["insertion_id"].to_list()):
             rows.setdefault(iid, []).append(i)
-        ds = {iid: decide(p[idx], labels, [codes[name][i] for i in idx]) for iid, idx in rows.items()
+        ds = {iid: decide(p[idx], labels, [codes[name][i] for i in idx], known) for iid, idx in rows.items()
               if iid in truth}
         r[f"ins:{name}"] = {
             "n": len(ds), "top1": float(np.mean([d.label == truth[k] for k, d in ds.items()])),
@@ -333,6 +336,20 @@ def handoff(frames, det_out: dict, gt_out: dict, box_conf: float) -> dict:
     return res
 
 
+class FixedInput:
+    """An ONNX session fed its own (1, 3, h, w) input whatever `latency_ms` passes (it feeds squares)."""
+
+    def __init__(self, session, hw: tuple[int, int]) -> None:
+        self.session = session
+        self.x = np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, names, feed: dict):
+        return self.session.run(names, {k: self.x for k in feed})
+
+
 def evaluate(lake, a) -> dict:
     import onnxruntime as ort
     from ultralytics import YOLO
@@ -341,7 +358,7 @@ def evaluate(lake, a) -> dict:
     from flywheel.learner.insertion_eval import read_barcodes
     from flywheel.learner.insertion_sets import read_insertion_sets
     from flywheel.learner.onnx_tools import latency_ms
-    from flywheel.learner.reference_sets import read_standard_sets
+    from flywheel.learner.reference_sets import catalog_skus, read_standard_sets
 
     cls_w = Path(a.cls_weights or a.out / "cls" / "weights" / "best.pt")
     det_w = Path(a.det_weights or a.out / "det" / "weights" / "best.pt")
@@ -358,15 +375,16 @@ def evaluate(lake, a) -> dict:
     csess = ort.InferenceSession(cls.export(format="onnx", imgsz=a.crop, simplify=False, verbose=False),
                                  opts, providers=["CPUExecutionProvider"])
     res: dict = {"cls_latency": latency_ms(csess, a.crop), "labels": len(labels)}
-    if det is not None:
-        dsess = ort.InferenceSession(det.export(format="onnx", imgsz=a.det_imgsz, simplify=False,
+    if det is not None:  # the device's 4:3 frame letterboxed to det_imgsz wide: no square padding
+        shape = (-(-a.det_imgsz * 3 // 4 // 32) * 32, a.det_imgsz)
+        dsess = ort.InferenceSession(det.export(format="onnx", imgsz=shape, simplify=False,
                                                 verbose=False), opts, providers=["CPUExecutionProvider"])
-        res["det_latency"] = latency_ms(dsess, a.det_imgsz)
+        res["det_latency"] = latency_ms(FixedInput(dsess, shape), a.det_imgsz) | {"input_hw": shape}
         res["total_p95_ms"] = res["det_latency"]["p95_ms"] + res["cls_latency"]["p95_ms"]
     def cache_dir(mode: str) -> Path:  # true-box outputs depend on the classifier only
         key = f"{cls_w.resolve()}:{cls_w.stat().st_mtime}:{a.crop}:{a.wb}:{a.margin}"
         if mode == "det":
-            key += f":{det_w.resolve()}:{det_w.stat().st_mtime}:{a.det_imgsz}:{a.det_wb}"
+            key += f":{det_w.resolve()}:{det_w.stat().st_mtime}:{a.det_imgsz}:{a.det_wb}:bgr"
         d = a.out / "cache" / hashlib.sha256(key.encode()).hexdigest()[:12]
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -414,9 +432,10 @@ def evaluate(lake, a) -> dict:
     else:
         codes = {name: read_barcodes(frames["image_png"].to_list()) for name, frames in ins.items()}
         codes_f.write_text(json.dumps(codes))
+    known = catalog_skus(lake)  # barcode reads outside the catalog do not decide (as evaluate_insertions)
     sets = dict(std) | {f"ins:{k}": v for k, v in ins.items()}
     gt = {k: outputs(k, v, "gt") for k, v in sets.items()}
-    res["gt"] = score(std, ins, gt, codes, labels, "gate", 0.5)
+    res["gt"] = score(std, ins, gt, codes, labels, "gate", 0.5, known)
     log("gt", json.dumps(res["gt"]))
     if det is None:
         return res
@@ -424,7 +443,7 @@ def evaluate(lake, a) -> dict:
     res["handoff"] = {k: handoff(v, dt[k], gt[k], a.box_conf) for k, v in std.items()}
     log("handoff", json.dumps(res["handoff"], indent=1))
     rules = ["product", "gate"] + (["cls"] if has_empty else [])
-    res["det_rules"] = {f"{rule}@{t}": score(std, ins, dt, codes, labels, rule, t)
+    res["det_rules"] = {f"{rule}@{t}": score(std, ins, dt, codes, labels, rule, t, known)
                         for rule in rules
                         for t in (sorted({*RULE_SWEEP, a.box_conf}) if rule != "product" else (0.0,))}
     for k, v in res["det_rules"].items():
@@ -442,6 +461,16 @@ def summary(r: dict) -> str:
     ins = [f"{r[k]['top1']:.3f} ({r[k]['top1_vote']:.3f})" for k in sorted(r) if k.startswith("ins:")]
     return (f"{' / '.join(st)} | prod {r['production_top1']:.3f} | item {r['production_item_top1']:.3f}"
             f" | ins {' / '.join(ins)}")
+
+
+def training_record(weights: Path, key: str) -> dict | None:
+    """`key` ("cls_train" / "det_train") and the settings from the result JSON of the run that trained
+    `weights` (<out>/<cls|det>/weights/best.pt)."""
+    for f in sorted(weights.resolve().parents[2].glob("result-*.json")):
+        r = json.loads(f.read_text())
+        if key in r:
+            return r[key] | {"run": str(f.parent), "settings": r["settings"]}
+    return None
 
 
 def main(argv: list[str]) -> dict:
@@ -468,8 +497,13 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--empty-rule", default="gate", choices=["product", "gate", "cls"],
                    help="how P(empty) is formed (see frame_probs)")
     p.add_argument("--box-conf", type=float, default=0.25, help="detector confidence that counts as a box")
+    p.add_argument("--auto-augment", default="randaugment", help="classifier policy ('' = none)")
+    p.add_argument("--erasing", type=float, default=0.4, help="classifier random erasing probability")
+    p.add_argument("--cls-cache", default="", help="'ram': decoded crops kept in memory (speed only)")
     p.add_argument("--cls-empty", action="store_true",
                    help="train the classifier with an empty class (background crops of empty frames)")
+    p.add_argument("--publish", action="store_true",
+                   help="also write var/bench/learner_roi.json (the best run's figures)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--n-per-store", type=int, default=1100)
     p.add_argument("--per-session", type=int, default=8)
@@ -496,8 +530,16 @@ def main(argv: list[str]) -> dict:
     if "eval" in steps:
         result.update(evaluate(lake, a))
     result["load_after"] = os.getloadavg()
+    if "eval" in steps:  # the training figures of the runs whose weights were evaluated
+        for key, w in (("cls_train", a.cls_weights), ("det_train", a.det_weights)):
+            if key not in result and w is not None:
+                result[key] = training_record(Path(w), key)
+        result["train_cpu_s"] = sum((result.get(k) or {}).get("cpu_s", 0.0)
+                                    for k in ("cls_train", "det_train"))
     name = a.out / f"result-{'-'.join(sorted(steps))}.json"
     name.write_text(json.dumps(result, indent=1) + "\n")
+    if a.publish:
+        (root / "learner_roi.json").write_text(json.dumps(result, indent=1) + "\n")
     log("wrote", name)
     return result
 
