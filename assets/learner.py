@@ -168,6 +168,9 @@ class TrainingConfig(dg.Config):
     batch: int = default_of(TrainConfig, "batch")
     seed: int = default_of(TrainConfig, "seed")
     num_cpus: int = default_of(TrainConfig, "num_cpus")  # CPUs the Ray training task reserves
+    # "parent": fine-tune from the production model when there is one (head grown by class name)
+    init: Literal["scratch", "parent"] = default_of(TrainConfig, "init")
+    balance: float = default_of(TrainConfig, "balance")  # repeat rare classes' frames; 0 = off
     # store light colour removed before the model sees a frame (edge_agent/whitebalance.py)
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = default_of(
         TrainConfig, "white_balance")
@@ -176,7 +179,7 @@ class TrainingConfig(dg.Config):
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
-                     "num_cpus": self.num_cpus}
+                     "num_cpus": self.num_cpus, "init": self.init, "balance": self.balance}
         if self.task == "classify":  # detection trains on the frames as they are
             overrides["white_balance"] = self.white_balance
         if self.model_yaml:
@@ -221,6 +224,8 @@ def candidate_model(context: dg.AssetExecutionContext, config: TrainingConfig, l
             # detector + crop classifier (TrainConfig.roi): seconds_train counts both trainings
             "two_stage": "two_stage" in result.card.preprocessing,
             "parent_model": result.card.lineage.parent_model or "none",
+            "init": result.card.training.get("init", {}).get("mode", "scratch"),
+            "init_detail": dg.MetadataValue.json(result.card.training.get("init", {})),
             "code_version": result.card.lineage.code_version,
             "training_curves": dg.MetadataValue.md(
                 png_markdown(training_curves_png(result.curves), "training curves")),

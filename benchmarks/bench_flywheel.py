@@ -14,7 +14,13 @@ the simulated annotator, training on Ray, gate, release, staged rollout) on temp
    rollout_held, rollout_halted), with each stage's seconds (ingest, label, merge, dataset,
    train, gate, release, rollout) and their 10x / 1x ratios.
 
-Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON.
+4. initialisation: turn 1's dataset version trained again from scratch (and with rare classes
+   repeated, `TrainConfig.balance`) beside the turn's own candidate, fine-tuned from the bootstrap
+   model (`TrainConfig.init = "parent"`, the weekly job's default): production top-1 of each on the
+   same frozen sets with the same code, and parent / scratch as a ratio.
+
+Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON;
+after each phase the JSON is written again, so a run stopped early still reports what it reached.
 Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs 3]`.
 """
 
@@ -183,14 +189,80 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, s
     }
 
 
+INIT_VARIANTS = {"scratch": {"init": "scratch"}, "parent_balanced": {"balance": 0.5}}
+
+
+def compare_init(root: Path, epochs: int, variants: dict[str, dict] | None = None) -> dict:
+    """Turn 1's dataset trained again with each variant's TrainConfig overrides, from the same
+    parent; every model (the turn's candidate too) evaluated on the gate's sets by the same code.
+    Cached in <root>/init_comparison.json (a resumed run does not train them again)."""
+    from edge_agent.lake import Lake
+    from flywheel.learner import reference_sets, registry
+    from flywheel.learner.config import TrainConfig
+    from flywheel.learner.pipeline import choose_sets, evaluate_registered
+    from flywheel.learner.train import TrainRequest, run_training
+
+    cache = root / "init_comparison.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    trained = _step(root, 1, "train")
+    if not trained or not trained.get("candidate"):
+        return {}
+    lake = Lake.at_path(root / "lake")
+    candidate = trained["candidate"]
+    card = registry.read_card(lake, candidate)
+    parent = card.lineage.parent_model
+    names, gate_sets = choose_sets(reference_sets.standard_set_names(lake))
+    test_sets, _ = reference_sets.read_standard_sets(lake, names)
+    catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
+
+    def top1(model_id: str) -> dict:
+        m = evaluate_registered(lake, model_id, test_sets, gate_sets)["metrics"]
+        return {"production_top1": m.get("production_top1"), "manual_top1": m.get("manual_top1")}
+
+    models = {"parent": {"model_id": candidate, "init": card.training.get("init"),
+                         "seconds_train": card.training.get("seconds_train"), **top1(candidate)}}
+    if parent:
+        models["bootstrap"] = {"model_id": parent, **top1(parent)}
+    for name, overrides in (variants or INIT_VARIANTS).items():
+        cfg = TrainConfig(**{**TrainConfig(epochs=epochs).as_dict(), **overrides})
+        model_id = registry.new_model_id(cfg.task, card.lineage.dataset_version, cfg.as_dict())
+        r = run_training(TrainRequest(lake.uri, None, card.lineage.dataset_version, cfg, model_id,
+                                      parent_model_id=parent, catalog=catalog))
+        models[name] = {"model_id": model_id, "init": r.card.training["init"]["mode"],
+                        "repeated_frames": r.card.training.get("repeated_frames"),
+                        "seconds_train": round(r.seconds_train, 1), **top1(model_id)}
+    top = {k: v["production_top1"] for k, v in models.items()}
+    out = {"dataset_version": card.lineage.dataset_version, "epochs": epochs, "models": models,
+           "parent_over_scratch": _ratio(top.get("parent"), top.get("scratch")),
+           "balanced_minus_parent_points": (round(100 * (top["parent_balanced"] - top["parent"]), 2)
+                                            if top.get("parent_balanced") is not None
+                                            and top.get("parent") is not None else None)}
+    cache.write_text(json.dumps(out, indent=2))
+    return out
+
+
 def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3,
-          scale: int = 10, work: Path | None = None, report_only: bool = False) -> dict:
+          scale: int = 10, work: Path | None = None, report_only: bool = False,
+          init_comparison: bool = True, out_file: Path | None = None) -> dict:
     from jobs.turns import WheelSettings
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-flywheel-") if work is None else None
     root = Path(tmp.name) if tmp else work
     settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs)
     t0 = time.perf_counter()
+
+    def report() -> dict:
+        out = summarize(root, turns, carts, minutes, epochs, scale)
+        cache = root / "x1" / "init_comparison.json"
+        out["init_comparison"] = json.loads(cache.read_text()) if cache.exists() else None
+        out["seconds_total"] = round(time.perf_counter() - t0, 1)
+        with open("/proc/loadavg") as f:
+            out["loadavg"] = f.read().split()[:3]
+        if out_file:
+            out_file.write_text(json.dumps(out, indent=2, default=str))
+        return out
+
     try:
         if not report_only:
             base, big = root / "x1", root / f"x{scale}"
@@ -198,14 +270,15 @@ def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3
             if not big.exists():  # a kept --work resumes both runs where they stopped
                 shutil.copytree(base, big, symlinks=True)
             _turns(base, turns, settings)
+            report()
+            if init_comparison:
+                compare_init(base, epochs)
+                report()
             _turns(big, 1, dataclasses.replace(settings, carts=carts * scale))
-        out = summarize(root, turns, carts, minutes, epochs, scale)
+        out = report()
     finally:
         if tmp:
             tmp.cleanup()
-    out["seconds_total"] = round(time.perf_counter() - t0, 1)
-    with open("/proc/loadavg") as f:
-        out["loadavg"] = f.read().split()[:3]
     return out
 
 
@@ -219,13 +292,13 @@ def main(out_dir: Path | str = "var/bench", argv: list[str] | None = None) -> di
     parser.add_argument("--work", type=Path, help="keep the lakes here (default: a temp dir)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the JSON from the runs under --work as far as they got")
+    parser.add_argument("--no-init-comparison", action="store_true",
+                        help="skip retraining turn 1's dataset from scratch / balanced")
     args = parser.parse_args(argv or [])
-    result = bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work,
-                   args.report_only)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "flywheel.json").write_text(json.dumps(result, indent=2, default=str))
-    return result
+    return bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work,
+                 args.report_only, not args.no_init_comparison, out / "flywheel.json")
 
 
 if __name__ == "__main__":

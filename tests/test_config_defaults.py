@@ -41,6 +41,8 @@ def _pairs():
         (TrainingConfig, "white_balance", TrainConfig, "white_balance"),
         (TrainingConfig, "seed", TrainConfig, "seed"),
         (TrainingConfig, "num_cpus", TrainConfig, "num_cpus"),
+        (TrainingConfig, "init", TrainConfig, "init"),
+        (TrainingConfig, "balance", TrainConfig, "balance"),
         (IngestConfig, "frame_every", DepotConfig, "frame_every"),
         (IngestConfig, "pending_timeout_s", DepotConfig, "pending_timeout_s"),
         (FleetConfig, "silence_s", rollup_day, "silence_s"),

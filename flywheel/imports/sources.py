@@ -7,9 +7,10 @@ import json
 
 from edge_agent.lake import Lake
 from flywheel.imports.catalog import CATALOG_SCHEMA
+from flywheel.imports.generator_check import import_checked
 from flywheel.learner import reference_sets as depot_sets
 from flywheel.learner.errors import DatasetError
-from flywheel.learner.pipeline import SimSources, import_from_simulator
+from flywheel.learner.pipeline import SimSources
 
 
 def imported_sources(lake: Lake) -> dict[str, depot_sets.Imported]:
@@ -44,10 +45,11 @@ def refuse_simulator_over_user_data(lake: Lake) -> None:
 def load_sources(lake: Lake, source: str = "simulator", sim: SimSources | None = None
                  ) -> dict[str, depot_sets.Imported]:
     """The Learner job's starting data: the simulator's exports imported into the depot (the demo;
-    refused over a user's catalog), or what the user imported, as it is ("imported")."""
+    refused over a user's catalog; not rendered again while the generator is unchanged, see
+    generator_check), or what the user imported, as it is ("imported")."""
     if source == "imported":
         return imported_sources(lake)
     if source != "simulator":
         raise ValueError(f"source must be 'simulator' or 'imported', not {source!r}")
     refuse_simulator_over_user_data(lake)
-    return import_from_simulator(lake, sim or SimSources())
+    return import_checked(lake, sim or SimSources())

@@ -90,7 +90,15 @@ class TrainConfig:
     lr0: float = 0.002  # AdamW: 0.01 (the SGD default) diverges on tiny data
     optimizer: str = "AdamW"  # explicit: 'auto' picks by dataset size and prints a long notice
     patience: int = 100  # early stopping patience in epochs (large = off for short runs)
-    warmup_epochs: float = 3.0  # ultralytics' linear warmup (at least 100 iterations when > 0)
+    warmup_epochs: float = 3.0  # ultralytics' linear warmup: min(this, epochs - 1) epochs
+    # "parent": fine-tune from the production model (the run's lineage parent) when one exists with
+    # this task and architecture: its head rows copied by class name, new classes added small
+    # (flywheel/learner/warm_start.py); else, and with "scratch", from random weights
+    init: Literal["scratch", "parent"] = "parent"
+    finetune_warmup_epochs: float = 0.0  # warmup when fine-tuning: the weights are trained already
+    # classify: repeat rare classes' training frames, r_c = max(1, sqrt(balance * n_max / n_c))
+    # (repeat-factor sampling); 0 = off
+    balance: float = 0.0
     nbs: int = 64  # nominal batch: gradients accumulate to it before a step; 0 = step every batch
     fliplr: float = 0.0  # packaging text mirrored never occurs in a cart: no horizontal flips
     scale: float = 0.3  # classify: RandomResizedCrop area in (1 - scale, 1)

@@ -68,27 +68,30 @@ def run_training(req: TrainRequest) -> TrainResult:
         return train_two_stage(req, lake, ds, members, t0)
     from ultralytics import YOLO
 
-    from flywheel.learner import onnx_tools
+    from flywheel.learner import onnx_tools, warm_start
     from flywheel.learner.materialize import materialize_classify, materialize_detect
     from flywheel.learner.preprocess import png_batch, preprocessing_doc
 
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as tmp_dir:
         tmp = Path(tmp_dir)
+        init = warm_start.prepare(lake, req.parent_model_id, cfg, classes, tmp / "parent")
         if cfg.task == "classify":
             data = str(materialize_classify(members, classes, tmp / "data", cfg.imgsz,
                                                  cfg.white_balance))
+            repeated = warm_start.oversample_rare(tmp / "data" / "train", cfg.balance)
             extra = {"scale": cfg.scale, "auto_augment": cfg.auto_augment}
         else:
             data = str(materialize_detect(members, classes, tmp / "data"))
             extra = {"mosaic": 0.0}  # 4-image mosaics of tiny frames cost time and teach little
+            repeated = {}
         model = YOLO(cfg.model_yaml, task=cfg.task)
         t_train = time.perf_counter()
         with yolo_env.tolerate_val_class_gaps():
             model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
                         device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
                         optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
-                        warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs or cfg.batch,
-                        hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=False, plots=False,
+                        warmup_epochs=init.warmup_epochs(cfg), nbs=cfg.nbs or cfg.batch,
+                        hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=init.pretrained(), plots=False,
                         verbose=False, project=str(tmp / "runs"), name="run", exist_ok=True, **extra)
         seconds_train = time.perf_counter() - t_train
         run_dir = tmp / "runs" / "run"
@@ -132,7 +135,8 @@ def run_training(req: TrainRequest) -> TrainResult:
                  "parent_model": req.parent_model_id, "train_config": cfg.as_dict(),
                  "dataset_sources": ds.manifest.get("sources", [])},
         training={"epochs": len(curves), "seconds_train": seconds_train, "n_train": n_train,
-                  "n_val": n_val, "final": curves[-1] if curves else {}},
+                  "n_val": n_val, "final": curves[-1] if curves else {},
+                  "init": init.as_card(), "repeated_frames": sum(repeated.values())},
         onnx_validation=validation,
         created_at=datetime.now(UTC),
     )
