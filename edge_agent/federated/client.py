@@ -6,7 +6,10 @@ and returns the new head, the sample count and metrics. Nothing else leaves the 
 no embedding, no label list. `Participant` keeps one connection attempt running in a thread: a
 round's server comes and goes, so a refused connection is normal and retried. On a device it joins
 only rounds a signed announcement names (`announce.RoundAnnouncements`): the announced server, and
-`fit` trains only from the announced base model and global head (sha256), else contributes nothing.
+`fit` trains only from the announced base model and global head (sha256), else contributes nothing,
+and it talks to that server over TLS, trusting only the CA the announcement carries: a server
+without the round's certificate (a plaintext one, one with another CA) fails the handshake and
+gets nothing.
 """
 
 from __future__ import annotations
@@ -90,8 +93,10 @@ class Participant:
     client of one session; `joining` is the announcement being joined (None without)."""
 
     def __init__(self, server_address: str, client_factory, retry_s: float = 2.0,
-                 max_message_bytes: int = 64 * 1024 * 1024, announcements=None) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, announcements=None,
+                 root_certificates: bytes | None = None) -> None:
         self.server_address, self.client_factory, self.retry_s = server_address, client_factory, retry_s
+        self.root_certificates = root_certificates  # TLS to the fixed address (announced: its CA)
         self.max_message_bytes = max_message_bytes
         self.announcements = announcements  # an announce.RoundAnnouncements, or None
         self.joining: RoundAnnouncementV1 | None = None
@@ -131,6 +136,12 @@ class Participant:
             self.last_error = f"no round open at {address}: {e}"
             return False
 
+    def _trust(self, joining: RoundAnnouncementV1 | None) -> bytes | None:
+        """The CA to verify the server with: the announcement's (None: plaintext)."""
+        if joining is not None:
+            return joining.tls_ca.encode("ascii") or None
+        return self.root_certificates
+
     def _target(self, fresh: bool = False) -> str | None:
         """The address to join now: the fixed one, or the verified announcement's server."""
         if self.announcements is None:
@@ -153,12 +164,15 @@ class Participant:
             if self.announcements is not None and self._target(fresh=True) != address:
                 continue  # a newer announcement than the cached one: follow that
             joining = self.joining
+            ca = self._trust(joining)
             try:
                 start_client(server_address=address, client=self.client_factory().to_client(),
-                             grpc_max_message_length=self.max_message_bytes, insecure=True)
+                             grpc_max_message_length=self.max_message_bytes, insecure=ca is None,
+                             root_certificates=ca)
                 self.rounds += 1
                 if joining is not None:  # one session per announced round, even across restarts
                     self.announcements.mark_joined(joining.round_id)
-            except Exception as e:  # no server right now (between rounds) or it went away
-                self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
+            except Exception as e:  # no server right now (between rounds), it went away, or TLS failed
+                details = e.details() if callable(getattr(e, "details", None)) else str(e)
+                self.last_error = f"{type(e).__name__}: {str(details)[:300]}"
             self._stop.wait(self.retry_s)

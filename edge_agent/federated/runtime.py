@@ -19,7 +19,8 @@ class FederatedLearner:
         self.labeler = AutoLabeler(self.store, [], min_step_g=cfg.min_step_g)
         self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id)
         self.announcements = RoundAnnouncements(lake, cfg.channel, Path(cfg.trusted_root).read_bytes(),
-                                                cfg.state_dir, check_s=cfg.check_s)
+                                                cfg.state_dir, check_s=cfg.check_s,
+                                                require_tls=cfg.require_tls)
         self.participant = Participant("", self._client, retry_s=cfg.retry_s,
                                        announcements=self.announcements)
         self._version: str | None = None

@@ -82,6 +82,7 @@ def run_job(lake_res, signer, address: str, **round_cfg):
 @pytest.mark.slow
 def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poison(
         production: Path, tmp_path: Path) -> None:
+    from edge_agent.federated.announce import RoundAnnouncements
     from flywheel.federated.candidate import base_head
     from flywheel.federated.server import free_address
     from flywheel.fleet.federated import FederatedFleet
@@ -131,9 +132,13 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         w0, b0 = base_head(lake, production_id)
         w_bad, b_bad = np.zeros_like(w0), np.full_like(b0, -5.0)
         b_bad[1] = 5.0  # every frame: class 1
-        # (rogue devices need no announcement: they know the address and connect directly)
-        rogues = [Participant(address, rogue(i, w_bad, b_bad, w0.shape[0], production_id),
-                              retry_s=0.3).start() for i in range(4)]
+        # rogue devices hold the channel's root like any cart: they read the signed announcement,
+        # its server and TLS CA (public: TLS authenticates the server, the gate judges updates)
+        rogues = []
+        for i in range(4):
+            ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"rogue-{i}", check_s=0.3)
+            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0], production_id),
+                                      retry_s=0.3, announcements=ann).start())
         try:
             poisoned = run_job(lake_res, signer, address, expected_devices=N_CARTS + 4)
         finally:
