@@ -57,3 +57,17 @@ def head_digest(w: np.ndarray, b: np.ndarray) -> str:
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+# The ONNX metadata_props key under which the cloud stamps the backbone's digest (the graph up to
+# the `embedding` output: every node and weight but the final linear head; flywheel/learner/onnx_head)
+BACKBONE_METADATA = "flywheel.backbone_sha256"
+
+
+def embedding_space(backbone: str, labels: list[str]) -> str:
+    """The key a device's samples are stored under, and a round's samples must match: the backbone
+    (its digest, or "model:<version>" for a model without one) and the label list the sample label
+    indices refer to. A federated candidate changes only the head: same key, the samples stay."""
+    h = hashlib.sha256(backbone.encode())
+    h.update(b"\n".join(lab.encode() for lab in labels))
+    return h.hexdigest()[:24]

@@ -1,15 +1,15 @@
 """The device's Flower client: what it tells the server, and what it sends back from a round.
 
-`get_properties` answers the server's selection (device, store, cohort, sample count, the model
-version the samples were embedded with); `fit` adapts the round's global head on the local samples
-and returns the new head, the sample count and metrics. Nothing else leaves the device: no image,
-no embedding, no label list. `Participant` keeps one connection attempt running in a thread: a
-round's server comes and goes, so a refused connection is normal and retried. On a device it joins
-only rounds a signed announcement names (`announce.RoundAnnouncements`): the announced server, and
-`fit` trains only from the announced base model and global head (sha256), else contributes nothing,
-and it talks to that server over TLS, trusting only the CA the announcement carries: a server
-without the round's certificate (a plaintext one, one with another CA) fails the handshake and
-gets nothing.
+`get_properties` answers the server's selection (device, store, cohort, sample count, the embedding
+space the samples were embedded in: contract.federated.embedding_space); `fit` adapts the round's
+global head on the local samples and returns the new head, the sample count and metrics. Nothing
+else leaves the device: no image, no embedding, no label list. `Participant` keeps one connection
+attempt running in a thread: a round's server comes and goes, so a refused connection is normal and
+retried. On a device it joins only rounds a signed announcement names
+(`announce.RoundAnnouncements`): the announced server, and `fit` trains only from the announced base
+model and global head (sha256), else contributes nothing, and it talks to that server over TLS,
+trusting only the CA the announcement carries: a server without the round's certificate (a plaintext
+one, one with another CA) fails the handshake and gets nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
         def get_properties(self, config):
             return {"device_id": identity.device_id, "store_id": identity.store_id,
                     "cohort": identity.cohort, "n_samples": len(store),
-                    "model_version": store.model_version or ""}
+                    "embedding_space": store.space or ""}
 
         def fit(self, parameters, config):
             w0, b0 = (np.asarray(p, np.float32) for p in parameters)
@@ -71,9 +71,9 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
                     on_refusal(why)
                 return [w0, b0], 0, {"refused": 1}
             x, y = store.arrays()
-            base = str(config.get("base_model", ""))
-            if not len(y) or store.model_version != base or x.shape[1] != w0.shape[0]:
-                # samples of another model (or none): nothing to contribute this round
+            space = str(config.get("embedding_space") or config.get("base_model", ""))
+            if not len(y) or store.space != space or x.shape[1] != w0.shape[0]:
+                # samples of another backbone (or none): nothing to contribute this round
                 return [w0, b0], 0, {"skipped": 1}
             cfg = HeadTraining(epochs=int(config.get("epochs", training.epochs)),
                                lr=float(config.get("lr", training.lr)),

@@ -33,6 +33,19 @@ def base_head(lake: Lake, model_id: str) -> tuple[np.ndarray, np.ndarray]:
     return read_head(onnx.load_from_string(lake.get(registry.key(model_id, "model.onnx"))))
 
 
+def embedding_space_of(lake: Lake, model_id: str) -> str:
+    """The registered model's embedding space, computed as its devices compute it
+    (edge_agent.federated.runtime.backbone_of + contract.federated.embedding_space)."""
+    import onnx
+
+    from edge_agent.contract.federated import BACKBONE_METADATA, embedding_space
+
+    model = onnx.load_from_string(lake.get(registry.key(model_id, "model.onnx")))
+    digest = next((p.value for p in model.metadata_props if p.key == BACKBONE_METADATA), "")
+    labels = registry.read_device_model(lake, model_id).labels
+    return embedding_space(digest or f"model:{model_id}", list(labels))
+
+
 def federated_model_id(base_model_id: str, w: np.ndarray, b: np.ndarray, at: datetime | None = None) -> str:
     at = at or datetime.now(UTC)
     digest = hashlib.sha256(base_model_id.encode() + w.tobytes() + b.tobytes()).hexdigest()
@@ -61,22 +74,54 @@ def register_candidate(lake: Lake, base_model_id: str, w: np.ndarray, b: np.ndar
     """Register production + the new head as a candidate; returns its card (written last)."""
     import onnx
 
-    from flywheel.learner import onnx_tools
     from flywheel.learner.onnx_head import expose_embedding, with_head
+
+    model_id = federated_model_id(base_model_id, w, b)
+    graph = expose_embedding(onnx.load_from_string(lake.get(registry.key(base_model_id, "model.onnx"))))
+    new_onnx = with_head(graph, w, b).SerializeToString()
+    meta = {"model_id": model_id, "parent_model": base_model_id, "federated_round": round_summary}
+
+    def build(tmp: Path, base_weights: Path) -> None:
+        _torch_with_head(base_weights, w, b, tmp / "weights.pt", meta)
+        (tmp / "model.onnx").write_bytes(new_onnx)
+
+    return _register(lake, base_model_id, model_id, build, {"federated_round": round_summary}, rules)
+
+
+def register_weights(lake: Lake, base_model_id: str, model_id: str, weights: Path, training: dict,
+                     rules: GateRules | None = None) -> ModelCardV1:
+    """Register new weights of the base model's architecture and classes (e.g. the base fine-tuned
+    centrally) as a candidate: ONNX exported as the Learner exports (logits, embedding output,
+    backbone stamp), validated on the base's golden inputs, the base's card otherwise."""
+    import os
+    import shutil
+
+    from flywheel.learner.onnx_tools import export_onnx
+
+    imgsz = registry.read_card(lake, base_model_id).imgsz
+
+    def build(tmp: Path, _base_weights: Path) -> None:
+        shutil.copyfile(weights, tmp / "weights.pt")
+        os.replace(export_onnx(tmp / "weights.pt", imgsz), tmp / "model.onnx")
+
+    return _register(lake, base_model_id, model_id, build, training, rules)
+
+
+def _register(lake: Lake, base_model_id: str, model_id: str, build, training: dict,
+              rules: GateRules | None) -> ModelCardV1:
+    """`build(tmp, base_weights)` writes tmp/weights.pt and tmp/model.onnx; this validates ONNX
+    against torch on the base's golden inputs and writes the files, device model and card."""
+    from flywheel.learner import onnx_tools
     from flywheel.learner.train import device_model
 
     rules = rules or GateRules()
     base = registry.read_card(lake, base_model_id)
-    model_id = federated_model_id(base_model_id, w, b)
-    graph = expose_embedding(onnx.load_from_string(lake.get(registry.key(base_model_id, "model.onnx"))))
-    new_onnx = with_head(graph, w, b).SerializeToString()
     golden_inputs = np.load(io.BytesIO(lake.get(registry.key(base_model_id, "golden.npz"))))["inputs"]
-    meta = {"model_id": model_id, "parent_model": base_model_id, "federated_round": round_summary}
     with tempfile.TemporaryDirectory(prefix="flywheel-fed-") as tmp_dir:
         tmp = Path(tmp_dir)
-        weights = registry.fetch_file(lake, base_model_id, "weights.pt", tmp)
-        _torch_with_head(weights, w, b, tmp / "weights.pt", meta)
-        (tmp / "model.onnx").write_bytes(new_onnx)
+        (tmp / "base").mkdir()
+        build(tmp, registry.fetch_file(lake, base_model_id, "weights.pt", tmp / "base"))
+        new_onnx = (tmp / "model.onnx").read_bytes()
         expected = onnx_tools.torch_outputs(tmp / "weights.pt", golden_inputs)
         got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(new_onnx), golden_inputs)
         validation = onnx_tools.compare_outputs(expected, got, rules.onnx_max_abs_diff,
@@ -87,7 +132,7 @@ def register_candidate(lake: Lake, base_model_id: str, w: np.ndarray, b: np.ndar
     doc = base.model_dump(mode="json", by_alias=True)
     doc.update(model_id=model_id, files=files, onnx_validation=validation,
                created_at=datetime.now(UTC).isoformat(),
-               training={"federated_round": json.loads(json.dumps(round_summary, default=str))})
+               training=json.loads(json.dumps(training, default=str)))
     doc["lineage"].update(parent_model=base_model_id, code_version=registry.code_version())
     card = ModelCardV1.model_validate(doc)
     registry.write_device_model(lake, device_model(card))

@@ -40,13 +40,14 @@ def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, *,
     `cfg.base_model` is filled with the production model (overrides: RoundConfig fields). With
     `repo` the round is announced in that channel first, naming `announce_as` (default: `address`)
     as the server devices connect to."""
-    from flywheel.federated.candidate import base_head, register_candidate
+    from flywheel.federated.candidate import base_head, embedding_space_of, register_candidate
     from flywheel.federated.server import run_round
 
     production = registry.production_model_id(lake)
     if production is None:
         return RoundOutcome(None, RoundReport(skipped="no production model: nothing to adapt"))
-    cfg = replace(cfg or RoundConfig(base_model=production), base_model=production, **overrides)
+    cfg = replace(cfg or RoundConfig(base_model=production), base_model=production,
+                  embedding_space=embedding_space_of(lake, production), **overrides)
     w0, b0 = base_head(lake, production)
     certificates = None
     if repo is not None:

@@ -45,11 +45,11 @@ def production(tmp_path_factory):
     return root
 
 
-def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, model: str):
-    """A device that passes selection (samples on the right model) and sends a poisoned head:
-    every frame becomes one product, within the norm bound."""
+def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
+    """A device that passes selection (samples in the base model's embedding space) and sends a
+    poisoned head: every frame becomes one product, within the norm bound."""
     s = SampleStore()
-    s.add(model, [np.zeros(dim, np.float32)] * 40, 0)
+    s.add(space, [np.zeros(dim, np.float32)] * 40, 0)
 
     def factory():
         client = make_client(DeviceIdentity(f"rogue-{i}", "A", "A"), s)
@@ -83,7 +83,7 @@ def run_job(lake_res, signer, address: str, **round_cfg):
 def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poison(
         production: Path, tmp_path: Path) -> None:
     from edge_agent.federated.announce import RoundAnnouncements
-    from flywheel.federated.candidate import base_head
+    from flywheel.federated.candidate import base_head, embedding_space_of
     from flywheel.federated.server import free_address
     from flywheel.fleet.federated import FederatedFleet
     from flywheel.release.keys import keygen, load_keys
@@ -137,7 +137,8 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         rogues = []
         for i in range(4):
             ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"rogue-{i}", check_s=0.3)
-            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0], production_id),
+            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0],
+                                                embedding_space_of(lake, production_id)),
                                       retry_s=0.3, announcements=ann).start())
         try:
             poisoned = run_job(lake_res, signer, address, expected_devices=N_CARTS + 4)
