@@ -2,15 +2,16 @@
 
 1. Efficacy: production top-1 on the frozen store sets after N federated rounds (carts in "updates"
    mode adapt production's head on auto-labelled insertions; each round's candidate goes through the
-   gate and becomes production only if it passes) against the centralised alternative on the same
-   fleet. The centralised multi-turn loop is not on main yet, so the baseline is ONE centralised
-   retrain on the same fleet's frames perfectly labelled (simulator ground truth, every 3rd frame) plus
-   the manual collection: an upper bound for what uploading the images buys (it can also learn SKUs
-   the production model has no class for, which a head over fixed classes cannot).
+   gate and becomes production only if it passes) against the centralised loop after the same N
+   turns on the same fleet: the images of the very samples the carts labelled (recorded beside
+   them, benchmarks/federated_central.py) go to the cloud, which fine-tunes production's whole
+   network (backbone + head) on all of them, the last turn of a loop that fine-tunes production on
+   everything collected so far; evaluated and gated like the federated candidates.
 2. Bytes per device per round: the head update (and the global head it receives) against the clip
    bytes the same carts upload in "clips" mode over the same simulated minutes.
 3. Round time of the Flower round alone (select, fit, check, FedAvg) with 20 and 200 simulated
-   devices (real gRPC clients over 127.0.0.1, the production head's shape), as a ratio per device.
+   devices (real gRPC clients over 127.0.0.1 over TLS, as announced rounds run, the production
+   head's shape), as a ratio per device; and 20 devices over plaintext, the cost of TLS.
 
 Run: `python -m benchmarks.bench_federated [out_dir] [--quick]` (or env FED_BENCH_QUICK=1: fewer
 carts, rounds and minutes; the production model is the same).
@@ -37,6 +38,8 @@ MINUTES_PER_ROUND = 0.5 if QUICK else 1.0
 # near-constant embeddings (feature std ~2e-4), which no head, federated or not, can improve.
 EPOCHS = 20
 N_PER_SKU = 24
+CENTRAL_EPOCHS = int(os.environ.get("FED_BENCH_CENTRAL_EPOCHS", "3"))  # fine-tune of all layers
+CENTRAL_LR = float(os.environ.get("FED_BENCH_CENTRAL_LR", "3e-4"))
 FLEETS = (20, 200)
 
 
@@ -74,7 +77,8 @@ def _channel(lake, work: Path):
     return repo, lake.get("releases/stable/metadata/1.root.json")
 
 
-def _federated(lake, address: str, work: Path) -> dict:
+def _federated(lake, address: str, work: Path) -> tuple[dict, list]:
+    from benchmarks.federated_central import ImageRecorder
     from edge_agent.model import DeviceModel
     from flywheel.federated.pipeline import federated_round
     from flywheel.federated.strategy import RoundConfig
@@ -86,6 +90,7 @@ def _federated(lake, address: str, work: Path) -> dict:
     rounds = []
     repo, root = _channel(lake, work)
     with FederatedFleet(lake, "stable", root, carts=CARTS, retry_s=0.3) as fleet:
+        recorders = [ImageRecorder(a) for a in fleet.agents]
         for r in range(ROUNDS):
             fleet.drive(MINUTES_PER_ROUND)
             out = federated_round(lake, address, RoundConfig(
@@ -107,11 +112,16 @@ def _federated(lake, address: str, work: Path) -> dict:
                         model_dir = install_registry_model(lake, fleet.work / "model" / a.device_id,
                                                            out.candidate_id, slot="b")
                         a.model = DeviceModel(model_dir)
+                    for rec in recorders:
+                        rec.watch(rec.agent.model)
             row["production_after"] = registry.production_model_id(lake)
+            row["device_samples"] = sum(fleet.samples().values())
             rounds.append(row)
+        # the recorders kept an image for every sample the devices hold, under the same label
+        assert [len(r.store) for r in recorders] == list(fleet.samples().values())
     final = registry.production_model_id(lake)
     top1 = evaluate_candidate(lake, final).candidate.metrics["production_top1"]
-    return {"rounds": rounds, "final_production": final, "production_top1": top1}
+    return {"rounds": rounds, "final_production": final, "production_top1": top1}, recorders
 
 
 def _clip_bytes(lake, root: bytes) -> dict:
@@ -126,50 +136,51 @@ def _clip_bytes(lake, root: bytes) -> dict:
             "bytes_per_device": float(np.mean(per_device))}
 
 
-def _centralised(lake, cfg, work: Path) -> dict:
-    from datetime import UTC, datetime
+def _centralised(lake, recorders: list, work: Path) -> dict:
+    """Production fine-tuned centrally (all layers) on the carts' labelled samples, as images."""
+    from benchmarks.federated_central import finetune, pooled
+    from flywheel.federated.candidate import register_weights
+    from flywheel.learner import registry
+    from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
 
-    from flywheel.fleet.runner import cart_plan, cart_sim_frames
-    from flywheel.learner.config import DatasetSpec, GateRules
-    from flywheel.learner.pipeline import build_dataset, evaluate_candidate
-    from flywheel.learner.train import TrainRequest, run_training
-    from flywheel.sim import default_world
-    from flywheel.sim.export import export_dataset
-
-    world = default_world(0, 3)
-    n = int(MINUTES_PER_ROUND * ROUNDS * 60 * 10)
-    frames = []
-    for i, (store, _device, _start) in enumerate(cart_plan(world, CARTS, datetime.now(UTC).date())):
-        for k, (sf, _t, _w) in enumerate(cart_sim_frames(world, store, i, 0, n, datetime.now(UTC))):
-            if k % 3 == 0:
-                frames.append(sf)
-    export_dataset(frames, work / "fleet.parquet")
-    lake.put("depot/bench/fleet_frames.parquet", (work / "fleet.parquet").read_bytes())
-    ds, _ = build_dataset(lake, DatasetSpec(), ("depot/bench/fleet_frames.parquet",))
-    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-central-1", rules=GateRules()))
+    card = registry.read_card(lake, "cls-prod-0")
+    x, y = pooled(recorders, (3, card.imgsz, card.imgsz))
+    weights = registry.fetch_file(lake, "cls-prod-0", "weights.pt", work / "central")
+    info = finetune(weights, x, y, work / "central" / "tuned.pt", epochs=CENTRAL_EPOCHS, lr=CENTRAL_LR)
+    register_weights(lake, "cls-prod-0", "cls-central-1", work / "central" / "tuned.pt",
+                     {"centralised_finetune": info})
     ev = evaluate_candidate(lake, "cls-central-1")
-    return {"frames": len(frames), "production_top1": ev.candidate.metrics["production_top1"]}
+    gate = gate_candidate(lake, "cls-central-1")
+    return {"samples": int(len(y)), "finetune": info,
+            "production_top1": ev.candidate.metrics["production_top1"],
+            "manual_top1": ev.candidate.metrics.get("manual_top1"),
+            "production_top1_before": ev.production.metrics["production_top1"] if ev.production else None,
+            "gate_passed": gate.passed, "gate_reasons": gate.reasons}
 
 
-def _round_time(n_devices: int, d: int, k: int) -> float:
+def _round_time(n_devices: int, d: int, k: int, tls: bool = True) -> float:
     from edge_agent.federated.client import DeviceIdentity, Participant, make_client
     from edge_agent.federated.samples import SampleStore
     from flywheel.federated.server import free_address, run_round
     from flywheel.federated.strategy import RoundConfig
+    from flywheel.federated.tls import round_certificates
 
     rng = np.random.default_rng(0)
     address = free_address()
+    certs = round_certificates(address, 900) if tls else None
     devices = []
     for i in range(n_devices):
         s = SampleStore()
         s.add("m", list(rng.normal(size=(40, d)).astype(np.float32)), int(i % k))
         devices.append(Participant(address, (lambda s=s, i=i: make_client(
-            DeviceIdentity(f"d{i}", "A", "A"), s)), retry_s=0.2).start())
+            DeviceIdentity(f"d{i}", "A", "A"), s)), retry_s=0.2,
+            root_certificates=certs.ca_pem if certs else None).start())
     try:
         w0 = rng.normal(size=(d, k)).astype(np.float32) * 0.01
         _, report = run_round(address, RoundConfig(base_model="m", min_samples=5, connect_window_s=120,
                                                    expected_devices=n_devices, fit_timeout_s=300),
-                              w0, np.zeros(k, np.float32))
+                              w0, np.zeros(k, np.float32),
+                              certificates=certs.certificates if certs else None)
     finally:
         for p in devices:
             p.stop()
@@ -204,24 +215,28 @@ def main(out_dir: Path) -> dict:
         lake, cfg, top1_0 = _production(work)
         _progress("production", top1_0, t0)
         w0, _ = base_head(lake, "cls-prod-0")
-        fed = _federated(lake, free_address(), work)
+        fed, recorders = _federated(lake, free_address(), work)
         _progress("federated", fed, t0)
+        central = _centralised(lake, recorders, work)
+        del recorders
+        _progress("centralised", central, t0)
         clips = _clip_bytes(lake, lake.get("releases/stable/metadata/1.root.json"))
         _progress("clips", clips, t0)
-        central = _centralised(lake, cfg, work)
-        _progress("centralised", central, t0)
         head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
                                     if r["update_bytes_per_device"]] or [0.0]))
         times = {}
         for n in FLEETS:
             times[n] = _round_time(n, *w0.shape)
             _progress(f"round_time_{n}", times[n], t0)
+        plain_20 = _round_time(FLEETS[0], *w0.shape, tls=False)
+        _progress(f"round_time_{FLEETS[0]}_plaintext", plain_20, t0)
         result = {
             "settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
-                         "production_epochs": EPOCHS, "n_per_sku": N_PER_SKU, "head_shape": list(w0.shape)},
+                         "production_epochs": EPOCHS, "central_epochs": CENTRAL_EPOCHS,
+                         "central_lr": CENTRAL_LR, "n_per_sku": N_PER_SKU, "head_shape": list(w0.shape)},
             "production_top1_start": top1_0,
             "federated": fed,
-            "centralised_one_retrain": central,
+            "centralised_after_same_turns": central,
             "top1_ratio_federated_over_centralised": (fed["production_top1"] / central["production_top1"]
                                                       if central["production_top1"] else None),
             "bytes": {"update_per_device_per_round": head_bytes,
@@ -230,8 +245,11 @@ def main(out_dir: Path) -> dict:
                       "clips_uploaded": clips["clips"],
                       "ratio_update_over_clips": (head_bytes / clips["bytes_per_device"]
                                                   if clips["bytes_per_device"] else None)},
-            "round_seconds": {str(n): round(s, 2) for n, s in times.items()},
-            "round_seconds_per_device_ratio_200_over_20": (times[200] / 200) / (times[20] / 20),
+            "round_seconds_tls": {str(n): round(s, 2) for n, s in times.items()},
+            "round_seconds_plaintext_20": round(plain_20, 2),
+            "tls_over_plaintext_20": times[FLEETS[0]] / plain_20,
+            "round_seconds_per_device_ratio_200_over_20": ((times[FLEETS[-1]] / FLEETS[-1])
+                                                           / (times[FLEETS[0]] / FLEETS[0])),
             "seconds_total": round(time.perf_counter() - t0, 1),
             "cpu_seconds": _cpu_seconds(),
             "loadavg_before": load, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
