@@ -157,3 +157,29 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
     after = current_channel(open_channel(lake, "stable", load_keys(tmp_path / "keys")))
     assert after is None or after.release.model_id != bad
     assert registry.production_model_id(lake) == production_id
+
+
+@pytest.mark.slow
+def test_weights_registered_as_a_candidate_keep_the_backbone_key_of_what_they_embed(
+        production: Path, tmp_path: Path) -> None:
+    """candidate.register_weights (the centralised fine-tune's way into the registry): the same
+    weights exported again keep production's backbone digest and embedding space (the export is
+    deterministic, so devices keep their samples), new weights get a new one."""
+    import torch
+
+    from edge_agent.lake import Lake
+    from flywheel.federated.candidate import embedding_space_of, register_weights
+
+    lake = Lake.at_path(production / "lake")
+    weights = registry.fetch_file(lake, "cls-prod-0", "weights.pt", tmp_path)
+    same = register_weights(lake, "cls-prod-0", "cls-same-1", weights, {"note": "unchanged"})
+    assert same.onnx_validation.passed and same.lineage.parent_model == "cls-prod-0"
+    assert embedding_space_of(lake, "cls-same-1") == embedding_space_of(lake, "cls-prod-0")
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    net = ckpt.get("ema") or ckpt["model"]
+    with torch.no_grad():
+        next(net.parameters()).mul_(1.5)  # the first conv: a changed backbone
+    torch.save(ckpt, tmp_path / "tuned.pt")
+    tuned = register_weights(lake, "cls-prod-0", "cls-tuned-1", tmp_path / "tuned.pt", {"note": "x1.5"})
+    assert tuned.onnx_validation.passed
+    assert embedding_space_of(lake, "cls-tuned-1") != embedding_space_of(lake, "cls-prod-0")
