@@ -123,15 +123,27 @@ class Participant:
         self.last_error = f"round refused: {reason}"
         log.warning("federated: %s", self.last_error)
 
-    def _server_listening(self, address: str) -> bool:
+    def _server_listening(self, address: str, ca: bytes | None = None) -> bool:
         """A plain TCP probe first: between rounds nothing listens, and a gRPC channel per refused
-        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85)."""
+        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85). With a
+        CA the probe is a TLS handshake verified against it: a server without the round's
+        certificate is refused here, with the reason, before any gRPC channel exists."""
         import socket
+        import ssl
 
         host, _, port = address.rpartition(":")
+        host = host.strip("[]")
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
-                return True
+            with socket.create_connection((host, int(port)), timeout=2.0) as sock:
+                if ca is None:
+                    return True
+                ctx = ssl.create_default_context(cadata=ca.decode("ascii"))
+                ctx.set_alpn_protocols(["h2"])
+                with ctx.wrap_socket(sock, server_hostname=host):
+                    return True
+        except ssl.SSLError as e:
+            self.last_error = f"TLS handshake with {address} failed: {e}"
+            return False
         except OSError as e:
             self.last_error = f"no round open at {address}: {e}"
             return False
@@ -158,7 +170,7 @@ class Participant:
 
         while not self._stop.is_set():
             address = self._target()
-            if address is None or not self._server_listening(address):
+            if address is None or not self._server_listening(address, self._trust(self.joining)):
                 self._stop.wait(self.retry_s)
                 continue
             if self.announcements is not None and self._target(fresh=True) != address:
