@@ -23,24 +23,30 @@ from flywheel.learner import registry
 from flywheel.learner.config import GateRules
 from flywheel.learner.documents import ModelCardV1
 
+HEAD_ONNX = "model.onnx"  # the registered graph whose final Gemm is the head devices adapt
+
+
+def head_graph(lake: Lake, model_id: str):
+    """The ONNX graph that computes the embedding and the head (the cloud's one reader of it, as
+    `embedding_of` is the device's: a two-stage model names its crop classifier's file here)."""
+    import onnx
+
+    return onnx.load_from_string(lake.get(registry.key(model_id, HEAD_ONNX)))
+
 
 def base_head(lake: Lake, model_id: str) -> tuple[np.ndarray, np.ndarray]:
     """The head (W [d, k], b [k]) of a registered model's ONNX graph."""
-    import onnx
-
     from flywheel.learner.onnx_head import read_head
 
-    return read_head(onnx.load_from_string(lake.get(registry.key(model_id, "model.onnx"))))
+    return read_head(head_graph(lake, model_id))
 
 
 def embedding_space_of(lake: Lake, model_id: str) -> str:
     """The registered model's embedding space, computed as its devices compute it
     (edge_agent.federated.runtime.backbone_of + contract.federated.embedding_space)."""
-    import onnx
-
     from edge_agent.contract.federated import BACKBONE_METADATA, embedding_space
 
-    model = onnx.load_from_string(lake.get(registry.key(model_id, "model.onnx")))
+    model = head_graph(lake, model_id)
     digest = next((p.value for p in model.metadata_props if p.key == BACKBONE_METADATA), "")
     labels = registry.read_device_model(lake, model_id).labels
     return embedding_space(digest or f"model:{model_id}", list(labels))
@@ -72,12 +78,10 @@ def _torch_with_head(weights: Path, w: np.ndarray, b: np.ndarray, dest: Path, me
 def register_candidate(lake: Lake, base_model_id: str, w: np.ndarray, b: np.ndarray,
                        round_summary: dict, rules: GateRules | None = None) -> ModelCardV1:
     """Register production + the new head as a candidate; returns its card (written last)."""
-    import onnx
-
     from flywheel.learner.onnx_head import expose_embedding, with_head
 
     model_id = federated_model_id(base_model_id, w, b)
-    graph = expose_embedding(onnx.load_from_string(lake.get(registry.key(base_model_id, "model.onnx"))))
+    graph = expose_embedding(head_graph(lake, base_model_id))
     new_onnx = with_head(graph, w, b).SerializeToString()
     meta = {"model_id": model_id, "parent_model": base_model_id, "federated_round": round_summary}
 
