@@ -57,6 +57,25 @@ def pooled(recorders: list[ImageRecorder], shape: tuple[int, int, int]) -> tuple
     return np.concatenate(xs).reshape(-1, *shape), np.concatenate(ys)
 
 
+def replay_set(lake, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training split of the dataset version `model_id` was trained on, as device inputs: what
+    a centralised loop trains on again beside the new labels (it trains on the cumulative data)."""
+    import polars as pl
+
+    from flywheel.learner import registry
+    from flywheel.learner.datasets import load_dataset_version, read_members
+    from flywheel.learner.preprocess import png_batch
+
+    card, dev = registry.read_card(lake, model_id), registry.read_device_model(lake, model_id)
+    members = read_members(lake, load_dataset_version(lake, card.lineage.dataset_version))
+    members = members.filter(pl.col("split") == "train")
+    x = png_batch(members["image_png"].to_list(), card.imgsz, dev.white_balance)
+    x = (x - np.asarray(dev.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(dev.std, np.float32).reshape(
+        1, 3, 1, 1)
+    index = {c: i for i, c in enumerate(dev.labels)}
+    return x.astype(np.float32), np.asarray([index[lab] for lab in members["label"].to_list()], np.int64)
+
+
 def finetune(weights: Path, x: np.ndarray, y: np.ndarray, out: Path, *, epochs: int = 5,
              lr: float = 3e-4, batch: int = 32, seed: int = 0, threads: int = 2) -> dict:
     """Fine-tune the ultralytics classifier checkpoint `weights` (all layers) on (x, y); writes the
