@@ -11,7 +11,7 @@
     [upload]     lake = "s3://bucket/prefix", endpoint, bandwidth_bytes_per_s, windows = ["22:00-06:00"],
                  mode = "clips" | "updates" (privacy: "updates" never uploads a clip)
     [federated]  channel (its signed federated/round.json opens rounds), trusted_root, state_dir,
-                 cohort, sample_cap, retry_s, check_s
+                 cohort, sample_cap, retry_s, check_s, require_tls
     [telemetry]  status_interval_s
 """
 
@@ -107,6 +107,7 @@ class FederatedConfig:
     sample_cap: int = 2000  # auto-labelled samples kept on the device (oldest dropped first)
     retry_s: float = 5.0  # seconds between connection attempts when no round is open
     min_step_g: float = 50.0  # weight step (grams) that confirms an insertion's barcode label
+    require_tls: bool = True  # join only rounds whose announcement carries a TLS CA for the link
 
 
 @dataclass

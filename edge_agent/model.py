@@ -145,6 +145,8 @@ class DeviceModel:
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
         self.white_balance = meta.white_balance
+        # the ONNX metadata_props (e.g. the backbone digest federated samples are keyed on)
+        self.metadata: dict[str, str] = dict(self._sess.get_modelmeta().custom_metadata_map)
         outputs = self._sess.get_outputs()
         self.has_embedding = any(o.name == EMBEDDING_OUTPUT for o in outputs)
         self._outputs = [outputs[0].name] + ([EMBEDDING_OUTPUT] if self.has_embedding else [])

@@ -5,7 +5,9 @@ It is published into the channel's TUF repository with the same online keys as a
 snapshot, timestamp), and the device reads it with python-tuf's `ngclient.Updater` from the same
 trusted root as its OTA updates, so an attacker who can write the lake but holds no release key can
 neither point devices at another server nor hand them another base head: the announcement names the
-server, the base model and the sha256 of the global head the server must send (`head_digest`).
+server, the base model and the sha256 of the global head the server must send (`head_digest`), and
+the round's TLS CA certificate (`tls_ca`, PEM): a device dials the announced server over TLS trusting
+only that CA, so neither a plaintext server nor one without the round's certificate gets its update.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class RoundAnnouncementV1(_Doc):
     base_model: SafeId  # the model version whose embeddings the round's head reads
     head_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # head_digest of the global head
     cohorts: list[str] = []  # cohorts invited ([] = every cohort)
+    # PEM of the round's throwaway CA (flywheel/federated/tls.py); "" = a plaintext round, which a
+    # device refuses unless its config allows plaintext ([federated] require_tls = false)
+    tls_ca: Annotated[str, Field(max_length=8192, pattern=r"^(|-----BEGIN CERTIFICATE-----[\s\S]+"
+                                                          r"-----END CERTIFICATE-----\s*)$")] = ""
     published_at: UtcTime
     expires_at: UtcTime  # after this the round is over: the announcement is refused
 
@@ -51,3 +57,17 @@ def head_digest(w: np.ndarray, b: np.ndarray) -> str:
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+# The ONNX metadata_props key under which the cloud stamps the backbone's digest (the graph up to
+# the `embedding` output: every node and weight but the final linear head; flywheel/learner/onnx_head)
+BACKBONE_METADATA = "flywheel.backbone_sha256"
+
+
+def embedding_space(backbone: str, labels: list[str]) -> str:
+    """The key a device's samples are stored under, and a round's samples must match: the backbone
+    (its digest, or "model:<version>" for a model without one) and the label list the sample label
+    indices refer to. A federated candidate changes only the head: same key, the samples stay."""
+    h = hashlib.sha256(backbone.encode())
+    h.update(b"\n".join(lab.encode() for lab in labels))
+    return h.hexdigest()[:24]

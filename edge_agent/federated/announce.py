@@ -4,7 +4,8 @@
 (python-tuf's `ngclient.Updater` over the lake, as the OTA updater does: signatures, thresholds,
 key rotation, metadata expiry and rollback are TUF's), downloads `federated/round.json` verified
 against the signed targets, then refuses an announcement that is for another channel, expired, or
-replayed (a round id at or below the last one this device joined, persisted across restarts).
+replayed (a round id at or below the last one this device joined, persisted across restarts), and
+(with `require_tls`, the default) one that carries no TLS CA for the link to the round's server.
 Every refusal is a `Verdict` with the reason; nothing unverified is ever acted on.
 """
 
@@ -30,8 +31,9 @@ class Verdict:
 
 class RoundAnnouncements:
     def __init__(self, lake: Lake, channel: str, trusted_root: bytes, state_dir: str | Path,
-                 check_s: float = 30.0) -> None:
+                 check_s: float = 30.0, require_tls: bool = True) -> None:
         self.lake, self.channel, self.trusted_root = lake, channel, trusted_root
+        self.require_tls = require_tls  # refuse a round whose link is not TLS to the announced CA
         self.state_dir = Path(state_dir)
         self.check_s = check_s  # at most one metadata refresh per this many seconds
         self._state = self.state_dir / "federated.json"
@@ -71,6 +73,9 @@ class RoundAnnouncements:
             return verdict
         if ann.expires_at <= now:
             return Verdict(None, f"round {ann.round_id} announcement expired at {ann.expires_at.isoformat()}")
+        if self.require_tls and not ann.tls_ca:
+            return Verdict(None, f"round {ann.round_id} announced without a TLS CA: this device sends "
+                                 "updates only over TLS (federated.require_tls)")
         if ann.round_id <= self.last_joined:
             return Verdict(None, f"round {ann.round_id} replayed: this device already joined round "
                                  f"{self.last_joined}")

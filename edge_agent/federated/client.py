@@ -1,12 +1,15 @@
 """The device's Flower client: what it tells the server, and what it sends back from a round.
 
-`get_properties` answers the server's selection (device, store, cohort, sample count, the model
-version the samples were embedded with); `fit` adapts the round's global head on the local samples
-and returns the new head, the sample count and metrics. Nothing else leaves the device: no image,
-no embedding, no label list. `Participant` keeps one connection attempt running in a thread: a
-round's server comes and goes, so a refused connection is normal and retried. On a device it joins
-only rounds a signed announcement names (`announce.RoundAnnouncements`): the announced server, and
-`fit` trains only from the announced base model and global head (sha256), else contributes nothing.
+`get_properties` answers the server's selection (device, store, cohort, sample count, the embedding
+space the samples were embedded in: contract.federated.embedding_space); `fit` adapts the round's
+global head on the local samples and returns the new head, the sample count and metrics. Nothing
+else leaves the device: no image, no embedding, no label list. `Participant` keeps one connection
+attempt running in a thread: a round's server comes and goes, so a refused connection is normal and
+retried. On a device it joins only rounds a signed announcement names
+(`announce.RoundAnnouncements`): the announced server, and `fit` trains only from the announced base
+model and global head (sha256), else contributes nothing, and it talks to that server over TLS,
+trusting only the CA the announcement carries: a server without the round's certificate (a plaintext
+one, one with another CA) fails the handshake and gets nothing.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
         def get_properties(self, config):
             return {"device_id": identity.device_id, "store_id": identity.store_id,
                     "cohort": identity.cohort, "n_samples": len(store),
-                    "model_version": store.model_version or ""}
+                    "embedding_space": store.space or ""}
 
         def fit(self, parameters, config):
             w0, b0 = (np.asarray(p, np.float32) for p in parameters)
@@ -68,9 +71,9 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
                     on_refusal(why)
                 return [w0, b0], 0, {"refused": 1}
             x, y = store.arrays()
-            base = str(config.get("base_model", ""))
-            if not len(y) or store.model_version != base or x.shape[1] != w0.shape[0]:
-                # samples of another model (or none): nothing to contribute this round
+            space = str(config.get("embedding_space") or config.get("base_model", ""))
+            if not len(y) or store.space != space or x.shape[1] != w0.shape[0]:
+                # samples of another backbone (or none): nothing to contribute this round
                 return [w0, b0], 0, {"skipped": 1}
             cfg = HeadTraining(epochs=int(config.get("epochs", training.epochs)),
                                lr=float(config.get("lr", training.lr)),
@@ -90,8 +93,10 @@ class Participant:
     client of one session; `joining` is the announcement being joined (None without)."""
 
     def __init__(self, server_address: str, client_factory, retry_s: float = 2.0,
-                 max_message_bytes: int = 64 * 1024 * 1024, announcements=None) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, announcements=None,
+                 root_certificates: bytes | None = None) -> None:
         self.server_address, self.client_factory, self.retry_s = server_address, client_factory, retry_s
+        self.root_certificates = root_certificates  # TLS to the fixed address (announced: its CA)
         self.max_message_bytes = max_message_bytes
         self.announcements = announcements  # an announce.RoundAnnouncements, or None
         self.joining: RoundAnnouncementV1 | None = None
@@ -118,18 +123,36 @@ class Participant:
         self.last_error = f"round refused: {reason}"
         log.warning("federated: %s", self.last_error)
 
-    def _server_listening(self, address: str) -> bool:
+    def _server_listening(self, address: str, ca: bytes | None = None) -> bool:
         """A plain TCP probe first: between rounds nothing listens, and a gRPC channel per refused
-        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85)."""
+        attempt would leave threads behind (Flower's legacy client does, in grpcio 1.85). With a
+        CA the probe is a TLS handshake verified against it: a server without the round's
+        certificate is refused here, with the reason, before any gRPC channel exists."""
         import socket
+        import ssl
 
         host, _, port = address.rpartition(":")
+        host = host.strip("[]")
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
-                return True
+            with socket.create_connection((host, int(port)), timeout=2.0) as sock:
+                if ca is None:
+                    return True
+                ctx = ssl.create_default_context(cadata=ca.decode("ascii"))
+                ctx.set_alpn_protocols(["h2"])
+                with ctx.wrap_socket(sock, server_hostname=host):
+                    return True
+        except ssl.SSLError as e:
+            self.last_error = f"TLS handshake with {address} failed: {e}"
+            return False
         except OSError as e:
             self.last_error = f"no round open at {address}: {e}"
             return False
+
+    def _trust(self, joining: RoundAnnouncementV1 | None) -> bytes | None:
+        """The CA to verify the server with: the announcement's (None: plaintext)."""
+        if joining is not None:
+            return joining.tls_ca.encode("ascii") or None
+        return self.root_certificates
 
     def _target(self, fresh: bool = False) -> str | None:
         """The address to join now: the fixed one, or the verified announcement's server."""
@@ -147,18 +170,21 @@ class Participant:
 
         while not self._stop.is_set():
             address = self._target()
-            if address is None or not self._server_listening(address):
+            if address is None or not self._server_listening(address, self._trust(self.joining)):
                 self._stop.wait(self.retry_s)
                 continue
             if self.announcements is not None and self._target(fresh=True) != address:
                 continue  # a newer announcement than the cached one: follow that
             joining = self.joining
+            ca = self._trust(joining)
             try:
                 start_client(server_address=address, client=self.client_factory().to_client(),
-                             grpc_max_message_length=self.max_message_bytes, insecure=True)
+                             grpc_max_message_length=self.max_message_bytes, insecure=ca is None,
+                             root_certificates=ca)
                 self.rounds += 1
                 if joining is not None:  # one session per announced round, even across restarts
                     self.announcements.mark_joined(joining.round_id)
-            except Exception as e:  # no server right now (between rounds) or it went away
-                self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
+            except Exception as e:  # no server right now (between rounds), it went away, or TLS failed
+                details = e.details() if callable(getattr(e, "details", None)) else str(e)
+                self.last_error = f"{type(e).__name__}: {str(details)[:300]}"
             self._stop.wait(self.retry_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.config import FederatedConfig
+from edge_agent.contract.federated import BACKBONE_METADATA, embedding_space
 from edge_agent.federated.announce import RoundAnnouncements
 from edge_agent.federated.client import DeviceIdentity, Participant, make_client
 from edge_agent.federated.samples import AutoLabeler, SampleStore
@@ -19,10 +20,12 @@ class FederatedLearner:
         self.labeler = AutoLabeler(self.store, [], min_step_g=cfg.min_step_g)
         self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id)
         self.announcements = RoundAnnouncements(lake, cfg.channel, Path(cfg.trusted_root).read_bytes(),
-                                                cfg.state_dir, check_s=cfg.check_s)
+                                                cfg.state_dir, check_s=cfg.check_s,
+                                                require_tls=cfg.require_tls)
         self.participant = Participant("", self._client, retry_s=cfg.retry_s,
                                        announcements=self.announcements)
         self._version: str | None = None
+        self.space: str | None = None  # the running model's embedding space (samples' key)
 
     def _client(self):
         return make_client(self.identity, self.store, expect=self.participant.joining,
@@ -40,12 +43,14 @@ class FederatedLearner:
         embedding = embedding_of(pred)
         if embedding is None:
             return 0  # a model without an embedding output cannot take part
-        if model.version != self._version:
+        if model.version != self._version:  # a new model (OTA): same backbone keeps the samples
             self._version = model.version
-            self.labeler.set_labels(list(getattr(model, "labels", [])))
+            labels = list(getattr(model, "labels", []))
+            self.space = embedding_space(backbone_of(model), labels)
+            self.labeler.set_labels(labels)
         before = self.store.added
         self.labeler.update(t, embedding, [b.text for b in sf.barcodes], sf.weight_delta_g,
-                            model.version, sf.motion)
+                            self.space, sf.motion)
         return self.store.added - before
 
 
@@ -54,3 +59,11 @@ def embedding_of(pred):
     prediction: a device model that exposes it differently (a detector + crop classifier: the
     crop's embedding) changes only this."""
     return pred.embedding
+
+
+def backbone_of(model) -> str:
+    """What computed those embeddings: the backbone digest the cloud stamped into the ONNX model
+    (flywheel/learner/onnx_head.py), else the model version (an unstamped model: its samples go
+    with it). Read with `embedding_of`: a two-stage model points both at its crop classifier."""
+    digest = getattr(model, "metadata", {}).get(BACKBONE_METADATA)
+    return digest or f"model:{model.version}"

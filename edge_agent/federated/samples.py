@@ -12,7 +12,9 @@ would forget the empty basket, which most frames show. (Measured on the simulato
 still frames in a row are 98 % truly empty and 13 % of all frames; the earlier rule, the 5th frame
 of an unbroken still run, fired so rarely under sensor noise that "empty" was 2 % of the samples
 against 15 % of the stores' test frames and 67 % of cart frames, and the adapted heads lost it.)
-The store is a capped ring in memory: samples never leave the device.
+The store is a capped ring in memory: samples never leave the device. It is keyed on the embedding
+space (contract.federated.embedding_space: the backbone's digest and the label list), not the model
+version: a federated candidate that changed only the head keeps the samples, a new backbone drops them.
 """
 
 from __future__ import annotations
@@ -32,22 +34,22 @@ class SampleStore:
         self.cap = cap
         self._x: deque[np.ndarray] = deque(maxlen=cap)
         self._y: deque[int] = deque(maxlen=cap)
-        self.model_version: str | None = None  # embeddings of another model are meaningless
+        self.space: str | None = None  # the embedding space; embeddings of another one are meaningless
         self.added = 0  # samples ever added
         self._lock = threading.Lock()  # the inference loop adds while the Flower client reads
 
     def __len__(self) -> int:
         return len(self._y)
 
-    def add(self, model_version: str, embeddings: list[np.ndarray], label: int) -> None:
+    def add(self, space: str, embeddings: list[np.ndarray], label: int) -> None:
         with self._lock:
-            self._add(model_version, embeddings, label)
+            self._add(space, embeddings, label)
 
-    def _add(self, model_version: str, embeddings: list[np.ndarray], label: int) -> None:
-        if model_version != self.model_version:  # a new model: its embedding space starts afresh
+    def _add(self, space: str, embeddings: list[np.ndarray], label: int) -> None:
+        if space != self.space:  # a new backbone (or label list): its embedding space starts afresh
             self._x.clear()
             self._y.clear()
-            self.model_version = model_version
+            self.space = space
         for e in embeddings:
             self._x.append(np.asarray(e, np.float32).reshape(-1))
             self._y.append(label)
@@ -87,7 +89,7 @@ class AutoLabeler:
         self._code, self._open = None, []
 
     def update(self, t: float, embedding: np.ndarray | None, codes: list[str],
-               weight_delta_g: float | None, model_version: str, motion: float | None = None) -> None:
+               weight_delta_g: float | None, space: str, motion: float | None = None) -> None:
         if embedding is None:
             return
         still = (not codes and self._code is None and motion is not None and motion < self.still_motion
@@ -96,7 +98,7 @@ class AutoLabeler:
         if self.empty is not None and self._still >= 2:
             self._stills += 1
             if self._stills % self.empty_every == 0:
-                self.store.add(model_version, [embedding], self.empty)
+                self.store.add(space, [embedding], self.empty)
         if self._code is not None and t - self._last_read > self.confirm_s:
             self._close(keep=False)
         for code in codes:
@@ -110,15 +112,15 @@ class AutoLabeler:
             if len(self._open) < self.max_frames:
                 self._open.append(embedding)
             if weight_delta_g is not None and weight_delta_g >= self.min_step_g:
-                self._close(keep=True, model_version=model_version)
+                self._close(keep=True, space=space)
         self._recent.append((t, embedding))
         while self._recent and self._recent[0][0] < t - self.pre_s:
             self._recent.popleft()
 
-    def _close(self, *, keep: bool, model_version: str = "") -> None:
+    def _close(self, *, keep: bool, space: str = "") -> None:
         label = self.index.get(self._code) if self._code else None
         if keep and label is not None and self._open:
-            self.store.add(model_version, self._open, label)
+            self.store.add(space, self._open, label)
             self.confirmed += 1
         elif self._code is not None:
             self.discarded += 1

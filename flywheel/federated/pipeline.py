@@ -3,7 +3,8 @@
     production head -> Flower round (select, fit on devices, check, FedAvg) -> candidate model
 
 With a channel repository the round is first announced there (signed, flywheel.federated.announce):
-devices join only announced rounds. The candidate then goes where every candidate goes:
+devices join only announced rounds, over TLS with a CA made for the round (flywheel.federated.tls)
+whose certificate the announcement carries. The candidate then goes where every candidate goes:
 `evaluate_candidate` and the gate (flywheel.learner.pipeline), then `release_model`
 (flywheel.release.stage) into the TUF channel.
 A skipped round (too few devices, too few valid updates, no production model) registers nothing
@@ -39,22 +40,26 @@ def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, *,
     `cfg.base_model` is filled with the production model (overrides: RoundConfig fields). With
     `repo` the round is announced in that channel first, naming `announce_as` (default: `address`)
     as the server devices connect to."""
-    from flywheel.federated.candidate import base_head, register_candidate
+    from flywheel.federated.candidate import base_head, embedding_space_of, register_candidate
     from flywheel.federated.server import run_round
 
     production = registry.production_model_id(lake)
     if production is None:
         return RoundOutcome(None, RoundReport(skipped="no production model: nothing to adapt"))
-    cfg = replace(cfg or RoundConfig(base_model=production), base_model=production, **overrides)
+    cfg = replace(cfg or RoundConfig(base_model=production), base_model=production,
+                  embedding_space=embedding_space_of(lake, production), **overrides)
     w0, b0 = base_head(lake, production)
+    certificates = None
     if repo is not None:
         from flywheel.federated.announce import announce_round
+        from flywheel.federated.tls import round_certificates
 
+        open_s = cfg.connect_window_s + cfg.fit_timeout_s + 60.0
+        tls = round_certificates(announce_as or address, open_s)
         ann = announce_round(repo, server=announce_as or address, base_model=production, w0=w0, b0=b0,
-                             cohorts=cfg.cohorts,
-                             open_s=cfg.connect_window_s + cfg.fit_timeout_s + 60.0)
-        cfg = replace(cfg, round_id=ann.round_id)
-    head, report = run_round(address, cfg, w0, b0)
+                             cohorts=cfg.cohorts, open_s=open_s, tls_ca=tls.ca_pem)
+        cfg, certificates = replace(cfg, round_id=ann.round_id), tls.certificates
+    head, report = run_round(address, cfg, w0, b0, certificates=certificates)
     outcome = RoundOutcome(production, report, round_id=cfg.round_id)
     if head is None:
         return outcome

@@ -22,9 +22,12 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a head of 1280 x 1000 float32 is 5 MB; l
 
 
 def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray,
-              max_message_bytes: int = MAX_MESSAGE_BYTES
+              max_message_bytes: int = MAX_MESSAGE_BYTES,
+              certificates: tuple[bytes, bytes, bytes] | None = None
               ) -> tuple[tuple[np.ndarray, np.ndarray] | None, RoundReport]:
-    """Serve one round on `address` ("127.0.0.1:PORT"); returns (new head or None, report)."""
+    """Serve one round on `address` ("127.0.0.1:PORT"); returns (new head or None, report).
+    With `certificates` (CA, server cert, server key: flywheel.federated.tls) the link is TLS
+    and only clients that trust the CA complete the handshake; without, plaintext gRPC."""
     from flwr.server import Server, SimpleClientManager
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
@@ -34,7 +37,7 @@ def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray,
     server = Server(client_manager=SimpleClientManager(), strategy=strategy)
     t0 = time.perf_counter()
     grpc_server = start_grpc_server(client_manager=server.client_manager(), server_address=address,
-                                    max_message_length=max_message_bytes)
+                                    max_message_length=max_message_bytes, certificates=certificates)
     try:
         server.fit(num_rounds=1, timeout=cfg.fit_timeout_s)
     finally:

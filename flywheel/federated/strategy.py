@@ -1,10 +1,11 @@
 """The Flower strategy of one round: select devices, hand out the global head, check and average.
 
-Selection asks every connected device for its properties (cohort, samples, the model its samples
-were embedded with) and keeps those of the wanted cohorts with enough samples on the round's base
-model; fewer than `min_devices` and the round is skipped with that reason. Aggregation checks each
-update (aggregate.check_update), averages what passes (aggregate.fedavg) and skips the round when
-fewer than `min_devices` valid updates came back (drops, timeouts, rejects).
+Selection asks every connected device for its properties (cohort, samples, the embedding space its
+samples were embedded in) and keeps those of the wanted cohorts with enough samples in the round's
+base model's embedding space (its backbone: samples survive a federated candidate's promotion);
+fewer than `min_devices` and the round is skipped with that reason. Aggregation checks each update
+(aggregate.check_update), averages what passes (aggregate.fedavg) and skips the round when fewer
+than `min_devices` valid updates came back (drops, timeouts, rejects).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flywheel.federated.aggregate import AggregationRules, check_update, fedavg
 @dataclass(frozen=True)
 class RoundConfig:
     base_model: str  # the production model whose head the round adapts
+    embedding_space: str = ""  # the base model's (contract.federated.embedding_space); "" = base_model
     round_id: int = 0  # the signed announcement's round id (devices check it; 0: none announced)
     cohorts: tuple[str, ...] = ()  # cohorts that take part; () = every cohort
     min_devices: int = 2  # fewer selected (or valid updates) and the round is skipped
@@ -107,6 +109,7 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                                   f"connected, need {cfg.min_devices}")
                 return []
             ins = FitIns(parameters, {"base_model": cfg.base_model, "epochs": cfg.epochs, "lr": cfg.lr,
+                                      "embedding_space": cfg.embedding_space or cfg.base_model,
                                       "prox_mu": cfg.prox_mu, "prior_adjust": cfg.prior_adjust,
                                       "round_id": cfg.round_id})
             return [(c, ins) for c in eligible]
@@ -164,8 +167,10 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
 def _exclusion(p: dict, cfg: RoundConfig) -> str:
     if cfg.cohorts and p.get("cohort") not in cfg.cohorts:
         return f"cohort {p.get('cohort')!r} not in {list(cfg.cohorts)}"
-    if p.get("model_version") != cfg.base_model:
-        return f"samples from model {p.get('model_version')!r}, the round adapts {cfg.base_model!r}"
+    space = cfg.embedding_space or cfg.base_model
+    if p.get("embedding_space") != space:
+        return (f"samples in embedding space {p.get('embedding_space')!r}, the round adapts "
+                f"{cfg.base_model!r} ({space!r})")
     n = p.get("n_samples", 0)
     if not isinstance(n, int) or n < cfg.min_samples:
         return f"{n} samples < {cfg.min_samples}"

@@ -5,12 +5,16 @@ A classifier's graph ends in one linear layer (a Gemm; the softmax is already st
 named `embedding` (the device trains its head on it); the first output (logits) is untouched, so
 every existing reader (evaluation, the golden check, the device's prediction) sees the same model.
 `read_head` / `with_head` move the head's weights in and out, as W [d, k] and b [k].
+Both stamp the backbone's digest (`backbone_digest`: everything but the head) into the model's
+metadata_props: a device keys its federated samples on it, so a candidate that only changed the head
+keeps them and a new backbone drops them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from edge_agent.contract.federated import BACKBONE_METADATA
 from edge_agent.model import EMBEDDING_OUTPUT
 
 
@@ -72,7 +76,40 @@ def with_head(model, w: np.ndarray, b: np.ndarray):
     for name, arr in ((node.input[1], w), (node.input[2], b)):
         inits[name].CopyFrom(numpy_helper.from_array(arr, name))
     onnx.checker.check_model(out)
-    return out
+    return stamp_backbone(out)
+
+
+def backbone_digest(model) -> str:
+    """sha256 of the graph without its head: every node but the final Gemm and the embedding
+    Identity, every initializer but the head's, and the input; equal for models whose embeddings
+    are computed identically, whatever their heads."""
+    import hashlib
+
+    graph = model.graph
+    head = _final_gemm(graph)
+    skip_inits = set(head.input[1:3])
+    h = hashlib.sha256()
+    for inp in graph.input:
+        h.update(inp.SerializeToString(deterministic=True))
+    for node in graph.node:
+        if node != head and node.name != "flywheel_embedding":
+            h.update(node.SerializeToString(deterministic=True))
+    for t in sorted(graph.initializer, key=lambda t: t.name):
+        if t.name not in skip_inits:
+            h.update(t.SerializeToString(deterministic=True))
+    return h.hexdigest()
+
+
+def stamp_backbone(model):
+    """Set metadata_props[BACKBONE_METADATA] to the backbone's digest (in place); returns model."""
+    digest = backbone_digest(model)
+    for p in model.metadata_props:
+        if p.key == BACKBONE_METADATA:
+            p.value = digest
+            return model
+    entry = model.metadata_props.add()
+    entry.key, entry.value = BACKBONE_METADATA, digest
+    return model
 
 
 def expose_embedding(model):
@@ -82,7 +119,7 @@ def expose_embedding(model):
 
     graph = model.graph
     if any(o.name == EMBEDDING_OUTPUT for o in graph.output):
-        return model
+        return stamp_backbone(model)
     node = _final_gemm(graph)
     d = read_head(model)[0].shape[0]
     batch = graph.output[0].type.tensor_type.shape.dim[0]
@@ -91,7 +128,7 @@ def expose_embedding(model):
     shape = [batch.dim_param or batch.dim_value or "batch", d]
     graph.output.append(helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, shape))
     onnx.checker.check_model(model)
-    return model
+    return stamp_backbone(model)
 
 
 def expose_embedding_file(path) -> None:

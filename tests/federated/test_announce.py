@@ -4,8 +4,8 @@ Real release keys (Ed25519, `flywheel release` keygen), the channel's real TUF r
 python-tuf on the device. Refused, each with its reason: an announcement signed by other keys (an
 attacker's repository at the channel's path), bytes swapped under a signed target, one signed for
 another channel, an expired one, a replayed one (a round this device already joined). Over real
-Flower: devices join the announced server; a server that sends another base head than the
-announced one gets nothing from them."""
+Flower: devices join the announced server over TLS (the announcement carries the round's CA); a
+server that sends another base head than the announced one gets nothing from them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edge_agent.contract.federated import ROUND_TARGET
 from edge_agent.federated.announce import RoundAnnouncements
 from edge_agent.lake import Lake
 from flywheel.federated.announce import announce_round
+from flywheel.federated.tls import round_certificates
 from flywheel.release.keys import keygen, load_keys
 from flywheel.release.repository import open_channel
 
@@ -41,18 +42,28 @@ def test_a_signed_announcement_is_accepted_once_and_refused_when_expired(tmp_pat
     repo = channel(lake, tmp_path / "keys")
     dev = device(lake, tmp_path)
     assert dev.check().reason == "no round announced in channel 'stable'"
+    ca = round_certificates("127.0.0.1:9999", 120).ca_pem
     ann = announce_round(repo, server="127.0.0.1:9999", base_model=MODEL, w0=W0, b0=B0,
-                         cohorts=("A",), open_s=120)
+                         cohorts=("A",), open_s=120, tls_ca=ca)
     got = dev.check().announcement
     assert got == ann and got.round_id == 1 and got.server == "127.0.0.1:9999"
+    assert got.tls_ca.encode() == ca  # the link's trust anchor, under the channel's signature
     later = datetime.now(UTC) + timedelta(seconds=121)
     assert dev.check(later).reason.startswith("round 1 announcement expired at ")
     dev.mark_joined(1)
     assert dev.check().reason == "round 1 replayed: this device already joined round 1"
     # a restarted device remembers (state on disk); the next round is new
     assert device(lake, tmp_path).check().announcement is None
-    assert announce_round(repo, server="127.0.0.1:9999", base_model=MODEL, w0=W0, b0=B0).round_id == 2
+    assert announce_round(repo, server="127.0.0.1:9999", base_model=MODEL, w0=W0, b0=B0,
+                          tls_ca=ca).round_id == 2
     assert dev.check().announcement.round_id == 2
+    # a round announced without a TLS CA (a plaintext link): refused unless the config allows it
+    announce_round(repo, server="127.0.0.1:9999", base_model=MODEL, w0=W0, b0=B0)
+    assert dev.check().reason == ("round 3 announced without a TLS CA: this device sends updates only "
+                                  "over TLS (federated.require_tls)")
+    lax = RoundAnnouncements(lake, "stable", lake.get("releases/stable/metadata/1.root.json"),
+                             tmp_path / "lax", check_s=0.0, require_tls=False)
+    assert lax.check().announcement.round_id == 3
 
 
 def test_announcements_not_signed_by_the_channels_keys_are_refused(tmp_path: Path) -> None:
@@ -108,22 +119,26 @@ def test_devices_join_the_announced_round_and_refuse_a_rogue_base_head(tmp_path:
             DeviceIdentity(f"good-{i}", "A", "A"), s, expect=p.joining, on_refusal=p.refused))
         devices.append(p.start())
     cfg = dict(base_model=MODEL, min_devices=2, min_samples=10, expected_devices=2, fit_timeout_s=8)
+    tls = round_certificates(address, 120)  # one per round in production; one for both here
     try:
-        ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60)
+        ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60,
+                             tls_ca=tls.ca_pem)
         head, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=20, **cfg),
-                                 W0, B0)
+                                 W0, B0, certificates=tls.certificates)
         assert report.accepted == ["good-0", "good-1"] and head is not None
 
         # the announced server, compromised, hands out another base head: devices train nothing
-        ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60)
+        ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60,
+                             tls_ca=tls.ca_pem)
         head, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=20, **cfg),
-                                 W0 * 0, B0 + 1)
+                                 W0 * 0, B0 + 1, certificates=tls.certificates)
         assert head is None and report.accepted == []
         assert set(report.rejected) == {"good-0", "good-1"}
         assert all("rogue base head" in (p.last_error or "") for p in devices)
 
         # round 2 is over for them: a server replaying it finds nobody
-        _, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=2, **cfg), W0, B0)
+        _, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=2, **cfg), W0, B0,
+                              certificates=tls.certificates)
         assert report.connected == 0
     finally:
         for p in devices:

@@ -45,11 +45,11 @@ def production(tmp_path_factory):
     return root
 
 
-def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, model: str):
-    """A device that passes selection (samples on the right model) and sends a poisoned head:
-    every frame becomes one product, within the norm bound."""
+def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
+    """A device that passes selection (samples in the base model's embedding space) and sends a
+    poisoned head: every frame becomes one product, within the norm bound."""
     s = SampleStore()
-    s.add(model, [np.zeros(dim, np.float32)] * 40, 0)
+    s.add(space, [np.zeros(dim, np.float32)] * 40, 0)
 
     def factory():
         client = make_client(DeviceIdentity(f"rogue-{i}", "A", "A"), s)
@@ -82,7 +82,8 @@ def run_job(lake_res, signer, address: str, **round_cfg):
 @pytest.mark.slow
 def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poison(
         production: Path, tmp_path: Path) -> None:
-    from flywheel.federated.candidate import base_head
+    from edge_agent.federated.announce import RoundAnnouncements
+    from flywheel.federated.candidate import base_head, embedding_space_of
     from flywheel.federated.server import free_address
     from flywheel.fleet.federated import FederatedFleet
     from flywheel.release.keys import keygen, load_keys
@@ -131,9 +132,14 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         w0, b0 = base_head(lake, production_id)
         w_bad, b_bad = np.zeros_like(w0), np.full_like(b0, -5.0)
         b_bad[1] = 5.0  # every frame: class 1
-        # (rogue devices need no announcement: they know the address and connect directly)
-        rogues = [Participant(address, rogue(i, w_bad, b_bad, w0.shape[0], production_id),
-                              retry_s=0.3).start() for i in range(4)]
+        # rogue devices hold the channel's root like any cart: they read the signed announcement,
+        # its server and TLS CA (public: TLS authenticates the server, the gate judges updates)
+        rogues = []
+        for i in range(4):
+            ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"rogue-{i}", check_s=0.3)
+            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0],
+                                                embedding_space_of(lake, production_id)),
+                                      retry_s=0.3, announcements=ann).start())
         try:
             poisoned = run_job(lake_res, signer, address, expected_devices=N_CARTS + 4)
         finally:
@@ -151,3 +157,29 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
     after = current_channel(open_channel(lake, "stable", load_keys(tmp_path / "keys")))
     assert after is None or after.release.model_id != bad
     assert registry.production_model_id(lake) == production_id
+
+
+@pytest.mark.slow
+def test_weights_registered_as_a_candidate_keep_the_backbone_key_of_what_they_embed(
+        production: Path, tmp_path: Path) -> None:
+    """candidate.register_weights (the centralised fine-tune's way into the registry): the same
+    weights exported again keep production's backbone digest and embedding space (the export is
+    deterministic, so devices keep their samples), new weights get a new one."""
+    import torch
+
+    from edge_agent.lake import Lake
+    from flywheel.federated.candidate import embedding_space_of, register_weights
+
+    lake = Lake.at_path(production / "lake")
+    weights = registry.fetch_file(lake, "cls-prod-0", "weights.pt", tmp_path)
+    same = register_weights(lake, "cls-prod-0", "cls-same-1", weights, {"note": "unchanged"})
+    assert same.onnx_validation.passed and same.lineage.parent_model == "cls-prod-0"
+    assert embedding_space_of(lake, "cls-same-1") == embedding_space_of(lake, "cls-prod-0")
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    net = ckpt.get("ema") or ckpt["model"]
+    with torch.no_grad():
+        next(net.parameters()).mul_(1.5)  # the first conv: a changed backbone
+    torch.save(ckpt, tmp_path / "tuned.pt")
+    tuned = register_weights(lake, "cls-prod-0", "cls-tuned-1", tmp_path / "tuned.pt", {"note": "x1.5"})
+    assert tuned.onnx_validation.passed
+    assert embedding_space_of(lake, "cls-tuned-1") != embedding_space_of(lake, "cls-prod-0")

@@ -101,7 +101,8 @@ def test_round_with_too_few_devices_is_skipped_with_the_reason() -> None:
     assert head is None
     assert report.selected == ["good-0"]
     assert report.excluded == {"good-1": "3 samples < 10",
-                               "good-2": "samples from model 'old-model', the round adapts 'prod-1'",
+                               "good-2": "samples in embedding space 'old-model', the round adapts "
+                                         "'prod-1' ('prod-1')",
                                "good-3": "cohort 'B' not in ['A']"}
     assert report.skipped == "too few devices: 1 eligible of 4 connected, need 2"
 

@@ -71,8 +71,8 @@ def test_barcode_plus_weight_step_labels_the_insertion_and_nothing_else_does() -
     for i in range(6):  # sensor noise: single still frames between moving ones never count
         lab.update(12 + i * 0.1, e, [], 0.0, "m", motion=0.5 if i % 2 else 9.0)
     assert store.arrays()[1].tolist().count(0) == 4
-    store.add("m2", [e], 1)  # a new model: old embeddings are dropped
-    assert len(store) == 1 and store.model_version == "m2"
+    store.add("m2", [e], 1)  # another embedding space: old embeddings are dropped
+    assert len(store) == 1 and store.space == "m2"
 
 
 W0, B0 = np.ones((12, 4), np.float32), np.zeros(4, np.float32)
@@ -130,3 +130,69 @@ def test_onnx_head_surgery_keeps_the_logits_and_exposes_the_embedding() -> None:
     np.testing.assert_array_equal(emb2, emb)
     with pytest.raises(ValueError, match="head shape"):
         with_head(model, w[:, :2], b[:2])
+
+
+def _new_backbone(model, gain: float):
+    """The same graph with a learned-looking layer before the head (a per-feature gain): what a
+    retrained backbone is to the digest."""
+    from onnx import helper, numpy_helper
+
+    from flywheel.learner.onnx_head import _final_gemm
+
+    head = _final_gemm(model.graph)
+    d = next(t for t in model.graph.initializer if t.name == head.input[1]).dims[0]
+    model.graph.initializer.append(numpy_helper.from_array(np.full((d,), gain, np.float32), "G"))
+    model.graph.node.insert(len(model.graph.node) - 1, helper.make_node("Mul", [head.input[0], "G"], ["fg"]))
+    _final_gemm(model.graph).input[0] = "fg"
+    return model
+
+
+def test_device_samples_survive_a_new_head_and_are_dropped_for_a_new_backbone(tmp_path) -> None:
+    """The promotion of a federated candidate (same backbone, new head) keeps the device's samples;
+    a model with another backbone starts its sample store afresh. Real ONNX models in real agent
+    slots, read by the device's DeviceModel and FederatedLearner."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from edge_agent.config import FederatedConfig
+    from edge_agent.contract.federated import BACKBONE_METADATA, embedding_space
+    from edge_agent.federated.runtime import FederatedLearner
+    from edge_agent.lake import Lake
+    from edge_agent.model import DeviceModel
+    from flywheel.fleet.bootstrap import INPUT_HW, build_classifier_onnx, install_model_slot
+    from flywheel.learner.onnx_head import backbone_digest, expose_embedding, read_head, with_head
+
+    labels = ["none", "1", "2"]
+    prod = expose_embedding(onnx.load_from_string(build_classifier_onnx(labels, seed=3)))
+    w, b = read_head(prod)
+    candidate = with_head(prod, w * 0.5, b + 1.0)  # what a federated round registers
+    retrained = expose_embedding(_new_backbone(onnx.load_from_string(build_classifier_onnx(labels, seed=3)),
+                                               2.0))
+    assert backbone_digest(prod) == backbone_digest(candidate) != backbone_digest(retrained)
+
+    (tmp_path / "root.json").write_bytes(b"{}")  # never read: the participant is not started
+    learner = FederatedLearner(FederatedConfig(channel="stable", trusted_root=str(tmp_path / "root.json"),
+                                               state_dir=str(tmp_path / "fed")),
+                               device_id="d1", store_id="A", lake=Lake.at_path(tmp_path / "lake"))
+    image = np.full((*INPUT_HW, 3), 90, np.uint8)
+    still = SimpleNamespace(barcodes=[], weight_delta_g=0.0, motion=0.5)  # an empty, still cart
+    t = [0.0]
+
+    def run(version: str, model, frames: int) -> DeviceModel:
+        install_model_slot(tmp_path / version, labels, version=version, onnx_bytes=model.SerializeToString())
+        device = DeviceModel(tmp_path / version)
+        for _ in range(frames):
+            t[0] += 0.1
+            learner.observe(device, device.predict(image), still, t[0])
+        return device
+
+    first = run("prod-1", prod, 10)
+    assert first.metadata[BACKBONE_METADATA] == backbone_digest(prod)  # stamped by the cloud, read on device
+    kept = len(learner.store)
+    assert kept == 4 and learner.space == embedding_space(backbone_digest(prod), labels)
+    run("fed-1", candidate, 10)  # promoted over the air: the head changed, the embeddings did not
+    assert len(learner.store) == kept + 5 and learner.space == embedding_space(backbone_digest(prod), labels)
+    run("cls-2", retrained, 4)  # a new backbone: the old embeddings mean nothing to it
+    assert learner.space == embedding_space(backbone_digest(retrained), labels)
+    assert len(learner.store) == 2 and learner.store.space == learner.space
