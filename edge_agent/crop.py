@@ -102,13 +102,16 @@ def combine(box_conf: float, crop_probs: np.ndarray, empty_index: int, rule: str
             min_conf: float = 0.0) -> np.ndarray:
     """The frame's class probabilities (the classifier's label order) from the detector's best box
     confidence c and the crop classifier's softmax q (its empty output at `empty_index`). A box
-    with c < min_conf (or c = 0) is no box: P(empty) = 1. Otherwise, with s = q's SKU part
-    renormalised (its empty output left out):
+    of c = 0 is no box: P(empty) = 1. With s = q's SKU part renormalised (its empty output left out):
 
     - "product": P(empty) = 1 - c, P(sku) = c s (a doubtful box makes even a right SKU empty);
-    - "gate": P(empty) = 0, P(sku) = s (the box threshold alone decides "no product");
-    - "cls": q as it is (the classifier's empty class, trained on background crops, decides).
-    Every rule sums to 1. The names are benchmarks/bench_learner_roi.py's."""
+      a box with c < min_conf is no box;
+    - "gate": a box with c >= min_conf decides "a product": P(empty) = 0, P(sku) = s; a weaker box
+      gives the "product" vector (its top is empty, so the frame abstains from the insertion vote,
+      but an insertion whose frames all abstain is still decided by their SKU probabilities);
+    - "cls": q as it is (the classifier's empty class, trained on background crops, decides);
+      a box with c < min_conf is no box.
+    Every rule sums to 1. The names are benchmarks/bench_learner_roi.py's (`frame_probs`)."""
     if rule not in EMPTY_RULES:
         raise ValueError(f"empty rule {rule!r}: expected one of {EMPTY_RULES}")
     q = np.asarray(crop_probs, np.float64)
@@ -117,9 +120,10 @@ def combine(box_conf: float, crop_probs: np.ndarray, empty_index: int, rule: str
     sku = q.copy()
     sku[empty_index] = 0.0
     rest = float(sku.sum())
-    if c <= 0.0 or c < min_conf or (rule != "cls" and rest <= 0.0):
+    weak = c < min_conf
+    if c <= 0.0 or (weak and rule != "gate") or (rule != "cls" and rest <= 0.0):
         p[empty_index] = 1.0
-    elif rule == "product":
+    elif rule == "product" or (rule == "gate" and weak):
         p = sku * (c / rest)
         p[empty_index] = 1.0 - c
     elif rule == "gate":

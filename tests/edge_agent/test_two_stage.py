@@ -79,8 +79,13 @@ def test_empty_rule() -> None:
     np.testing.assert_allclose(p, [0.2, 0.8 * 0.6, 0.8 * 0.4])
     np.testing.assert_allclose(combine(0.8, q, 0, "gate"), [0.0, 0.6, 0.4])  # the box decided
     np.testing.assert_allclose(combine(0.8, q, 0, "cls"), q)  # the crop's own empty class decides
-    for rule in ("product", "gate", "cls"):  # a box under the threshold, or none: empty
+    for rule in ("product", "cls"):  # a box under the threshold: empty
         np.testing.assert_allclose(combine(0.04, q, 0, rule, min_conf=0.05), [1.0, 0.0, 0.0])
+    # gate: a weak box keeps its SKU evidence at weight c (the frame abstains from the vote, an
+    # insertion of such frames only is still decided); a box at the threshold is a product
+    np.testing.assert_allclose(combine(0.2, q, 0, "gate", min_conf=0.25), [0.8, 0.2 * 0.6, 0.2 * 0.4])
+    np.testing.assert_allclose(combine(0.25, q, 0, "gate", min_conf=0.25), [0.0, 0.6, 0.4])
+    for rule in ("product", "gate", "cls"):  # no box: empty
         np.testing.assert_allclose(combine(0.0, q, 0, rule), [1.0, 0.0, 0.0])
         for c in (0.06, 0.3, 1.0):
             assert combine(c, q, 0, rule, min_conf=0.05).sum() == pytest.approx(1.0)
