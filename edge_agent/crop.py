@@ -117,6 +117,7 @@ def combine(box_conf: float, crop_probs: np.ndarray, empty_index: int, rule: str
     q = np.asarray(crop_probs, np.float64)
     p = np.zeros_like(q)
     c = float(box_conf)
+    c = min(c, 1.0) if np.isfinite(c) else 0.0  # a broken detector output is no box, never a sure one
     sku = q.copy()
     sku[empty_index] = 0.0
     rest = float(sku.sum())

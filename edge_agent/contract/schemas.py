@@ -371,7 +371,7 @@ class DetectorV1(_Doc):
     # crop side = the box's longer side x margin; white balance = the classifier's, by the
     # whole frame's gains
     crop_margin: Positive = 1.3
-    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # below: no box (P(empty) = 1)
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # the rule's box threshold (crop.combine)
     empty_rule: Literal["product", "gate", "cls"] = "product"  # edge_agent.crop.combine
 
     @field_validator("file")

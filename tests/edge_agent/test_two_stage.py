@@ -85,7 +85,9 @@ def test_empty_rule() -> None:
     # insertion of such frames only is still decided); a box at the threshold is a product
     np.testing.assert_allclose(combine(0.2, q, 0, "gate", min_conf=0.25), [0.8, 0.2 * 0.6, 0.2 * 0.4])
     np.testing.assert_allclose(combine(0.25, q, 0, "gate", min_conf=0.25), [0.0, 0.6, 0.4])
-    for rule in ("product", "gate", "cls"):  # no box: empty
+    for rule in ("product", "gate", "cls"):  # no box, or a broken confidence: empty
+        np.testing.assert_allclose(combine(float("nan"), q, 0, rule, min_conf=0.25), [1.0, 0.0, 0.0])
+        assert combine(2.0, q, 0, rule).min() >= 0.0  # a confidence past 1 counts as 1
         np.testing.assert_allclose(combine(0.0, q, 0, rule), [1.0, 0.0, 0.0])
         for c in (0.06, 0.3, 1.0):
             assert combine(c, q, 0, rule, min_conf=0.05).sum() == pytest.approx(1.0)
