@@ -38,9 +38,13 @@ def build_fleet_day(lake: Lake, work: Path, day: str = DAY, *, carts: int = 2, m
 
 
 def noisy_prelabels(lake: Lake, fd: FleetDay, *, seed: int = 0, wrong: float = 0.08, abstain: float = 0.1,
-                    keep_empty: float = 0.05) -> int:
+                    keep_empty: float = 0.05, sure_wrong: int = 0) -> int:
     """Pre-labels of the kept (non-empty, plus a few empty) frames: right and confident mostly, some
-    abstentions, some confidently wrong (what the audit must catch), some doubtful."""
+    abstentions, some confidently wrong (what the audit must catch), some doubtful. `sure_wrong`
+    item frames get a wrong label at 0.999 that routing auto-accepts while the weight step rules it
+    out (the load cell names the true SKU among its candidates): the audit's weak truth catches
+    them whatever the size of the day (a fleet day of a few dozen item frames is too small for the
+    audit's embedding model, which needs AuditConfig.min_frames)."""
     from flywheel.depot.ingest import read_frames
     from flywheel.label.tables import labeler_versions_json, write_prelabels
 
@@ -64,4 +68,12 @@ def noisy_prelabels(lake: Lake, fd: FleetDay, *, seed: int = 0, wrong: float = 0
                                 "evidence": "test"}],
                      "labeler_versions": labeler_versions_json({"teacher": "t1"}),
                      "disagreement": dis and rng.random() < 0.5, "barcode_mismatch": False})
+    items = [r for r in rows if fd.truth[r["frame_id"]] is not None]
+    for r in rng.sample(items, min(sure_wrong, len(items))):
+        sku = fd.truth[r["frame_id"]]
+        label = rng.choice([s for s in fd.catalog if s != sku])
+        weight = {"labeler": "weight", "version": "w1", "label": None, "confidence": 0.0,
+                  "evidence": f"abstain: ambiguous: step 300 g at t=0.00s; candidates {sku},{fd.catalog[0]}"}
+        r.update(label=label, confidence=0.999, disagreement=False,
+                 votes=[{**r["votes"][0], "label": label, "confidence": 0.999}, weight])
     return write_prelabels(lake, fd.day, rows)

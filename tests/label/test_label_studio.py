@@ -37,8 +37,11 @@ def review_day(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("studio-fleet")
     lake = Lake.at_path(work / "lake")
     fd = build_fleet_day(lake, work / "fleet")
-    noisy_prelabels(lake, fd)
-    routing, _, _ = queue_day(lake, DAY, RoutingConfig(budget_s=300.0), IndexLocation.for_lake(lake))
+    noisy_prelabels(lake, fd, sure_wrong=4)
+    # the proportional audit draw (2 %): the count-sized default audits most of a small day's
+    # auto-accepted frames, leaving the audit's suspects nothing outside the queue to add
+    rule = RoutingConfig(budget_s=300.0, audit_rate=0.02)
+    routing, _, _ = queue_day(lake, DAY, rule, IndexLocation.for_lake(lake))
     assert routing.tasks
     return lake, fd
 
