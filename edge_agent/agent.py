@@ -10,6 +10,7 @@ does an O(1) non-blocking hand-off.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -275,6 +276,12 @@ class Agent:
 
     def _submit(self, job: CaptureJob | None) -> None:
         if job is not None:
+            last = job.frames[-1]
+            if last.insertion is None and self.insertions.open:
+                # the clip ends mid-insertion: its sidecar records the decision so far, marked
+                # open (the closing frame, in a later clip or none, records the final one). A
+                # copy: the ring buffer may hand the same record to the next clip's pre-roll
+                job.frames = [*job.frames[:-1], dataclasses.replace(last, insertion=self.insertions.peek())]
             self.telemetry.add("captures")
             self.worker.submit(job)
 

@@ -37,6 +37,9 @@ class InsertionDecision:
     barcode: str | None  # the barcode that decided, if any
     first_t: float | None = None  # device tracker: stream time of the insertion's first frame
     last_t: float | None = None  # ... and of its last active frame (product seen or code read)
+    # still open when it was decided: a clip ended (or the stream did) mid-insertion, so this is the
+    # decision over its frames so far (InsertionTracker.peek); the closing decision comes later
+    open: bool = False
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -125,13 +128,22 @@ class InsertionTracker:
             return self.close()
         return None
 
+    def peek(self) -> InsertionDecision | None:
+        """The open insertion's decision over its frames so far, marked open, without closing it
+        (a clip that ends mid-insertion records this); None when none is open."""
+        return replace(self._decide(), open=True) if self._probs else None
+
     def close(self) -> InsertionDecision | None:
         """Decide the open insertion now (end of stream, a clock jump); None when none is open."""
         if not self._probs:
             return None
+        d = self._decide()
+        self._probs, self._codes, self._idle = [], [], 0
+        self.closed += 1
+        return d
+
+    def _decide(self) -> InsertionDecision:
         labels = sorted({lab for p in self._probs for lab in p})
         matrix = np.array([[p.get(lab, 0.0) for lab in labels] for p in self._probs], np.float64)
         d = decide(matrix, labels, self._codes, self.known)
-        self._probs, self._codes, self._idle = [], [], 0
-        self.closed += 1
         return replace(d, first_t=self._first_t, last_t=self._last_t)

@@ -51,7 +51,8 @@ def build_sidecar(job: CaptureJob, *, sha256: str, size: int, clip, device_id: s
 
 
 def insertions(frames: list) -> list[InsertionSummary]:
-    """The insertions closed on a frame of this clip, with their span in clip frame indices."""
+    """The insertions closed on a frame of this clip, with their span in clip frame indices, and
+    one still open at the clip's end (`ended_after_clip`)."""
     out = []
     for i, r in enumerate(frames):
         d = r.insertion
@@ -61,6 +62,7 @@ def insertions(frames: list) -> list[InsertionSummary]:
         out.append(InsertionSummary(
             first_frame=first, last_frame=i,
             began_before_clip=d.first_t is not None and frames[0].t > d.first_t,
+            ended_after_clip=d.open,
             label=_cut(d.label), confidence=_unit(d.confidence), source=d.source,
             n_frames=d.n_frames, n_voting=d.n_voting, vote_label=_cut(d.vote_label),
             vote_confidence=_unit(d.vote_confidence), barcode=_cut(d.barcode)))

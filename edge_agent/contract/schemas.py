@@ -157,6 +157,9 @@ class InsertionSummary(_Doc):
     first_frame: NonNeg  # clip frame index of its first frame (0 when it began before the clip)
     last_frame: NonNeg  # ... of the frame that closed it
     began_before_clip: bool = False  # its first frames fell before the clip's pre-roll
+    # the clip ended while it was open: label/confidence are the decision over its frames so far
+    # and last_frame is the clip's last frame (a later clip may carry the closing decision)
+    ended_after_clip: bool = False
     label: str | None = Field(None, max_length=64)  # SKU decided; None when nothing was seen
     confidence: Unit  # barcode: share of reads agreeing; vote: the winner's mean probability
     source: Literal["barcode", "vote", "none"]

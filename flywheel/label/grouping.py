@@ -75,7 +75,7 @@ def same_item(a: ItemCue, b: ItemCue, config: GroupingConfig) -> bool:
         return False
     if (not known or a.insertion == OUTSIDE) and (
             a.t_s is None or b.t_s is None or abs(a.t_s - b.t_s) > config.max_span_s):
-        return False  # no span covers both (V1, or one open at the clip end): time must vouch
+        return False  # no span covers both (V1, a frame outside every insertion): time must vouch
     if a.barcode and b.barcode and a.barcode != b.barcode:
         return False
     return not (a.weight is not None and b.weight is not None and not a.weight & b.weight)
