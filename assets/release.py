@@ -23,6 +23,8 @@ GATE_CHECKS = {
     "barcode_disagreement": "canary vs control: top-1 vs barcode disagreement, one-sided z-test + margin",
     "low_confidence": "canary vs control: low-confidence rate, one-sided z-test + margin",
     "weight_inconsistent": "canary vs control: predictions inconsistent with the weight step",
+    "insertion_low_confidence": "canary vs control: share of insertions decided with low confidence "
+                                "(not judged under min_insertions per cohort)",
     "crashes_per_frame": "canary vs control: crashes per frame, one-sided z-test + margin",
     "restarts_per_frame": "canary vs control: agent restarts per frame, one-sided z-test + margin",
     "inference_p99_ms": "worst canary device inference p99 (absolute limit)",
@@ -48,6 +50,9 @@ class RolloutConfig(dg.Config):
     agreement_margin: float = _gate("agreement_margin", "allowed drop in barcode agreement (abs.)")
     min_barcode_checks: int = _gate("min_barcode_checks", "per cohort before agreement is judged")
     min_frames: int = _gate("min_frames", "per cohort before crash rates are judged")
+    insertion_low_conf_margin: float = _gate("insertion_low_conf_margin",
+                                             "allowed rise in the share of low-confidence insertions")
+    min_insertions: int = _gate("min_insertions", "per cohort before the insertion share is judged")
     max_p99_ms: float = _gate("max_p99_ms", "worst canary device inference p99")
     min_shadow_frames: int = _gate("min_shadow_frames", "shadow frames before the shadow gate judges")
     min_shadow_agreement: float = _gate("min_shadow_agreement", "shadow top-1 == production top-1")
@@ -55,7 +60,9 @@ class RolloutConfig(dg.Config):
     def gate(self) -> GateConfig:
         return GateConfig(alpha=self.alpha, agreement_margin=self.agreement_margin,
                           min_barcode_checks=self.min_barcode_checks, min_frames=self.min_frames,
-                          max_p99_ms=self.max_p99_ms, min_shadow_frames=self.min_shadow_frames,
+                          insertion_low_conf_margin=self.insertion_low_conf_margin,
+                          min_insertions=self.min_insertions, max_p99_ms=self.max_p99_ms,
+                          min_shadow_frames=self.min_shadow_frames,
                           min_shadow_agreement=self.min_shadow_agreement)
 
 

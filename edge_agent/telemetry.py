@@ -120,7 +120,8 @@ class Telemetry:
             crashes=cur.model_errors - base.model_errors, restarts=cur.restarts - base.restarts,
             **{k: getattr(cur, k) - getattr(base, k) for k in (
                 "validation_failures", "predictions", "barcode_checked", "barcode_agree",
-                "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree")})
+                "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree", "insertions",
+                "insertions_low_confidence")})
         return StatusReportV2(
             device_id=device_id, store_id=store_id, reported_at=now or datetime.now(UTC),
             agent_version=agent_version, model_version=model_version,

@@ -251,11 +251,15 @@ class HealthFigures(_Doc):
     weight_inconsistent: NonNeg = 0  # predictions contradicting the weight step (empty vs item)
     shadow_frames: NonNeg = 0  # frames the shadow model also judged
     shadow_agree: NonNeg = 0  # of those, shadow top-1 == production top-1
+    insertions: NonNeg = 0  # insertions the device decided (edge_agent/insertion.py)
+    insertions_low_confidence: NonNeg = 0  # of those, decided below the low-confidence mark
 
     @model_validator(mode="after")
     def _bounded(self) -> HealthFigures:
         if self.barcode_agree > self.barcode_checked or self.shadow_agree > self.shadow_frames:
             raise ValueError("agreements cannot exceed what was checked")
+        if self.insertions_low_confidence > self.insertions:
+            raise ValueError("insertions_low_confidence cannot exceed insertions")
         return self
 
 

@@ -73,3 +73,50 @@ def test_window_reads_only_new_reports_including_devices_sorting_before_the_curs
     assert (w.read, w.reports) == (1, 1) and w.cohorts.canary.devices == {"cart-b"}
     keys, _ = new_status_keys(lake, w.after)
     assert keys == []
+
+
+def _cells(*per_device: tuple[int, int]) -> dict[str, dict[str, float]]:
+    """Devices healthy on every per-frame figure, with (low-confidence insertions, insertions) each."""
+    base = {"frames": 2000, "predictions": 200, "barcode_checked": 200, "barcode_agree": 196,
+            "worst_p99_ms": 5.0}
+    return {f"cart-{i}": {**base, "insertions": n, "insertions_low_confidence": low}
+            for i, (low, n) in enumerate(per_device)}
+
+
+def test_the_rollout_judges_the_share_of_uncertain_insertions_once_there_are_enough(repo):
+    from flywheel.release.health import Cohorts, Totals
+
+    cand = publish_release(repo, "cls-ins", release_files(3, "m-ins"),
+                           RolloutStage(stage="canary", percent=50))
+    cfg = GateConfig(min_barcode_checks=100, min_frames=1000)
+    control = Totals(cells=_cells((2, 40), (3, 40), (2, 40)))
+
+    def decide(*canary: tuple[int, int]):  # noqa: ANN202
+        d = judge(Cohorts(canary=Totals(cells=_cells(*canary)), control=control), cand, cfg)
+        return d, next(c for c in d.checks if c.name == "insertion_low_confidence")
+
+    # every canary cart decides a third of its insertions uncertain, the control ~6 %: halt
+    d, check = decide((13, 40), (14, 40), (13, 40))
+    assert d.action == "halt" and check.passed is False and check.actual > 0.2
+    assert any("insertion_low_confidence" in r for r in d.reasons)
+    # as sure as the control: advance
+    d, check = decide((2, 40), (3, 40), (2, 40))
+    assert d.action == "advance" and check.passed is True
+    # too few insertions to judge: not judged, and it does not hold the stage
+    d, check = decide((5, 6), (4, 6))
+    assert d.action == "advance" and check.passed is True and "not judged" in check.detail
+
+
+def test_a_status_report_carries_the_devices_insertion_counts() -> None:
+    import pytest
+
+    from edge_agent.telemetry import Telemetry
+
+    t = Telemetry()
+    t.add("insertions", 5)
+    t.add("insertions_low_confidence", 2)
+    r = t.report(device_id="cart-1", store_id="S1", agent_version="t", model_version="m",
+                 rule_set_version="r", spool_bytes=0, spool_clips=0)
+    assert (r.health.insertions, r.health.insertions_low_confidence) == (5, 2)
+    with pytest.raises(ValueError, match="cannot exceed insertions"):
+        HealthFigures(insertions=1, insertions_low_confidence=2)
