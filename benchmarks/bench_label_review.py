@@ -138,6 +138,9 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
     auto = [r for r in merged if r["source"] == "auto"]
     auto_wrong = sum(r["label"] != truth.get(r["frame_id"]) for r in auto)
     items = sum(1 for r in merged if truth.get(r["frame_id"]) is not None)
+    wrong = [{"truth": truth.get(r["frame_id"]), **{k: r[k] for k in ("frame_id", "label", "source", "route",
+                                                                        "task_id", "previous_label")}}
+             for r in merged if r["label"] != truth.get(r["frame_id"])]
     per_label = loop["human_s"] / len(merged) if merged else float("inf")
     return {
         "day": fd.day, "frames": fd.frames, "non_empty_frames": non_empty, "kept_prelabelled": len(routes),
@@ -148,6 +151,8 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
         "merged_accuracy": round(correct / len(merged), 4) if merged else 0.0,
         "auto_label_error_true": round(auto_wrong / len(auto), 4) if auto else 0.0,
         "auto_label_error_audited": audit,
+        "wrong_labels": wrong,  # each wrong merged label: its source, route, task and what was shown
+        "held_for_a_second_look": (read_summary(lake, fd.day) or {}).get("counts", {}).get("held"),
         "human_s": round(loop["human_s"], 1), "tasks_answered": loop["tasks"],
         "frames_answered": loop["frames_in_tasks"], "iterations": loop["iterations"],
         "baseline_human_s_from_scratch": round(non_empty * pick_s, 1),

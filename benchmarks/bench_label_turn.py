@@ -20,6 +20,7 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 TARGET_SAVING = 0.85
@@ -112,7 +113,8 @@ def turn_day(work: Path, seed: int, carts: int = 4, minutes: float = 0.75, world
     }
 
 
-def main(out_file: Path, seeds: list[int], carts: int = 4, minutes: float = 0.75) -> dict:
+def main(out_dir: Path, seeds: Sequence[int] = (10, 20), carts: int = 4, minutes: float = 0.75) -> dict:
+    """`make bench`'s entry (run_all): the days of `seeds`, out_dir/label_turn.json."""
     days = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench-label-turn-{seed}-") as tmp:
@@ -123,8 +125,8 @@ def main(out_file: Path, seeds: list[int], carts: int = 4, minutes: float = 0.75
               "target_merged_accuracy": TARGET_MERGED,
               "meets": all((d["merged_accuracy"] or 0) >= TARGET_MERGED
                            and (d["saving"] or 0) >= TARGET_SAVING for d in days)}
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(result, indent=2, default=str))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "label_turn.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
@@ -135,7 +137,7 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--carts", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=0.75)
     a = parser.parse_args(argv)
-    run = main(a.out_dir / "label_turn.json", [int(s) for s in a.seeds.split(",")], a.carts, a.minutes)
+    run = main(a.out_dir, [int(s) for s in a.seeds.split(",")], a.carts, a.minutes)
     for d in run["days"]:
         print(json.dumps({k: v for k, v in d.items() if k not in ("wrong", "labelers")}, default=str))
         for w in d["wrong"]:
