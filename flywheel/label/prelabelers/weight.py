@@ -2,8 +2,8 @@
 
 It narrows the candidates (every product within tolerance) and names one only when a single
 product fits; the ensemble never lets it decide alone. A frame INSERTION_S or more before the step
-shows the cart before that item came into view: it names nothing there, but keeps the step's list
-(a human who answers a product there must answer one of those).
+shows the cart before that item came into view: it abstains there (no list either: kept, the list
+caught annotator slips but cut the cold day's auto-accepted share, see the README's Label figures).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class WeightLabeler(Prelabeler):
         step = next(((ts, g) for ts, g in weight_steps(sc) if ts >= t), None)
         if step is None:
             return abstain("no_weight_step", f"no step after t={t:.2f}s")
+        if step[0] - t >= INSERTION_S - 1e-6:
+            return abstain("before_insertion", f"step at t={step[0]:.2f}s, {step[0] - t:.2f}s later")
         if step[1] < 0:
             return abstain("item_removed", f"{step[1]:.0f} g at t={step[0]:.2f}s")
         cands = self.candidates(step[1])
@@ -60,8 +62,6 @@ class WeightLabeler(Prelabeler):
             return abstain("no_catalog_weight", f"{step[1]:.0f} g matches no product")
         names = tuple(e for _, e in cands)
         evidence = f"step {step[1]:.0f} g at t={step[0]:.2f}s; candidates {','.join(names[:5])}"
-        if step[0] - t >= INSERTION_S - 1e-6:  # names nothing; the list still rules out a slip's SKU
-            return Vote(None, 0.0, f"abstain: before_insertion: {evidence}", "before_insertion", names)
         if len(cands) > 1:
             return Vote(None, 0.0, f"abstain: ambiguous: {evidence}", "ambiguous", names)
         return Vote(names[0], 0.6, evidence, None, names)
