@@ -128,6 +128,7 @@ def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource
         "human": result.counts["human"],
         "human_changed_label": result.counts["human_changed"],
         "conflicts_back_to_queue": result.counts["conflicts"],
+        "human_held_for_a_second_look": result.counts["held"],  # the frame itself rules the label out
         "pending_review": result.counts["pending"],
         "correction_batches": len(batch_ids),
         "human_labels_by_tool": dg.MetadataValue.json(tools),

@@ -58,7 +58,8 @@ class Prelabelled:
                 "barcode_mismatches": report.barcode_mismatches}
 
 
-def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: str):  # noqa: ANN001, ANN201
+def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: str,  # noqa: ANN001, ANN201
+                world_seed: int | None = None, ocr: bool = True):
     """Fleet day -> Depot (+ index) -> candidates -> every labeler's votes on the kept frames."""
     from benchmarks.label_fleet import build_fleet_day
     from flywheel.depot.embed import load_encoder
@@ -68,14 +69,14 @@ def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: st
     from flywheel.label.catalog import read_catalog
     from flywheel.label.prelabel import build_labelers, kept_scores, load_inputs, vote_all
 
-    fd = build_fleet_day(lake, work, carts=carts, minutes=minutes, seed=seed, day=day)
+    fd = build_fleet_day(lake, work, carts=carts, minutes=minutes, seed=seed, day=day, world_seed=world_seed)
     index_day(lake, fd.day, load_encoder({"kind": "descriptor", "version": 1}, lake))
     rows, _ = candidates_rows(lake, fd.day)
     tables.write_candidates(lake, fd.day, rows)
     products = read_catalog(lake)
     # teacher: the bootstrap model the carts ran (the fleet day installs it under work/model)
     labelers, status = build_labelers(lake, products, str(work / "labelers"),
-                                      teacher_dir=str(fd.teacher_dir) if fd.teacher_dir else None)
+                                      teacher_dir=str(fd.teacher_dir) if fd.teacher_dir else None, ocr=ocr)
     inputs, keys, _ = load_inputs(lake, fd.day, kept_scores(lake, fd.day))
     votes = vote_all(labelers, inputs)
     return fd, Prelabelled(keys, votes, labelers, [f.extra["empty_score"] for f in inputs], status,
@@ -83,7 +84,8 @@ def prepare_day(lake, work: Path, carts: int, minutes: float, seed: int, day: st
 
 
 def review_loop(lake, day: str, truth: dict, pre: Prelabelled, budget_s: float,  # noqa: ANN001
-                error_rate: float, threshold: float, trust: bool, max_iterations: int = 20) -> dict:
+                error_rate: float, threshold: float, trust: bool, max_iterations: int = 20,
+                annotator_seed: int = 100) -> dict:
     from flywheel.depot.index import open_table
     from flywheel.label.annotator import UNKNOWN, AnnotatorConfig, simulate_review
     from flywheel.label.corrections import index_frame_days, scan_corrections
@@ -105,7 +107,7 @@ def review_loop(lake, day: str, truth: dict, pre: Prelabelled, budget_s: float, 
         if not routing.tasks:
             break
         rep = simulate_review(lake, day, routing.tasks, catalog, lambda f: truth.get(f, UNKNOWN),
-                              AnnotatorConfig(error_rate=error_rate, seed=100 + i))
+                              AnnotatorConfig(error_rate=error_rate, seed=annotator_seed + i))
         scan = scan_corrections(lake, frame_days)
         result, _, _ = merge_labels_day(lake, day)
         out["human_s"] += rep.seconds
@@ -136,6 +138,9 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
     auto = [r for r in merged if r["source"] == "auto"]
     auto_wrong = sum(r["label"] != truth.get(r["frame_id"]) for r in auto)
     items = sum(1 for r in merged if truth.get(r["frame_id"]) is not None)
+    wrong = [{"truth": truth.get(r["frame_id"]), **{k: r[k] for k in ("frame_id", "label", "source", "route",
+                                                                        "task_id", "previous_label")}}
+             for r in merged if r["label"] != truth.get(r["frame_id"])]
     per_label = loop["human_s"] / len(merged) if merged else float("inf")
     return {
         "day": fd.day, "frames": fd.frames, "non_empty_frames": non_empty, "kept_prelabelled": len(routes),
@@ -146,6 +151,8 @@ def day_metrics(lake, fd, truth: dict, loop: dict, n_classes: int) -> dict:  # n
         "merged_accuracy": round(correct / len(merged), 4) if merged else 0.0,
         "auto_label_error_true": round(auto_wrong / len(auto), 4) if auto else 0.0,
         "auto_label_error_audited": audit,
+        "wrong_labels": wrong,  # each wrong merged label: its source, route, task and what was shown
+        "held_for_a_second_look": (read_summary(lake, fd.day) or {}).get("counts", {}).get("held"),
         "human_s": round(loop["human_s"], 1), "tasks_answered": loop["tasks"],
         "frames_answered": loop["frames_in_tasks"], "iterations": loop["iterations"],
         "baseline_human_s_from_scratch": round(non_empty * pick_s, 1),

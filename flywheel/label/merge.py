@@ -6,6 +6,9 @@ Rules (per frame):
   their mind), or its `previous_sku` is the label it replaces (a reviewer corrected it);
 - two humans who disagree independently send the frame back to the queue (a `conflict`: no merged
   label until a later human, shown one of the disputed labels, settles it);
+- a human label that the frame itself rules out (`routing.contradiction`: a barcode decoded on the
+  frame, the load cell's candidates) is held back as a conflict, not merged, until an answer given
+  in a conflict task settles it (the annotator's slips stay out of the dataset);
 - a frame routed `review`/`deferred` without a human answer has no merged label yet.
 Inputs are read whole and the output is sorted, so re-running gives the same table.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +35,7 @@ from typing import Any
 from edge_agent.contract.layout import validate_date
 from edge_agent.contract.schemas import CorrectionBatchV1
 from edge_agent.lake import Lake, ObjectNotFound
-from flywheel.label.routing import AUDIT, AUTO, CONFLICT, wilson_interval
+from flywheel.label.routing import AUDIT, AUTO, CONFLICT, contradiction, wilson_interval
 from flywheel.refs import LabelsRef, ref_for
 
 MERGED = "label/merged"
@@ -139,13 +143,16 @@ def box_of(res: Resolution) -> HumanLabel | None:
     return boxed[-1] if boxed else None
 
 
-def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) -> MergeResult:
-    """Merge one day: `routes` from the review queue (frame_id, route, task_id, label, confidence)."""
+def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1],
+              prelabels: Mapping[str, Mapping[str, Any]] | None = None) -> MergeResult:
+    """Merge one day: `routes` from the review queue (frame_id, route, task_id, label, confidence);
+    `prelabels`: frame -> its pre-label row (votes), to hold back human labels the frame rules out."""
     by_frame = {r["frame_id"]: r for r in routes}
     auto_label = {f: r.get("label") for f, r in by_frame.items()}
     humans = human_labels(batches, auto_label)
+    prelabels = prelabels or {}
     rows, conflicts = [], []
-    counts = {"auto": 0, "human": 0, "conflicts": 0, "pending": 0, "human_changed": 0}
+    counts = {"auto": 0, "human": 0, "conflicts": 0, "pending": 0, "human_changed": 0, "held": 0}
     audited = audit_errors = 0
     for fid in sorted(set(by_frame) | set(humans)):
         route = by_frame.get(fid, {})
@@ -158,6 +165,12 @@ def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1]) ->
                 continue
             h = res.winner
             assert h is not None
+            why = None if is_adjudication(h) else contradiction(prelabels.get(fid, {}), h.label)
+            if why:  # one more look (a conflict task) before it is merged
+                counts["held"] += 1
+                conflicts.append({"frame_id": fid, "latest_label": h.label, "labels": json.dumps(
+                    [[x.annotator, x.label] for x in res.labels] + [[why, None]])})
+                continue
             prev = route.get("label") if len(res.labels) == 1 else res.labels[-2].label
             b = box_of(res)
             rows.append({"frame_id": fid, "label": h.label, "source": "human", "confidence": 1.0,
@@ -303,9 +316,12 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
     from flywheel.depot.ingest import read_frames
     from flywheel.label.corrections import read_day_batches
     from flywheel.label.review_tasks import read_routes
+    from flywheel.label.tables import read_prelabels
 
     batches = read_day_batches(lake, day)
-    result = merge_day(read_routes(lake, day), batches)
+    pre = read_prelabels(lake, day, columns=["frame_id", "votes"]).to_pylist()
+    prelabels = {r["frame_id"]: r for r in pre}
+    result = merge_day(read_routes(lake, day), batches, prelabels)
     ids = [b.batch_id for b in batches]
     write_merged(lake, day, result, ids)
     frames = read_frames(lake, day, columns=["frame_id", "clip_id", "device_id", "store_id", "width",

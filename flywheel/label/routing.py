@@ -333,6 +333,24 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
                    planned_s=round(spent, 3))
 
 
+def contradiction(row: Mapping[str, Any], label: str | None) -> str | None:
+    """What on the frame itself rules out a human's `label`, or None: a barcode decoded on this very
+    frame naming another product (or any product, against "no product"), or the load cell's
+    candidate list leaving the label out. A person slips now and then (the annotator's error rate);
+    such a slip is not merged before one more look settles it."""
+    from flywheel.label.prelabelers.barcode import DIRECT_CONF
+
+    votes = row.get("votes") or []
+    decoded = {v.get("label") for v in votes if v.get("labeler") == "barcode" and v.get("label")
+               and (v.get("confidence") or 0.0) >= DIRECT_CONF}
+    if decoded and label not in decoded:
+        return "barcode"
+    narrowing = [v.get("candidates") for v in votes if v.get("candidates")]
+    if label is not None and narrowing and all(label not in c for c in narrowing):
+        return "load cell"
+    return None
+
+
 def load_cell_rechecks(prelabels: Sequence[dict[str, Any]], human: Mapping[str, tuple[str | None, str | None]]
                        ) -> dict[str, str | None]:
     """Frames whose human label the load cell rules out: {frame: human label}. `human`: frame ->
@@ -348,8 +366,7 @@ def load_cell_rechecks(prelabels: Sequence[dict[str, Any]], human: Mapping[str, 
         label, task = human[fid]
         if label is None or (task or "").startswith(f"{CONFLICT}-"):
             continue
-        narrowing = [v.get("candidates") for v in row.get("votes") or [] if v.get("candidates")]
-        if narrowing and all(label not in c for c in narrowing):
+        if contradiction(row, label) == "load cell":
             out[fid] = label
     return out
 

@@ -41,7 +41,7 @@ def test_auto_and_human_rows_with_provenance() -> None:
         ("human", B, A, "ann-1", "label-studio")
     assert rev["task_id"] == "review-1" and rev["annotation_id"] == "b1:0" and rev["corrected_at"] == T0
     assert by["f-aud"]["label"] == A and by["f-aud"]["source"] == "human"  # a confirm keeps what was shown
-    assert res.counts == {"auto": 1, "human": 2, "conflicts": 0, "pending": 2, "human_changed": 1}
+    assert res.counts == {"auto": 1, "human": 2, "conflicts": 0, "pending": 2, "human_changed": 1, "held": 0}
     assert res.audit["n"] == 1 and res.audit["errors"] == 0
 
 
@@ -101,3 +101,38 @@ def test_audit_answers_still_count_after_the_frame_is_routed_human() -> None:
     assert res.audit["n"] == 1 and res.audit["errors"] == 1
     (row,) = [r for r in res.rows if r["frame_id"] == "f-aud"]
     assert row["task_id"] == "audit-20261124-01"
+
+
+def test_a_human_label_the_frame_rules_out_is_held_until_a_conflict_task_settles_it(local_lake) -> None:
+    """The annotator's slips: a barcode decoded on the frame itself, or the load cell's candidates,
+    rule the answer out -> not merged, back to the queue as a conflict; the second look is final."""
+    from flywheel.label.routing import contradiction
+
+    decoded = {"labeler": "barcode", "label": A, "confidence": 0.99, "candidates": None}
+    propagated = {"labeler": "barcode", "label": A, "confidence": 0.93, "candidates": None}
+    weight = {"labeler": "weight", "label": None, "confidence": 0.0, "candidates": [A, C]}
+    assert contradiction({"votes": [decoded]}, B) == "barcode"
+    assert contradiction({"votes": [decoded]}, None) == "barcode"  # "no product" on a decoded frame
+    assert contradiction({"votes": [decoded]}, A) is None
+    assert contradiction({"votes": [propagated]}, B) is None  # an inherited read is not evidence enough
+    assert contradiction({"votes": [weight]}, B) == "load cell"
+    assert contradiction({"votes": [weight]}, C) is None
+    assert contradiction({"votes": [weight]}, None) is None  # a frame before the item came into view
+
+    pre = {"f-rev": {"votes": [decoded]}, "f-open": {"votes": [weight]}}
+    slips = batch("b1", {"frame_id": "f-rev", "sku": B, "previous_sku": A, "note": "task review-1"},
+                  {"frame_id": "f-open", "sku": C, "previous_sku": A, "note": "task review-2"})
+    res = merge_day(routes(), [slips], pre)
+    by = {r["frame_id"]: r for r in res.rows}
+    assert "f-rev" not in by and by["f-open"]["label"] == C  # C fits the load cell
+    assert res.counts["held"] == 1 and [c["frame_id"] for c in res.conflicts] == ["f-rev"]
+    write_merged(local_lake, "2026-11-24", res)
+    assert read_conflicts(local_lake, "2026-11-24") == {"f-rev": B}  # routed as a conflict task next
+    settle = batch("b2", {"frame_id": "f-rev", "sku": A, "previous_sku": B, "note": "task conflict-9",
+                          "corrected_at": T0 + timedelta(minutes=5)})
+    res2 = merge_day(routes(), [slips, settle], pre)
+    assert {r["frame_id"]: r["label"] for r in res2.rows}["f-rev"] == A and res2.counts["held"] == 0
+    stubborn = batch("b3", {"frame_id": "f-rev", "sku": B, "previous_sku": A, "note": "task conflict-9",
+                            "annotator": "ann-2", "corrected_at": T0 + timedelta(minutes=5)})
+    res3 = merge_day(routes(), [slips, stubborn], pre)  # a second look is final, whatever the barcode says
+    assert {r["frame_id"]: r["label"] for r in res3.rows}["f-rev"] == B

@@ -41,20 +41,42 @@ def _barcode_image(ean: str) -> np.ndarray:
 def test_barcode_decodes_on_the_frame_and_propagates_over_the_insertion() -> None:
     sc = build_clip(product=0, n_frames=24, fps=8).sidecar  # read at frame 10, weight step at t=1.75 s
     lab = BarcodeLabeler({p.ean for p in PRODUCTS})
-    direct, before, after = lab.label([_frame(3, sc, to_jpeg(_barcode_image(EAN))), _frame(6, sc),
+    direct, before, after = lab.label([_frame(3, sc, to_jpeg(_barcode_image(EAN))), _frame(8, sc),
                                        _frame(20, sc)])
     assert direct.label == EAN and direct.confidence == 0.99 and "decoded on this frame" in direct.evidence
     assert before.label == EAN and 0.5 < before.confidence < 0.95 and "propagated" in before.evidence
     assert after.label is None and after.reason == "outside_insertion"  # the item lies in the basket
 
 
+def test_a_frame_before_the_item_comes_into_view_inherits_no_read() -> None:
+    """Frame 0 of a clip with no weight step before the read (the previous item landed before the
+    pre-roll): 1 s or more before this item's step it shows the cart without the item."""
+    sc = build_clip(product=0, n_frames=24, fps=8).sidecar  # read at frame 10, weight step at t=1.75 s
+    lab = BarcodeLabeler({p.ean for p in PRODUCTS})
+    first, edge, inside = lab.label([_frame(0, sc), _frame(6, sc), _frame(7, sc)])  # t 0, 0.75, 0.875
+    assert first.label is None and first.reason == "before_insertion"
+    assert edge.label is None and edge.reason == "before_insertion"  # exactly 1 s before the step
+    assert inside.label == EAN and "propagated" in inside.evidence
+    (w0, w7) = WeightLabeler(PRODUCTS).label([_frame(0, sc), _frame(7, sc)])
+    assert w0.label is None and w0.reason == "before_insertion" and not w0.candidates
+    assert w7.label == EAN
+
+
+def test_without_a_step_after_the_read_the_read_bounds_the_insertion() -> None:
+    from flywheel.label.prelabelers.barcode import before_insertion
+
+    inf = float("inf")
+    assert before_insertion(0.0, 1.3, inf) and not before_insertion(0.5, 1.3, inf)
+    assert before_insertion(0.0, 0.2, 1.0) and not before_insertion(0.1, 0.2, 1.0)
+
+
 def test_weight_narrows_to_the_product_of_the_step() -> None:
     sc = build_clip(product=0, n_frames=24, fps=8).sidecar  # +350 g
     lab = WeightLabeler(PRODUCTS)
-    (v,) = lab.label([_frame(6, sc)])
+    (v,) = lab.label([_frame(8, sc)])
     assert v.label == EAN and v.candidates == (EAN,) and "350 g" in v.evidence
     two = WeightLabeler([*PRODUCTS, Product("4000000000017", "Cola", "Okapi", "soda", 352.0)])
-    (amb,) = two.label([_frame(6, sc)])
+    (amb,) = two.label([_frame(8, sc)])
     assert amb.label is None and amb.reason == "ambiguous" and set(amb.candidates) == {EAN, "4000000000017"}
 
 
@@ -94,7 +116,7 @@ def test_bad_input_abstains_with_counted_reasons(tmp_path) -> None:
     labelers = [BarcodeLabeler({p.ean for p in PRODUCTS}), WeightLabeler(PRODUCTS),
                 TeacherLabeler(bad_dir), ReaderLabeler(PRODUCTS, engine=_Broken()),
                 VlmLabeler(tmp_path / "no-such-checkpoint", PRODUCTS)]
-    frames = [_frame(0, None, b"\xff\xd8 truncated jpeg"), _frame(1, no_reads), _frame(2, sc)]
+    frames = [_frame(0, None, b"\xff\xd8 truncated jpeg"), _frame(1, no_reads), _frame(8, sc)]
     report = PrelabelReport(day="2026-11-24")
     votes = vote_all(labelers, frames, report)
     rows = prelabel_rows([{"frame_id": f.frame_id} for f in frames], votes, labelers, Calibration(), report)
@@ -104,7 +126,7 @@ def test_bad_input_abstains_with_counted_reasons(tmp_path) -> None:
     assert reasons["weight:no_sidecar"] == 1
     assert reasons["teacher:no_model"] == 3 and "did not load" in labelers[2].load_error
     assert reasons["reader:unreadable_jpeg"] == 1 and reasons["reader:ocr_error"] == 1
-    assert reasons["reader:skipped"] == 1  # the barcode decided frame 2: no OCR spent there
+    assert reasons["reader:skipped"] == 1  # the barcode decided frame 8: no OCR spent there
     assert reasons["weight:no_weight_step"] == 1
     assert reasons["vlm:no_model"] == 3 and "did not load" in labelers[4].load_error
     assert rows[0]["label"] is None and rows[0]["confidence"] == 0.0

@@ -4,7 +4,10 @@ A shopper scans an item once, while its back faces the camera; the frames before
 after (hold, drop) show the same item with the barcode hidden. One insertion runs from the weight
 step before the read (the previous item landing) to the weight step after it (this item landing),
 so a frame inherits the read whose insertion it lies in; frames after the step show the item lying
-in the basket (the filter drops those) or the next insertion.
+in the basket (the filter drops those) or the next insertion. A clip often starts before the item
+comes into view with no step before the read (the previous item landed before the pre-roll): the item
+is in view less than INSERTION_S before its own step (approach, hold, drop; the empty filter's
+window), so a frame that early is before the insertion and inherits nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ STEP_G = 40.0  # a weight change this large between samples is an item landing (
 DIRECT_CONF = 0.99  # the barcode is decoded on this very frame
 PROPAGATED_CONF = 0.95  # inherited from a read of the same insertion
 DECAY_PER_S = 0.02  # propagated confidence loses this per second from the read
+# An item is in view less than this before its weight step (approach + hold + drop: 0.5-1.1 s in the
+# simulated fleet; frames 1.0 s or more before the step were idle on 8 of 9 wrong inheritances
+# against 3 right ones on two bench_label_turn days). Equal to FilterConfig.insertion_s.
+INSERTION_S = 1.0
 
 
 def weight_steps(sidecar) -> list[tuple[float, float]]:  # noqa: ANN001
@@ -44,6 +51,14 @@ def insertion_bounds(sidecar, read_frame: int) -> tuple[float, float]:  # noqa: 
         elif end == float("inf"):
             end = t
     return start, end
+
+
+def before_insertion(t: float, t_read: float, end: float) -> bool:
+    """Whether a frame at clip time `t` lies before the item of a read at `t_read` came into view:
+    `INSERTION_S` or more before its landing step `end` (inf: it lands after the clip; the read,
+    which happens while the item is in view, bounds it then)."""
+    anchor = end if end != float("inf") else t_read
+    return anchor - t >= INSERTION_S - 1e-6
 
 
 class BarcodeLabeler(Prelabeler):
@@ -87,12 +102,20 @@ class BarcodeLabeler(Prelabeler):
             return abstain("barcode_not_in_catalog", ",".join(sorted({r.text for r in sc.barcode_reads})))
         t = sc.frames[f.frame_index].t if f.frame_index < len(sc.frames) else f.t_s
         best: tuple[float, str, int] | None = None
+        early = False  # within a read's weight steps, but before its item came into view
         for r in reads:
             start, end = insertion_bounds(sc, r.frame)
-            if start <= t <= end:
-                dt = abs(t - sc.frames[r.frame].t)
-                if best is None or dt < best[0]:
-                    best = (dt, r.text, r.frame)
+            if not start <= t <= end:
+                continue
+            if before_insertion(t, sc.frames[r.frame].t, end):
+                early = True
+                continue
+            dt = abs(t - sc.frames[r.frame].t)
+            if best is None or dt < best[0]:
+                best = (dt, r.text, r.frame)
+        if best is None and early:
+            return abstain("before_insertion", f"t={t:.2f}s is {INSERTION_S:g}s or more before the "
+                           "read's item lands")
         if best is None:
             return abstain("outside_insertion", f"t={t:.2f}s not within a read's insertion")
         labels = {r.text for r in reads if insertion_bounds(sc, r.frame) == insertion_bounds(sc, best[2])}

@@ -1,14 +1,16 @@
 """Weight: the load cell's step for this frame's insertion, matched to catalog weights.
 
 It narrows the candidates (every product within tolerance) and names one only when a single
-product fits; the ensemble never lets it decide alone.
+product fits; the ensemble never lets it decide alone. A frame INSERTION_S or more before the step
+shows the cart before that item came into view: it abstains there (no list either: kept, the list
+caught annotator slips but cut the cold day's auto-accepted share, see the README's Label figures).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flywheel.label.prelabelers.barcode import weight_steps
+from flywheel.label.prelabelers.barcode import INSERTION_S, weight_steps
 from flywheel.label.prelabelers.base import FrameInput, Prelabeler, Product, Vote, abstain
 
 TOL_G = 12.0  # load-cell noise (~3 g std per reading, two readings) plus settling
@@ -51,6 +53,8 @@ class WeightLabeler(Prelabeler):
         step = next(((ts, g) for ts, g in weight_steps(sc) if ts >= t), None)
         if step is None:
             return abstain("no_weight_step", f"no step after t={t:.2f}s")
+        if step[0] - t >= INSERTION_S - 1e-6:
+            return abstain("before_insertion", f"step at t={step[0]:.2f}s, {step[0] - t:.2f}s later")
         if step[1] < 0:
             return abstain("item_removed", f"{step[1]:.0f} g at t={step[0]:.2f}s")
         cands = self.candidates(step[1])
