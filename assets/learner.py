@@ -174,7 +174,8 @@ class TrainingConfig(dg.Config):
     # store light colour removed before the model sees a frame (edge_agent/whitebalance.py)
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = default_of(
         TrainConfig, "white_balance")
-    # the two-stage model: item detector + crop classifier (RoiConfig's settings); classify only
+    # the two-stage model: item detector + crop classifier (RoiConfig's settings; classify only);
+    # false: one classifier on the whole frame at imgsz
     two_stage: bool = default_of(TrainConfig, "roi") is not None
 
     def train_config(self) -> TrainConfig:
@@ -186,8 +187,8 @@ class TrainingConfig(dg.Config):
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:
             overrides["imgsz"] = self.imgsz
-        if self.task == "classify" and self.two_stage:  # detector + crop classifier
-            overrides["roi"] = default_of(TrainConfig, "roi") or RoiConfig()
+        # detector + crop classifier (the default), or one classifier on the whole frame
+        overrides["roi"] = RoiConfig() if self.task == "classify" and self.two_stage else None
         return TrainConfig.for_task(self.task, **overrides)
 
 
