@@ -177,6 +177,7 @@ class TrainingConfig(dg.Config):
     # the two-stage model: item detector + crop classifier (RoiConfig's settings; classify only);
     # false: one classifier on the whole frame at imgsz
     two_stage: bool = default_of(TrainConfig, "roi") is not None
+    det_epochs: int = default_of(RoiConfig, "det_epochs")  # two-stage: the detector's, from scratch
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
@@ -188,7 +189,8 @@ class TrainingConfig(dg.Config):
         if self.imgsz:
             overrides["imgsz"] = self.imgsz
         # detector + crop classifier (the default), or one classifier on the whole frame
-        overrides["roi"] = RoiConfig() if self.task == "classify" and self.two_stage else None
+        overrides["roi"] = (RoiConfig(det_epochs=self.det_epochs)
+                            if self.task == "classify" and self.two_stage else None)
         return TrainConfig.for_task(self.task, **overrides)
 
 

@@ -120,7 +120,8 @@ class TrainConfig:
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
     num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
     # the two-stage model (RoiConfig; the classifier's input is roi.crop, imgsz unused; classify
-    # datasets with an empty class only). None: one classifier on the whole frame (imgsz)
+    # datasets with an empty class: train_candidate drops it on others, two_stage.fit_config).
+    # None: one classifier on the whole frame (imgsz)
     roi: RoiConfig | None = field(default_factory=RoiConfig)
 
     def as_dict(self) -> dict:

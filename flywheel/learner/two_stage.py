@@ -41,6 +41,14 @@ DETECTOR_WEIGHTS = registry.DETECTOR_WEIGHTS
 ITEM = "item"  # the detector's one class
 
 
+def fit_config(cfg: TrainConfig, classes: list[str]) -> TrainConfig:
+    """The default two-stage config on a dataset that cannot carry it (no "empty" class: e.g. a
+    user's product photos, which have no boxes either) trains one classifier on the whole frame."""
+    from dataclasses import replace
+
+    return replace(cfg, roi=None) if cfg.roi is not None and EMPTY_CLASS not in classes else cfg
+
+
 def preprocessing_doc(cfg: TrainConfig) -> dict:
     """What the device does per frame (the model card's `preprocessing`; DeviceModelV1 from it)."""
     from flywheel.learner.preprocess import preprocessing_doc as one_stage
