@@ -174,8 +174,10 @@ class TrainingConfig(dg.Config):
     # store light colour removed before the model sees a frame (edge_agent/whitebalance.py)
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = default_of(
         TrainConfig, "white_balance")
-    # the two-stage model: item detector + crop classifier (RoiConfig's settings); classify only
+    # the two-stage model: item detector + crop classifier (RoiConfig's settings; classify only);
+    # false: one classifier on the whole frame at imgsz
     two_stage: bool = default_of(TrainConfig, "roi") is not None
+    det_epochs: int = default_of(RoiConfig, "det_epochs")  # two-stage: the detector's, from scratch
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
@@ -186,8 +188,9 @@ class TrainingConfig(dg.Config):
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:
             overrides["imgsz"] = self.imgsz
-        if self.task == "classify" and self.two_stage:  # detector + crop classifier
-            overrides["roi"] = default_of(TrainConfig, "roi") or RoiConfig()
+        # detector + crop classifier (the default), or one classifier on the whole frame
+        overrides["roi"] = (RoiConfig(det_epochs=self.det_epochs)
+                            if self.task == "classify" and self.two_stage else None)
         return TrainConfig.for_task(self.task, **overrides)
 
 

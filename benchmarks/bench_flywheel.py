@@ -225,7 +225,7 @@ def compare_init(root: Path, epochs: int, variants: dict[str, dict] | None = Non
     if parent:
         models["bootstrap"] = {"model_id": parent, **top1(parent)}
     for name, overrides in (variants or INIT_VARIANTS).items():
-        cfg = TrainConfig(**{**TrainConfig(epochs=epochs).as_dict(), **overrides})
+        cfg = dataclasses.replace(TrainConfig(epochs=epochs), **overrides)
         model_id = registry.new_model_id(cfg.task, card.lineage.dataset_version, cfg.as_dict())
         r = run_training(TrainRequest(lake.uri, None, card.lineage.dataset_version, cfg, model_id,
                                       parent_model_id=parent, catalog=catalog))

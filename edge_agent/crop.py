@@ -80,6 +80,15 @@ def letterbox(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
+def golden_scale(output: np.ndarray, side: int) -> np.ndarray:
+    """The detector's raw output [n, 5, anchors] with its boxes (cx, cy, w, h in input pixels) as
+    fractions of the input side, scores as they are: what golden checks compare, so one tolerance
+    means the same on boxes as on scores (a 96 px box off by 1e-3 px is not a broken export)."""
+    out = np.array(output, dtype=np.float32, copy=True)
+    out[:, :4] /= float(side)
+    return out
+
+
 def best_box(output: np.ndarray, frame_hw: tuple[int, int], input_hw: tuple[int, int]
              ) -> tuple[list[float], float]:
     """The highest-scoring box of an ultralytics detect output [1, 4 + classes, anchors] (cx, cy,

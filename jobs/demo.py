@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--carts", type=int, default=d.carts, help="0: the fleet stays home")
     parser.add_argument("--minutes", type=float, default=d.minutes, help="simulated minutes per cart")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per turn")
+    parser.add_argument("--det-epochs", type=int, default=d.det_epochs,
+                        help="the bootstrap's item detector epochs (default: the job's)")
     parser.add_argument("--seed", type=int, default=d.seed, help="fleet seed base")
     parser.add_argument("--health-minutes", type=float, default=d.health_minutes,
                         help="simulated minutes per rollout health shift")
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", help="TURN:STEP, stop there as a crash would (tests)")
     args = parser.parse_args(argv)
     settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs,
-                             seed=args.seed, ocr=args.ocr, health_minutes=args.health_minutes)
+                             det_epochs=args.det_epochs, seed=args.seed, ocr=args.ocr,
+                             health_minutes=args.health_minutes)
     return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after, args.deployment)
 
 

@@ -24,6 +24,9 @@ class WheelSettings:
     carts: int = 4
     minutes: float = 0.75  # simulated minutes per cart per collection
     epochs: int = 3
+    # the two-stage model's detector, trained from scratch in the bootstrap turn only (later turns
+    # reuse or fine-tune the parent's: RoiConfig.det_refresh_epochs); None: the job's default
+    det_epochs: int | None = None
     seed: int = 0  # fleet seed base; every turn's shoppers are new (seed * 1000 + turn)
     world_seed: int = 0  # the simulator world the learner's catalog and frozen sets come from
     ocr: bool = False  # the RapidOCR pre-labeler (~1 s a frame here): off for the demo's pace
@@ -173,7 +176,10 @@ class Wheel:
 
     def train(self) -> dict:
         """The weekly job: dataset version, training on Ray, evaluation, the blocking gate."""
-        config = {"ops": {"candidate_model": {"config": {"epochs": self.settings.epochs}}}}
+        train = {"epochs": self.settings.epochs}
+        if self.settings.det_epochs is not None:
+            train["det_epochs"] = self.settings.det_epochs
+        config = {"ops": {"candidate_model": {"config": train}}}
         result = self.run_job("train_and_evaluate", run_config=config)
         if not result.success and not any(e.is_step_failure for e in result.all_events):
             # failed before any step ran (e.g. the local Ray cluster did not start in time on a

@@ -20,7 +20,7 @@ def _pairs():
     from flywheel.depot.config import DepotConfig
     from flywheel.depot.fleet_rollup import rollup_day
     from flywheel.imports.sources import load_sources
-    from flywheel.learner.config import DatasetSpec, SplitRule, TrainConfig
+    from flywheel.learner.config import DatasetSpec, RoiConfig, SplitRule, TrainConfig
     from flywheel.learner.pipeline import SimSources, choose_sets
 
     return [
@@ -43,6 +43,7 @@ def _pairs():
         (TrainingConfig, "num_cpus", TrainConfig, "num_cpus"),
         (TrainingConfig, "init", TrainConfig, "init"),
         (TrainingConfig, "balance", TrainConfig, "balance"),
+        (TrainingConfig, "det_epochs", RoiConfig, "det_epochs"),
         (IngestConfig, "frame_every", DepotConfig, "frame_every"),
         (IngestConfig, "pending_timeout_s", DepotConfig, "pending_timeout_s"),
         (FleetConfig, "silence_s", rollup_day, "silence_s"),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--carts", "2", "--minutes", "0.3", "--epochs", "1", "--health-minutes", "0.3"]
+TINY = ["--carts", "2", "--minutes", "0.3", "--epochs", "1", "--det-epochs", "2",
+        "--health-minutes", "0.3"]
 
 
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -54,6 +55,9 @@ def check_turn(instance, lake, boot, turn, text: str) -> None:
     assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
     model = _meta(instance, "candidate_model")
     assert turn.candidate_id == model["model_id"]
+    if boot.shipped:  # the default two-stage model: turn 1 starts from the bootstrap's detector
+        det = registry.read_card(lake, turn.candidate_id).training["detector"]["init"]
+        assert det["mode"] in ("reused", "fine-tuned") and det["parent"] == boot.model_id, det
     assert turn.model_id == registry.production_model_id(lake)
     if turn.shipped:  # the gate passed: released, rolled out on the fleet's health reports
         assert turn.rollout_stage and _meta(instance, "release")["model_id"] == turn.candidate_id

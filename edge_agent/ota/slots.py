@@ -88,13 +88,15 @@ def golden_check(model_path: Path, golden_path: Path, where: str, atol: float,
         if not all(k in golden for k in DETECTOR_GOLDEN):
             raise ValidationFailed(f"golden validation: {golden_path.name} has no detector golden "
                                    f"inputs ({', '.join(DETECTOR_GOLDEN)}) for a two-stage model")
-        # boxes, not class scores: the argmax over its rows means nothing, max |diff| is the check
+        # boxes, not class scores: the argmax over its rows means nothing, max |diff| is the check,
+        # on boxes as fractions of the input side (edge_agent.crop.golden_scale)
         _check_outputs(model_path.parent / meta.detector.file, golden[DETECTOR_GOLDEN[0]],
-                       golden[DETECTOR_GOLDEN[1]], f"{where} (detector)", atol, 0.0)
+                       golden[DETECTOR_GOLDEN[1]], f"{where} (detector)", atol, 0.0,
+                       side=meta.detector.input_size[-1])
 
 
 def _check_outputs(model_path: Path, inputs: np.ndarray, expected: np.ndarray, where: str,
-                   atol: float, min_top1: float) -> None:
+                   atol: float, min_top1: float, side: int | None = None) -> None:
     import onnxruntime as ort
 
     try:
@@ -106,6 +108,10 @@ def _check_outputs(model_path: Path, inputs: np.ndarray, expected: np.ndarray, w
     if got.shape != expected.shape:
         raise ValidationFailed(f"golden validation: output shape {got.shape} != expected "
                                f"{expected.shape}")
+    if side is not None:  # a detector
+        from edge_agent.crop import golden_scale
+
+        got, expected = golden_scale(got, side), golden_scale(expected, side)
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
     agree = float(np.mean(got.argmax(1) == expected.argmax(1))) if len(got) else 1.0
     if diff > atol or agree < min_top1:

@@ -66,6 +66,15 @@ class RoiConfig:
     det_warmup_epochs: float = 3.0  # ultralytics' warm-up (>= 100 iterations when > 0)
     det_nbs: int = 64  # nominal batch: gradients accumulate to it; 0 = a step every batch
     det_patience: int = 8  # early stopping on the detector's validation fitness [--patience]
+    # a turn whose parent (production) is a two-stage model: the detector (one class, "item": it
+    # does not depend on the SKU list) is the parent's, shipped byte for byte when the dataset has
+    # no boxed item frame the parent's dataset lacked; else fine-tuned from the parent's weights for
+    # this many epochs (0: always reused). With TrainConfig.init "scratch", or no two-stage parent,
+    # det_epochs from random weights (flywheel/learner/warm_start.py, prepare_detector). 5: the
+    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.73-0.81 of store items
+    # (3 epochs: 0.57-0.70; reused: 0.07-0.49) at ~95 CPU s an epoch: with the crop classifier's
+    # ~600 a turn is ~1,150-1,200 CPU s, the 10-minute budget's edge (README, "Two-stage turns")
+    det_refresh_epochs: int = 5
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]
@@ -85,8 +94,10 @@ class TrainConfig:
     # square input side; classify frames are stretched to imgsz x imgsz. 96 beats 64 on every
     # frozen set at the same training time (README, the oracle) within the device's 10 ms p95
     imgsz: int = 96
-    epochs: int = 20  # ~2 min on 2 CPUs for the bootstrap set at imgsz 96 (the weekly job's run)
-    batch: int = 32
+    # epochs, batch, scale and auto_augment: the two-stage recipe's crop classifier (README,
+    # "Two-stage recipe": 30 epochs, batch 64, scale 0.2, RandAugment), the default model
+    epochs: int = 30
+    batch: int = 64
     seed: int = 0
     lr0: float = 0.002  # AdamW: 0.01 (the SGD default) diverges on tiny data
     optimizer: str = "AdamW"  # explicit: 'auto' picks by dataset size and prints a long notice
@@ -102,21 +113,27 @@ class TrainConfig:
     balance: float = 0.0
     nbs: int = 64  # nominal batch: gradients accumulate to it before a step; 0 = step every batch
     fliplr: float = 0.0  # packaging text mirrored never occurs in a cart: no horizontal flips
-    scale: float = 0.3  # classify: RandomResizedCrop area in (1 - scale, 1)
+    scale: float = 0.2  # classify: RandomResizedCrop area in (1 - scale, 1)
     hsv_v: float = 0.4  # brightness jitter: production stores are dimmer than the lab
     hsv_s: float = 0.4
-    auto_augment: str | None = None  # RandAugment costs CPU time per image; off by default
+    auto_augment: str | None = "randaugment"  # crop classifier: +2.6 points item frames, same CPU s
     # edge_agent/whitebalance.py, applied after the resize in training, evaluation and on the
     # device (model card, DeviceModelV1): a store's light colour is a per-channel gain that gray
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
     num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
-    # None: one classifier on the whole frame (imgsz). Set: the two-stage model (RoiConfig; the
-    # classifier's input is roi.crop, imgsz unused); classify datasets with an empty class only
-    roi: RoiConfig | None = None
+    # the two-stage model (RoiConfig; the classifier's input is roi.crop, imgsz unused; classify
+    # datasets with an empty class: train_candidate drops it on others, two_stage.fit_config).
+    # None: one classifier on the whole frame (imgsz)
+    roi: RoiConfig | None = field(default_factory=RoiConfig)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def architecture(self) -> str:
+        """What the model card names (warm start fine-tunes only a parent with the same)."""
+        return f"{self.roi.det_model_yaml} -> {self.model_yaml}" if self.roi else self.model_yaml
 
     @classmethod
     def for_task(cls, task: str, **overrides) -> TrainConfig:
@@ -127,7 +144,7 @@ class TrainConfig:
             # epoch and mAP50 stayed 0.000; with these the same data reaches ~0.4 in 15 epochs
             # (white balance is the classifier's: detection trains on the frames as they are)
             overrides = {"model_yaml": "yolov8n.yaml", "imgsz": 96, "lr0": 0.005, "warmup_epochs": 0.0,
-                         "nbs": 0, "white_balance": "none", **overrides}
+                         "nbs": 0, "white_balance": "none", "roi": None, **overrides}
         return cls(task=task, **overrides)  # type: ignore[arg-type]
 
 

@@ -154,11 +154,13 @@ def _cover_classes(groups: list[str], u: dict[str, float], val_fraction: float,
 
 
 def version_id(members: pl.DataFrame, spec: DatasetSpec) -> str:
-    """Hash of (frame_id, label, box) of every member, the split rule and the task."""
+    """Hash of (frame_id, label, box) of every member, the split rule and the task. Classify hashes
+    the box too: the two-stage model trains its detector and crops on it, so a box-only correction
+    is a new dataset version."""
     h = hashlib.sha256()
     h.update(canonical_json({"schema": MANIFEST_SCHEMA, "task": spec.task,
                              "include_empty": spec.include_empty, "split": spec.split.as_dict()}))
-    boxes = members["item_box"].to_list() if spec.task == "detect" else [None] * members.height
+    boxes = members["item_box"].to_list()
     objects = members["objects"].to_list() if spec.task == "detect" and "objects" in members.columns \
         else [None] * members.height
     for fid, label, box, objs in zip(members["frame_id"], members["label"], boxes, objects, strict=True):

@@ -176,8 +176,12 @@ def _golden_check(lake: Lake, model_id: str, card: ModelCardV1, rules: GateRules
         if entry is None or hashlib.sha256(det_bytes).hexdigest() != entry.sha256:
             return {**result, "passed": False,
                     "reason": f"{det['file']} in the registry does not match its card's sha256"}
-        got = onnx_outputs(onnx_session(det_bytes), golden["detector_inputs"])
-        det_result = compare_outputs(golden["detector_expected"], got, rules.onnx_max_abs_diff,
+        from edge_agent.crop import golden_scale
+
+        inputs = golden["detector_inputs"]
+        got = onnx_outputs(onnx_session(det_bytes), inputs)
+        det_result = compare_outputs(golden_scale(golden["detector_expected"], inputs.shape[-1]),
+                                     golden_scale(got, inputs.shape[-1]), rules.onnx_max_abs_diff,
                                      0.0, "detect")
         if not det_result["passed"]:
             return {**result, "passed": False, "reason": f"detector: {det_result['reason']}"}

@@ -142,7 +142,8 @@ def train_candidate(lake: Lake, config: TrainConfig, rules: GateRules, dataset: 
     dataset.read(lake)  # the manifest is still the one the reference names
     version = dataset.version
     catalog = reference_sets.catalog_skus(lake)
-    preflight(lake, version, catalog)  # fail here, not after a cluster has been scheduled
+    ds = preflight(lake, version, catalog)  # fail here, not after a cluster has been scheduled
+    config = two_stage.fit_config(config, ds.classes)
     req = TrainRequest(
         lake_uri=lake.uri, lake_s3=lake.s3, dataset_version=version, config=config,
         model_id=registry.new_model_id(config.task, version, config.as_dict()),

@@ -41,6 +41,8 @@ from flywheel.learner.documents import (
 )
 from flywheel.learner.errors import RegistryError
 
+DETECTOR_FILE = "detector.onnx"  # two-stage models: the item detector the device runs
+DETECTOR_WEIGHTS = "detector.pt"
 PRODUCTION_KEY = f"{MODELS}/production.json"
 
 

@@ -66,9 +66,9 @@ def prepare(lake: Lake, parent_id: str | None, cfg: TrainConfig, classes: list[s
     if not parent_id:
         return WarmStart("scratch", reason="no production model yet")
     card = registry.read_card(lake, parent_id)
-    if card.task != cfg.task or card.architecture != cfg.model_yaml:
+    if card.task != cfg.task or card.architecture != cfg.architecture:
         return WarmStart("scratch", parent_id, reason=f"parent is {card.task} {card.architecture}, "
-                                                      f"this run {cfg.task} {cfg.model_yaml}")
+                                                      f"this run {cfg.task} {cfg.architecture}")
     src = registry.fetch_file(lake, parent_id, "weights.pt", work)
     out = work / "init.pt"
     names = head_names(cfg.task, classes)
@@ -76,6 +76,59 @@ def prepare(lake: Lake, parent_id: str | None, cfg: TrainConfig, classes: list[s
     src.unlink()
     return WarmStart("parent", parent_id, out, copied_classes=copied, new_classes=new,
                      transferred=transferred)
+
+
+@dataclass(frozen=True)
+class DetectorStart:
+    """Where a two-stage run's detector comes from; `as_card()` goes into the card's training."""
+
+    mode: str  # "reused" (the parent's files, byte for byte), "fine-tuned" (from them) or "scratch"
+    parent: str | None = None
+    weights: Path | None = None  # the parent's detector.pt (reused / fine-tuned from)
+    onnx: Path | None = None  # the parent's detector.onnx (reused)
+    new_boxes: int = 0  # boxed item frames of this dataset that the parent's dataset lacks
+    reason: str = ""
+
+    def as_card(self) -> dict:
+        out = asdict(self)
+        out.pop("weights")
+        out.pop("onnx")
+        return out
+
+
+def prepare_detector(lake: Lake, parent_id: str | None, cfg: TrainConfig, frame_ids: list[str],
+                     work: Path) -> DetectorStart:
+    """The two-stage run's detector: the parent's (a two-stage production model) reused when none
+    of `frame_ids` (this dataset's boxed item frames) is new to the parent's dataset, fine-tuned
+    `roi.det_refresh_epochs` from it when some are, else trained from scratch (and why)."""
+    from flywheel.learner import registry
+    from flywheel.learner.datasets import load_dataset_version, read_members
+
+    roi = cfg.roi
+    assert roi is not None
+    if cfg.init == "scratch":
+        return DetectorStart("scratch", reason="config init=scratch")
+    if not parent_id:
+        return DetectorStart("scratch", reason="no production model yet")
+    card = registry.read_card(lake, parent_id)
+    det = card.preprocessing.get("two_stage", {}).get("detector", {})
+    if registry.DETECTOR_WEIGHTS not in card.files or det.get("input_size") != [roi.det_imgsz] * 2 or \
+            not card.architecture.startswith(f"{roi.det_model_yaml} -> "):
+        return DetectorStart("scratch", parent_id, reason=f"parent is {card.architecture} "
+                                                          f"{det.get('input_size') or 'one-stage'}")
+    parent_ds = load_dataset_version(lake, card.lineage.dataset_version)
+    import polars as pl
+
+    parent_members = read_members(lake, parent_ds, None, with_images=False)
+    seen = set(parent_members.filter(pl.col("item_box").is_not_null())["frame_id"].to_list())
+    new = sum(1 for f in frame_ids if f not in seen)
+    work.mkdir(parents=True, exist_ok=True)
+    weights = registry.fetch_file(lake, parent_id, registry.DETECTOR_WEIGHTS, work)
+    if new and roi.det_refresh_epochs > 0:
+        return DetectorStart("fine-tuned", parent_id, weights, new_boxes=new)
+    return DetectorStart("reused", parent_id, weights,
+                         registry.fetch_file(lake, parent_id, registry.DETECTOR_FILE, work), new,
+                         reason="no new boxes" if not new else "det_refresh_epochs=0")
 
 
 def adapt_checkpoint(src: Path, parent_names: list[str], names: list[str], cfg: TrainConfig,

@@ -113,7 +113,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
         jobs=[train], resources={k: res[k] for k in ("lake", "ref_io_manager", "ray")})
     result = defs.resolve_job_def("train_only").execute_in_process(run_config={"ops": {
         "learner_sources": {"config": {"seed": 0, "n_per_sku": 4, "n_test": 20, "n_insertions": 2}},
-        "candidate_model": {"config": {"epochs": 1, "batch": 32, "num_cpus": 1}}}},
+        "candidate_model": {"config": {"epochs": 1, "batch": 32, "num_cpus": 1,
+                                                 "det_epochs": 1}}}},
         instance=dg.DagsterInstance.ephemeral())
     (mat,) = [e.materialization for e in result.get_asset_materialization_events()
               if e.materialization.asset_key.to_user_string() == "candidate_model"]

@@ -36,8 +36,9 @@ def production(tmp_path_factory):
     lake = Lake.at_path(root / "lake")
     import_from_simulator(lake, SimSources(n_per_sku=4, n_test=40, n_insertions=0))
     ds, _ = build_dataset(lake, DatasetSpec())
-    run_training(TrainRequest(lake.uri, None, ds.version, TrainConfig(epochs=2, imgsz=64, num_cpus=1),
-                              "cls-prod-0", rules=GateRules()))
+    # the federated head fine-tunes a one-stage model (register_candidate carries no detector)
+    cfg = TrainConfig(epochs=2, imgsz=64, num_cpus=1, roi=None)
+    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=GateRules()))
     evaluate_candidate(lake, "cls-prod-0")
     # bootstrap: no production to beat; latency is this shared machine's load, not the model's
     assert gate_candidate(lake, "cls-prod-0", GateRules(latency_budget_ms=1e9)).passed

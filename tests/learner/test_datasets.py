@@ -43,6 +43,11 @@ def test_label_or_split_rule_change_changes_the_version():
     assert version_id(build_members(df, other, CATALOG)[0], other) != base
     fewer = df.filter(pl.col("session_id") != df["session_id"][0])
     assert version_id(build_members(fewer, spec, CATALOG)[0], spec) != base
+    # a box-only correction: the two-stage model crops and trains its detector on the box
+    item = pl.int_range(pl.len()) == df["is_empty"].arg_min()
+    reboxed = df.with_columns(pl.when(item).then(pl.lit([1.0, 2.0, 30.0, 40.0], dtype=pl.List(pl.Float32)))
+                              .otherwise(pl.col("item_box")).alias("item_box"))
+    assert version_id(build_members(reboxed, spec, CATALOG)[0], spec) != base
 
 
 @pytest.mark.parametrize("by", ["session_id", "device_id"])

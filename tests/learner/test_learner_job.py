@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 RUN_CONFIG = {"ops": {
     "learner_sources": {"config": {"seed": 0, "n_per_sku": 6, "n_test": 40, "n_insertions": 4}},
-    "candidate_model": {"config": {"epochs": 2, "batch": 32}},
+    # the one-stage model behind config (this file checks its device slot, preprocessing and a
+    # broken export); the default two-stage model through the job: test_lineage, test_two_stage_*
+    "candidate_model": {"config": {"epochs": 2, "batch": 32, "two_stage": False}},
 }}
 
 

@@ -90,3 +90,13 @@ def test_two_stage_needs_an_empty_class(local_lake) -> None:
     ds, _ = write_dataset_version(local_lake, frames, DatasetSpec(), set(SKUS), ["fake"])
     with pytest.raises(DatasetError, match="needs a classify dataset with the 'empty' class"):
         run_training(TrainRequest(local_lake.uri, None, ds.version, CFG, "cls-x", catalog=tuple(SKUS)))
+
+
+def test_the_default_falls_back_to_one_stage_without_an_empty_class() -> None:
+    from flywheel.learner.two_stage import fit_config
+
+    default = TrainConfig()
+    assert default.roi is not None  # the job's default model is the two-stage one
+    assert fit_config(default, ["empty", *SKUS]) is default
+    assert fit_config(default, list(SKUS)) == TrainConfig(roi=None)  # a user's photos: no empty, no boxes
+    assert fit_config(TrainConfig(roi=None), ["empty", *SKUS]).roi is None  # one stage by config stays

@@ -102,7 +102,7 @@ def test_a_turn_fine_tunes_from_its_parent(local_lake, tmp_path):
                                    catalog, ["old"])
     new, _ = write_dataset_version(local_lake, fake_frames(n_sessions=5, seed=1), spec, catalog,
                                    ["new"])
-    cfg = TrainConfig(epochs=1, imgsz=32, batch=8, nbs=0, num_cpus=1)
+    cfg = TrainConfig(epochs=1, imgsz=32, batch=8, nbs=0, num_cpus=1, roi=None)  # no empty class
 
     def train(version: str, model_id: str, parent: str | None = None, **kw):
         return run_training(TrainRequest(local_lake.uri, None, version, TrainConfig(

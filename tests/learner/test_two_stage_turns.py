@@ -1,0 +1,61 @@
+"""A turn whose parent is a two-stage model: its detector ships again byte for byte when the turn
+has no new boxes, is fine-tuned from the parent's weights `det_refresh_epochs` when it has some,
+and the crop classifier fine-tunes from the parent's (warm_start, head grown by class name)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from flywheel.learner import registry
+from flywheel.learner.config import DatasetSpec, RoiConfig, TrainConfig
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+TINY = TrainConfig(epochs=1, batch=32, num_cpus=1,
+                   roi=RoiConfig(crop=32, det_imgsz=64, det_epochs=1, det_refresh_epochs=1))
+
+
+def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake):
+    from flywheel.learner.datasets import write_dataset_version
+    from flywheel.learner.pipeline import SimSources, import_from_simulator
+    from flywheel.learner.reference_sets import catalog_skus, read_manual_collection
+    from flywheel.learner.train import TrainRequest, run_training
+
+    lake = local_lake
+    import_from_simulator(lake, SimSources(seed=0, n_per_sku=6, n_test=8, n_insertions=0))
+    catalog = catalog_skus(lake)
+    _, frames = read_manual_collection(lake)
+    sessions = sorted(frames["session_id"].unique().to_list())
+    old_frames = frames.filter(pl.col("session_id").is_in(sessions[: len(sessions) * 3 // 4]))
+    old, _ = write_dataset_version(lake, old_frames, DatasetSpec(), catalog, ["old"])
+    new, _ = write_dataset_version(lake, frames, DatasetSpec(), catalog, ["all"])
+
+    def train(version: str, model_id: str, parent: str | None = None):
+        return run_training(TrainRequest(lake.uri, None, version, TINY, model_id,
+                                         parent_model_id=parent, catalog=tuple(sorted(catalog))))
+
+    parent = train(old.version, "parent")
+    assert parent.card.training["detector"]["init"]["mode"] == "scratch"
+    assert parent.card.training["init"]["mode"] == "scratch"
+    same = train(old.version, "same", "parent")  # no box the parent has not trained on
+    grown = train(new.version, "grown", "parent")  # a quarter of the sessions are new
+
+    det = same.card.training["detector"]
+    assert det["init"] == {"mode": "reused", "parent": "parent", "new_boxes": 0, "reason": "no new boxes"}
+    assert det["epochs"] == 0 and det["seconds_train"] == 0.0
+    for name in ("detector.onnx", "detector.pt"):  # the parent's file is what this model ships
+        assert same.card.files[name].sha256 == parent.card.files[name].sha256
+    device = registry.read_device_model(lake, "same")
+    assert device.detector.sha256 == parent.card.files["detector.onnx"].sha256
+    assert same.onnx_validation["passed"], same.onnx_validation  # golden-checked all the same
+
+    det = grown.card.training["detector"]
+    n_new = new.manifest["counts"]["members"] - old.manifest["counts"]["members"]
+    assert det["init"]["mode"] == "fine-tuned" and 0 < det["init"]["new_boxes"] <= n_new
+    assert det["epochs"] == TINY.roi.det_refresh_epochs
+    assert grown.card.files["detector.onnx"].sha256 != parent.card.files["detector.onnx"].sha256
+    for child in (same, grown):  # the crop classifier: fine-tuned from the parent's
+        init = child.card.training["init"]
+        assert init["mode"] == "parent" and init["parent"] == "parent"
+        assert init["copied_classes"] == len(child.classes) - len(init["new_classes"]) > 0
