@@ -185,19 +185,21 @@ def _round_time(n_devices: int, d: int, k: int, tls: bool = True) -> tuple[float
     rng = np.random.default_rng(0)
     address = free_address()
     certs = round_certificates(address, 900) if tls else None
-    devices = []
+    devices, fleet = [], {}
     for i in range(n_devices):
         s = SampleStore()
         s.add("m", list(rng.normal(size=(40, d)).astype(np.float32)), int(i % k))
-        devices.append(Participant(address, (lambda s=s, i=i: make_client(
-            DeviceIdentity(f"d{i}", "A", "A"), s)), retry_s=0.2,
+        identity = DeviceIdentity(f"d{i}", "A", "A")
+        fleet[identity.device_id] = identity.key.public_bytes  # registered, as provisioning does
+        devices.append(Participant(address, (lambda s=s, identity=identity: make_client(
+            identity, s)), retry_s=0.2,
             root_certificates=certs.ca_pem if certs else None).start())
     cpu0 = _cpu_seconds()
     try:
         w0 = rng.normal(size=(d, k)).astype(np.float32) * 0.01
         _, report = run_round(address, RoundConfig(base_model="m", min_samples=5, connect_window_s=120,
                                                    expected_devices=n_devices, fit_timeout_s=300),
-                              w0, np.zeros(k, np.float32),
+                              w0, np.zeros(k, np.float32), key_of=fleet.get,
                               certificates=certs.certificates if certs else None)
     finally:
         for p in devices:

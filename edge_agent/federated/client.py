@@ -2,8 +2,10 @@
 
 `get_properties` answers the server's selection (device, store, cohort, sample count, the embedding
 space the samples were embedded in: contract.federated.embedding_space); `fit` adapts the round's
-global head on the local samples and returns the new head, the sample count and metrics. Nothing
-else leaves the device: no image, no embedding, no label list. `Participant` keeps one connection
+global head on the local samples and returns the new head, the sample count and metrics. Both are
+signed with the device's key (identity.DeviceKey) over the round id and the server's nonce: the
+fleet accepts only devices whose key it registered. Nothing else leaves the device: no image, no
+embedding, no label list. `Participant` keeps one connection
 attempt running in a thread: a round's server comes and goes, so a refused connection is normal and
 retried. On a device it joins only rounds a signed announcement names
 (`announce.RoundAnnouncements`): the announced server, and `fit` trains only from the announced base
@@ -17,12 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_agent.contract.federated import RoundAnnouncementV1, head_digest
+from edge_agent.contract.federated import RoundAnnouncementV1, head_digest, join_message, update_message
 from edge_agent.federated.head import HeadTraining, train_head
+from edge_agent.federated.identity import DeviceKey
 from edge_agent.federated.samples import SampleStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ class DeviceIdentity:
     device_id: str
     store_id: str
     cohort: str
+    # signs the joins and updates; the fleet must have registered its public half (a fresh key,
+    # the default, is one no fleet knows: such a device is refused)
+    key: DeviceKey = field(default_factory=DeviceKey.generate, repr=False)
 
 
 DEFAULT_TRAINING = HeadTraining()
@@ -59,11 +65,19 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
 
     class HeadClient(NumPyClient):
         def get_properties(self, config):
-            return {"device_id": identity.device_id, "store_id": identity.store_id,
-                    "cohort": identity.cohort, "n_samples": len(store),
-                    "embedding_space": store.space or ""}
+            props = {"device_id": identity.device_id, "store_id": identity.store_id,
+                     "cohort": identity.cohort, "n_samples": len(store),
+                     "embedding_space": store.space or ""}
+            msg = join_message(int(config.get("round_id", 0)), str(config.get("nonce", "")), props)
+            return {**props, "signature": identity.key.sign(msg)}
 
         def fit(self, parameters, config):
+            head, n, metrics = self._fit(parameters, config)
+            msg = update_message(int(config.get("round_id", 0)), str(config.get("nonce", "")),
+                                 identity.device_id, n, head)
+            return head, n, {**metrics, "signature": identity.key.sign(msg)}
+
+        def _fit(self, parameters, config):
             w0, b0 = (np.asarray(p, np.float32) for p in parameters)
             why = refusal(expect, w0, b0, config) if expect is not None else ""
             if why:

@@ -45,15 +45,20 @@ def production(tmp_path_factory):
     return root
 
 
-def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
-    """A device that passes selection (samples in the base model's embedding space) and sends a
-    poisoned head: every frame becomes one product, within the norm bound."""
+def rogue(lake, i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
+    """A registered device, compromised: it passes selection and authentication (samples in the
+    base model's embedding space, its own registered key) and sends a poisoned head: every frame
+    becomes one product, within the norm bound."""
+    from flywheel.federated.devices import register_device
+
     s = SampleStore()
     s.add(space, [np.zeros(dim, np.float32)] * 40, 0)
+    identity = DeviceIdentity(f"rogue-{i}", "A", "A")
+    register_device(lake, identity.device_id, identity.key.public_bytes)
 
     def factory():
-        client = make_client(DeviceIdentity(f"rogue-{i}", "A", "A"), s)
-        client.fit = lambda parameters, config: ([w_bad, b_bad], 500, {})
+        client = make_client(identity, s)
+        client._fit = lambda parameters, config: ([w_bad, b_bad], 500, {})
         return client
 
     return factory
@@ -137,7 +142,7 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         rogues = []
         for i in range(4):
             ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"rogue-{i}", check_s=0.3)
-            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0],
+            rogues.append(Participant("", rogue(lake, i, w_bad, b_bad, w0.shape[0],
                                                 embedding_space_of(lake, production_id)),
                                       retry_s=0.3, announcements=ann).start())
         try:

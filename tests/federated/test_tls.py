@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+from edge_agent.federated.client import Participant, make_client
 from flywheel.federated.server import free_address, run_round
 from flywheel.federated.strategy import RoundConfig
 from flywheel.federated.tls import round_certificates
-from tests.federated.test_round import B0, MODEL, W0, store
+from tests.federated.test_round import B0, FLEET, MODEL, W0, registered, store
 
 
 def test_round_certificates_chain_to_a_throwaway_ca_and_name_the_dialled_host() -> None:
@@ -43,7 +43,8 @@ def test_round_certificates_chain_to_a_throwaway_ca_and_name_the_dialled_host() 
 
 def participant(address: str, i: int, ca: bytes | None) -> Participant:
     s = store(40, i)
-    return Participant(address, lambda: make_client(DeviceIdentity(f"dev-{i}", "A", "A"), s), retry_s=0.2,
+    identity = registered(f"dev-{i}")
+    return Participant(address, lambda: make_client(identity, s), retry_s=0.2,
                        root_certificates=ca).start()
 
 
@@ -58,7 +59,8 @@ def test_a_tls_round_takes_only_devices_that_trust_its_ca_and_tls_devices_refuse
     tls, other = round_certificates(address, 120), round_certificates(address, 120)
     trusting, wrong_ca = participant(address, 0, tls.ca_pem), participant(address, 1, other.ca_pem)
     try:
-        head, report = run_round(address, config(2, 4), W0, B0, certificates=tls.certificates)
+        head, report = run_round(address, config(2, 4), W0, B0, certificates=tls.certificates,
+                                 key_of=FLEET.get)
         assert head is not None and report.connected == 1 and report.accepted == ["dev-0"]
         assert "handshake" in (wrong_ca.last_error or "").lower(), wrong_ca.last_error
         assert wrong_ca.rounds == 0
@@ -69,7 +71,7 @@ def test_a_tls_round_takes_only_devices_that_trust_its_ca_and_tls_devices_refuse
                 break
             time.sleep(0.1)
         assert trusting.rounds == 1
-        head, report = run_round(address, config(1, 3), W0, B0)
+        head, report = run_round(address, config(1, 3), W0, B0, key_of=FLEET.get)
         assert head is None and report.connected == 0
         assert trusting.rounds == 1 and "handshake" in (trusting.last_error or "").lower(), \
             trusting.last_error
