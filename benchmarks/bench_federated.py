@@ -43,6 +43,9 @@ CENTRAL_LR = float(os.environ.get("FED_BENCH_CENTRAL_LR", "3e-4"))
 # the centralised loop trains on the cumulative data: production's own training split beside the
 # fleet's new labels (without it, measured: manual top-1 0.59 -> 0.18, store 0.163 -> 0.097)
 CENTRAL_REPLAY = os.environ.get("FED_BENCH_CENTRAL_REPLAY", "1") == "1"
+# production as the two-stage model (detector + crop classifier, RoiConfig's recipe): the devices'
+# embeddings are the crop classifier's, centred on the item; 0 = the one-stage whole-frame model
+TWO_STAGE = os.environ.get("FED_BENCH_TWO_STAGE", "1") == "1"
 FLEETS = (20, 200)
 HEAD_SHAPE = (1280, 22)  # the production head's (embedding x classes) for the round times
 PARTS = ("efficacy", "clips", "rounds")
@@ -54,7 +57,7 @@ BENCH_GATE = dict(latency_budget_ms=1e9)
 def _production(work: Path):
     from edge_agent.lake import Lake
     from flywheel.learner import registry
-    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+    from flywheel.learner.config import DatasetSpec, GateRules, RoiConfig, TrainConfig
     from flywheel.learner.pipeline import (
         SimSources,
         build_dataset,
@@ -67,7 +70,8 @@ def _production(work: Path):
     lake = Lake.at_path(work / "lake")
     import_from_simulator(lake, SimSources(n_per_sku=N_PER_SKU, n_test=100, n_insertions=0))
     ds, _ = build_dataset(lake, DatasetSpec())
-    cfg = TrainConfig(epochs=EPOCHS, num_cpus=1)
+    # the model kind is set here, not taken from TrainConfig's default (which may change)
+    cfg = TrainConfig(epochs=EPOCHS, num_cpus=1, roi=RoiConfig() if TWO_STAGE else None)
     run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=GateRules()))
     ev = evaluate_candidate(lake, "cls-prod-0")
     gate_candidate(lake, "cls-prod-0", GateRules(**BENCH_GATE))
@@ -234,7 +238,7 @@ def main(out_dir: Path) -> dict:
     result: dict = {"settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
                                  "production_epochs": EPOCHS, "central_epochs": CENTRAL_EPOCHS,
                                  "central_lr": CENTRAL_LR, "central_replay": CENTRAL_REPLAY,
-                                 "n_per_sku": N_PER_SKU,
+                                 "n_per_sku": N_PER_SKU, "two_stage": TWO_STAGE,
                                  "parts": sorted(parts & set(PARTS))}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:
