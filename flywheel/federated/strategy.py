@@ -3,7 +3,8 @@
 Every device authenticates first: its answer to selection and its update carry its signature
 (contract.federated.join_message / update_message, bound to the round id and a nonce fresh for the
 round) by the key the fleet registered for it (flywheel/federated/devices.py); an unknown device,
-a bad signature or a second connection under a joined device's name is excluded with the reason.
+a bad signature or a second connection under a joined device's name is refused, the reason in
+RoundReport.unauthenticated (the asset's metadata shows it).
 Selection asks every connected device for its properties (cohort, samples, the embedding space its
 samples were embedded in) and keeps those of the wanted cohorts with enough samples in the round's
 base model's embedding space (its backbone: samples survive a federated candidate's promotion);
@@ -52,6 +53,8 @@ class RoundReport:
     connected: int = 0
     selected: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # device -> why not selected
+    # "claimed name (connection)" -> why it is not a registered device (unknown, wrong key, twice)
+    unauthenticated: dict[str, str] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # device -> why its update was refused
     failures: list[str] = field(default_factory=list)  # dropped, timed out, broke the connection
@@ -125,7 +128,7 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                 name = str(p.get("device_id", client.cid))
                 who = self._authenticate(p)
                 if who:  # keyed by connection too: an impostor may claim a real device's name
-                    report.excluded[f"{name} ({client.cid})"] = who
+                    report.unauthenticated[f"{name} ({client.cid})"] = who
                     continue
                 self.names[client.cid] = name
                 why = _exclusion(p, cfg)
