@@ -35,6 +35,11 @@ def register_device(lake: Lake, device_id: str, public_key: bytes) -> None:
         "registered_at": datetime.now(UTC).isoformat()}).encode())
 
 
+def revoke_device(lake: Lake, device_id: str) -> None:
+    """From the next round on, the device's joins are refused (unknown device)."""
+    lake.delete(_key(device_id))
+
+
 def registered_key(lake: Lake, device_id: str) -> bytes | None:
     """The device's registered public key, or None (unknown, revoked, or not a valid device id)."""
     try:
