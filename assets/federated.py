@@ -80,6 +80,7 @@ def federated_round(context: dg.AssetExecutionContext, config: FederatedRoundCon
                 "selected": len(r.selected), "accepted": len(r.accepted), "samples": r.samples,
                 "rejected": r.rejected or "none", "failures": r.failures or "none",
                 "excluded": len(r.excluded), "clipped": r.clipped or "none",
+                "unauthenticated": r.unauthenticated or "none",
                 "seconds": round(r.seconds, 2), "skipped": r.skipped or "no",
                 "bytes_per_device": (round(sum(r.bytes_received.values()) / len(r.bytes_received))
                                      if r.bytes_received else 0)}

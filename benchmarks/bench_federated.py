@@ -43,6 +43,10 @@ CENTRAL_LR = float(os.environ.get("FED_BENCH_CENTRAL_LR", "3e-4"))
 # the centralised loop trains on the cumulative data: production's own training split beside the
 # fleet's new labels (without it, measured: manual top-1 0.59 -> 0.18, store 0.163 -> 0.097)
 CENTRAL_REPLAY = os.environ.get("FED_BENCH_CENTRAL_REPLAY", "1") == "1"
+# production as the two-stage model (detector + crop classifier, RoiConfig's recipe): the devices'
+# embeddings are the crop classifier's, centred on the item; 0 = the one-stage whole-frame model
+TWO_STAGE = os.environ.get("FED_BENCH_TWO_STAGE", "1") == "1"
+DET_EPOCHS = int(os.environ.get("FED_BENCH_DET_EPOCHS", "15"))  # the recipe's; fewer = a quicker bench
 FLEETS = (20, 200)
 HEAD_SHAPE = (1280, 22)  # the production head's (embedding x classes) for the round times
 PARTS = ("efficacy", "clips", "rounds")
@@ -54,7 +58,7 @@ BENCH_GATE = dict(latency_budget_ms=1e9)
 def _production(work: Path):
     from edge_agent.lake import Lake
     from flywheel.learner import registry
-    from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
+    from flywheel.learner.config import DatasetSpec, GateRules, RoiConfig, TrainConfig
     from flywheel.learner.pipeline import (
         SimSources,
         build_dataset,
@@ -67,9 +71,11 @@ def _production(work: Path):
     lake = Lake.at_path(work / "lake")
     import_from_simulator(lake, SimSources(n_per_sku=N_PER_SKU, n_test=100, n_insertions=0))
     ds, _ = build_dataset(lake, DatasetSpec())
-    # the federated head fine-tunes a one-stage model (register_candidate does not carry a detector)
-    cfg = TrainConfig(epochs=EPOCHS, num_cpus=1, roi=None)
-    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=GateRules()))
+    # the model kind is set here, not taken from TrainConfig's default (which may change)
+    cfg = TrainConfig(epochs=EPOCHS, num_cpus=1,
+                      roi=RoiConfig(det_epochs=DET_EPOCHS) if TWO_STAGE else None)
+    rules = GateRules()
+    run_training(TrainRequest(lake.uri, None, ds.version, cfg, "cls-prod-0", rules=rules))
     ev = evaluate_candidate(lake, "cls-prod-0")
     gate_candidate(lake, "cls-prod-0", GateRules(**BENCH_GATE))
     registry.bootstrap_production(lake, "cls-prod-0")
@@ -186,19 +192,21 @@ def _round_time(n_devices: int, d: int, k: int, tls: bool = True) -> tuple[float
     rng = np.random.default_rng(0)
     address = free_address()
     certs = round_certificates(address, 900) if tls else None
-    devices = []
+    devices, fleet = [], {}
     for i in range(n_devices):
         s = SampleStore()
         s.add("m", list(rng.normal(size=(40, d)).astype(np.float32)), int(i % k))
-        devices.append(Participant(address, (lambda s=s, i=i: make_client(
-            DeviceIdentity(f"d{i}", "A", "A"), s)), retry_s=0.2,
+        identity = DeviceIdentity(f"d{i}", "A", "A")
+        fleet[identity.device_id] = identity.key.public_bytes  # registered, as provisioning does
+        devices.append(Participant(address, (lambda s=s, identity=identity: make_client(
+            identity, s)), retry_s=0.2,
             root_certificates=certs.ca_pem if certs else None).start())
     cpu0 = _cpu_seconds()
     try:
         w0 = rng.normal(size=(d, k)).astype(np.float32) * 0.01
         _, report = run_round(address, RoundConfig(base_model="m", min_samples=5, connect_window_s=120,
                                                    expected_devices=n_devices, fit_timeout_s=300),
-                              w0, np.zeros(k, np.float32),
+                              w0, np.zeros(k, np.float32), key_of=fleet.get,
                               certificates=certs.certificates if certs else None)
     finally:
         for p in devices:
@@ -233,7 +241,8 @@ def main(out_dir: Path) -> dict:
     result: dict = {"settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
                                  "production_epochs": EPOCHS, "central_epochs": CENTRAL_EPOCHS,
                                  "central_lr": CENTRAL_LR, "central_replay": CENTRAL_REPLAY,
-                                 "n_per_sku": N_PER_SKU,
+                                 "n_per_sku": N_PER_SKU, "two_stage": TWO_STAGE,
+                                 "det_epochs": DET_EPOCHS if TWO_STAGE else None,
                                  "parts": sorted(parts & set(PARTS))}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:

@@ -69,11 +69,30 @@ def replay_set(lake, model_id: str) -> tuple[np.ndarray, np.ndarray]:
     card, dev = registry.read_card(lake, model_id), registry.read_device_model(lake, model_id)
     members = read_members(lake, load_dataset_version(lake, card.lineage.dataset_version))
     members = members.filter(pl.col("split") == "train")
-    x = png_batch(members["image_png"].to_list(), card.imgsz, dev.white_balance)
+    if dev.detector is not None:  # two-stage: the crop classifier's input, around the true box
+        members = members.filter(pl.col("item_box").is_not_null())
+        x = crop_batch(members["image_png"].to_list(), members["item_box"].to_list(), card.imgsz,
+                       dev.white_balance, dev.detector.crop_margin)
+    else:
+        x = png_batch(members["image_png"].to_list(), card.imgsz, dev.white_balance)
     x = (x - np.asarray(dev.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(dev.std, np.float32).reshape(
         1, 3, 1, 1)
     index = {c: i for i, c in enumerate(dev.labels)}
     return x.astype(np.float32), np.asarray([index[lab] for lab in members["label"].to_list()], np.int64)
+
+
+def crop_batch(pngs: list[bytes], boxes: list, size: int, wb: str, margin: float) -> np.ndarray:
+    """[n, 3, size, size] in [0, 1]: each frame's square crop around its item box, as the Learner
+    crops its training images (edge_agent.crop.balanced_crop, no jitter)."""
+    import io
+
+    from PIL import Image
+
+    from edge_agent.crop import balanced_crop
+
+    crops = [balanced_crop(np.asarray(Image.open(io.BytesIO(p)).convert("RGB")), b, size, wb, margin=margin)
+             for p, b in zip(pngs, boxes, strict=True)]
+    return np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
 
 
 def finetune(weights: Path, x: np.ndarray, y: np.ndarray, out: Path, *, epochs: int = 5,

@@ -59,7 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.add_argument("-v", "--verbose", action="store_true")
     st.set_defaults(func=_status)
+    key = sub.add_parser("federated-key", help="print this device's federated public key (made on "
+                         "first use) for the fleet to register")
+    key.add_argument("--config", required=True)
+    key.add_argument("-v", "--verbose", action="store_true")
+    key.set_defaults(func=_federated_key)
     return p
+
+
+def _federated_key(args: argparse.Namespace) -> int:
+    """`<device_id> <base64 Ed25519 public key>`: what provisioning registers in the fleet
+    (flywheel.federated.devices.register_device); the private key stays in the device's file."""
+    import base64
+
+    from edge_agent.federated.identity import DeviceKey
+    from edge_agent.runtime import device_key_path
+
+    cfg = load_config(args.config)
+    key = DeviceKey.load_or_create(device_key_path(cfg))
+    print(cfg.device_id, base64.b64encode(key.public_bytes).decode())
+    return 0
 
 
 def main(argv: list[str] | None = None, *, hooks: FaultHooks = NO_FAULTS) -> int:

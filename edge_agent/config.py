@@ -11,7 +11,7 @@
     [upload]     lake = "s3://bucket/prefix", endpoint, bandwidth_bytes_per_s, windows = ["22:00-06:00"],
                  mode = "clips" | "updates" (privacy: "updates" never uploads a clip)
     [federated]  channel (its signed federated/round.json opens rounds), trusted_root, state_dir,
-                 cohort, sample_cap, retry_s, check_s, require_tls
+                 cohort, sample_cap, retry_s, check_s, require_tls, device_key
     [telemetry]  status_interval_s
 """
 
@@ -108,6 +108,9 @@ class FederatedConfig:
     retry_s: float = 5.0  # seconds between connection attempts when no round is open
     min_step_g: float = 50.0  # weight step (grams) that confirms an insertion's barcode label
     require_tls: bool = True  # join only rounds whose announcement carries a TLS CA for the link
+    # the device's Ed25519 key (signs its joins and updates; the fleet registers the public half):
+    # "" = <state_dir>/device.key, made at first start (edge_agent/federated/identity.py)
+    device_key: str = ""
 
 
 @dataclass

@@ -78,7 +78,14 @@ def _federated(cfg: AgentConfig):
     if not f.channel:
         return f
     return dataclasses.replace(f, trusted_root=str(cfg.path(f.trusted_root)),
-                               state_dir=str(cfg.path(f.state_dir)))
+                               state_dir=str(cfg.path(f.state_dir)), device_key=str(device_key_path(cfg)))
+
+
+def device_key_path(cfg: AgentConfig):
+    """Where the device's federated key lives: [federated] device_key, else <state_dir>/device.key
+    (resolved against the config file)."""
+    f = cfg.federated
+    return cfg.path(f.device_key) if f.device_key else cfg.path(f.state_dir) / "device.key"
 
 
 def build_source(cfg: AgentConfig, agent: Agent | None = None) -> ReconnectingSource:

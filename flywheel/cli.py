@@ -9,6 +9,7 @@ import sys
 # Modules exposing `register(subparsers)`; a stage adds its module here when it lands.
 COMMAND_MODULES = [
     "flywheel.depot.cli",
+    "flywheel.federated.cli",
     "flywheel.fleet.cli",
     "flywheel.imports.cli",
     "flywheel.label.cli",

@@ -13,6 +13,7 @@ only that CA, so neither a plaintext server nor one without the round's certific
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -71,3 +72,42 @@ def embedding_space(backbone: str, labels: list[str]) -> str:
     h = hashlib.sha256(backbone.encode())
     h.update(b"\n".join(lab.encode() for lab in labels))
     return h.hexdigest()[:24]
+
+
+# Device authentication on the round's link (TLS authenticates the server; this, the device): a
+# device holds an Ed25519 key (edge_agent/federated/identity.py) whose public half the fleet
+# registered (flywheel/federated/devices.py). It signs its join (the properties selection reads)
+# and its update, each bound to the round id and the server's fresh nonce for the round, so a
+# process without a registered key cannot take part, nor replay an earlier round's signed answer.
+JOIN_PURPOSE = b"flywheel.federated.join.v1\0"
+UPDATE_PURPOSE = b"flywheel.federated.update.v1\0"
+
+
+def _canonical(doc: dict) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def join_message(round_id: int, nonce: str, properties: dict) -> bytes:
+    """What a device signs when it answers selection: its properties (less the signature) for this
+    round and nonce."""
+    body = {k: v for k, v in properties.items() if k != "signature"}
+    return JOIN_PURPOSE + _canonical({"round_id": round_id, "nonce": nonce, "properties": body})
+
+
+def arrays_digest(arrays: list[np.ndarray]) -> str:
+    """sha256 over each array's dtype, shape and bytes, as they travel (Flower keeps the dtype)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def update_message(round_id: int, nonce: str, device_id: str, num_examples: int,
+                   arrays: list[np.ndarray]) -> bytes:
+    """What a device signs when it returns its update: the head it sends and the sample count its
+    weight in the average comes from."""
+    return UPDATE_PURPOSE + _canonical({"round_id": round_id, "nonce": nonce, "device_id": device_id,
+                                        "num_examples": int(num_examples),
+                                        "arrays_sha256": arrays_digest(arrays)})

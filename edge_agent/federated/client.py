@@ -2,8 +2,10 @@
 
 `get_properties` answers the server's selection (device, store, cohort, sample count, the embedding
 space the samples were embedded in: contract.federated.embedding_space); `fit` adapts the round's
-global head on the local samples and returns the new head, the sample count and metrics. Nothing
-else leaves the device: no image, no embedding, no label list. `Participant` keeps one connection
+global head on the local samples and returns the new head, the sample count and metrics. Both are
+signed with the device's key (identity.DeviceKey) over the round id and the server's nonce: the
+fleet accepts only devices whose key it registered. Nothing else leaves the device: no image, no
+embedding, no label list. `Participant` keeps one connection
 attempt running in a thread: a round's server comes and goes, so a refused connection is normal and
 retried. On a device it joins only rounds a signed announcement names
 (`announce.RoundAnnouncements`): the announced server, and `fit` trains only from the announced base
@@ -17,12 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_agent.contract.federated import RoundAnnouncementV1, head_digest
+from edge_agent.contract.federated import RoundAnnouncementV1, head_digest, join_message, update_message
 from edge_agent.federated.head import HeadTraining, train_head
+from edge_agent.federated.identity import DeviceKey
 from edge_agent.federated.samples import SampleStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ class DeviceIdentity:
     device_id: str
     store_id: str
     cohort: str
+    # signs the joins and updates; the fleet must have registered its public half (a fresh key,
+    # the default, is one no fleet knows: such a device is refused)
+    key: DeviceKey = field(default_factory=DeviceKey.generate, repr=False)
 
 
 DEFAULT_TRAINING = HeadTraining()
@@ -59,11 +65,19 @@ def make_client(identity: DeviceIdentity, store: SampleStore, training: HeadTrai
 
     class HeadClient(NumPyClient):
         def get_properties(self, config):
-            return {"device_id": identity.device_id, "store_id": identity.store_id,
-                    "cohort": identity.cohort, "n_samples": len(store),
-                    "embedding_space": store.space or ""}
+            props = {"device_id": identity.device_id, "store_id": identity.store_id,
+                     "cohort": identity.cohort, "n_samples": len(store),
+                     "embedding_space": store.space or ""}
+            msg = join_message(int(config.get("round_id", 0)), str(config.get("nonce", "")), props)
+            return {**props, "signature": identity.key.sign(msg)}
 
         def fit(self, parameters, config):
+            head, n, metrics = self._fit(parameters, config)
+            msg = update_message(int(config.get("round_id", 0)), str(config.get("nonce", "")),
+                                 identity.device_id, n, head)
+            return head, n, {**metrics, "signature": identity.key.sign(msg)}
+
+        def _fit(self, parameters, config):
             w0, b0 = (np.asarray(p, np.float32) for p in parameters)
             why = refusal(expect, w0, b0, config) if expect is not None else ""
             if why:
@@ -102,6 +116,12 @@ class Participant:
         self.joining: RoundAnnouncementV1 | None = None
         self.rounds = 0  # sessions that ended with the server's disconnect
         self.last_error: str | None = None
+        self.attempts = 0  # TLS handshakes tried (probes)
+        self.refusals = 0  # of which refused (the server lacks the trusted certificate): a log line each
+        self.max_backoff_s = 60.0  # ceiling of the wait after repeated TLS refusals
+        self._refused = 0  # TLS handshakes refused in a row (the wait doubles with each)
+        self._left: str | None = None  # the fixed server whose round this device just finished
+        self._trusted: bytes | None = None  # the CA the refusals above were counted against
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="federated", daemon=True)
 
@@ -139,14 +159,25 @@ class Participant:
                     return True
                 ctx = ssl.create_default_context(cadata=ca.decode("ascii"))
                 ctx.set_alpn_protocols(["h2"])
+                self.attempts += 1
                 with ctx.wrap_socket(sock, server_hostname=host):
+                    self._refused = 0
                     return True
         except ssl.SSLError as e:
             self.last_error = f"TLS handshake with {address} failed: {e}"
+            self._refused += 1
+            self.refusals += 1
             return False
         except OSError as e:
             self.last_error = f"no round open at {address}: {e}"
             return False
+
+    def _wait_s(self) -> float:
+        """retry_s, doubled per TLS refusal in a row up to max_backoff_s: a server that does not
+        hold the certificate this device trusts (another round's, an impostor's) refuses every
+        handshake, and each refusal is a line in its log ("Handshake failed"): a device retrying
+        it every retry_s filled a 200-device bench's log with thousands of them."""
+        return min(self.retry_s * 2 ** min(self._refused, 16), max(self.max_backoff_s, self.retry_s))
 
     def _trust(self, joining: RoundAnnouncementV1 | None) -> bytes | None:
         """The CA to verify the server with: the announcement's (None: plaintext)."""
@@ -170,8 +201,20 @@ class Participant:
 
         while not self._stop.is_set():
             address = self._target()
-            if address is None or not self._server_listening(address, self._trust(self.joining)):
-                self._stop.wait(self.retry_s)
+            if address is not None and address == self._left:
+                # the server of the round this device just finished is still closing (it
+                # disconnects every client, then stops): joining it again would only be cut off
+                # by its stop. A plain TCP probe (no handshake, nothing for it to log) until it
+                # has gone; the next round's server is then a new one.
+                if self._server_listening(address):
+                    self._stop.wait(self.retry_s)
+                    continue
+                self._left = None
+            trust = self._trust(self.joining)
+            if trust != self._trusted:  # a new round's CA: its server has not refused us yet
+                self._trusted, self._refused = trust, 0
+            if address is None or not self._server_listening(address, trust):
+                self._stop.wait(self._wait_s())
                 continue
             if self.announcements is not None and self._target(fresh=True) != address:
                 continue  # a newer announcement than the cached one: follow that
@@ -184,6 +227,8 @@ class Participant:
                 self.rounds += 1
                 if joining is not None:  # one session per announced round, even across restarts
                     self.announcements.mark_joined(joining.round_id)
+                else:
+                    self._left = address
             except Exception as e:  # no server right now (between rounds), it went away, or TLS failed
                 details = e.details() if callable(getattr(e, "details", None)) else str(e)
                 self.last_error = f"{type(e).__name__}: {str(details)[:300]}"

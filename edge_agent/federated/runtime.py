@@ -9,6 +9,7 @@ from edge_agent.config import FederatedConfig
 from edge_agent.contract.federated import BACKBONE_METADATA, embedding_space
 from edge_agent.federated.announce import RoundAnnouncements
 from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+from edge_agent.federated.identity import DeviceKey
 from edge_agent.federated.samples import AutoLabeler, SampleStore
 from edge_agent.lake import Lake
 
@@ -18,7 +19,8 @@ class FederatedLearner:
         self.cfg = cfg
         self.store = SampleStore(cfg.sample_cap)
         self.labeler = AutoLabeler(self.store, [], min_step_g=cfg.min_step_g)
-        self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id)
+        key = DeviceKey.load_or_create(cfg.device_key or Path(cfg.state_dir) / "device.key")
+        self.identity = DeviceIdentity(device_id, store_id, cfg.cohort or store_id, key)
         self.announcements = RoundAnnouncements(lake, cfg.channel, Path(cfg.trusted_root).read_bytes(),
                                                 cfg.state_dir, check_s=cfg.check_s,
                                                 require_tls=cfg.require_tls)
@@ -30,6 +32,11 @@ class FederatedLearner:
     def _client(self):
         return make_client(self.identity, self.store, expect=self.participant.joining,
                            on_refusal=self.participant.refused)
+
+    @property
+    def public_key(self) -> bytes:
+        """What the fleet registers for this device (flywheel.federated.devices.register_device)."""
+        return self.identity.key.public_bytes
 
     def start(self) -> None:
         self.participant.start()

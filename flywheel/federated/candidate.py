@@ -24,6 +24,7 @@ from flywheel.learner.config import GateRules
 from flywheel.learner.documents import ModelCardV1
 
 HEAD_ONNX = "model.onnx"  # the registered graph whose final Gemm is the head devices adapt
+REBUILT = ("weights.pt", "model.onnx", "golden.npz")  # what a candidate writes anew; the rest is carried
 
 
 def head_graph(lake: Lake, model_id: str):
@@ -114,25 +115,32 @@ def register_weights(lake: Lake, base_model_id: str, model_id: str, weights: Pat
 def _register(lake: Lake, base_model_id: str, model_id: str, build, training: dict,
               rules: GateRules | None) -> ModelCardV1:
     """`build(tmp, base_weights)` writes tmp/weights.pt and tmp/model.onnx; this validates ONNX
-    against torch on the base's golden inputs and writes the files, device model and card."""
+    against torch on the base's golden inputs and writes the files, device model and card. Every
+    other file of the base (a two-stage base's detector.onnx / detector.pt) is carried byte for
+    byte, sha256-checked: the candidate changes only the classifier, so its device card names the
+    base's detector with the same sha256 and the release ships it with the classifier."""
     from flywheel.learner import onnx_tools
     from flywheel.learner.train import device_model
 
     rules = rules or GateRules()
     base = registry.read_card(lake, base_model_id)
-    golden_inputs = np.load(io.BytesIO(lake.get(registry.key(base_model_id, "golden.npz"))))["inputs"]
+    golden = dict(np.load(io.BytesIO(lake.get(registry.key(base_model_id, "golden.npz")))))
+    carried = sorted(set(base.files) - set(REBUILT))
     with tempfile.TemporaryDirectory(prefix="flywheel-fed-") as tmp_dir:
         tmp = Path(tmp_dir)
         (tmp / "base").mkdir()
         build(tmp, registry.fetch_file(lake, base_model_id, "weights.pt", tmp / "base"))
+        for name in carried:
+            registry.fetch_file(lake, base_model_id, name, tmp / "base").replace(tmp / name)
         new_onnx = (tmp / "model.onnx").read_bytes()
-        expected = onnx_tools.torch_outputs(tmp / "weights.pt", golden_inputs)
-        got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(new_onnx), golden_inputs)
+        expected = onnx_tools.torch_outputs(tmp / "weights.pt", golden["inputs"])
+        got = onnx_tools.onnx_outputs(onnx_tools.onnx_session(new_onnx), golden["inputs"])
         validation = onnx_tools.compare_outputs(expected, got, rules.onnx_max_abs_diff,
                                                 rules.onnx_min_top1_agreement, base.task)
-        np.savez_compressed(tmp / "golden.npz", inputs=golden_inputs, expected=expected)
+        # the classifier's expected outputs are new; a detector's golden pairs stay the base's
+        np.savez_compressed(tmp / "golden.npz", **{**golden, "expected": expected})
         files = {name: registry.put_file(lake, model_id, name, tmp / name)
-                 for name in ("weights.pt", "model.onnx", "golden.npz")}
+                 for name in (*REBUILT, *carried)}
     doc = base.model_dump(mode="json", by_alias=True)
     doc.update(model_id=model_id, files=files, onnx_validation=validation,
                created_at=datetime.now(UTC).isoformat(),

@@ -4,7 +4,8 @@
 
 With a channel repository the round is first announced there (signed, flywheel.federated.announce):
 devices join only announced rounds, over TLS with a CA made for the round (flywheel.federated.tls)
-whose certificate the announcement carries. The candidate then goes where every candidate goes:
+whose certificate the announcement carries, and only devices registered in the fleet
+(flywheel.federated.devices) take part. The candidate then goes where every candidate goes:
 `evaluate_candidate` and the gate (flywheel.learner.pipeline), then `release_model`
 (flywheel.release.stage) into the TUF channel.
 A skipped round (too few devices, too few valid updates, no production model) registers nothing
@@ -41,6 +42,7 @@ def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, *,
     `repo` the round is announced in that channel first, naming `announce_as` (default: `address`)
     as the server devices connect to."""
     from flywheel.federated.candidate import base_head, embedding_space_of, register_candidate
+    from flywheel.federated.devices import registered_key
     from flywheel.federated.server import run_round
 
     production = registry.production_model_id(lake)
@@ -59,7 +61,8 @@ def federated_round(lake: Lake, address: str, cfg: RoundConfig | None = None, *,
         ann = announce_round(repo, server=announce_as or address, base_model=production, w0=w0, b0=b0,
                              cohorts=cfg.cohorts, open_s=open_s, tls_ca=tls.ca_pem)
         cfg, certificates = replace(cfg, round_id=ann.round_id), tls.certificates
-    head, report = run_round(address, cfg, w0, b0, certificates=certificates)
+    head, report = run_round(address, cfg, w0, b0, certificates=certificates,
+                             key_of=lambda device: registered_key(lake, device))
     outcome = RoundOutcome(production, report, round_id=cfg.round_id)
     if head is None:
         return outcome

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,19 +22,23 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # Flower's usage telemetry
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a head of 1280 x 1000 float32 is 5 MB; larger is refused
 
 
-def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray,
+def run_round(address: str, cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, *,
+              key_of: Callable[[str], bytes | None],
               max_message_bytes: int = MAX_MESSAGE_BYTES,
               certificates: tuple[bytes, bytes, bytes] | None = None
               ) -> tuple[tuple[np.ndarray, np.ndarray] | None, RoundReport]:
     """Serve one round on `address` ("127.0.0.1:PORT"); returns (new head or None, report).
-    With `certificates` (CA, server cert, server key: flywheel.federated.tls) the link is TLS
-    and only clients that trust the CA complete the handshake; without, plaintext gRPC."""
+    Only devices whose joins and updates verify with `key_of(device_id)` (the fleet's register:
+    flywheel.federated.devices.registered_key) take part. With `certificates` (CA, server cert,
+    server key: flywheel.federated.tls) the link is TLS and only clients that trust the CA
+    complete the handshake; without, plaintext gRPC."""
     from flwr.server import Server, SimpleClientManager
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
     _quiet_closed_bridges()
     report = RoundReport()
-    strategy = make_strategy(cfg, np.asarray(w0, np.float32), np.asarray(b0, np.float32), report)
+    strategy = make_strategy(cfg, np.asarray(w0, np.float32), np.asarray(b0, np.float32), report,
+                             key_of)
     server = Server(client_manager=SimpleClientManager(), strategy=strategy)
     t0 = time.perf_counter()
     grpc_server = start_grpc_server(client_manager=server.client_manager(), server_address=address,

@@ -1,5 +1,10 @@
 """The Flower strategy of one round: select devices, hand out the global head, check and average.
 
+Every device authenticates first: its answer to selection and its update carry its signature
+(contract.federated.join_message / update_message, bound to the round id and a nonce fresh for the
+round) by the key the fleet registered for it (flywheel/federated/devices.py); an unknown device,
+a bad signature or a second connection under a joined device's name is refused, the reason in
+RoundReport.unauthenticated (the asset's metadata shows it).
 Selection asks every connected device for its properties (cohort, samples, the embedding space its
 samples were embedded in) and keeps those of the wanted cohorts with enough samples in the round's
 base model's embedding space (its backbone: samples survive a federated candidate's promotion);
@@ -11,12 +16,16 @@ than `min_devices` valid updates came back (drops, timeouts, rejects).
 from __future__ import annotations
 
 import random
+import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_agent.contract.federated import join_message, update_message
 from flywheel.federated.aggregate import AggregationRules, check_update, fedavg
+from flywheel.federated.devices import verify
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class RoundReport:
     connected: int = 0
     selected: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # device -> why not selected
+    # "claimed name (connection)" -> why it is not a registered device (unknown, wrong key, twice)
+    unauthenticated: dict[str, str] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # device -> why its update was refused
     failures: list[str] = field(default_factory=list)  # dropped, timed out, broke the connection
@@ -58,7 +69,9 @@ class RoundReport:
         return dict(self.__dict__)
 
 
-def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: RoundReport):
+def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: RoundReport,
+                  key_of: Callable[[str], bytes | None]):
+    """`key_of(device_id)`: the device's registered public key, or None (unknown to the fleet)."""
     from flwr.common import (
         FitIns,
         GetPropertiesIns,
@@ -70,18 +83,36 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
     class HeadRound(Strategy):
         def __init__(self) -> None:
             self.result: tuple[np.ndarray, np.ndarray] | None = None
-            self.names: dict[str, str] = {}  # flower cid -> device id
+            self.names: dict[str, str] = {}  # flower cid -> device id (authenticated ones only)
+            self.nonce = secrets.token_hex(16)  # what this round's signatures are bound to
+            self.keys: dict[str, bytes] = {}  # device id -> its registered key (authenticated)
 
         def initialize_parameters(self, client_manager):
             return ndarrays_to_parameters([w0, b0])
 
         def _properties(self, client) -> dict | None:
             try:
-                res = client.get_properties(GetPropertiesIns(config={}),
+                res = client.get_properties(GetPropertiesIns(config=self._round_config()),
                                             timeout=cfg.fit_timeout_s, group_id=None)
                 return dict(res.properties)
             except Exception:
                 return None
+
+        def _round_config(self) -> dict:
+            return {"round_id": cfg.round_id, "nonce": self.nonce}
+
+        def _authenticate(self, p: dict) -> str:
+            """Why this join is not a registered device's ("" when it is)."""
+            name = str(p.get("device_id", ""))
+            key = key_of(name) if name else None
+            if key is None:
+                return f"unknown device {name!r}: no key registered in the fleet"
+            if not verify(key, p.get("signature"), join_message(cfg.round_id, self.nonce, p)):
+                return f"join not signed with the registered key of {name!r}"
+            if name in self.keys:
+                return f"{name!r} already joined this round on another connection"
+            self.keys[name] = key
+            return ""
 
         def configure_fit(self, server_round, parameters, client_manager):
             client_manager.wait_for(cfg.expected_devices or 10**9, timeout=cfg.connect_window_s)
@@ -95,6 +126,10 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                     report.excluded[client.cid] = "no answer to get_properties"
                     continue
                 name = str(p.get("device_id", client.cid))
+                who = self._authenticate(p)
+                if who:  # keyed by connection too: an impostor may claim a real device's name
+                    report.unauthenticated[f"{name} ({client.cid})"] = who
+                    continue
                 self.names[client.cid] = name
                 why = _exclusion(p, cfg)
                 if why:
@@ -108,10 +143,10 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                 report.skipped = (f"too few devices: {len(eligible)} eligible of {len(clients)} "
                                   f"connected, need {cfg.min_devices}")
                 return []
-            ins = FitIns(parameters, {"base_model": cfg.base_model, "epochs": cfg.epochs, "lr": cfg.lr,
+            ins = FitIns(parameters, {**self._round_config(), "base_model": cfg.base_model,
+                                      "epochs": cfg.epochs, "lr": cfg.lr,
                                       "embedding_space": cfg.embedding_space or cfg.base_model,
-                                      "prox_mu": cfg.prox_mu, "prior_adjust": cfg.prior_adjust,
-                                      "round_id": cfg.round_id})
+                                      "prox_mu": cfg.prox_mu, "prior_adjust": cfg.prior_adjust})
             return [(c, ins) for c in eligible]
 
         def aggregate_fit(self, server_round, results, failures):
@@ -131,6 +166,10 @@ def make_strategy(cfg: RoundConfig, w0: np.ndarray, b0: np.ndarray, report: Roun
                     arrays = parameters_to_ndarrays(res.parameters)
                 except Exception as e:  # undecodable bytes
                     report.rejected[name] = f"malformed parameters: {type(e).__name__}"
+                    continue
+                msg = update_message(cfg.round_id, self.nonce, name, res.num_examples, arrays)
+                if not verify(self.keys.get(name, b""), res.metrics.get("signature"), msg):
+                    report.rejected[name] = "update not signed with the device's registered key"
                     continue
                 update, why = check_update(name, arrays, res.num_examples, w0, b0, cfg.rules)
                 if update is None:

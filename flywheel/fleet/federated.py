@@ -22,6 +22,7 @@ from edge_agent.lake import Lake
 from edge_agent.model import DeviceModel
 from edge_agent.sources import Frame
 from edge_agent.triggers.rules import build_rule_set
+from flywheel.federated.devices import register_device
 from flywheel.fleet.bootstrap import install_registry_model
 from flywheel.fleet.runner import DEFAULT_RULES, _cart_frames, _drive, cart_plan
 from flywheel.learner.registry import production_model_id
@@ -60,6 +61,8 @@ class FederatedFleet:
                 federated=FederatedConfig(channel=channel, trusted_root=str(root), retry_s=retry_s,
                                           state_dir=str(work / "federated" / device),
                                           check_s=check_s)).start())
+        for agent in self.agents:  # provisioning: the fleet registers each cart's own key
+            register_device(lake, agent.device_id, agent.federated.public_key)
         self._feeds: list[Iterator[Frame]] | None = None
         self.counter: Counter = Counter()
 

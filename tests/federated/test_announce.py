@@ -101,10 +101,10 @@ def test_announcements_not_signed_by_the_channels_keys_are_refused(tmp_path: Pat
 
 @pytest.mark.slow
 def test_devices_join_the_announced_round_and_refuse_a_rogue_base_head(tmp_path: Path) -> None:
-    from edge_agent.federated.client import DeviceIdentity, Participant, make_client
+    from edge_agent.federated.client import Participant, make_client
     from flywheel.federated.server import free_address, run_round
     from flywheel.federated.strategy import RoundConfig
-    from tests.federated.test_round import store
+    from tests.federated.test_round import FLEET, registered, store
 
     lake = Lake.at_path(tmp_path / "lake")
     repo = channel(lake, tmp_path / "keys")
@@ -115,8 +115,9 @@ def test_devices_join_the_announced_round_and_refuse_a_rogue_base_head(tmp_path:
         ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"d{i}", check_s=0.2)
         s = store(40, i)
         p = Participant("", None, retry_s=0.2, announcements=ann)
-        p.client_factory = (lambda p=p, s=s, i=i: make_client(
-            DeviceIdentity(f"good-{i}", "A", "A"), s, expect=p.joining, on_refusal=p.refused))
+        identity = registered(f"good-{i}")
+        p.client_factory = (lambda p=p, s=s, identity=identity: make_client(
+            identity, s, expect=p.joining, on_refusal=p.refused))
         devices.append(p.start())
     cfg = dict(base_model=MODEL, min_devices=2, min_samples=10, expected_devices=2, fit_timeout_s=8)
     tls = round_certificates(address, 120)  # one per round in production; one for both here
@@ -124,21 +125,21 @@ def test_devices_join_the_announced_round_and_refuse_a_rogue_base_head(tmp_path:
         ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60,
                              tls_ca=tls.ca_pem)
         head, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=20, **cfg),
-                                 W0, B0, certificates=tls.certificates)
+                                 W0, B0, certificates=tls.certificates, key_of=FLEET.get)
         assert report.accepted == ["good-0", "good-1"] and head is not None
 
         # the announced server, compromised, hands out another base head: devices train nothing
         ann = announce_round(repo, server=address, base_model=MODEL, w0=W0, b0=B0, open_s=60,
                              tls_ca=tls.ca_pem)
         head, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=20, **cfg),
-                                 W0 * 0, B0 + 1, certificates=tls.certificates)
+                                 W0 * 0, B0 + 1, certificates=tls.certificates, key_of=FLEET.get)
         assert head is None and report.accepted == []
         assert set(report.rejected) == {"good-0", "good-1"}
         assert all("rogue base head" in (p.last_error or "") for p in devices)
 
         # round 2 is over for them: a server replaying it finds nobody
         _, report = run_round(address, RoundConfig(round_id=ann.round_id, connect_window_s=2, **cfg), W0, B0,
-                              certificates=tls.certificates)
+                              certificates=tls.certificates, key_of=FLEET.get)
         assert report.connected == 0
     finally:
         for p in devices:

@@ -46,15 +46,20 @@ def production(tmp_path_factory):
     return root
 
 
-def rogue(i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
-    """A device that passes selection (samples in the base model's embedding space) and sends a
-    poisoned head: every frame becomes one product, within the norm bound."""
+def rogue(lake, i: int, w_bad: np.ndarray, b_bad: np.ndarray, dim: int, space: str):
+    """A registered device, compromised: it passes selection and authentication (samples in the
+    base model's embedding space, its own registered key) and sends a poisoned head: every frame
+    becomes one product, within the norm bound."""
+    from flywheel.federated.devices import register_device
+
     s = SampleStore()
     s.add(space, [np.zeros(dim, np.float32)] * 40, 0)
+    identity = DeviceIdentity(f"rogue-{i}", "A", "A")
+    register_device(lake, identity.device_id, identity.key.public_bytes)
 
     def factory():
-        client = make_client(DeviceIdentity(f"rogue-{i}", "A", "A"), s)
-        client.fit = lambda parameters, config: ([w_bad, b_bad], 500, {})
+        client = make_client(identity, s)
+        client._fit = lambda parameters, config: ([w_bad, b_bad], 500, {})
         return client
 
     return factory
@@ -138,7 +143,7 @@ def test_federated_round_in_dagster_releases_through_the_gate_and_blocks_a_poiso
         rogues = []
         for i in range(4):
             ann = RoundAnnouncements(lake, "stable", root, tmp_path / f"rogue-{i}", check_s=0.3)
-            rogues.append(Participant("", rogue(i, w_bad, b_bad, w0.shape[0],
+            rogues.append(Participant("", rogue(lake, i, w_bad, b_bad, w0.shape[0],
                                                 embedding_space_of(lake, production_id)),
                                       retry_s=0.3, announcements=ann).start())
         try:
@@ -184,3 +189,92 @@ def test_weights_registered_as_a_candidate_keep_the_backbone_key_of_what_they_em
     tuned = register_weights(lake, "cls-prod-0", "cls-tuned-1", tmp_path / "tuned.pt", {"note": "x1.5"})
     assert tuned.onnx_validation.passed
     assert embedding_space_of(lake, "cls-tuned-1") != embedding_space_of(lake, "cls-prod-0")
+
+
+def _two_stage_copy(lake, base_id: str, model_id: str) -> str:
+    """`base_id` registered again as a two-stage model: its classifier as the crop classifier, a
+    tiny real ONNX detector (tests.support.ota) with its golden pairs, the card's two_stage recipe."""
+    import hashlib
+    import io
+    import json
+
+    import onnxruntime as ort
+
+    from flywheel.learner.config import RoiConfig, TrainConfig
+    from flywheel.learner.documents import ModelCardV1
+    from flywheel.learner.train import device_model
+    from flywheel.learner.two_stage import preprocessing_doc
+    from tests.support.ota import DETECTOR_HW, onnx_detector
+
+    card = registry.read_card(lake, base_id)
+    det = onnx_detector(3)
+    golden = dict(np.load(io.BytesIO(lake.get(registry.key(base_id, "golden.npz")))))
+    x = np.random.default_rng(0).random((2, 3, *DETECTOR_HW), dtype=np.float32)
+    sess = ort.InferenceSession(det, providers=["CPUExecutionProvider"])
+    golden["detector_inputs"] = x
+    golden["detector_expected"] = np.concatenate([sess.run(None, {"images": xi[None]})[0] for xi in x])
+    buf = io.BytesIO()
+    np.savez(buf, **golden)
+    blobs = {"weights.pt": lake.get(registry.key(base_id, "weights.pt")),
+             "model.onnx": lake.get(registry.key(base_id, "model.onnx")),
+             "golden.npz": buf.getvalue(), "detector.onnx": det, "detector.pt": b"detector checkpoint"}
+    files = {}
+    for name, data in blobs.items():
+        lake.put(registry.key(model_id, name), data)
+        files[name] = {"key": registry.key(model_id, name), "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()}
+    roi = RoiConfig(crop=card.imgsz, det_imgsz=DETECTOR_HW[0])
+    doc = json.loads(card.model_dump_json(by_alias=True))
+    doc.update(model_id=model_id, files=files)
+    doc["preprocessing"]["two_stage"] = preprocessing_doc(TrainConfig(imgsz=card.imgsz, roi=roi))["two_stage"]
+    two = ModelCardV1.model_validate(doc)
+    registry.write_device_model(lake, device_model(two))
+    registry.write_card(lake, two)
+    return model_id
+
+
+@pytest.mark.slow
+def test_a_federated_candidate_of_a_two_stage_model_carries_its_detector_into_the_release(
+        production: Path, tmp_path: Path) -> None:
+    """register_candidate on a two-stage base: the detector's files come along byte for byte (same
+    sha256), the device card names them, the golden file keeps the detector's pairs, the release
+    signs the detector with the new classifier, and the device runs both from the slot."""
+    import hashlib
+    import io
+
+    from edge_agent.contract.release import RolloutStage
+    from edge_agent.lake import Lake
+    from edge_agent.model import DeviceModel
+    from flywheel.federated.candidate import base_head, register_candidate
+    from flywheel.release.keys import keygen, load_keys
+    from flywheel.release.publish import publish_release, registry_files
+    from flywheel.release.repository import open_channel
+
+    lake = Lake.at_path(production / "lake")
+    base = _two_stage_copy(lake, "cls-prod-0", "cls-two-0")
+    w0, b0 = base_head(lake, base)
+    card = register_candidate(lake, base, w0 * 0.5, b0 + 0.1, {"round_id": 7})
+    parent = registry.read_card(lake, base)
+    assert card.onnx_validation.passed and card.lineage.parent_model == base
+    for name in ("detector.onnx", "detector.pt"):
+        assert card.files[name].sha256 == parent.files[name].sha256
+    assert card.files["model.onnx"].sha256 != parent.files["model.onnx"].sha256
+    device = registry.read_device_model(lake, card.model_id)
+    assert device.detector == registry.read_device_model(lake, base).detector
+    golden = np.load(io.BytesIO(lake.get(registry.key(card.model_id, "golden.npz"))))
+    parent_golden = np.load(io.BytesIO(lake.get(registry.key(base, "golden.npz"))))
+    assert np.array_equal(golden["detector_expected"], parent_golden["detector_expected"])
+    assert not np.array_equal(golden["expected"], parent_golden["expected"])  # the new head's
+
+    keygen(tmp_path / "keys")
+    repo = open_channel(lake, "two", load_keys(tmp_path / "keys"))
+    files = registry_files(lake, card.model_id)
+    channel = publish_release(repo, card.model_id, files, RolloutStage(stage="full", percent=100))
+    assert "detector.onnx" in channel.release.files
+    assert hashlib.sha256(files["detector.onnx"]).hexdigest() == device.detector.sha256
+
+    slot = registry.write_slot(lake, card.model_id, tmp_path / "slot")
+    model = DeviceModel(slot)
+    assert model.detector is not None
+    pred = model.predict(np.random.default_rng(1).integers(0, 255, (120, 160, 3), np.uint8))
+    assert pred.embedding is not None and pred.embedding.shape[-1] == w0.shape[0]

@@ -138,3 +138,31 @@ def test_upload_mode_and_federated_server_are_validated() -> None:
                         "federated": {"channel": "stable", "cohort": "gdpr-eu"}})
     assert cfg.upload.mode == "updates" and cfg.federated.cohort == "gdpr-eu"
     assert cfg.federated.trusted_root == "root.json"  # the [ota] trust anchor of the same channel
+
+
+def test_provisioning_registers_the_key_the_agent_signs_with_and_revocation_refuses_it(
+        tmp_path: Path, capsys) -> None:
+    """`edge-agent federated-key` prints the key the agent will sign with (made in its state_dir);
+    `flywheel federated register` puts it in the fleet's register; `revoke` removes it."""
+    import base64
+
+    from edge_agent.cli import main as edge_main
+    from edge_agent.federated.runtime import FederatedLearner
+    from edge_agent.runtime import _federated
+    from flywheel.cli import main as flywheel_main
+    from flywheel.federated.devices import registered_key
+
+    lake_dir = tmp_path / "lake"
+    cfg_path = write_config(tmp_path, "updates", lake_dir)
+    assert edge_main(["federated-key", "--config", str(cfg_path)]) == 0
+    device, key = capsys.readouterr().out.split()
+    assert device == DEVICE and (tmp_path / "updates" / "federated" / "device.key").exists()
+    assert flywheel_main(["federated", "register", "--lake", str(lake_dir), device, key]) == 0
+    lake = Lake.at_path(lake_dir)
+    assert registered_key(lake, DEVICE) == base64.b64decode(key)
+    # the agent's learner signs with that very key
+    learner = FederatedLearner(_federated(load_config(cfg_path)), device_id=DEVICE, store_id="A", lake=lake)
+    assert learner.public_key == base64.b64decode(key)
+    assert flywheel_main(["federated", "register", "--lake", str(lake_dir), device, "bm90IGEga2V5"]) == 2
+    assert flywheel_main(["federated", "revoke", "--lake", str(lake_dir), device]) == 0
+    assert registered_key(lake, DEVICE) is None

@@ -27,18 +27,29 @@ def store(n: int, seed: int, model: str = MODEL) -> SampleStore:
     return s
 
 
+FLEET: dict[str, bytes] = {}  # the fleet's register of device keys (flywheel.federated.devices)
+
+
+def registered(name: str, cohort: str = "A") -> DeviceIdentity:
+    """A device with its own key, registered in FLEET as provisioning does."""
+    identity = DeviceIdentity(name, "A", cohort)
+    FLEET[name] = identity.key.public_bytes
+    return identity
+
+
 def honest(i: int, n: int = 40, model: str = MODEL, cohort: str = "A"):
-    s = store(n, i, model)
-    return lambda: make_client(DeviceIdentity(f"good-{i}", "A", cohort), s)
+    s, identity = store(n, i, model), registered(f"good-{i}", cohort)
+    return lambda: make_client(identity, s)
 
 
 def faulty(name: str, fit):
-    """A device whose fit is replaced (its properties are honest: it passes selection)."""
-    s = store(40, 99)
+    """A registered device whose training is replaced (its properties are honest and it signs
+    what it sends: it passes selection and authentication)."""
+    s, identity = store(40, 99), registered(name)
 
     def factory():
-        client = make_client(DeviceIdentity(name, "A", "A"), s)
-        client.fit = lambda parameters, config: fit(parameters)
+        client = make_client(identity, s)
+        client._fit = lambda parameters, config: fit(parameters)
         return client
 
     return factory
@@ -61,7 +72,7 @@ def serve(factories, cfg: RoundConfig, max_message_bytes: int = 1024 * 1024):
     address = free_address()
     devices = [Participant(address, f, retry_s=0.2).start() for f in factories]
     try:
-        return run_round(address, cfg, W0, B0, max_message_bytes=max_message_bytes)
+        return run_round(address, cfg, W0, B0, max_message_bytes=max_message_bytes, key_of=FLEET.get)
     finally:
         for d in devices:
             d.stop()
@@ -116,6 +127,36 @@ def test_round_where_too_few_updates_survive_is_skipped() -> None:
 
 
 @pytest.mark.slow
+def test_only_registered_devices_take_part_and_every_impostor_is_refused_with_the_reason() -> None:
+    """Device authentication: a process that reaches the server but holds no registered key is
+    excluded at selection (unknown device; a registered device's name with another key), and a
+    registered device's update that is not what it signed (tampered after signing) is rejected."""
+    def impostor(name: str):  # a key the fleet never registered
+        s = store(40, 7)
+        return lambda: make_client(DeviceIdentity(name, "A", "A"), s)
+
+    tamper_id = registered("tampered")
+
+    def tampered():
+        client = make_client(tamper_id, store(40, 8))
+        signed = client.fit
+        client.fit = lambda parameters, config: (lambda h, n, m: ([h[0] + 1.0, h[1]], n, m))(
+            *signed(parameters, config))  # the head changed after the device signed it
+        return client
+
+    factories = [honest(0), honest(1), impostor("stranger"), impostor("good-0"), tampered]
+    head, report = serve(factories, config(5))
+    assert head is not None and report.accepted == ["good-0", "good-1"]
+    assert report.connected == 5 and report.selected == ["good-0", "good-1", "tampered"]
+    assert report.excluded == {}
+    why = {k.split(" ")[0]: v for k, v in report.unauthenticated.items()}
+    assert why["stranger"] == "unknown device 'stranger': no key registered in the fleet"
+    assert why["good-0"] == "join not signed with the registered key of 'good-0'"
+    assert report.rejected == {"tampered": "update not signed with the device's registered key"}
+    assert report.samples == 80  # the impostors' and the tampered samples weigh nothing
+
+
+@pytest.mark.slow
 def test_a_clean_round_logs_no_channel_closed_warning(caplog) -> None:
     """The "Channel closed" noise: with every Flower and gRPC record captured (Flower's logger at
     DEBUG, not the ERROR a device sets), a clean round and its shutdown (server disconnects the
@@ -129,7 +170,7 @@ def test_a_clean_round_logs_no_channel_closed_warning(caplog) -> None:
     logging.getLogger("flwr").setLevel(logging.DEBUG)
     try:
         with caplog.at_level(logging.DEBUG):
-            head, report = run_round(address, config(3), W0, B0)
+            head, report = run_round(address, config(3), W0, B0, key_of=FLEET.get)
             for d in devices:
                 d.stop()
             for _ in range(50):  # the clients' sessions end after the server's disconnect

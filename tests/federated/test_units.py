@@ -196,3 +196,28 @@ def test_device_samples_survive_a_new_head_and_are_dropped_for_a_new_backbone(tm
     run("cls-2", retrained, 4)  # a new backbone: the old embeddings mean nothing to it
     assert learner.space == embedding_space(backbone_digest(retrained), labels)
     assert len(learner.store) == 2 and learner.store.space == learner.space
+
+
+def test_device_key_is_made_once_private_and_the_fleet_register_refuses_unknown_ids(tmp_path) -> None:
+    import os
+
+    from edge_agent.contract.federated import join_message
+    from edge_agent.federated.identity import DeviceKey
+    from edge_agent.lake import Lake
+    from flywheel.federated.devices import register_device, registered_key, verify
+
+    key = DeviceKey.load_or_create(tmp_path / "fed" / "device.key")
+    assert os.stat(tmp_path / "fed" / "device.key").st_mode & 0o777 == 0o600
+    again = DeviceKey.load_or_create(tmp_path / "fed" / "device.key")
+    assert again.public_bytes == key.public_bytes  # a restart keeps the device's identity
+    lake = Lake.at_path(tmp_path / "lake")
+    register_device(lake, "cart-1", key.public_bytes)
+    assert registered_key(lake, "cart-1") == key.public_bytes
+    assert registered_key(lake, "cart-2") is None and registered_key(lake, "../cart-1") is None
+    props = {"device_id": "cart-1", "n_samples": 40}
+    msg = join_message(3, "n0nce", props)
+    sig = key.sign(msg)
+    assert verify(key.public_bytes, sig, msg)
+    assert not verify(key.public_bytes, sig, join_message(3, "other", props))  # another round's nonce
+    assert not verify(key.public_bytes, sig, join_message(3, "n0nce", {**props, "n_samples": 41}))
+    assert not verify(DeviceKey.generate().public_bytes, sig, msg) and not verify(key.public_bytes, "x", msg)
