@@ -120,3 +120,35 @@ def test_a_status_report_carries_the_devices_insertion_counts() -> None:
     assert (r.health.insertions, r.health.insertions_low_confidence) == (5, 2)
     with pytest.raises(ValueError, match="cannot exceed insertions"):
         HealthFigures(insertions=1, insertions_low_confidence=2)
+
+
+def test_a_window_persisted_before_the_insertion_counters_existed_still_loads_and_counts(repo):
+    import json
+
+    from flywheel.release.window import window_key
+
+    lake = repo.lake
+    cand = publish_release(repo, "cls-old", release_files(4, "m-old"),
+                           RolloutStage(stage="canary", percent=50))
+    old_cell = {"frames": 2000, "predictions": 200, "barcode_checked": 200, "barcode_agree": 195,
+                "worst_p99_ms": 5.0}  # what an agent before insertion counts left in window.json
+    lake.put(window_key("stable"), json.dumps(
+        {"channel": "stable", "sequence": cand.sequence, "after": {}, "reports": 1,
+         "cells": {"canary": {"cart-old": old_cell}, "control": {}, "shadow": {}}}).encode())
+    w = load_window(lake, "stable")
+    assert w.cohorts.canary.insertions == 0 and w.cohorts.canary.barcode_agree == 195
+    # a new report of the same cart adds to the old cell, the new counters starting from 0
+    doc = StatusReportV2(device_id="cart-old", store_id="S1", reported_at=datetime.now(UTC),
+                         agent_version="t", model_version="m", rule_set_version="r1", window_s=600,
+                         frames_processed=2000,
+                         inference_latency_ms=LatencyMs(p50=2.0, p99=5.0),
+                         ota=OtaStateV2(channel="stable", release_id=cand.release.release_id, state="active"),
+                         health=HealthFigures(predictions=200, barcode_checked=200, barcode_agree=196,
+                                              insertions=7, insertions_low_confidence=1))
+    w.cohorts.add(doc, cand)
+    canary = w.cohorts.canary
+    assert (canary.insertions, canary.insertions_low_confidence, canary.barcode_agree) == (7, 1, 391)
+    assert canary.frames == 4000
+    check = next(c for c in judge(w.cohorts, cand, GateConfig()).checks
+                 if c.name == "insertion_low_confidence")
+    assert check.passed is True and "not judged" in check.detail  # too few insertions to judge
