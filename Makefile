@@ -68,12 +68,12 @@ test: install lint
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) \
 		     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS_LEAN); } \
 		|| echo "some of $(TEST_DEBS) $(TEST_DEBS_LEAN) unavailable: the tests that need them will skip"
-	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest -m "not e2e" --durations=25  # the slowest tests, to keep the 20-minute budget in view
 
 # The whole-system runs (the demo's turns, the UI and a daemon backfill, the Ray/Postgres cluster):
 # several minutes each, past `make test`'s 20-minute budget together; `.ci/run` runs them after it.
 test-e2e: test
-	$(PY) -m pytest -m e2e
+	$(PY) -m pytest -m e2e --durations=10
 
 # The Label Studio round trip against a real server. Not in `make test`: Label Studio's own venv
 # (~1 GB, its Django stack) takes minutes to install and migrate, past that target's 20-minute
