@@ -339,13 +339,14 @@ def contradiction(row: Mapping[str, Any], label: str | None) -> str | None:
     candidate list leaving the label out. A person slips now and then (the annotator's error rate);
     such a slip is not merged before one more look settles it."""
     from flywheel.label.prelabelers.barcode import DIRECT_CONF
+    from flywheel.label.tables import vote_candidates
 
     votes = row.get("votes") or []
     decoded = {v.get("label") for v in votes if v.get("labeler") == "barcode" and v.get("label")
                and (v.get("confidence") or 0.0) >= DIRECT_CONF}
     if decoded and label not in decoded:
         return "barcode"
-    narrowing = [v.get("candidates") for v in votes if v.get("candidates")]
+    narrowing = vote_candidates(votes)
     if label is not None and narrowing and all(label not in c for c in narrowing):
         return "load cell"
     return None
