@@ -10,7 +10,7 @@ from pydantic import Field
 from assets.depot import capture_days
 from flywheel.defaults import default_of
 from flywheel.label.grouping import GroupingConfig
-from flywheel.label.routing import RoutingConfig
+from flywheel.label.routing import RoutingConfig, second_look
 from flywheel.refs import LabelsRef
 from resources.index import IndexResource
 from resources.lake import LakeResource
@@ -84,7 +84,10 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "deferred_over_class_quota": sum(1 for r in routing.routes if "class quota" in (r["reason"] or "")),
         "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,
-        "rechecks_human_vs_load_cell": sum(1 for t in routing.tasks if "load cell" in t.reason),
+        # second looks at human labels the frame rules out, by what rules them out
+        "second_looks_human_vs_barcode": sum(1 for t in routing.tasks if second_look("barcode") in t.reason),
+        "second_looks_human_vs_load_cell": sum(1 for t in routing.tasks
+                                               if second_look("load cell") in t.reason),
         "tasks_with_candidate_list": sum(1 for t in routing.tasks if t.candidates),
         "near_duplicate_grouping": grouping,
         "budget_s": config.budget_s,

@@ -6,7 +6,8 @@ Every kept frame gets one route:
              below the accept threshold): in a task, most doubtful first, up to `class_quota` tasks
              per predicted class, round-robin over the classes, at most `max_review_tasks` tasks,
              while the budget lasts;
-- `conflict` two humans disagreed on it: back in the queue ahead of everything else;
+- `conflict` two humans disagreed on it, or the frame itself rules a human's label out (a slip): back
+             in the queue ahead of everything else, the task saying which;
 - `audit`    auto-accepted, but drawn into the audit sample (a count sized for the width of the
              error rate's confidence interval, stable per frame and seed), so the auto-label error
              rate can be estimated from what the humans answer;
@@ -35,6 +36,13 @@ from typing import Any
 
 # Routes (the `route` column of the routes table).
 AUTO, REVIEW, AUDIT, DEFERRED, CONFLICT, HUMAN = "auto", "review", "audit", "deferred", "conflict", "human"
+HUMANS_DISAGREE = "humans disagree"  # a conflict task's reason when two answers disagree
+
+
+def second_look(why: str) -> str:
+    """A conflict task's reason when the frame itself rules the human's label out (`contradiction`:
+    "barcode" or "load cell")."""
+    return f"human vs {why}"
 
 
 @dataclass(frozen=True)
@@ -232,17 +240,21 @@ def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
               group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
-              audited: int = 0) -> Routing:
+              audited: int = 0, conflict_reasons: Mapping[str, str] | None = None) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
-    frame -> latest human label, for frames two humans disagree on (they go first); `rechecks`:
+    frame -> latest human label, for frames back in the queue (they go first) because two humans
+    disagree or the frame rules the label out (`conflict_reasons`: frame -> which, shown as the
+    task's reason; default: humans disagree); `rechecks`:
     frame -> a human label the load cell contradicts (see `load_cell_rechecks`), asked again
     like a conflict; `audited`: frames of the day humans already answered in audit tasks (they
     count towards the audit sample)."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
-    why_of = {f: "human vs load cell" for f in rechecks or {} if f not in conflicts}
-    conflicts.update({f: lab for f, lab in (rechecks or {}).items() if f in why_of})
+    rechecked = {f: lab for f, lab in (rechecks or {}).items() if f not in conflicts}
+    why_of = {f: r for f, r in (conflict_reasons or {}).items() if f in conflicts}
+    why_of.update({f: second_look("load cell") for f in rechecked})
+    conflicts.update(rechecked)
     by_id = {r["frame_id"]: r for r in prelabels}
     routes: dict[str, dict[str, Any]] = {}
     doubtful: list[dict[str, Any]] = []
@@ -276,7 +288,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
                 for f in sorted(conflicts)]
     for ids in sorted(group(disputed), key=min) if disputed else []:  # a disputed group is one task
         members = [d for d in disputed if d["frame_id"] in set(ids)]
-        why = {why_of.get(m["frame_id"], "humans disagree") for m in members}
+        why = {why_of.get(m["frame_id"], HUMANS_DISAGREE) for m in members}
         queue.append((CONFLICT, members, ",".join(sorted(why))))
     doubtful.sort(key=lambda r: (doubt_score(r), r["frame_id"]))
     order = {r["frame_id"]: i for i, r in enumerate(doubtful)}
