@@ -11,10 +11,14 @@ Every kept frame gets one route:
 - `audit`    auto-accepted, but drawn into the audit sample (a count sized for the width of the
              error rate's confidence interval, stable per frame and seed), so the auto-label error
              rate can be estimated from what the humans answer;
-- `auto`     accepted as pre-labelled;
-- `deferred` doubtful but over this iteration's class quota, batch or budget, or without any evidence
-             while other doubtful items remain (their answers teach its shelf list): waits for the
-             next iteration, never auto-accepted;
+- `auto`     accepted as pre-labelled (confident, and no labeler disagrees, unless the barcode read
+             and the load cell both vouch for the label: `trust_sensors`);
+- `deferred` doubtful but over this iteration's class quota, batch or budget, expected to cost a
+             pick from the catalog (`max_task_s`), or without any evidence while other doubtful
+             items remain (their answers teach its shelf list): never auto-accepted, it stays in
+             the day's routes with its reason and is routed again on the day's next review run
+             (a re-run or backfill of the day's prelabels and review_queue, with the calibration,
+             shelf lists and teacher the answers taught);
 - `human`    already has a human label: not queued again.
 
 Human work per iteration therefore stops growing with the fleet: the audit is a count, the
@@ -108,15 +112,29 @@ class RoutingConfig:
     audit_half_width: float = 0.05  # target half-width of the audited error rate's 95 % interval
     audit_design_error: float = 0.02  # the error rate the sample is sized for (the p (1 - p) term)
     # Doubtful tasks taken per predicted class (the leader's label, else its first candidate) per
-    # iteration, most doubtful first, round-robin over the classes; the rest are deferred to the
-    # next iteration. 0 = no quota (every doubtful task while the budget lasts).
-    class_quota: int = 6
+    # iteration; the rest are deferred to the next iteration. 0 = no quota: the batch below is cut
+    # in round-robin order over the classes anyway (most doubtful first within each), so it stays
+    # fair; a quota of 6 deferred most of a cold day, whose untrained teacher names a few classes
+    # for nearly every frame (bench_label_turn: 92 of 189 frames).
+    class_quota: int = 0
     # Doubtful tasks one iteration takes at most, in that round-robin order: a batch (a count, like
-    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 40 tasks are a
-    # few minutes' work at the cited 1.6 s per verification (TimeModel), far under the budget.
-    max_review_tasks: int = 40
+    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 80 tasks are a
+    # few minutes' work at 1.6-4 s a task (TimeModel), far under the budget, and take every cheap
+    # doubtful task of the demo's 4-cart turn (63-75 measured), so a 10x fleet asks at most
+    # 80 + the audit's 31 tasks of people.
+    max_review_tasks: int = 80
+    # A doubtful task expected to cost more than this (s; 0 = no limit) waits while cheaper doubtful
+    # work remains: its proposal is probably wrong and nothing narrows the pick, so a person would
+    # scan the catalog (11 s+ expected, against 1.6-4 s for a verification or a short list); the
+    # day's next run, with the calibration, shelf lists and teacher the answers taught, proposes
+    # better, and asks for it once nothing cheaper is left.
+    max_task_s: float = 8.0
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
+    # The barcode read and the load cell (two sensors, independent of the picture) both vouch for the
+    # label: a vision labeler that disagrees does not send the frame to review (on a cold day the
+    # teacher is the untrained bootstrap, wrong on most frames); the audit keeps watching them.
+    trust_sensors: bool = True
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
     # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
     # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
@@ -158,12 +176,29 @@ def human_calibrated(row: dict[str, Any]) -> bool:
     return str(versions.get("ensemble", "")).startswith("human-")
 
 
-def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False) -> list[str]:
+def sensors_agree(row: Mapping[str, Any]) -> bool:
+    """Whether the barcode labeler and the load cell both vouch for the row's label: the barcode read
+    (decoded on the frame or propagated over the insertion) names it, and the weight step names it or
+    keeps it on its candidate list."""
+    from flywheel.label.tables import vote_candidates
+
+    label, votes = row.get("label"), row.get("votes") or []
+    if label is None:
+        return False
+    read = any(v.get("labeler") == "barcode" and v.get("label") == label for v in votes)
+    weighed = any(v.get("labeler") == "weight" and v.get("label") == label for v in votes) or any(
+        label in c for c in vote_candidates(votes, "weight"))
+    return read and weighed
+
+
+def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False,
+                  trust_sensors: bool = False) -> list[str]:
     reasons = []
     if row.get("label") is None:
         reasons.append("abstain")
-    vouched = (trust_calibration and (row.get("confidence") or 0.0) >= threshold
-               and human_calibrated(row))
+    sure = (row.get("confidence") or 0.0) >= threshold
+    vouched = sure and ((trust_calibration and human_calibrated(row))
+                        or (trust_sensors and sensors_agree(row)))
     if row.get("barcode_mismatch") and not vouched:
         reasons.append("barcode_mismatch")
     if row.get("disagreement") and not vouched:
@@ -237,6 +272,18 @@ def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["frame_id"]] for r in rows]
 
 
+def task_cost(kind: str, lead: Mapping[str, Any], config: RoutingConfig) -> float:
+    """Expected human seconds of a task shown through `lead` (TimeModel.expected_task_s): verify the
+    proposal, else its short list or the catalog; a conflict is a careful second look (one more
+    verification on top)."""
+    label = lead.get("label")
+    cands = [c for c in (lead.get("candidates") or []) if c != label]
+    if kind == CONFLICT:
+        return config.time.verify_s + config.time.expected_task_s(None, config.n_classes, len(cands))
+    conf = None if label is None else float(lead.get("confidence") or 0.0)
+    return config.time.expected_task_s(conf, config.n_classes, len(cands))
+
+
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
               group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
@@ -272,7 +319,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         if fid in done:
             put(row, HUMAN, "human label")
             continue
-        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration)
+        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration, config.trust_sensors)
         if reasons:
             doubtful.append({**row, "_reasons": reasons})
         else:
@@ -298,10 +345,19 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     groups = [sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
               for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g))]
     wait_weak = any(not weak(g[0]) for g in groups)
+    costly = {id(g): bool(config.max_task_s) and task_cost(REVIEW, g[0], config) > config.max_task_s
+              for g in groups}
+    wait_costly = any(not costly[id(g)] and not (wait_weak and weak(g[0])) for g in groups)
     for pos, members in enumerate(groups):
         if wait_weak and weak(members[0]):
             for m in members:  # the day's other answers teach its shelf list first (cheaper later)
                 put(m, DEFERRED, "no evidence yet: waits for the day's other answers")
+            continue
+        if wait_costly and costly[id(members)]:
+            cost = task_cost(REVIEW, members[0], config)
+            for m in members:  # a pick from the catalog waits while cheaper work remains
+                put(m, DEFERRED, f"expected {cost:.1f} s > {config.max_task_s:g} s: waits while cheaper "
+                                 "doubtful work remains")
             continue
         k = stratum_of(members[0])
         rank = per_class[k] = per_class.get(k, -1) + 1
@@ -324,10 +380,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         lead = members[0]
         label = lead.get("label")
         conf = None if label is None or kind == CONFLICT else float(lead.get("confidence") or 0.0)
-        cands = [c for c in (lead.get("candidates") or []) if c != label]
-        cost = config.time.expected_task_s(conf, config.n_classes, len(cands))
-        if kind == CONFLICT:  # a careful second look: verify, then the short list or the catalog
-            cost = config.time.verify_s + config.time.expected_task_s(None, config.n_classes, len(cands))
+        cost = task_cost(kind, lead, config)
         ids = [m["frame_id"] for m in members]
         if spent + cost > config.budget_s:
             for m in members:
