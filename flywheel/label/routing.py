@@ -22,7 +22,8 @@ Every kept frame gets one route:
 - `human`    already has a human label: not queued again.
 
 Human work per iteration therefore stops growing with the fleet: the audit is a count, the
-doubtful work is at most (classes x quota) tasks, and the budget is a ceiling over both.
+doubtful work is at most `max_review_tasks` tasks (and classes x `class_quota` when a quota is set),
+and the budget is a ceiling over both.
 
 Near-duplicate frames of one session (a clip) are grouped by the caller's `group` function (LanceDB
 similarity, see `lancedb_groups`) and form one task, labelled once. This module reads pre-labels
@@ -345,8 +346,9 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     groups = [sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
               for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g))]
     wait_weak = any(not weak(g[0]) for g in groups)
-    costly = {id(g): bool(config.max_task_s) and task_cost(REVIEW, g[0], config) > config.max_task_s
-              for g in groups}
+    # frames without evidence have their own rule above; of the rest, a pick from the catalog waits
+    costly = {id(g): bool(config.max_task_s) and not weak(g[0])
+              and task_cost(REVIEW, g[0], config) > config.max_task_s for g in groups}
     wait_costly = any(not costly[id(g)] and not (wait_weak and weak(g[0])) for g in groups)
     for pos, members in enumerate(groups):
         if wait_weak and weak(members[0]):
