@@ -10,7 +10,7 @@ from pydantic import Field
 from assets.depot import capture_days
 from flywheel.defaults import default_of
 from flywheel.label.grouping import GroupingConfig
-from flywheel.label.routing import RoutingConfig
+from flywheel.label.routing import RoutingConfig, second_look
 from flywheel.refs import LabelsRef
 from resources.index import IndexResource
 from resources.lake import LakeResource
@@ -37,11 +37,18 @@ class ReviewConfig(dg.Config):
     max_review_tasks: int = Field(default_of(RoutingConfig, "max_review_tasks"),
                                   description="Doubtful tasks one run takes at most (a batch: a count that "
                                               "does not grow with the fleet; 0 = no cap).")
+    max_task_s: float = Field(default_of(RoutingConfig, "max_task_s"),
+                              description="A doubtful task expected to cost more than this many seconds "
+                                          "(a pick from the catalog) waits while cheaper doubtful work "
+                                          "remains (0 = never).")
     seed: int = Field(default_of(RoutingConfig, "seed"),
                       description="Seed of the audit draw (stable per frame).")
     trust_calibration: bool = Field(default_of(RoutingConfig, "trust_calibration"),
                                     description="Once the ensemble is calibrated on human reviews, accept "
                                                 "a disagreement or barcode mismatch it is still sure about.")
+    trust_sensors: bool = Field(default_of(RoutingConfig, "trust_sensors"),
+                                description="Accept a confident label the barcode read and the load cell "
+                                            "both vouch for, even when a vision labeler disagrees.")
     near_duplicate_distance: float = Field(default_of(GroupingConfig, "max_distance"),
                                            description="Cosine distance under which frames of one clip form "
                                                        "one task (LanceDB index vectors).")
@@ -66,8 +73,9 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     rcfg = RoutingConfig(budget_s=config.budget_s, accept_threshold=config.accept_threshold,
                          audit_rate=config.audit_rate, audit_half_width=config.audit_half_width,
                          class_quota=config.class_quota, max_review_tasks=config.max_review_tasks,
+                         max_task_s=config.max_task_s,
                          seed=config.seed,
-                         trust_calibration=config.trust_calibration)
+                         trust_calibration=config.trust_calibration, trust_sensors=config.trust_sensors)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
                                         config.near_duplicate_distance)
     counts = {r: routing.count(r) for r in ("auto", "review", "conflict", "audit", "deferred", "human")}
@@ -82,9 +90,15 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "auto_accepted": counts["auto"],
         "deferred_over_budget": counts["deferred"],  # every deferred frame (quota, batch, budget)
         "deferred_over_class_quota": sum(1 for r in routing.routes if "class quota" in (r["reason"] or "")),
+        "deferred_over_batch": sum(1 for r in routing.routes if "over the batch" in (r["reason"] or "")),
+        "deferred_costly": sum(1 for r in routing.routes if "cheaper doubtful work" in (r["reason"] or "")),
+        "deferred_no_evidence": sum(1 for r in routing.routes if "no evidence" in (r["reason"] or "")),
         "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,
-        "rechecks_human_vs_load_cell": sum(1 for t in routing.tasks if "load cell" in t.reason),
+        # second looks at human labels the frame rules out, by what rules them out
+        "second_looks_human_vs_barcode": sum(1 for t in routing.tasks if second_look("barcode") in t.reason),
+        "second_looks_human_vs_load_cell": sum(1 for t in routing.tasks
+                                               if second_look("load cell") in t.reason),
         "tasks_with_candidate_list": sum(1 for t in routing.tasks if t.candidates),
         "near_duplicate_grouping": grouping,
         "budget_s": config.budget_s,

@@ -14,9 +14,9 @@ near-duplicates folded, iterations.
 Run: `python -m benchmarks.bench_label_review [out_dir]` (writes out_dir/label_review.json).
 
 Scale mode (issue 11: human cost flat as the fleet grows): `--scale 10` labels one day from a 1x
-and a 10x fleet (same seeds, same routing rule: class quota, audit sized for an interval width,
-the budget a ceiling) through one review iteration each (one turn) and reports the human items
-(tasks) and seconds 10x / 1x (target <= 1.5); writes out_dir/label_review_scale.json.
+and a 10x fleet (same seeds, same routing rule: a batch of doubtful tasks, audit sized for an
+interval width, the budget a ceiling) through one review iteration each (one turn) and reports the
+human items (tasks) and seconds 10x / 1x (target <= 1.5); writes out_dir/label_review_scale.json.
 """
 
 from __future__ import annotations
@@ -209,7 +209,9 @@ def scale(out_dir: Path, carts: int = 3, minutes: float = 1.0, seed: int = 0, fa
         "frames_ratio": round(big["frames"] / one["frames"], 3) if one["frames"] else None,
         "target_ratio": TARGET_SCALE_RATIO,
         "meets_target": bool(items and secs and items <= TARGET_SCALE_RATIO and secs <= TARGET_SCALE_RATIO),
-        "rule": {"class_quota": rule.class_quota, "audit_half_width": rule.audit_half_width,
+        "rule": {"class_quota": rule.class_quota, "max_review_tasks": rule.max_review_tasks,
+                 "max_task_s": rule.max_task_s, "trust_sensors": rule.trust_sensors,
+                 "audit_half_width": rule.audit_half_width,
                  "audit_design_error": rule.audit_design_error, "budget_s_ceiling": budget_s,
                  "accept_threshold": threshold},
         "minutes": minutes, "seed": seed, "annotator_error_rate": error_rate,

@@ -101,6 +101,9 @@ def turn_day(work: Path, seed: int, carts: int = 4, minutes: float = 0.75, world
         "auto": sum(r["source"] == "auto" for r in merged),
         "human": sum(r["source"] == "human" for r in merged),
         "deferred": it.get("deferred"), "tasks": loop["tasks"], "human_s": round(loop["human_s"], 1),
+        # why the rest waits (the routes' reasons, numbers dropped): quota, batch, cost, no evidence
+        "deferred_by_reason": dict(Counter((r["reason"] or "").split(":")[-1].strip() for r in routes.values()
+                                           if r["route"] == "deferred")),
         "annotator_wrong_answers": loop["wrong_answers"],
         "merged_accuracy": round(1 - len(wrong) / len(merged), 4) if merged else None,
         "human_s_per_accepted_label": round(per_label, 4) if per_label is not None else None,

@@ -26,7 +26,8 @@ def weak_prelabels(lake: Lake, day: str) -> int:
     rows = [{**key, "label": None, "confidence": 0.0, "disagreement": False, "barcode_mismatch": False,
              "labeler_versions": labeler_versions_json(versions),
              "votes": [{"labeler": n, "version": versions[n], "label": v.label,
-                        "confidence": float(v.confidence), "evidence": v.evidence[:500]}
+                        "confidence": float(v.confidence), "evidence": v.evidence[:500],
+                        "candidates": list(v.candidates)}
                        for n, v in fv.items()]}
             for key, fv in zip(keys, vote_all(labelers, inputs), strict=True)]
     return write_prelabels(lake, day, rows)

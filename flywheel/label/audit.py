@@ -17,7 +17,6 @@ Two kinds of evidence, per frame of one capture day's merged labels:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +27,7 @@ from edge_agent.lake import Lake, ObjectNotFound
 
 AUDIT = "label/audit"
 EMPTY = "none"  # the class of a frame a human said holds no product
-CANDIDATES = re.compile(r"candidates ([0-9,]+)")
-WEIGHT_LIST_CAP = 5  # the weight labeler names at most this many candidates in its evidence
+WEIGHT_LIST_CAP = 5  # a weight list this long or longer rules out too little to count as weak truth
 
 
 def audit_key(day: str, name: str) -> str:
@@ -80,17 +78,18 @@ def out_of_fold_probs(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, 
 
 
 def weak_truth(votes: list[dict[str, Any]] | None, config: AuditConfig) -> tuple[str | None, set[str] | None]:
-    """(barcode SKU when sure, weight-compatible SKUs when the weight labeler named a short list)."""
+    """(barcode SKU when sure, weight-compatible SKUs when the weight labeler named a short list:
+    its vote's `candidates`, read as the routing reads them, `tables.vote_candidates`)."""
+    from flywheel.label.tables import vote_candidates
+
     barcode, weight = None, None
     for v in votes or []:
         sure = (v.get("confidence") or 0) >= config.barcode_min_conf
         if v["labeler"] == "barcode" and v.get("label") and sure:
             barcode = v["label"]
-        elif v["labeler"] == "weight":
-            m = CANDIDATES.search(v.get("evidence") or "")
-            names = m.group(1).split(",") if m else []
-            if 0 < len(names) < WEIGHT_LIST_CAP:
-                weight = set(names)
+    short = [c for c in vote_candidates(votes, "weight") if len(c) < WEIGHT_LIST_CAP]
+    if short:
+        weight = set(short[-1])
     return barcode, weight
 
 

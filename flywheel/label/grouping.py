@@ -54,16 +54,18 @@ def cue_of(row: Mapping[str, Any], spans: Mapping[str, Sequence[Span] | None],
            config: GroupingConfig) -> ItemCue:
     """`row`: a pre-label row (clip_id, frame_index, t_s, votes); `spans`: clip id -> its insertion
     spans (None for a V1 clip or one whose sidecar is unreadable)."""
+    from flywheel.label.tables import vote_candidates
+
     votes = {v.get("labeler"): v for v in row.get("votes") or []}
     bc = votes.get("barcode") or {}
     barcode = bc.get("label") if (bc.get("confidence") or 0.0) >= config.barcode_min_confidence else None
-    weight = votes.get("weight") or {}
+    weight = vote_candidates(row.get("votes"), "weight")
     clip = row.get("clip_id")
     t = row.get("t_s")
     return ItemCue(clip_id=clip, t_s=None if t is None else float(t),
                    insertion=insertion_of(row.get("frame_index"), spans.get(clip) if clip else None),
                    barcode=barcode,
-                   weight=frozenset(weight["candidates"]) if weight.get("candidates") else None)
+                   weight=frozenset(weight[-1]) if weight else None)
 
 
 def same_item(a: ItemCue, b: ItemCue, config: GroupingConfig) -> bool:

@@ -16,7 +16,8 @@ Inputs are read whole and the output is sorted, so re-running gives the same tab
                                            task_id, annotation_id, corrected_at, previous_label, route,
                                            box, box_annotator, box_annotation_id (a drawn box and
                                            the answer that drew it)
-    label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label
+    label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label, reason (humans
+                                           disagree / human vs barcode / human vs load cell)
     label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns
     label/merged/date=D/coco.json, yolo.zip the merged labels as COCO and YOLO (a drawn box, else the
                                            whole frame; provenance in the COCO annotations)
@@ -35,7 +36,15 @@ from typing import Any
 from edge_agent.contract.layout import validate_date
 from edge_agent.contract.schemas import CorrectionBatchV1
 from edge_agent.lake import Lake, ObjectNotFound
-from flywheel.label.routing import AUDIT, AUTO, CONFLICT, contradiction, wilson_interval
+from flywheel.label.routing import (
+    AUDIT,
+    AUTO,
+    CONFLICT,
+    HUMANS_DISAGREE,
+    contradiction,
+    second_look,
+    wilson_interval,
+)
 from flywheel.refs import LabelsRef, ref_for
 
 MERGED = "label/merged"
@@ -161,15 +170,16 @@ def merge_day(routes: list[dict[str, Any]], batches: list[CorrectionBatchV1],
             if res.conflict:
                 counts["conflicts"] += 1
                 conflicts.append({"frame_id": fid, "latest_label": res.labels[-1].label,
-                                  "labels": json.dumps([[h.annotator, h.label] for h in res.labels])})
+                                  "labels": json.dumps([[h.annotator, h.label] for h in res.labels]),
+                                  "reason": HUMANS_DISAGREE})
                 continue
             h = res.winner
             assert h is not None
             why = None if is_adjudication(h) else contradiction(prelabels.get(fid, {}), h.label)
             if why:  # one more look (a conflict task) before it is merged
                 counts["held"] += 1
-                conflicts.append({"frame_id": fid, "latest_label": h.label, "labels": json.dumps(
-                    [[x.annotator, x.label] for x in res.labels] + [[why, None]])})
+                conflicts.append({"frame_id": fid, "latest_label": h.label, "reason": second_look(why),
+                                  "labels": json.dumps([[x.annotator, x.label] for x in res.labels])})
                 continue
             prev = route.get("label") if len(res.labels) == 1 else res.labels[-2].label
             b = box_of(res)
@@ -217,7 +227,8 @@ def merged_schema():  # noqa: ANN201 - pyarrow imported lazily
 def conflicts_schema():  # noqa: ANN201
     import pyarrow as pa
 
-    return pa.schema([("frame_id", pa.string()), ("latest_label", pa.string()), ("labels", pa.string())])
+    return pa.schema([("frame_id", pa.string()), ("latest_label", pa.string()), ("labels", pa.string()),
+                      ("reason", pa.string())])  # why it is back in the queue, shown on its task
 
 
 def _put(lake: Lake, key: str, table: Any) -> None:
@@ -255,9 +266,14 @@ def read_merged(lake: Lake, day: str) -> Any:
     return _get(lake, merged_key(day), merged_schema())
 
 
-def read_conflicts(lake: Lake, day: str) -> dict[str, str | None]:
+def read_conflicts(lake: Lake, day: str) -> tuple[dict[str, str | None], dict[str, str]]:
+    """(frame -> the label a conflict task proposes, frame -> why the frame is back in the queue);
+    a table written before the reason column reads as humans disagreeing."""
     t = _get(lake, merged_key(day, "conflicts.parquet"), conflicts_schema())
-    return dict(zip(t.column("frame_id").to_pylist(), t.column("latest_label").to_pylist(), strict=True))
+    ids = t.column("frame_id").to_pylist()
+    reasons = t.column("reason").to_pylist() if "reason" in t.column_names else [None] * len(ids)
+    return (dict(zip(ids, t.column("latest_label").to_pylist(), strict=True)),
+            {f: r or HUMANS_DISAGREE for f, r in zip(ids, reasons, strict=True)})
 
 
 def read_summary(lake: Lake, day: str) -> dict[str, Any] | None:

@@ -47,7 +47,8 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
         grouping = f"lancedb, one item per task ({v2}/{len(spans)} clips with insertion spans)"
     except LookupError:  # no index yet: every frame is its own task
         group, grouping = singletons, "off (no Depot index)"
-    routing = route_day(day, pre, config, human_labelled=humans, conflicts=read_conflicts(lake, day),
+    conflicts, why = read_conflicts(lake, day)
+    routing = route_day(day, pre, config, human_labelled=humans, conflicts=conflicts, conflict_reasons=why,
                         group=group, rechecks=load_cell_rechecks(pre, humans),
                         audited=sum(1 for _, task in humans.values() if (task or "").startswith(f"{AUDIT}-")))
     frames = read_frames(lake, day, columns=["frame_id", "width", "height", "image_jpeg"])

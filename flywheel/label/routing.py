@@ -6,18 +6,24 @@ Every kept frame gets one route:
              below the accept threshold): in a task, most doubtful first, up to `class_quota` tasks
              per predicted class, round-robin over the classes, at most `max_review_tasks` tasks,
              while the budget lasts;
-- `conflict` two humans disagreed on it: back in the queue ahead of everything else;
+- `conflict` two humans disagreed on it, or the frame itself rules a human's label out (a slip): back
+             in the queue ahead of everything else, the task saying which;
 - `audit`    auto-accepted, but drawn into the audit sample (a count sized for the width of the
              error rate's confidence interval, stable per frame and seed), so the auto-label error
              rate can be estimated from what the humans answer;
-- `auto`     accepted as pre-labelled;
-- `deferred` doubtful but over this iteration's class quota, batch or budget, or without any evidence
-             while other doubtful items remain (their answers teach its shelf list): waits for the
-             next iteration, never auto-accepted;
+- `auto`     accepted as pre-labelled (confident, and no labeler disagrees, unless the barcode read
+             and the load cell both vouch for the label: `trust_sensors`);
+- `deferred` doubtful but over this iteration's class quota, batch or budget, expected to cost a
+             pick from the catalog (`max_task_s`), or without any evidence while other doubtful
+             items remain (their answers teach its shelf list): never auto-accepted, it stays in
+             the day's routes with its reason and is routed again on the day's next review run
+             (a re-run or backfill of the day's prelabels and review_queue, with the calibration,
+             shelf lists and teacher the answers taught);
 - `human`    already has a human label: not queued again.
 
 Human work per iteration therefore stops growing with the fleet: the audit is a count, the
-doubtful work is at most (classes x quota) tasks, and the budget is a ceiling over both.
+doubtful work is at most `max_review_tasks` tasks (and classes x `class_quota` when a quota is set),
+and the budget is a ceiling over both.
 
 Near-duplicate frames of one session (a clip) are grouped by the caller's `group` function (LanceDB
 similarity, see `lancedb_groups`) and form one task, labelled once. This module reads pre-labels
@@ -35,6 +41,13 @@ from typing import Any
 
 # Routes (the `route` column of the routes table).
 AUTO, REVIEW, AUDIT, DEFERRED, CONFLICT, HUMAN = "auto", "review", "audit", "deferred", "conflict", "human"
+HUMANS_DISAGREE = "humans disagree"  # a conflict task's reason when two answers disagree
+
+
+def second_look(why: str) -> str:
+    """A conflict task's reason when the frame itself rules the human's label out (`contradiction`:
+    "barcode" or "load cell")."""
+    return f"human vs {why}"
 
 
 @dataclass(frozen=True)
@@ -100,15 +113,29 @@ class RoutingConfig:
     audit_half_width: float = 0.05  # target half-width of the audited error rate's 95 % interval
     audit_design_error: float = 0.02  # the error rate the sample is sized for (the p (1 - p) term)
     # Doubtful tasks taken per predicted class (the leader's label, else its first candidate) per
-    # iteration, most doubtful first, round-robin over the classes; the rest are deferred to the
-    # next iteration. 0 = no quota (every doubtful task while the budget lasts).
-    class_quota: int = 6
+    # iteration; the rest are deferred to the next iteration. 0 = no quota: the batch below is cut
+    # in round-robin order over the classes anyway (most doubtful first within each), so it stays
+    # fair; a quota of 6 deferred most of a cold day, whose untrained teacher names a few classes
+    # for nearly every frame (bench_label_turn: 92 of 189 frames).
+    class_quota: int = 0
     # Doubtful tasks one iteration takes at most, in that round-robin order: a batch (a count, like
-    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 40 tasks are a
-    # few minutes' work at the cited 1.6 s per verification (TimeModel), far under the budget.
-    max_review_tasks: int = 40
+    # an active-learning batch), not a share of what the fleet captured; 0 = no cap. 80 tasks are a
+    # few minutes' work at 1.6-4 s a task (TimeModel), far under the budget, and take every cheap
+    # doubtful task of the demo's 4-cart turn (63-75 measured), so a 10x fleet asks at most
+    # 80 + the audit's 31 tasks of people.
+    max_review_tasks: int = 80
+    # A doubtful task expected to cost more than this (s; 0 = no limit) waits while cheaper doubtful
+    # work remains: its proposal is probably wrong and nothing narrows the pick, so a person would
+    # scan the catalog (11 s+ expected, against 1.6-4 s for a verification or a short list); the
+    # day's next run, with the calibration, shelf lists and teacher the answers taught, proposes
+    # better, and asks for it once nothing cheaper is left.
+    max_task_s: float = 8.0
     seed: int = 0  # audit draw (stable per frame_id and seed)
     n_classes: int = 30  # catalog size, for the cost of picking from scratch
+    # The barcode read and the load cell (two sensors, independent of the picture) both vouch for the
+    # label: a vision labeler that disagrees does not send the frame to review (on a cold day the
+    # teacher is the untrained bootstrap, wrong on most frames); the audit keeps watching them.
+    trust_sensors: bool = True
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
     # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
     # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
@@ -150,12 +177,29 @@ def human_calibrated(row: dict[str, Any]) -> bool:
     return str(versions.get("ensemble", "")).startswith("human-")
 
 
-def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False) -> list[str]:
+def sensors_agree(row: Mapping[str, Any]) -> bool:
+    """Whether the barcode labeler and the load cell both vouch for the row's label: the barcode read
+    (decoded on the frame or propagated over the insertion) names it, and the weight step names it or
+    keeps it on its candidate list."""
+    from flywheel.label.tables import vote_candidates
+
+    label, votes = row.get("label"), row.get("votes") or []
+    if label is None:
+        return False
+    read = any(v.get("labeler") == "barcode" and v.get("label") == label for v in votes)
+    weighed = any(v.get("labeler") == "weight" and v.get("label") == label for v in votes) or any(
+        label in c for c in vote_candidates(votes, "weight"))
+    return read and weighed
+
+
+def doubt_reasons(row: dict[str, Any], threshold: float, trust_calibration: bool = False,
+                  trust_sensors: bool = False) -> list[str]:
     reasons = []
     if row.get("label") is None:
         reasons.append("abstain")
-    vouched = (trust_calibration and (row.get("confidence") or 0.0) >= threshold
-               and human_calibrated(row))
+    sure = (row.get("confidence") or 0.0) >= threshold
+    vouched = sure and ((trust_calibration and human_calibrated(row))
+                        or (trust_sensors and sensors_agree(row)))
     if row.get("barcode_mismatch") and not vouched:
         reasons.append("barcode_mismatch")
     if row.get("disagreement") and not vouched:
@@ -229,20 +273,36 @@ def singletons(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["frame_id"]] for r in rows]
 
 
+def task_cost(kind: str, lead: Mapping[str, Any], config: RoutingConfig) -> float:
+    """Expected human seconds of a task shown through `lead` (TimeModel.expected_task_s): verify the
+    proposal, else its short list or the catalog; a conflict is a careful second look (one more
+    verification on top)."""
+    label = lead.get("label")
+    cands = [c for c in (lead.get("candidates") or []) if c != label]
+    if kind == CONFLICT:
+        return config.time.verify_s + config.time.expected_task_s(None, config.n_classes, len(cands))
+    conf = None if label is None else float(lead.get("confidence") or 0.0)
+    return config.time.expected_task_s(conf, config.n_classes, len(cands))
+
+
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
               group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
-              audited: int = 0) -> Routing:
+              audited: int = 0, conflict_reasons: Mapping[str, str] | None = None) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
-    frame -> latest human label, for frames two humans disagree on (they go first); `rechecks`:
+    frame -> latest human label, for frames back in the queue (they go first) because two humans
+    disagree or the frame rules the label out (`conflict_reasons`: frame -> which, shown as the
+    task's reason; default: humans disagree); `rechecks`:
     frame -> a human label the load cell contradicts (see `load_cell_rechecks`), asked again
     like a conflict; `audited`: frames of the day humans already answered in audit tasks (they
     count towards the audit sample)."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
-    why_of = {f: "human vs load cell" for f in rechecks or {} if f not in conflicts}
-    conflicts.update({f: lab for f, lab in (rechecks or {}).items() if f in why_of})
+    rechecked = {f: lab for f, lab in (rechecks or {}).items() if f not in conflicts}
+    why_of = {f: r for f, r in (conflict_reasons or {}).items() if f in conflicts}
+    why_of.update({f: second_look("load cell") for f in rechecked})
+    conflicts.update(rechecked)
     by_id = {r["frame_id"]: r for r in prelabels}
     routes: dict[str, dict[str, Any]] = {}
     doubtful: list[dict[str, Any]] = []
@@ -260,7 +320,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         if fid in done:
             put(row, HUMAN, "human label")
             continue
-        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration)
+        reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration, config.trust_sensors)
         if reasons:
             doubtful.append({**row, "_reasons": reasons})
         else:
@@ -276,7 +336,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
                 for f in sorted(conflicts)]
     for ids in sorted(group(disputed), key=min) if disputed else []:  # a disputed group is one task
         members = [d for d in disputed if d["frame_id"] in set(ids)]
-        why = {why_of.get(m["frame_id"], "humans disagree") for m in members}
+        why = {why_of.get(m["frame_id"], HUMANS_DISAGREE) for m in members}
         queue.append((CONFLICT, members, ",".join(sorted(why))))
     doubtful.sort(key=lambda r: (doubt_score(r), r["frame_id"]))
     order = {r["frame_id"]: i for i, r in enumerate(doubtful)}
@@ -286,10 +346,20 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     groups = [sorted((rows_of[f] for f in ids), key=lambda r: order[r["frame_id"]])
               for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g))]
     wait_weak = any(not weak(g[0]) for g in groups)
+    # frames without evidence have their own rule above; of the rest, a pick from the catalog waits
+    costly = {id(g): bool(config.max_task_s) and not weak(g[0])
+              and task_cost(REVIEW, g[0], config) > config.max_task_s for g in groups}
+    wait_costly = any(not costly[id(g)] and not (wait_weak and weak(g[0])) for g in groups)
     for pos, members in enumerate(groups):
         if wait_weak and weak(members[0]):
             for m in members:  # the day's other answers teach its shelf list first (cheaper later)
                 put(m, DEFERRED, "no evidence yet: waits for the day's other answers")
+            continue
+        if wait_costly and costly[id(members)]:
+            cost = task_cost(REVIEW, members[0], config)
+            for m in members:  # a pick from the catalog waits while cheaper work remains
+                put(m, DEFERRED, f"expected {cost:.1f} s > {config.max_task_s:g} s: waits while cheaper "
+                                 "doubtful work remains")
             continue
         k = stratum_of(members[0])
         rank = per_class[k] = per_class.get(k, -1) + 1
@@ -312,10 +382,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         lead = members[0]
         label = lead.get("label")
         conf = None if label is None or kind == CONFLICT else float(lead.get("confidence") or 0.0)
-        cands = [c for c in (lead.get("candidates") or []) if c != label]
-        cost = config.time.expected_task_s(conf, config.n_classes, len(cands))
-        if kind == CONFLICT:  # a careful second look: verify, then the short list or the catalog
-            cost = config.time.verify_s + config.time.expected_task_s(None, config.n_classes, len(cands))
+        cost = task_cost(kind, lead, config)
         ids = [m["frame_id"] for m in members]
         if spent + cost > config.budget_s:
             for m in members:
@@ -339,13 +406,14 @@ def contradiction(row: Mapping[str, Any], label: str | None) -> str | None:
     candidate list leaving the label out. A person slips now and then (the annotator's error rate);
     such a slip is not merged before one more look settles it."""
     from flywheel.label.prelabelers.barcode import DIRECT_CONF
+    from flywheel.label.tables import vote_candidates
 
     votes = row.get("votes") or []
     decoded = {v.get("label") for v in votes if v.get("labeler") == "barcode" and v.get("label")
                and (v.get("confidence") or 0.0) >= DIRECT_CONF}
     if decoded and label not in decoded:
         return "barcode"
-    narrowing = [v.get("candidates") for v in votes if v.get("candidates")]
+    narrowing = vote_candidates(votes)
     if label is not None and narrowing and all(label not in c for c in narrowing):
         return "load cell"
     return None

@@ -7,6 +7,7 @@ half (routing, tasks, merge): schemas, lake keys, read and write helpers.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from edge_agent.contract.layout import validate_date
@@ -56,6 +57,14 @@ def vote_type():  # noqa: ANN201
         ("confidence", pa.float64()), ("evidence", pa.string()),
         ("candidates", pa.list_(pa.string())),  # labels it finds possible (the load cell narrows)
     ])
+
+
+def vote_candidates(votes: Iterable[Mapping[str, Any]] | None, labeler: str | None = None) -> list[list[str]]:
+    """The candidate lists of the votes that narrowed the label (vote_type's `candidates`: the load
+    cell's products within tolerance, the whole list), of one `labeler` or of any. The one reader of
+    that field: the routing's contradiction, the grouping's cues and the audit's weak truth use it."""
+    return [list(v["candidates"]) for v in votes or []
+            if v.get("candidates") and (labeler is None or v.get("labeler") == labeler)]
 
 
 def prelabels_schema():  # noqa: ANN201

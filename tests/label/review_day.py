@@ -73,7 +73,8 @@ def noisy_prelabels(lake: Lake, fd: FleetDay, *, seed: int = 0, wrong: float = 0
         sku = fd.truth[r["frame_id"]]
         label = rng.choice([s for s in fd.catalog if s != sku])
         weight = {"labeler": "weight", "version": "w1", "label": None, "confidence": 0.0,
-                  "evidence": f"abstain: ambiguous: step 300 g at t=0.00s; candidates {sku},{fd.catalog[0]}"}
+                  "evidence": f"abstain: ambiguous: step 300 g at t=0.00s; candidates {sku},{fd.catalog[0]}",
+                  "candidates": [sku, fd.catalog[0]]}
         r.update(label=label, confidence=0.999, disagreement=False,
                  votes=[{**r["votes"][0], "label": label, "confidence": 0.999}, weight])
     return write_prelabels(lake, fd.day, rows)

@@ -26,12 +26,17 @@ def test_audit_rows_without_embeddings_uses_weak_truth_only() -> None:
     from flywheel.label.audit import audit_rows
 
     votes = {"f1": [{"labeler": "barcode", "label": "4006381333931", "confidence": 0.99, "evidence": "x"}],
+             # the weight list is read from the vote's `candidates` (as the routing reads it), not
+             # from its evidence text, which names at most five
              "f2": [{"labeler": "weight", "label": None, "confidence": 0.0,
-                     "evidence": "abstain: ambiguous: step 500 g at t=1.00s; "
-                                 "candidates 5012345678900,8712345678906"}],
-             "f3": [{"labeler": "barcode", "label": "4006381333931", "confidence": 0.99, "evidence": "x"}]}
-    res = audit_rows(DAY, {"f1": "5012345678900", "f2": "4006381333931", "f3": "4006381333931", "f4": None},
-                     {}, votes)
+                     "evidence": "abstain: ambiguous: step 500 g at t=1.00s",
+                     "candidates": ["5012345678900", "8712345678906"]}],
+             "f3": [{"labeler": "barcode", "label": "4006381333931", "confidence": 0.99, "evidence": "x"}],
+             # a list of five or more rules out too little to count as weak truth
+             "f5": [{"labeler": "weight", "label": None, "confidence": 0.0, "evidence": "abstain",
+                     "candidates": [f"50123456789{k:02d}" for k in range(5)]}]}
+    res = audit_rows(DAY, {"f1": "5012345678900", "f2": "4006381333931", "f3": "4006381333931", "f4": None,
+                           "f5": "4006381333931"}, {}, votes)
     assert [(s["frame_id"], s["reasons"], s["rank"]) for s in res.suspects] == \
         [("f1", "barcode", 1), ("f2", "weight", 2)]
     assert res.suspects[0]["suggested"] == "4006381333931" and res.model.startswith("none")

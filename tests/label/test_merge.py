@@ -90,7 +90,7 @@ def test_rewrite_is_idempotent(local_lake) -> None:
     write_merged(local_lake, "2026-11-24", merge_day(routes(), [b]))
     assert local_lake.get("label/merged/date=2026-11-24/merged.parquet") == first
     assert read_merged(local_lake, "2026-11-24").num_rows == 3
-    assert read_conflicts(local_lake, "2026-11-24") == {}
+    assert read_conflicts(local_lake, "2026-11-24") == ({}, {})
 
 
 def test_audit_answers_still_count_after_the_frame_is_routed_human() -> None:
@@ -106,7 +106,7 @@ def test_audit_answers_still_count_after_the_frame_is_routed_human() -> None:
 def test_a_human_label_the_frame_rules_out_is_held_until_a_conflict_task_settles_it(local_lake) -> None:
     """The annotator's slips: a barcode decoded on the frame itself, or the load cell's candidates,
     rule the answer out -> not merged, back to the queue as a conflict; the second look is final."""
-    from flywheel.label.routing import contradiction
+    from flywheel.label.routing import CONFLICT, RoutingConfig, contradiction, route_day
 
     decoded = {"labeler": "barcode", "label": A, "confidence": 0.99, "candidates": None}
     propagated = {"labeler": "barcode", "label": A, "confidence": 0.93, "candidates": None}
@@ -127,7 +127,14 @@ def test_a_human_label_the_frame_rules_out_is_held_until_a_conflict_task_settles
     assert "f-rev" not in by and by["f-open"]["label"] == C  # C fits the load cell
     assert res.counts["held"] == 1 and [c["frame_id"] for c in res.conflicts] == ["f-rev"]
     write_merged(local_lake, "2026-11-24", res)
-    assert read_conflicts(local_lake, "2026-11-24") == {"f-rev": B}  # routed as a conflict task next
+    # routed as a conflict task next, which shows the true reason (not "humans disagree")
+    conflicts, why = read_conflicts(local_lake, "2026-11-24")
+    assert conflicts == {"f-rev": B} and why == {"f-rev": "human vs barcode"}
+    again = route_day("2026-11-24", [{"frame_id": "f-rev", "clip_id": "c1", "label": A, "confidence": 0.99,
+                                      "votes": [decoded]}], RoutingConfig(audit_rate=0.0),
+                      conflicts=conflicts, conflict_reasons=why)
+    assert [(t.kind, t.frame_ids, t.proposed_label, t.reason) for t in again.tasks] == [
+        (CONFLICT, ["f-rev"], B, "human vs barcode")]
     settle = batch("b2", {"frame_id": "f-rev", "sku": A, "previous_sku": B, "note": "task conflict-9",
                           "corrected_at": T0 + timedelta(minutes=5)})
     res2 = merge_day(routes(), [slips, settle], pre)
@@ -136,3 +143,17 @@ def test_a_human_label_the_frame_rules_out_is_held_until_a_conflict_task_settles
                             "annotator": "ann-2", "corrected_at": T0 + timedelta(minutes=5)})
     res3 = merge_day(routes(), [slips, stubborn], pre)  # a second look is final, whatever the barcode says
     assert {r["frame_id"]: r["label"] for r in res3.rows}["f-rev"] == B
+
+
+def test_a_dispute_between_humans_says_so_and_an_older_conflicts_table_reads_as_one(local_lake) -> None:
+    import pyarrow as pa
+
+    from flywheel.label.merge import _put, merged_key
+
+    two = [batch("b1", {"frame_id": "f-rev", "sku": B, "previous_sku": A}),
+           batch("b2", {"frame_id": "f-rev", "sku": C, "previous_sku": A, "annotator": "ann-2"})]
+    write_merged(local_lake, "2026-11-24", merge_day(routes(), two))
+    assert read_conflicts(local_lake, "2026-11-24") == ({"f-rev": C}, {"f-rev": "humans disagree"})
+    old = pa.table({"frame_id": ["f-rev"], "latest_label": [C], "labels": ["[]"]})  # before the reason column
+    _put(local_lake, merged_key("2026-11-24", "conflicts.parquet"), old)
+    assert read_conflicts(local_lake, "2026-11-24") == ({"f-rev": C}, {"f-rev": "humans disagree"})

@@ -119,6 +119,7 @@ def test_the_asset_config_takes_the_domain_defaults() -> None:
     assert (cfg.budget_s, cfg.accept_threshold, cfg.audit_rate, cfg.seed) == \
         (dom.budget_s, dom.accept_threshold, dom.audit_rate, dom.seed)
     assert (cfg.audit_half_width, cfg.class_quota) == (dom.audit_half_width, dom.class_quota)
+    assert (cfg.max_review_tasks, cfg.trust_sensors) == (dom.max_review_tasks, dom.trust_sensors)
     assert cfg.near_duplicate_distance == GroupingConfig().max_distance
 
 
@@ -133,6 +134,24 @@ def test_trusting_a_human_calibration_accepts_flags_it_is_sure_about() -> None:
     assert trusted == {"f-sure": AUTO, "f-unsure": REVIEW, "f-cold": REVIEW}
     strict = {r["frame_id"]: r["route"] for r in route_day(DAY, rows, RoutingConfig(audit_rate=0.0)).routes}
     assert strict == {"f-sure": REVIEW, "f-unsure": REVIEW, "f-cold": REVIEW}
+
+
+def test_a_label_the_barcode_and_the_load_cell_both_vouch_for_is_accepted_whatever_vision_says() -> None:
+    read = {"labeler": "barcode", "label": SKU_A, "confidence": 0.93}
+    named = {"labeler": "weight", "label": SKU_A, "confidence": 0.6, "candidates": [SKU_A]}
+    listed = {"labeler": "weight", "label": None, "confidence": 0.0, "candidates": [SKU_B, SKU_A]}
+    elsewhere = {"labeler": "weight", "label": None, "confidence": 0.0, "candidates": [SKU_B]}
+    teacher = {"labeler": "teacher", "label": SKU_B, "confidence": 0.4}
+    rows = [{**row("f-named", mis=True, dis=True), "votes": [read, named, teacher]},
+            {**row("f-listed", mis=True, dis=True), "votes": [read, listed, teacher]},
+            {**row("f-read-only", mis=True, dis=True), "votes": [read, teacher]},  # one sensor: doubtful
+            {**row("f-weight-out", mis=True, dis=True), "votes": [read, elsewhere, teacher]},
+            {**row("f-unsure", conf=0.9, mis=True, dis=True), "votes": [read, named, teacher]}]
+    routes = {r["frame_id"]: r["route"] for r in route_day(DAY, rows, RoutingConfig(audit_rate=0.0)).routes}
+    assert routes == {"f-named": AUTO, "f-listed": AUTO, "f-read-only": REVIEW, "f-weight-out": REVIEW,
+                      "f-unsure": REVIEW}
+    off = route_day(DAY, rows, RoutingConfig(audit_rate=0.0, trust_sensors=False))
+    assert off.count(AUTO) == 0
 
 
 def test_a_short_list_makes_an_abstention_cheap() -> None:
@@ -206,3 +225,17 @@ def test_doubtful_work_is_a_quota_per_class_so_it_stays_flat_as_the_fleet_grows(
     unlimited = route_day(DAY, fleet(30), RoutingConfig(class_quota=0, max_review_tasks=0, audit_rate=0.0,
                                                         budget_s=1e6))
     assert len(unlimited.tasks) == 150
+
+
+def test_a_pick_from_the_catalog_waits_while_cheaper_doubtful_work_remains() -> None:
+    cfg = RoutingConfig(audit_rate=0.0, max_task_s=8.0)
+    cheap = {**row("f-cheap", conf=0.5), "candidates": [SKU_A, SKU_B]}  # verify, else a short list
+    costly = row("f-costly", conf=0.2)  # probably wrong, nothing narrows it: 1.6 + 0.8 * 15 s
+    first = route_day(DAY, [cheap, costly], cfg)
+    assert [t.frame_ids for t in first.tasks] == [["f-cheap"]]
+    (waits,) = [r for r in first.routes if r["frame_id"] == "f-costly"]
+    assert waits["route"] == DEFERRED and waits["reason"].startswith("expected 13.6 s > 8 s")
+    # the next run, once the cheap work is answered: nothing cheaper is left, so it is asked
+    again = route_day(DAY, [cheap, costly], cfg, human_labelled={"f-cheap"})
+    assert [t.frame_ids for t in again.tasks] == [["f-costly"]]
+    assert route_day(DAY, [cheap, costly], RoutingConfig(audit_rate=0.0, max_task_s=0)).count(DEFERRED) == 0

@@ -42,7 +42,7 @@ def test_frames_without_evidence_wait_while_other_doubtful_work_remains() -> Non
                 "disagreement": False, "barcode_mismatch": False, "candidates": cands, **kw}
 
     rows = [row("bare", None, []), row("shelf", None, [C], shelf_list=True), row("weighed", None, [A, B]),
-            row("low", A, [A])]
+            row("low", A, [A], confidence=0.8)]  # a likely proposal: cheap to verify (max_task_s)
     r = route_day("2026-11-24", rows, RoutingConfig(audit_rate=0.0))
     by = {x["frame_id"]: x for x in r.routes}
     assert by["bare"]["route"] == by["shelf"]["route"] == DEFERRED
