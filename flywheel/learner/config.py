@@ -108,6 +108,9 @@ class TrainConfig:
     # (flywheel/learner/warm_start.py); else, and with "scratch", from random weights
     init: Literal["scratch", "parent"] = "parent"
     finetune_warmup_epochs: float = 0.0  # warmup when fine-tuning: the weights are trained already
+    # classifier epochs when fine-tuning from the parent: min(epochs, this). A warm start converges
+    # in fewer epochs than random weights (README, "Two-stage turns")
+    finetune_epochs: int = 10
     # classify: repeat rare classes' training frames, r_c = max(1, sqrt(balance * n_max / n_c))
     # (repeat-factor sampling); 0 = off
     balance: float = 0.0
@@ -121,7 +124,10 @@ class TrainConfig:
     # device (model card, DeviceModelV1): a store's light colour is a per-channel gain that gray
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
-    num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
+    num_cpus: int = 2  # CPUs the Ray task reserves and training uses (yolo_env.use_cpus)
+    # of them, data-loading processes (decoding + augmentation); torch threads get the rest, >= 1.
+    # 0 put augmentation in the training thread: one of two cores used (README, "Two-stage turns")
+    workers: int = 1
     # the two-stage model (RoiConfig; the classifier's input is roi.crop, imgsz unused; classify
     # datasets with an empty class: train_candidate drops it on others, two_stage.fit_config).
     # None: one classifier on the whole frame (imgsz)
