@@ -125,7 +125,8 @@ class TrainConfig:
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
     num_cpus: int = 2  # CPUs the Ray task reserves and training uses (yolo_env.use_cpus)
-    # of them, data-loading processes (decoding + augmentation); torch threads get the rest, >= 1.
+    # of them, data-loading processes (decoding + augmentation; at most num_cpus - 1); torch
+    # threads get the rest.
     # 0 put augmentation in the training thread: one of two cores used (README, "Two-stage turns")
     workers: int = 1
     # the two-stage model (RoiConfig; the classifier's input is roi.crop, imgsz unused; classify

@@ -49,13 +49,14 @@ def test_use_cpus_restores_workers_and_threads_after_ultralytics_sets_its_own():
     yolo_env.configure()
     from ultralytics import YOLO
 
-    model = YOLO("yolov8n-cls.yaml", task="classify")
-    yolo_env.use_cpus(model, cpus=3, workers=1)
-    trainer = SimpleNamespace(args=SimpleNamespace(workers=0))  # as the trainer's __init__ left it
     before = torch.get_num_threads()
     try:
-        for callback in model.callbacks["on_pretrain_routine_start"]:
-            callback(trainer)
-        assert trainer.args.workers == 1 and torch.get_num_threads() == 2
+        for cpus, workers, expected in ((3, 1, (1, 2)), (1, 1, (0, 1))):  # 1 CPU: no worker
+            model = YOLO("yolov8n-cls.yaml", task="classify")
+            yolo_env.use_cpus(model, cpus=cpus, workers=workers)
+            trainer = SimpleNamespace(args=SimpleNamespace(workers=0))  # as ultralytics left it
+            for callback in model.callbacks["on_pretrain_routine_start"]:
+                callback(trainer)
+            assert (trainer.args.workers, torch.get_num_threads()) == expected
     finally:
         torch.set_num_threads(before)
