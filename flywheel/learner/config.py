@@ -71,9 +71,9 @@ class RoiConfig:
     # no boxed item frame the parent's dataset lacked; else fine-tuned from the parent's weights for
     # this many epochs (0: always reused). With TrainConfig.init "scratch", or no two-stage parent,
     # det_epochs from random weights (flywheel/learner/warm_start.py, prepare_detector). 5: the
-    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.73-0.81 of store items
-    # (3 epochs: 0.57-0.70; reused: 0.07-0.49) at ~95 CPU s an epoch: with the crop classifier's
-    # ~600 a turn is ~1,150-1,200 CPU s, the 10-minute budget's edge (README, "Two-stage turns")
+    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.77-0.81 of store items
+    # (3 epochs: 0.57-0.70; reused: 0.24-0.51) at ~73 s an epoch (one loading worker): 373 s of
+    # the warm oracle turn's 816 (README, "Two-stage turns")
     det_refresh_epochs: int = 5
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
