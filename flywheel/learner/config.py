@@ -71,9 +71,9 @@ class RoiConfig:
     # no boxed item frame the parent's dataset lacked; else fine-tuned from the parent's weights for
     # this many epochs (0: always reused). With TrainConfig.init "scratch", or no two-stage parent,
     # det_epochs from random weights (flywheel/learner/warm_start.py, prepare_detector). 5: the
-    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.73-0.81 of store items
-    # (3 epochs: 0.57-0.70; reused: 0.07-0.49) at ~95 CPU s an epoch: with the crop classifier's
-    # ~600 a turn is ~1,150-1,200 CPU s, the 10-minute budget's edge (README, "Two-stage turns")
+    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.77-0.81 of store items
+    # (3 epochs: 0.57-0.70; reused: 0.24-0.51) at ~73 s an epoch (one loading worker): 373 s of
+    # the warm oracle turn's 816 (README, "Two-stage turns")
     det_refresh_epochs: int = 5
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
@@ -108,6 +108,10 @@ class TrainConfig:
     # (flywheel/learner/warm_start.py); else, and with "scratch", from random weights
     init: Literal["scratch", "parent"] = "parent"
     finetune_warmup_epochs: float = 0.0  # warmup when fine-tuning: the weights are trained already
+    # classifier epochs when fine-tuning from the parent: min(epochs, this). The warm oracle turn:
+    # 10 -> item frames 0.637 in an 816 s turn, 30 -> 0.710 in 1,476 s (README, "Two-stage turns"):
+    # 10 for the 10-minute turn
+    finetune_epochs: int = 10
     # classify: repeat rare classes' training frames, r_c = max(1, sqrt(balance * n_max / n_c))
     # (repeat-factor sampling); 0 = off
     balance: float = 0.0
@@ -121,7 +125,11 @@ class TrainConfig:
     # device (model card, DeviceModelV1): a store's light colour is a per-channel gain that gray
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
-    num_cpus: int = 2  # CPUs the Ray task reserves (torch uses as many threads)
+    num_cpus: int = 2  # CPUs the Ray task reserves and training uses (yolo_env.use_cpus)
+    # of them, data-loading processes (decoding + augmentation; at most num_cpus - 1); torch
+    # threads get the rest.
+    # 0 put augmentation in the training thread: one of two cores used (README, "Two-stage turns")
+    workers: int = 1
     # the two-stage model (RoiConfig; the classifier's input is roi.crop, imgsz unused; classify
     # datasets with an empty class: train_candidate drops it on others, two_stage.fit_config).
     # None: one classifier on the whole frame (imgsz)

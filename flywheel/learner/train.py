@@ -85,11 +85,13 @@ def run_training(req: TrainRequest) -> TrainResult:
             extra = {"mosaic": 0.0}  # 4-image mosaics of tiny frames cost time and teach little
             repeated = {}
         model = YOLO(cfg.model_yaml, task=cfg.task)
+        yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
         t_train = time.perf_counter()
         with yolo_env.tolerate_val_class_gaps():
-            model.train(data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
-                        device="cpu", amp=False, seed=cfg.seed, deterministic=True, lr0=cfg.lr0,
-                        optimizer=cfg.optimizer, patience=cfg.patience, fliplr=cfg.fliplr,
+            model.train(data=data, epochs=init.epochs(cfg), imgsz=cfg.imgsz, batch=cfg.batch,
+                        workers=cfg.workers, device="cpu", amp=False, seed=cfg.seed,
+                        deterministic=True, lr0=cfg.lr0, optimizer=cfg.optimizer,
+                        patience=cfg.patience, fliplr=cfg.fliplr,
                         warmup_epochs=init.warmup_epochs(cfg), nbs=cfg.nbs or cfg.batch,
                         hsv_v=cfg.hsv_v, hsv_s=cfg.hsv_s, pretrained=init.pretrained(), plots=False,
                         verbose=False, project=str(tmp / "runs"), name="run", exist_ok=True, **extra)

@@ -84,7 +84,7 @@ def _decode(png: bytes) -> np.ndarray:
 def _train_args(cfg: TrainConfig, project: Path) -> dict:
     """What both trainings share (the whole-frame run's settings: CPU, seeded, offline)."""
     assert cfg.roi is not None
-    return dict(workers=0, device="cpu", amp=False, seed=cfg.seed, deterministic=True,
+    return dict(workers=cfg.workers, device="cpu", amp=False, seed=cfg.seed, deterministic=True,
                 optimizer=cfg.optimizer, fliplr=cfg.fliplr, hsv_h=cfg.roi.hsv_h, hsv_v=cfg.hsv_v,
                 hsv_s=cfg.hsv_s, plots=False, verbose=False, project=str(project),
                 exist_ok=True)
@@ -101,6 +101,7 @@ def train_detector(members: pl.DataFrame, cfg: TrainConfig, tmp: Path, parent: P
     `roi.det_refresh_epochs` from `parent` (a detector.pt); returns (best weights, train seconds)."""
     from ultralytics import YOLO
 
+    from flywheel.learner import yolo_env
     from flywheel.learner.materialize import materialize_detect
 
     roi = cfg.roi
@@ -109,7 +110,9 @@ def train_detector(members: pl.DataFrame, cfg: TrainConfig, tmp: Path, parent: P
                                   .otherwise(pl.lit(ITEM)).alias("label"))
     data = materialize_detect(frames, [EMPTY_CLASS, ITEM], tmp / "det_data")
     t = time.perf_counter()
-    YOLO(roi.det_model_yaml, task="detect").train(
+    model = YOLO(roi.det_model_yaml, task="detect")
+    yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+    model.train(
         data=str(data), epochs=roi.det_refresh_epochs if parent else roi.det_epochs,
         imgsz=roi.det_imgsz, batch=roi.det_batch, lr0=roi.det_lr0, patience=roi.det_patience,
         warmup_epochs=cfg.finetune_warmup_epochs if parent else roi.det_warmup_epochs,
@@ -174,9 +177,11 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
     data = materialize_classify(members, classes, tmp / "cls_data", roi.crop, cfg.white_balance,
                                 image_fn=crop)
     t = time.perf_counter()
+    model = YOLO(cfg.model_yaml, task="classify")
+    yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
     with yolo_env.tolerate_val_class_gaps():
-        YOLO(cfg.model_yaml, task="classify").train(
-            data=str(data), epochs=cfg.epochs, imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
+        model.train(
+            data=str(data), epochs=init.epochs(cfg), imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
             patience=cfg.patience, warmup_epochs=init.warmup_epochs(cfg), nbs=cfg.nbs or cfg.batch,
             pretrained=init.pretrained(), scale=cfg.scale, auto_augment=cfg.auto_augment, name="cls",
             **_train_args(cfg, tmp / "runs"))

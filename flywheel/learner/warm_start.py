@@ -45,6 +45,10 @@ class WarmStart:
         a short run (ultralytics warms up for min(warmup_epochs, epochs - 1) epochs)."""
         return cfg.finetune_warmup_epochs if self.mode == "parent" else cfg.warmup_epochs
 
+    def epochs(self, cfg: TrainConfig) -> int:
+        """A fine-tune starts where the parent converged: min(epochs, finetune_epochs)."""
+        return min(cfg.epochs, cfg.finetune_epochs) if self.mode == "parent" else cfg.epochs
+
     def as_card(self) -> dict:
         out = asdict(self)
         out.pop("weights")

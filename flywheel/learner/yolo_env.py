@@ -69,3 +69,24 @@ def tolerate_val_class_gaps() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(gap)
+
+
+def use_cpus(model, cpus: int, workers: int) -> None:
+    """Train `model` (an ultralytics YOLO) on `cpus` cores: up to `workers` data-loading processes
+    (decoding and augmentation, RandAugment included; at most cpus - 1, so 1 CPU has none) and
+    torch threads for the rest.
+    ultralytics on CPU trains with cpu_count - 1 torch threads (1 on 2 cores) and sets workers to 0
+    in the trainer, so augmentation ran in the training thread and a 2-core machine used one core.
+    The trainer calls `on_pretrain_routine_start` after it set its own and before it builds the
+    loaders. Seeded runs stay reproducible for a fixed `workers` (each worker is seeded from the
+    run's seed; another count draws other augmentations)."""
+    workers = max(0, min(workers, cpus - 1))
+    threads = max(1, cpus - workers)
+
+    def restore(trainer) -> None:
+        import torch
+
+        trainer.args.workers = workers
+        torch.set_num_threads(threads)
+
+    model.add_callback("on_pretrain_routine_start", restore)

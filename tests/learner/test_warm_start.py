@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flywheel.learner.config import TrainConfig
-from flywheel.learner.warm_start import adapt_checkpoint, oversample_rare
+from flywheel.learner.warm_start import WarmStart, adapt_checkpoint, oversample_rare
 from tests.learner.fakes import SKUS, fake_frames
 
 
@@ -58,6 +58,13 @@ def _features(model, x):
         x = m(x)
     head = model.model[-1]
     return head.drop(head.pool(head.conv(x)).flatten(1))
+
+
+def test_a_fine_tune_trains_finetune_epochs_at_most_and_scratch_all():
+    cfg = TrainConfig(epochs=30, finetune_epochs=10)
+    assert WarmStart("parent", "m1").epochs(cfg) == 10
+    assert WarmStart("scratch", reason="no production model yet").epochs(cfg) == 30
+    assert WarmStart("parent", "m1").epochs(TrainConfig(epochs=3, finetune_epochs=10)) == 3  # demo, tests
 
 
 def test_rare_classes_are_repeated_by_hard_links(tmp_path):

@@ -37,3 +37,26 @@ def test_a_val_set_without_every_class_is_a_warning_while_training(tmp_path):
         logger.removeHandler(keep)
     gaps = [r for r in records if "requires 3 classes" in r.getMessage()]
     assert [r.levelno for r in gaps] == [logging.ERROR, logging.WARNING, logging.ERROR]
+
+
+def test_use_cpus_restores_workers_and_threads_after_ultralytics_sets_its_own():
+    """ultralytics' trainer sets workers=0 and cpu_count - 1 torch threads on CPU; the callback
+    runs after that (on_pretrain_routine_start) and splits the task's CPUs: loaders, then threads."""
+    from types import SimpleNamespace
+
+    import torch
+
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    before = torch.get_num_threads()
+    try:
+        for cpus, workers, expected in ((3, 1, (1, 2)), (1, 1, (0, 1))):  # 1 CPU: no worker
+            model = YOLO("yolov8n-cls.yaml", task="classify")
+            yolo_env.use_cpus(model, cpus=cpus, workers=workers)
+            trainer = SimpleNamespace(args=SimpleNamespace(workers=0))  # as ultralytics left it
+            for callback in model.callbacks["on_pretrain_routine_start"]:
+                callback(trainer)
+            assert (trainer.args.workers, torch.get_num_threads()) == expected
+    finally:
+        torch.set_num_threads(before)
