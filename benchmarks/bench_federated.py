@@ -47,6 +47,9 @@ CENTRAL_EPOCHS = int(os.environ.get("FED_BENCH_CENTRAL_EPOCHS", "10"))
 # embeddings are the crop classifier's, centred on the item; 0 = the one-stage whole-frame model
 TWO_STAGE = os.environ.get("FED_BENCH_TWO_STAGE", "1") == "1"
 DET_EPOCHS = int(os.environ.get("FED_BENCH_DET_EPOCHS", "15"))  # the recipe's; fewer = a quicker bench
+# a lake holding only a trained production (cls-prod-0 + its dataset and frozen sets), copied: skips
+# the production training (the bench's longest part) when re-running the fleet's part
+REUSE = os.environ.get("FED_BENCH_LAKE")
 FLEETS = (20, 200)
 HEAD_SHAPE = (1280, 22)  # the production head's (embedding x classes) for the round times
 PARTS = ("efficacy", "clips", "rounds")
@@ -82,6 +85,20 @@ def _production(work: Path):
     return lake, ev.candidate.metrics["production_top1"]
 
 
+def _reuse(lake_dir: Path, work: Path):
+    """A copy of a lake with production already trained (models/cls-prod-0, its dataset and the
+    frozen sets; nothing else): saves the production training when re-running the fleet's part."""
+    import shutil
+
+    from edge_agent.lake import Lake
+    from flywheel.learner import registry
+
+    shutil.copytree(lake_dir, work / "lake")
+    lake = Lake.at_path(work / "lake")
+    registry.set_production(lake, "cls-prod-0", by="bench", reason="reused production")
+    return lake, registry.read_evaluation(lake, "cls-prod-0").candidate.metrics["production_top1"]
+
+
 def _channel(lake, work: Path):
     """The release channel (real keys) whose signed announcements the carts join."""
     from flywheel.release.keys import keygen, load_keys
@@ -109,8 +126,8 @@ def _federated(lake, address: str, work: Path, top1_0: float) -> tuple[dict, lis
         recorders = [ImageRecorder(a) for a in fleet.agents]
         sources: list[str] = []  # the frames each round's samples came from, for the centralised turns
         for r in range(ROUNDS):
-            fleet.drive(MINUTES_PER_ROUND)
             start = [len(rec.store.rows) for rec in recorders]
+            fleet.drive(MINUTES_PER_ROUND)
             out = federated_round(lake, address, RoundConfig(
                 base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS), repo=repo)
             row = {"round": r + 1, "skipped": out.skipped, "samples": out.report.samples,
@@ -253,7 +270,7 @@ def main(out_dir: Path) -> dict:
     t0 = time.perf_counter()
     work = scratch_dir("bench-fed-")
     if parts & {"efficacy", "clips"}:
-        lake, top1_0 = _production(work)
+        lake, top1_0 = _production(work) if not REUSE else _reuse(Path(REUSE), work)
         _progress("production", top1_0, t0)
         result["production_top1_start"] = top1_0
     if "efficacy" in parts:
