@@ -3,10 +3,12 @@
 1. Efficacy: production top-1 on the frozen store sets after N federated rounds (carts in "updates"
    mode adapt production's head on auto-labelled insertions; each round's candidate goes through the
    gate and becomes production only if it passes) against the centralised loop after the same N
-   turns on the same fleet: the images of the very samples the carts labelled (recorded beside
-   them, benchmarks/federated_central.py) go to the cloud, which fine-tunes production's whole
-   network (backbone + head) on all of them, the last turn of a loop that fine-tunes production on
-   everything collected so far; evaluated and gated like the federated candidates.
+   turns on the same fleet: the frames of the very samples the carts labelled, under the same
+   labels, with the box the device's detector cropped (recorded beside them,
+   benchmarks/federated_central.py), go to the cloud, and each turn is the product's Learner turn:
+   a dataset version of the manual collection plus every round so far, production fine-tuned on it
+   (`TrainConfig(init="parent")`: crop classifier and detector from the parent, empty frames cropped
+   as the two-stage training crops them), evaluated and gated; a passed turn becomes its production.
 2. Bytes per device per round: the head update (and the global head it receives) against the clip
    bytes the same carts upload in "clips" mode over the same simulated minutes.
 3. Round time of the Flower round alone (select, fit, check, FedAvg) with 20 and 200 simulated
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,15 +39,17 @@ MINUTES_PER_ROUND = 0.5 if QUICK else 1.0
 # near-constant embeddings (feature std ~2e-4), which no head, federated or not, can improve.
 EPOCHS = 20
 N_PER_SKU = 24
-CENTRAL_EPOCHS = int(os.environ.get("FED_BENCH_CENTRAL_EPOCHS", "3"))  # fine-tune of all layers
-CENTRAL_LR = float(os.environ.get("FED_BENCH_CENTRAL_LR", "3e-4"))
-# the centralised loop trains on the cumulative data: production's own training split beside the
-# fleet's new labels (without it, measured: manual top-1 0.59 -> 0.18, store 0.163 -> 0.097)
-CENTRAL_REPLAY = os.environ.get("FED_BENCH_CENTRAL_REPLAY", "1") == "1"
+# the centralised turn's crop classifier epochs (the job's TrainConfig default is 30, sized for the
+# oracle's ~3,850 frames; the bench's dataset is ~600 + the fleet's); everything else is the job's
+# warm-turn default (lr, batch, augmentation, init "parent", the detector's det_refresh_epochs)
+CENTRAL_EPOCHS = int(os.environ.get("FED_BENCH_CENTRAL_EPOCHS", "10"))
 # production as the two-stage model (detector + crop classifier, RoiConfig's recipe): the devices'
 # embeddings are the crop classifier's, centred on the item; 0 = the one-stage whole-frame model
 TWO_STAGE = os.environ.get("FED_BENCH_TWO_STAGE", "1") == "1"
 DET_EPOCHS = int(os.environ.get("FED_BENCH_DET_EPOCHS", "15"))  # the recipe's; fewer = a quicker bench
+# a lake holding only a trained production (cls-prod-0 + its dataset and frozen sets), copied: skips
+# the production training (the bench's longest part) when re-running the fleet's part
+REUSE = os.environ.get("FED_BENCH_LAKE")
 FLEETS = (20, 200)
 HEAD_SHAPE = (1280, 22)  # the production head's (embedding x classes) for the round times
 PARTS = ("efficacy", "clips", "rounds")
@@ -82,6 +85,20 @@ def _production(work: Path):
     return lake, ev.candidate.metrics["production_top1"]
 
 
+def _reuse(lake_dir: Path, work: Path):
+    """A copy of a lake with production already trained (models/cls-prod-0, its dataset and the
+    frozen sets; nothing else): saves the production training when re-running the fleet's part."""
+    import shutil
+
+    from edge_agent.lake import Lake
+    from flywheel.learner import registry
+
+    shutil.copytree(lake_dir, work / "lake")
+    lake = Lake.at_path(work / "lake")
+    registry.set_production(lake, "cls-prod-0", by="bench", reason="reused production")
+    return lake, registry.read_evaluation(lake, "cls-prod-0").candidate.metrics["production_top1"]
+
+
 def _channel(lake, work: Path):
     """The release channel (real keys) whose signed announcements the carts join."""
     from flywheel.release.keys import keygen, load_keys
@@ -93,7 +110,7 @@ def _channel(lake, work: Path):
 
 
 def _federated(lake, address: str, work: Path, top1_0: float) -> tuple[dict, list]:
-    from benchmarks.federated_central import ImageRecorder
+    from benchmarks.federated_central import ImageRecorder, write_round
     from edge_agent.model import DeviceModel
     from flywheel.federated.pipeline import federated_round
     from flywheel.federated.strategy import RoundConfig
@@ -107,7 +124,9 @@ def _federated(lake, address: str, work: Path, top1_0: float) -> tuple[dict, lis
     repo, root = _channel(lake, work)
     with FederatedFleet(lake, "stable", root, carts=CARTS, retry_s=0.3) as fleet:
         recorders = [ImageRecorder(a) for a in fleet.agents]
+        sources: list[str] = []  # the frames each round's samples came from, for the centralised turns
         for r in range(ROUNDS):
+            start = [len(rec.store.rows) for rec in recorders]
             fleet.drive(MINUTES_PER_ROUND)
             out = federated_round(lake, address, RoundConfig(
                 base_model="", min_samples=5, connect_window_s=30, expected_devices=CARTS), repo=repo)
@@ -133,12 +152,15 @@ def _federated(lake, address: str, work: Path, top1_0: float) -> tuple[dict, lis
             row["production_after"] = registry.production_model_id(lake)
             row["device_samples"] = sum(fleet.samples().values())
             rounds.append(row)
-        # the recorders kept an image for every sample the devices hold, under the same label
-        assert [len(r.store) for r in recorders] == list(fleet.samples().values())
+            # the recorders kept a frame for every sample the devices hold, under the same label
+            assert [len(rec.store) for rec in recorders] == list(fleet.samples().values())
+            key, n = write_round(lake, recorders, r + 1, start)
+            sources.append(key)
+            row["central_frames"] = n
     final = registry.production_model_id(lake)
     top1 = (top1_0 if final == "cls-prod-0"
             else evaluate_candidate(lake, final).candidate.metrics["production_top1"])
-    return {"rounds": rounds, "final_production": final, "production_top1": top1}, recorders
+    return {"rounds": rounds, "final_production": final, "production_top1": top1}, sources
 
 
 def _clip_bytes(lake, root: bytes) -> dict:
@@ -153,31 +175,28 @@ def _clip_bytes(lake, root: bytes) -> dict:
             "bytes_per_device": float(np.mean(per_device))}
 
 
-def _centralised(lake, recorders: list, work: Path) -> dict:
-    """Production fine-tuned centrally (all layers) on the carts' labelled samples, as images."""
-    from benchmarks.federated_central import finetune, pooled, replay_set
-    from flywheel.federated.candidate import register_weights
+def _centralised(lake, sources: list[str]) -> dict:
+    """The product's Learner turns on the carts' labelled frames: turn k trains on the manual
+    collection + rounds 1..k, from the centralised loop's production (a passed turn replaces it)."""
+    from benchmarks.federated_central import central_turn
     from flywheel.learner import registry
-    from flywheel.learner.config import GateRules
-    from flywheel.learner.pipeline import evaluate_candidate, gate_candidate
+    from flywheel.learner.config import GateRules, RoiConfig, TrainConfig
 
-    card = registry.read_card(lake, "cls-prod-0")
-    x, y = pooled(recorders, (3, card.imgsz, card.imgsz))
-    fleet = len(y)
-    if CENTRAL_REPLAY:
-        xr, yr = replay_set(lake, "cls-prod-0")
-        x, y = np.concatenate([x, xr]), np.concatenate([y, yr])
-    weights = registry.fetch_file(lake, "cls-prod-0", "weights.pt", work / "central")
-    info = finetune(weights, x, y, work / "central" / "tuned.pt", epochs=CENTRAL_EPOCHS, lr=CENTRAL_LR)
-    register_weights(lake, "cls-prod-0", "cls-central-1", work / "central" / "tuned.pt",
-                     {"centralised_finetune": info})
-    ev = evaluate_candidate(lake, "cls-central-1")
-    gate = gate_candidate(lake, "cls-central-1", GateRules(**BENCH_GATE))
-    return {"fleet_samples": fleet, "replayed_samples": int(len(y) - fleet), "finetune": info,
-            "production_top1": ev.candidate.metrics["production_top1"],
-            "manual_top1": ev.candidate.metrics.get("manual_top1"),
-            "production_top1_before": ev.production.metrics["production_top1"] if ev.production else None,
-            "gate_passed": gate.passed, "gate_reasons": gate.reasons}
+    # the job's warm turn (TrainConfig defaults, init "parent"); the roi as production's was trained
+    cfg = TrainConfig(epochs=CENTRAL_EPOCHS, num_cpus=1, init="parent",
+                      roi=RoiConfig(det_epochs=DET_EPOCHS) if TWO_STAGE else None)
+    registry.set_production(lake, "cls-prod-0", by="bench", reason="the centralised loop starts here")
+    turns, prod = [], "cls-prod-0"
+    for k in range(1, len(sources) + 1):
+        turn = central_turn(lake, prod, tuple(sources[:k]), f"cls-central-{k}", cfg, GateRules(), BENCH_GATE)
+        if turn["gate_passed"]:
+            registry.set_production(lake, turn["candidate"], by="bench", reason="gate passed")
+            prod = turn["candidate"]
+        turn["production_after"] = prod
+        turns.append(turn)
+    top1 = next((t["top1"] for t in reversed(turns) if t["candidate"] == prod), None)
+    return {"turns": turns, "final_production": prod, "central_epochs": CENTRAL_EPOCHS,
+            "production_top1": top1 if top1 is not None else turns[0]["production_top1_before"]}
 
 
 def _round_time(n_devices: int, d: int, k: int, tls: bool = True) -> tuple[float, float]:
@@ -223,6 +242,10 @@ def _progress(phase: str, value, t0: float) -> None:
                      default=str), file=sys.stderr, flush=True)
 
 
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
 def _cpu_seconds() -> float:
     """user + sys of this process and its finished children (Ray workers, encoders)."""
     import resource
@@ -233,45 +256,45 @@ def _cpu_seconds() -> float:
 
 def main(out_dir: Path) -> dict:
     """The parts in FED_BENCH_PARTS (default all): efficacy (production, federated rounds, the
-    centralised fine-tune), clips (clip bytes of the same carts), rounds (round times)."""
+    centralised turns), clips (clip bytes of the same carts), rounds (round times)."""
+    from benchmarks.scratch import scratch_dir
     from flywheel.federated.server import free_address
 
     parts = set(os.environ.get("FED_BENCH_PARTS", ",".join(PARTS)).split(","))
     load = Path("/proc/loadavg").read_text().split()[:3]
     result: dict = {"settings": {"carts": CARTS, "rounds": ROUNDS, "minutes_per_round": MINUTES_PER_ROUND,
                                  "production_epochs": EPOCHS, "central_epochs": CENTRAL_EPOCHS,
-                                 "central_lr": CENTRAL_LR, "central_replay": CENTRAL_REPLAY,
                                  "n_per_sku": N_PER_SKU, "two_stage": TWO_STAGE,
                                  "det_epochs": DET_EPOCHS if TWO_STAGE else None,
                                  "parts": sorted(parts & set(PARTS))}}
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:
-        work = Path(tmp)
-        if parts & {"efficacy", "clips"}:
-            lake, top1_0 = _production(work)
-            _progress("production", top1_0, t0)
-            result["production_top1_start"] = top1_0
-        if "efficacy" in parts:
-            fed, recorders = _federated(lake, free_address(), work, top1_0)
-            _progress("federated", fed, t0)
-            central = _centralised(lake, recorders, work)
-            del recorders
-            _progress("centralised", central, t0)
-            head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
-                                        if r["update_bytes_per_device"]] or [0.0]))
-            result.update(federated=fed, centralised_after_same_turns=central,
-                          top1_federated_minus_centralised=(fed["production_top1"]
-                                                            - central["production_top1"]),
-                          update_bytes_per_device_per_round=head_bytes)
-        if "clips" in parts:
-            key = "releases/stable/metadata/1.root.json"
-            root = lake.get(key) if lake.exists(key) else _channel(lake, work)[1]
-            clips = _clip_bytes(lake, root)
-            _progress("clips", clips, t0)
-            result["clips"] = clips
-            if "update_bytes_per_device_per_round" in result:
-                result["ratio_update_over_clips"] = (result["update_bytes_per_device_per_round"]
-                                                     / clips["bytes_per_device"])
+    work = scratch_dir("bench-fed-")
+    if parts & {"efficacy", "clips"}:
+        lake, top1_0 = _production(work) if not REUSE else _reuse(Path(REUSE), work)
+        _progress("production", top1_0, t0)
+        result["production_top1_start"] = top1_0
+    if "efficacy" in parts:
+        fed, sources = _federated(lake, free_address(), work, top1_0)
+        _progress("federated", fed, t0)
+        central = _centralised(lake, sources)
+        _progress("centralised", central, t0)
+        head_bytes = float(np.mean([r["update_bytes_per_device"] for r in fed["rounds"]
+                                    if r["update_bytes_per_device"]] or [0.0]))
+        result.update(federated=fed, centralised_after_same_turns=central,
+                      top1_federated_minus_centralised=(fed["production_top1"]
+                                                        - central["production_top1"]),
+                      gain_federated_over_centralised=_ratio(fed["production_top1"] - top1_0,
+                                                             central["production_top1"] - top1_0),
+                      update_bytes_per_device_per_round=head_bytes)
+    if "clips" in parts:
+        key = "releases/stable/metadata/1.root.json"
+        root = lake.get(key) if lake.exists(key) else _channel(lake, work)[1]
+        clips = _clip_bytes(lake, root)
+        _progress("clips", clips, t0)
+        result["clips"] = clips
+        if "update_bytes_per_device_per_round" in result:
+            result["ratio_update_over_clips"] = (result["update_bytes_per_device_per_round"]
+                                                 / clips["bytes_per_device"])
     if "rounds" in parts:
         times, cpu = {}, {}
         _round_time(2, *HEAD_SHAPE)  # warm-up (imports, first TLS context): not counted

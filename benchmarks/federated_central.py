@@ -1,31 +1,57 @@
 """The centralised side of bench_federated: the same carts, the same labels, but the images go up.
 
 `ImageRecorder` rides along a cart's federated learner: a second AutoLabeler, fed the same frame
-signals, keeps the model's input tensor of each frame where the device's labeler keeps its
-embedding, so both hold the same insertions under the same labels (the bench checks the counts
-match). `finetune` is what the cloud does with them: production's whole network (backbone and
-head) fine-tuned on the pooled samples with AdamW, in torch, for a few epochs; the result is
-registered like any candidate (flywheel.federated.candidate.register_weights) and evaluated on the
-same frozen sets. The inputs are exactly the device's (DeviceModel.preprocess: resize, white
-balance, normalisation), which evaluation reproduces bit for bit.
+signals, keeps the frame itself (PNG) and the box the device's detector cropped where the device's
+labeler keeps the crop's embedding, so both hold the same insertions under the same labels (the
+bench checks the counts match). `write_round` turns one round's recordings into labelled frames
+in the Label stage's columns (what `merged_labels` writes: frame, SKU or empty, item box), and the
+cloud trains on them exactly as the product's Learner turn does (`central_turn`: a dataset version
+of the manual collection plus every round so far, `run_training` with `TrainConfig(init="parent")`:
+the crop classifier and the detector fine-tuned from production, empty frames cropped as the
+two-stage training crops them), then evaluates and gates the candidate like any other.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from collections import OrderedDict
 
 import numpy as np
 
 from edge_agent.federated.samples import AutoLabeler, SampleStore
 
+RING = 256  # recent frames kept raw: an insertion's samples reach back <= ~10 s (100 frames at 10 fps)
+
+
+class _FrameStore(SampleStore):
+    """A SampleStore whose "embeddings" are frame numbers: on add, each becomes its recorded frame
+    (PNG, box), so only labelled frames are ever encoded or kept."""
+
+    def __init__(self, cap: int, ring: OrderedDict) -> None:
+        super().__init__(cap)
+        self.ring = ring
+        # every sample ever added: (PNG, box, label, group: the insertion, or the one empty frame)
+        self.rows: list[tuple[bytes, list[float] | None, int, int]] = []
+        self.groups = 0
+
+    def _add(self, space: str, embeddings: list[np.ndarray], label: int) -> None:
+        super()._add(space, embeddings, label)  # the same count and eviction as the device's
+        self.groups += 1
+        for e in embeddings:
+            png, box = self.ring[int(np.asarray(e).reshape(-1)[0])]
+            self.rows.append((png, box, label, self.groups))
+
 
 class ImageRecorder:
     def __init__(self, agent) -> None:
         fed = agent.federated
-        self.store = SampleStore(fed.store.cap)
+        self._ring: OrderedDict[int, tuple[bytes, list[float] | None]] = OrderedDict()
+        self._frames = 0
+        self.store = _FrameStore(fed.store.cap, self._ring)
         self.labeler = AutoLabeler(self.store, [], min_step_g=fed.cfg.min_step_g)
         self._last: np.ndarray | None = None
         self._version: str | None = None
+        self.labels: list[str] = []
         self.agent = agent
         self.watch(agent.model)
         observe = fed.observe
@@ -34,7 +60,8 @@ class ImageRecorder:
             added = observe(model, pred, sf, t)
             if model.version != self._version:
                 self._version = model.version
-                self.labeler.set_labels(list(model.labels))
+                self.labels = list(model.labels)
+                self.labeler.set_labels(self.labels)
             self.labeler.update(t, self._last, [b.text for b in sf.barcodes], sf.weight_delta_g,
                                 fed.space, sf.motion)
             return added
@@ -42,95 +69,79 @@ class ImageRecorder:
         fed.observe = observe_and_record
 
     def watch(self, model) -> None:
-        """Record `model`'s input of every frame it predicts (call again after a model swap)."""
+        """Record every frame `model` predicts and its detector box (call again after a swap)."""
         predict = model.predict
 
         def predict_and_keep(image):
-            self._last = model.preprocess(image)[0]
+            _, box, _ = model.locate(image)
+            self._ring[self._frames] = (_png(image), None if box is None else [float(v) for v in box])
+            while len(self._ring) > RING:
+                self._ring.popitem(last=False)
+            self._last = np.asarray([self._frames], np.float32)
+            self._frames += 1
             return predict(image)
 
         model.predict = predict_and_keep
 
 
-def pooled(recorders: list[ImageRecorder], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*(r.store.arrays() for r in recorders if len(r.store)), strict=True)
-    return np.concatenate(xs).reshape(-1, *shape), np.concatenate(ys)
-
-
-def replay_set(lake, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """The training split of the dataset version `model_id` was trained on, as device inputs: what
-    a centralised loop trains on again beside the new labels (it trains on the cumulative data)."""
-    import polars as pl
-
-    from flywheel.learner import registry
-    from flywheel.learner.datasets import load_dataset_version, read_members
-    from flywheel.learner.preprocess import png_batch
-
-    card, dev = registry.read_card(lake, model_id), registry.read_device_model(lake, model_id)
-    members = read_members(lake, load_dataset_version(lake, card.lineage.dataset_version))
-    members = members.filter(pl.col("split") == "train")
-    if dev.detector is not None:  # two-stage: the crop classifier's input, around the true box
-        members = members.filter(pl.col("item_box").is_not_null())
-        x = crop_batch(members["image_png"].to_list(), members["item_box"].to_list(), card.imgsz,
-                       dev.white_balance, dev.detector.crop_margin)
-    else:
-        x = png_batch(members["image_png"].to_list(), card.imgsz, dev.white_balance)
-    x = (x - np.asarray(dev.mean, np.float32).reshape(1, 3, 1, 1)) / np.asarray(dev.std, np.float32).reshape(
-        1, 3, 1, 1)
-    index = {c: i for i, c in enumerate(dev.labels)}
-    return x.astype(np.float32), np.asarray([index[lab] for lab in members["label"].to_list()], np.int64)
-
-
-def crop_batch(pngs: list[bytes], boxes: list, size: int, wb: str, margin: float) -> np.ndarray:
-    """[n, 3, size, size] in [0, 1]: each frame's square crop around its item box, as the Learner
-    crops its training images (edge_agent.crop.balanced_crop, no jitter)."""
-    import io
-
+def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
-    from edge_agent.crop import balanced_crop
-
-    crops = [balanced_crop(np.asarray(Image.open(io.BytesIO(p)).convert("RGB")), b, size, wb, margin=margin)
-             for p, b in zip(pngs, boxes, strict=True)]
-    return np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
-def finetune(weights: Path, x: np.ndarray, y: np.ndarray, out: Path, *, epochs: int = 5,
-             lr: float = 3e-4, batch: int = 32, seed: int = 0, threads: int = 2) -> dict:
-    """Fine-tune the ultralytics classifier checkpoint `weights` (all layers) on (x, y); writes the
-    checkpoint `out`; returns the loss per epoch and the training accuracy."""
-    import time
+def write_round(lake, recorders: list[ImageRecorder], round_no: int, start: list[int]) -> tuple[str, int]:
+    """Rows `start[i]:` of each recorder as one labelled-frames Parquet in the lake (the columns
+    flywheel.label.merge.write_labelled_frames writes); returns (key, rows). A session is one insertion
+    (the product's is the clip around it: the split keeps near-duplicate frames on one side); empty
+    samples are empty frames, as a human marks them."""
+    import polars as pl
 
-    import torch
+    rows = []
+    for rec, s in zip(recorders, start, strict=True):
+        for j, (png, box, label, group) in enumerate(rec.store.rows[s:], start=s):
+            sku = rec.labels[label]
+            empty = label == rec.labeler.empty
+            rows.append({"frame_id": f"fed-{rec.agent.device_id}-{j}",
+                         "session_id": f"fed-{rec.agent.device_id}-{group}",
+                         "device_id": rec.agent.device_id, "store": rec.agent.store_id,
+                         "distribution": "production", "sku": None if empty else sku, "is_empty": empty,
+                         # an item frame the detector found nothing on has no box: two-stage drops it
+                         "item_box": None if empty or box is None else box, "image_png": png})
+    key = f"bench/federated_central/round={round_no}.parquet"
+    buf = io.BytesIO()
+    pl.DataFrame(rows, schema={"frame_id": pl.String, "session_id": pl.String, "device_id": pl.String,
+                               "store": pl.String, "distribution": pl.String, "sku": pl.String,
+                               "is_empty": pl.Boolean, "item_box": pl.List(pl.Float32),
+                               "image_png": pl.Binary}).write_parquet(buf)
+    lake.put(key, buf.getvalue())
+    return key, len(rows)
 
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
-    net = (ckpt.get("ema") or ckpt["model"]).float()
-    for p in net.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.int64))
-    rng = np.random.default_rng(seed)
-    losses, t0 = [], time.perf_counter()
-    for _ in range(epochs):
-        net.train()
-        order, total = rng.permutation(len(y)), 0.0
-        for i in range(0, len(y), batch):
-            idx = torch.from_numpy(order[i:i + batch])
-            if len(idx) < 2:  # batch norm needs two samples in training mode
-                continue
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(round(total / len(y), 4))
-    net.eval()
-    with torch.inference_mode():
-        out_logits = torch.cat([net(xt[i:i + 256])[1] for i in range(0, len(y), 256)])
-    train_top1 = float((out_logits.argmax(1) == yt).float().mean())
-    ckpt["model"], ckpt["ema"] = net, None
-    torch.save(ckpt, out)
-    return {"epochs": epochs, "lr": lr, "batch": batch, "samples": int(len(y)), "loss": losses,
-            "train_top1": round(train_top1, 4), "seconds": round(time.perf_counter() - t0, 1)}
+
+def central_turn(lake, parent: str, sources: tuple[str, ...], model_id: str, cfg, rules, bench_gate) -> dict:
+    """One Learner turn: the dataset version of the manual collection + `sources`, production
+    `parent` fine-tuned on it (`cfg`: TrainConfig, init "parent"), evaluated against `parent`
+    (made production first) and gated."""
+    from flywheel.learner import registry
+    from flywheel.learner.config import DatasetSpec, GateRules
+    from flywheel.learner.pipeline import build_dataset, evaluate_candidate, gate_candidate
+    from flywheel.learner.train import TrainRequest, run_training
+
+    ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=sources)
+    result = run_training(TrainRequest(lake.uri, None, ds.version, cfg, model_id, parent_model_id=parent,
+                                       rules=rules))
+    ev = evaluate_candidate(lake, model_id)
+    gate = gate_candidate(lake, model_id, GateRules(**bench_gate))
+    training = result.card.training
+    return {"candidate": model_id, "parent": parent, "dataset": ds.version,
+            "train_frames": result.n_train, "seconds_train": round(result.seconds_train, 1),
+            "init": training.get("init", {}).get("mode"),
+            "detector": {k: training.get("detector", {}).get(k) for k in ("epochs", "init")},
+            "item_frames_without_box": training.get("item_frames_without_box"),
+            "top1": ev.candidate.metrics["production_top1"],
+            "production_top1_before": ev.production.metrics["production_top1"] if ev.production else None,
+            "manual_top1": ev.candidate.metrics.get("manual_top1"),
+            "gate_passed": gate.passed, "gate_reasons": gate.reasons,
+            "production_set": registry.production_model_id(lake)}
