@@ -81,6 +81,10 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     counts = {r: routing.count(r) for r in ("auto", "review", "conflict", "audit", "deferred", "human")}
     kinds = {k: sum(1 for t in routing.tasks if t.kind == k) for k in ("conflict", "review", "audit")}
     grouped = sum(len(t.frame_ids) - 1 for t in routing.tasks)
+
+    def routes_saying(phrase: str) -> int:  # deferred frames by cause: the routing writes it in the reason
+        return sum(1 for r in routing.routes if phrase in (r["reason"] or ""))
+
     last = read_summary(the_lake, day)
     meta: dict[str, object] = {
         "frames_in": len(routing.routes),
@@ -89,10 +93,10 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "routes": dg.MetadataValue.md(_summary_md(counts)),
         "auto_accepted": counts["auto"],
         "deferred_over_budget": counts["deferred"],  # every deferred frame (quota, batch, budget)
-        "deferred_over_class_quota": sum(1 for r in routing.routes if "class quota" in (r["reason"] or "")),
-        "deferred_over_batch": sum(1 for r in routing.routes if "over the batch" in (r["reason"] or "")),
-        "deferred_costly": sum(1 for r in routing.routes if "cheaper doubtful work" in (r["reason"] or "")),
-        "deferred_no_evidence": sum(1 for r in routing.routes if "no evidence" in (r["reason"] or "")),
+        "deferred_over_class_quota": routes_saying("class quota"),
+        "deferred_over_batch": routes_saying("over the batch"),
+        "deferred_costly": routes_saying("cheaper doubtful work"),
+        "deferred_no_evidence": routes_saying("no evidence"),
         "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,
         # second looks at human labels the frame rules out, by what rules them out

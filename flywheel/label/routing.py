@@ -347,19 +347,19 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
               for ids in sorted(group(doubtful), key=lambda g: min(order[f] for f in g))]
     wait_weak = any(not weak(g[0]) for g in groups)
     # frames without evidence have their own rule above; of the rest, a pick from the catalog waits
-    costly = {id(g): bool(config.max_task_s) and not weak(g[0])
-              and task_cost(REVIEW, g[0], config) > config.max_task_s for g in groups}
-    wait_costly = any(not costly[id(g)] and not (wait_weak and weak(g[0])) for g in groups)
+    costs = [task_cost(REVIEW, g[0], config) for g in groups]
+    costly = [bool(config.max_task_s) and not weak(g[0]) and c > config.max_task_s
+              for g, c in zip(groups, costs, strict=True)]
+    wait_costly = any(not c and not (wait_weak and weak(g[0])) for g, c in zip(groups, costly, strict=True))
     for pos, members in enumerate(groups):
         if wait_weak and weak(members[0]):
             for m in members:  # the day's other answers teach its shelf list first (cheaper later)
                 put(m, DEFERRED, "no evidence yet: waits for the day's other answers")
             continue
-        if wait_costly and costly[id(members)]:
-            cost = task_cost(REVIEW, members[0], config)
+        if wait_costly and costly[pos]:
             for m in members:  # a pick from the catalog waits while cheaper work remains
-                put(m, DEFERRED, f"expected {cost:.1f} s > {config.max_task_s:g} s: waits while cheaper "
-                                 "doubtful work remains")
+                put(m, DEFERRED, f"expected {costs[pos]:.1f} s > {config.max_task_s:g} s: waits while "
+                                 "cheaper doubtful work remains")
             continue
         k = stratum_of(members[0])
         rank = per_class[k] = per_class.get(k, -1) + 1
