@@ -49,6 +49,10 @@ class ReviewConfig(dg.Config):
     trust_sensors: bool = Field(default_of(RoutingConfig, "trust_sensors"),
                                 description="Accept a confident label the barcode read and the load cell "
                                             "both vouch for, even when a vision labeler disagrees.")
+    backlog_days: int = Field(default_of(RoutingConfig, "backlog_days"),
+                              description="Deferred frames of earlier capture days this many days back "
+                                          "come back in this run's queue, oldest first, within the same "
+                                          "batch and budget (0 = only a re-run of their own day).")
     near_duplicate_distance: float = Field(default_of(GroupingConfig, "max_distance"),
                                            description="Cosine distance under which frames of one clip form "
                                                        "one task (LanceDB index vectors).")
@@ -75,9 +79,10 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
                          class_quota=config.class_quota, max_review_tasks=config.max_review_tasks,
                          max_task_s=config.max_task_s,
                          seed=config.seed,
-                         trust_calibration=config.trust_calibration, trust_sensors=config.trust_sensors)
+                         trust_calibration=config.trust_calibration, trust_sensors=config.trust_sensors,
+                         backlog_days=config.backlog_days)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
-                                        config.near_duplicate_distance)
+                                        config.near_duplicate_distance, context.run_id)
     counts = {r: routing.count(r) for r in ("auto", "review", "conflict", "audit", "deferred", "human")}
     kinds = {k: sum(1 for t in routing.tasks if t.kind == k) for k in ("conflict", "review", "audit")}
     grouped = sum(len(t.frame_ids) - 1 for t in routing.tasks)
@@ -97,6 +102,10 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "deferred_over_batch": routes_saying("over the batch"),
         "deferred_costly": routes_saying("cheaper doubtful work"),
         "deferred_no_evidence": routes_saying("no evidence"),
+        # earlier days' deferred frames: taken into this run's tasks, deferred again, from which days
+        "backlog_routed": sum(1 for r in routing.backlog if r["task_id"]),
+        "backlog_deferred_again": sum(1 for r in routing.backlog if not r["task_id"]),
+        "backlog_days": dg.MetadataValue.json(sorted({r["origin_day"] for r in routing.backlog})),
         "audit_sample": kinds["audit"],
         "near_duplicates_folded": grouped,
         # second looks at human labels the frame rules out, by what rules them out

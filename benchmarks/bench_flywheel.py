@@ -21,7 +21,8 @@ the simulated annotator, training on Ray, gate, release, staged rollout) on temp
 
 Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON;
 after each phase the JSON is written again, so a run stopped early still reports what it reached.
-Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs 3]`.
+Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs N]`
+(--epochs: crop-classifier epochs per turn; default the weekly job's, as a real turn trains).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def _stage_ratios(small: dict | None, large: dict | None) -> dict[str, float | N
     return {k: _ratio(large.get(k), small.get(k)) for k in CLOUD_STAGES if k in small or k in large}
 
 
-def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, scale: int) -> dict:
+def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int | None,
+              scale: int) -> dict:
     """The JSON from the runs under `root` (x1, x<scale>); parts not reached yet are None."""
     records = [r for r in _records(root / "x1") if r.turn <= turns]
     boot = records[0] if records else None
@@ -149,7 +151,8 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, s
     merged = [r.merged_accuracy for r in fleet_turns if r.merged_accuracy is not None]
     small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
     return {
-        "sizes": {"turns": turns, "carts": carts, "minutes_per_cart": minutes, "epochs": epochs,
+        "sizes": {"turns": turns, "carts": carts, "minutes_per_cart": minutes,
+                  "epochs": epochs if epochs is not None else "the weekly job's (TrainConfig)",
                   "scale": scale, "frames_per_turn": [r.frames for r in fleet_turns]},
         "complete": len(records) == turns + 1 and large["finished"],
         "per_turn": [dataclasses.asdict(r) for r in records],
@@ -192,7 +195,7 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int, s
 INIT_VARIANTS = {"scratch": {"init": "scratch"}, "parent_balanced": {"balance": 0.5}}
 
 
-def compare_init(root: Path, epochs: int, variants: dict[str, dict] | None = None) -> dict:
+def compare_init(root: Path, epochs: int | None, variants: dict[str, dict] | None = None) -> dict:
     """Turn 1's dataset trained again with each variant's TrainConfig overrides, from the same
     parent; every model (the turn's candidate too) evaluated on the gate's sets by the same code.
     Cached in <root>/init_comparison.json (a resumed run does not train them again)."""
@@ -225,7 +228,8 @@ def compare_init(root: Path, epochs: int, variants: dict[str, dict] | None = Non
     if parent:
         models["bootstrap"] = {"model_id": parent, **top1(parent)}
     for name, overrides in (variants or INIT_VARIANTS).items():
-        cfg = dataclasses.replace(TrainConfig(epochs=epochs), **overrides)
+        cfg = dataclasses.replace(TrainConfig() if epochs is None else TrainConfig(epochs=epochs),
+                                  **overrides)
         model_id = registry.new_model_id(cfg.task, card.lineage.dataset_version, cfg.as_dict())
         r = run_training(TrainRequest(lake.uri, None, card.lineage.dataset_version, cfg, model_id,
                                       parent_model_id=parent, catalog=catalog))
@@ -242,7 +246,7 @@ def compare_init(root: Path, epochs: int, variants: dict[str, dict] | None = Non
     return out
 
 
-def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int = 3,
+def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int | None = None,
           scale: int = 10, work: Path | None = None, report_only: bool = False,
           init_comparison: bool = True, out_file: Path | None = None) -> dict:
     from jobs.turns import WheelSettings
@@ -287,7 +291,8 @@ def main(out_dir: Path | str = "var/bench", argv: list[str] | None = None) -> di
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--carts", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=0.75)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="classifier epochs per turn (default: the weekly job's)")
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--work", type=Path, help="keep the lakes here (default: a temp dir)")
     parser.add_argument("--report-only", action="store_true",

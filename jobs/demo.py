@@ -118,7 +118,7 @@ class Demo:
             return rec
         labelled = self.step(k, "label", w.label, day)
         rec.empties_filtered = labelled["empties"]
-        reviewed = self.step(k, "review", w.review, k, day, carts, s.minutes)
+        reviewed = self.step(k, "review", w.review, k, day, carts, s.minutes, self._earlier(k))
         rec.human_items, rec.human_frames = reviewed["tasks"], reviewed["frames"]
         rec.human_seconds = reviewed["seconds"]
         merged = self.step(k, "merge", w.merge, day)
@@ -145,6 +145,17 @@ class Demo:
             if judged["action"] == "halt":
                 rec.note = f"rollout halted and rolled back: {judged['reasons']}"
         return rec
+
+    def _earlier(self, k: int) -> dict[str, tuple[int, int, float]]:
+        """Capture day -> (turn, carts, minutes) of the turns before k that collected."""
+        start = date.fromisoformat(self.progress.state["start_day"])
+        out = {}
+        for j in range(1, k):
+            got = self.progress.result(j, "collect")
+            if got:
+                out[(start + timedelta(days=7 * (j - 1))).isoformat()] = (j, got["out"]["carts"],
+                                                                          got["out"]["minutes"])
+        return out
 
     @staticmethod
     def _next_day(day: str, n: int) -> str:

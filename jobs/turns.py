@@ -23,7 +23,9 @@ DEMO_STAGES = ["canary:50", "full:100"]
 class WheelSettings:
     carts: int = 4
     minutes: float = 0.75  # simulated minutes per cart per collection
-    epochs: int = 3
+    # crop-classifier epochs per turn (3: the demo's pace); None: the weekly job's default
+    # (TrainConfig.epochs from scratch, finetune_epochs on a warm turn)
+    epochs: int | None = 3
     # the two-stage model's detector, trained from scratch in the bootstrap turn only (later turns
     # reuse or fine-tune the parent's: RoiConfig.det_refresh_epochs); None: the job's default
     det_epochs: int | None = None
@@ -140,16 +142,34 @@ class Wheel:
         return fleet_truth_lookup(self.lake, day, frame_ids, seed=self.fleet_seed(turn), carts=carts,
                                   minutes=minutes, world_seed=self.settings.world_seed)
 
-    def review(self, turn: int, day: str, carts: int, minutes: float) -> dict:
-        """The simulated annotator answers the day's open tasks (a CorrectionBatchV1 in landing/)."""
-        from flywheel.label.annotator import AnnotatorConfig, answered_task_ids, simulate_review
+    def review(self, turn: int, day: str, carts: int, minutes: float,
+               earlier: dict[str, tuple[int, int, float]] | None = None) -> dict:
+        """The simulated annotator answers the day's open tasks (a CorrectionBatchV1 in landing/).
+        `earlier`: capture day -> (turn, carts, minutes) of the earlier turns, for the truth of
+        the earlier days' deferred frames the run took (flywheel.label.backlog)."""
+        from flywheel.label.annotator import (
+            UNKNOWN,
+            AnnotatorConfig,
+            answered_task_ids,
+            simulate_review,
+        )
+        from flywheel.label.backlog import origin_days
         from flywheel.label.review_tasks import read_tasks
         from flywheel.learner.reference_sets import catalog_skus
 
         tasks = read_tasks(self.lake, day)
         done = answered_task_ids(self.lake, day)
         open_tasks = [t for t in tasks if t.task_id not in done]
-        truth = self.truth(turn, day, carts, minutes, sorted({f for t in open_tasks for f in t.frame_ids}))
+        ids = sorted({f for t in open_tasks for f in t.frame_ids})
+        earlier = earlier or {}
+        lookups = [self.truth(turn, day, carts, minutes, ids)]
+        for d in (d for d in origin_days(self.lake, day) if d in earlier):
+            t, c, m = earlier[d]
+            lookups.append(self.truth(t, d, c, m, ids))
+
+        def truth(fid: str):
+            return next((t for t in (f(fid) for f in lookups) if t is not UNKNOWN), UNKNOWN)
+
         report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), truth,
                                  AnnotatorConfig(seed=self.fleet_seed(turn)))
         return {"tasks": report.tasks_answered, "frames": report.frames_answered,
@@ -176,7 +196,7 @@ class Wheel:
 
     def train(self) -> dict:
         """The weekly job: dataset version, training on Ray, evaluation, the blocking gate."""
-        train = {"epochs": self.settings.epochs}
+        train = {} if self.settings.epochs is None else {"epochs": self.settings.epochs}
         if self.settings.det_epochs is not None:
             train["det_epochs"] = self.settings.det_epochs
         config = {"ops": {"candidate_model": {"config": train}}}

@@ -63,10 +63,14 @@ def answered_task_ids(lake: Lake, day: str) -> set[str]:
 
 
 def _answered(lake: Lake, day: str) -> tuple[set[str], datetime | None]:
-    """(the tasks answered so far, the time of the latest answer) for the day."""
+    """(the tasks answered so far, the time of the latest answer) for the day: its own frames' and
+    the earlier days' it took a backlog from (their answers are filed to those days)."""
+    from flywheel.label.backlog import origin_days
+
     done: set[str] = set()
     latest: datetime | None = None
-    for prefix in (f"{CORRECTIONS}/date={day}", LANDING_CORRECTIONS):
+    days = [day, *origin_days(lake, day)]
+    for prefix in (*(f"{CORRECTIONS}/date={d}" for d in days), LANDING_CORRECTIONS):
         for info in lake.list(prefix):
             try:
                 batch = parse_correction_batch(lake.get(info.key))

@@ -15,7 +15,9 @@ Inputs are read whole and the output is sorted, so re-running gives the same tab
     label/merged/date=D/merged.parquet     frame_id, label, source, confidence, annotator, tool,
                                            task_id, annotation_id, corrected_at, previous_label, route,
                                            box, box_annotator, box_annotation_id (a drawn box and
-                                           the answer that drew it)
+                                           the answer that drew it), review_day, review_run,
+                                           deferred_reason (a deferred frame answered in a later
+                                           day's run: flywheel.label.backlog)
     label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label, reason (humans
                                            disagree / human vs barcode / human vs load cell)
     label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns
@@ -221,7 +223,10 @@ def merged_schema():  # noqa: ANN201 - pyarrow imported lazily
         ("corrected_at", pa.timestamp("us", tz="UTC")), ("previous_label", pa.string()),
         ("route", pa.string()),
         ("box", pa.list_(pa.float64())),  # x1, y1, x2, y2 pixels a human drew; null = the whole frame
-        ("box_annotator", pa.string()), ("box_annotation_id", pa.string())])  # who drew it, which answer
+        ("box_annotator", pa.string()), ("box_annotation_id", pa.string()),  # who drew it, which answer
+        # a frame its own day deferred, answered in a later day's run (flywheel.label.backlog):
+        # that run's day and Dagster run id, and why its day deferred it; null otherwise
+        ("review_day", pa.string()), ("review_run", pa.string()), ("deferred_reason", pa.string())])
 
 
 def conflicts_schema():  # noqa: ANN201
@@ -331,13 +336,20 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
     labelled frames; returns (result, batch ids merged, labelled frames written)."""
     from flywheel.depot.ingest import read_frames
     from flywheel.label.corrections import read_day_batches
-    from flywheel.label.review_tasks import read_routes
+    from flywheel.label.review_tasks import backlog_provenance, read_routes
     from flywheel.label.tables import read_prelabels
 
     batches = read_day_batches(lake, day)
     pre = read_prelabels(lake, day, columns=["frame_id", "votes"]).to_pylist()
     prelabels = {r["frame_id"]: r for r in pre}
     result = merge_day(read_routes(lake, day), batches, prelabels)
+    late = backlog_provenance(lake, day, {r["frame_id"]: r["task_id"] for r in result.rows
+                                      if r["source"] == "human"})
+    for r in result.rows:
+        if r["frame_id"] in late:
+            p = late[r["frame_id"]]
+            r.update(review_day=p["review_day"], review_run=p["review_run"],
+                     deferred_reason=p["deferred_reason"])
     ids = [b.batch_id for b in batches]
     write_merged(lake, day, result, ids)
     frames = read_frames(lake, day, columns=["frame_id", "clip_id", "device_id", "store_id", "width",

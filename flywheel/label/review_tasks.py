@@ -1,6 +1,8 @@
 """Review tasks on the lake: the routes and tasks tables, and the exports annotation tools import.
 
     label/review/date=D/routes.parquet       one row per kept frame: its route and task
+    label/review/date=D/backlog.parquet      earlier days' deferred frames this run routed
+                                             (flywheel.label.backlog)
     label/review/date=D/tasks.parquet        one row per task (a near-duplicate group)
     label/review/date=D/label_studio.json    Label Studio tasks with `predictions` (the annotator
                                              corrects the proposed SKU instead of picking one)
@@ -18,15 +20,17 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from edge_agent.contract.layout import validate_date
 from edge_agent.lake import Lake, ObjectNotFound
-from flywheel.label.routing import Routing, Task
+from flywheel.label.routing import Routing, Task, task_day
 
 REVIEW = "label/review"
+BACKLOG_FILE = "backlog.parquet"  # what a run took from earlier days (flywheel.label.backlog)
 NO_PRODUCT = "none"  # the Label Studio choice for "no product in this frame" (a `reject`)
 FROM_NAME, TO_NAME = "sku", "image"
 
@@ -72,6 +76,36 @@ def _get_parquet(lake: Lake, key: str, schema: Any) -> list[dict[str, Any]]:
         return pq.read_table(pa.BufferReader(lake.get(key))).to_pylist()
     except ObjectNotFound:
         return []
+
+
+def backlog_schema():  # noqa: ANN201 - pyarrow imported lazily
+    import pyarrow as pa
+
+    return pa.schema([("frame_id", pa.string()), ("origin_day", pa.string()), ("route", pa.string()),
+                      ("task_id", pa.string()), ("reason", pa.string()),
+                      ("deferred_reason", pa.string()), ("review_day", pa.string()),
+                      ("review_run", pa.string())])
+
+
+def read_backlog(lake: Lake, day: str) -> list[dict[str, Any]]:
+    return _get_parquet(lake, review_key(day, BACKLOG_FILE), backlog_schema())
+
+
+def backlog_provenance(lake: Lake, day: str, task_ids: Mapping[str, str | None]
+                       ) -> dict[str, dict[str, Any]]:
+    """frame -> its backlog record, for frames of `day` answered in a task of another day's run
+    (`task_ids`: frame -> the task its merged human label answers)."""
+    cache: dict[str, dict[str, dict[str, Any]]] = {}
+    out = {}
+    for fid, task in task_ids.items():
+        other = task_day(task or "")
+        if other is None or other == day:
+            continue
+        if other not in cache:
+            cache[other] = {r["frame_id"]: r for r in read_backlog(lake, other)}
+        rec = cache[other].get(fid)
+        out[fid] = rec or {"review_day": other, "review_run": None, "deferred_reason": None}
+    return out
 
 
 def read_routes(lake: Lake, day: str) -> list[dict[str, Any]]:

@@ -136,6 +136,11 @@ class RoutingConfig:
     # label: a vision labeler that disagrees does not send the frame to review (on a cold day the
     # teacher is the untrained bootstrap, wrong on most frames); the audit keeps watching them.
     trust_sensors: bool = True
+    # Deferred frames of the review days this many days before a run's day come back in its queue
+    # (flywheel.label.backlog), oldest day first, ahead of the day's own doubtful work and under
+    # the same batch and budget; 0 = off (they wait for a re-run of their own day). 28: four weekly
+    # turns.
+    backlog_days: int = 28
     # Once the ensemble is calibrated on human reviews (its version in labeler_versions starts with
     # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
     # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
@@ -162,6 +167,9 @@ class Routing:
     routes: list[dict[str, Any]]  # one per frame: frame_id, route, task_id, label, confidence, reason
     budget_s: float
     planned_s: float  # expected human seconds of the tasks
+    # earlier days' deferred frames this run routed (review) or deferred again: a route row plus
+    # origin_day and deferred_reason (flywheel.label.backlog)
+    backlog: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, route: str) -> int:
         return sum(1 for r in self.routes if r["route"] == route)
@@ -266,6 +274,15 @@ def task_id_for(day: str, kind: str, frame_ids: Iterable[str]) -> str:
     return f"{kind}-{day.replace('-', '')}-{h.hexdigest()}"  # the kind stays readable in notes
 
 
+def task_day(task_id: str) -> str | None:
+    """The review day whose run made the task (`task_id_for`), or None for another id."""
+    parts = task_id.split("-")
+    if len(parts) != 3 or len(parts[1]) != 8 or not parts[1].isdigit():
+        return None
+    d = parts[1]
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}"
+
+
 Grouper = Callable[[list[dict[str, Any]]], list[list[str]]]
 
 
@@ -288,14 +305,19 @@ def task_cost(kind: str, lead: Mapping[str, Any], config: RoutingConfig) -> floa
 def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConfig | None = None, *,
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
               group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
-              audited: int = 0, conflict_reasons: Mapping[str, str] | None = None) -> Routing:
+              audited: int = 0, conflict_reasons: Mapping[str, str] | None = None,
+              backlog: Sequence[dict[str, Any]] = ()) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
     frame -> latest human label, for frames back in the queue (they go first) because two humans
     disagree or the frame rules the label out (`conflict_reasons`: frame -> which, shown as the
     task's reason; default: humans disagree); `rechecks`:
     frame -> a human label the load cell contradicts (see `load_cell_rechecks`), asked again
     like a conflict; `audited`: frames of the day humans already answered in audit tasks (they
-    count towards the audit sample)."""
+    count towards the audit sample); `backlog`: earlier days' deferred pre-label rows (with
+    `origin_day`, `deferred_reason`: flywheel.label.backlog.pending), taken oldest day first ahead
+    of the day's doubtful work, under the same batch and budget, without waiting again for cheaper
+    work or for the day's answers (they waited a run already); their routes go to
+    `Routing.backlog`, not `routes` (the day's own frames)."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
@@ -305,13 +327,18 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     conflicts.update(rechecked)
     by_id = {r["frame_id"]: r for r in prelabels}
     routes: dict[str, dict[str, Any]] = {}
+    carried: dict[str, dict[str, Any]] = {}  # the backlog's routes
     doubtful: list[dict[str, Any]] = []
     audit: list[dict[str, Any]] = []
 
     def put(row: dict[str, Any], route: str, reason: str, task_id: str | None = None) -> None:
-        routes[row["frame_id"]] = {"frame_id": row["frame_id"], "route": route, "task_id": task_id,
-                                   "label": row.get("label"), "confidence": row.get("confidence"),
-                                   "reason": reason}
+        r = {"frame_id": row["frame_id"], "route": route, "task_id": task_id, "label": row.get("label"),
+             "confidence": row.get("confidence"), "reason": reason}
+        if row.get("origin_day"):
+            carried[row["frame_id"]] = {**r, "origin_day": row["origin_day"],
+                                        "deferred_reason": row.get("deferred_reason")}
+        else:
+            routes[row["frame_id"]] = r
 
     for fid in sorted(by_id):
         row = by_id[fid]
@@ -368,7 +395,18 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
                 put(m, DEFERRED, f"over the class quota ({config.class_quota})")
             continue
         review.append((rank, pos, members))
-    for n, (_, _, members) in enumerate(sorted(review, key=lambda x: x[:2])):
+    # the backlog: oldest day first, most doubtful first within a day, grouped like the day's own
+    late = sorted((r for r in backlog if r["frame_id"] not in by_id), key=lambda r: (
+        r["origin_day"], doubt_score(r), r["frame_id"]))
+    late = [{**r, "_reasons": [*doubt_reasons(r, config.accept_threshold, config.trust_calibration,
+                                              config.trust_sensors), f"deferred {r['origin_day']}"]}
+            for r in late]
+    late_at = {r["frame_id"]: i for i, r in enumerate(late)}
+    late_rows = {r["frame_id"]: r for r in late}
+    late_groups = [sorted((late_rows[f] for f in ids), key=lambda r: late_at[r["frame_id"]])
+                   for ids in sorted(group(late), key=lambda g: min(late_at[f] for f in g))] if late else []
+    taken = [(-1, -1, g) for g in late_groups] + sorted(review, key=lambda x: x[:2])
+    for n, (_, _, members) in enumerate(taken):
         if config.max_review_tasks and n >= config.max_review_tasks:
             for m in members:  # a batch is a count: the rest waits for the next iteration
                 put(m, DEFERRED, f"over the batch ({config.max_review_tasks} tasks)")
@@ -397,7 +435,7 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
         for m in members:
             put(m, kind, reason, task.task_id)
     return Routing(tasks=tasks, routes=[routes[f] for f in sorted(routes)], budget_s=config.budget_s,
-                   planned_s=round(spent, 3))
+                   planned_s=round(spent, 3), backlog=[carried[f] for f in sorted(carried)])
 
 
 def contradiction(row: Mapping[str, Any], label: str | None) -> str | None:
