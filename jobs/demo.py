@@ -148,6 +148,8 @@ class Demo:
 
     def _earlier(self, k: int) -> dict[str, tuple[int, int, float]]:
         """Capture day -> (turn, carts, minutes) of the turns before k that collected."""
+        if "start_day" not in self.progress.state:
+            return {}
         start = date.fromisoformat(self.progress.state["start_day"])
         out = {}
         for j in range(1, k):

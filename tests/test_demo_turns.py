@@ -32,7 +32,7 @@ class ScriptedWheel:
         self.calls.append("label")
         return {"frames_in": 200, "empties": 50, "tasks": 7, "planned_human_s": 30.0, "auto_routed": 120}
 
-    def review(self, turn, day, carts, minutes):
+    def review(self, turn, day, carts, minutes, earlier=None):
         self.calls.append("review")
         return {"tasks": 7, "frames": 20, "seconds": 31.5, "wrong_answers": 0, "batch": "b"}
 

@@ -239,3 +239,35 @@ def test_a_pick_from_the_catalog_waits_while_cheaper_doubtful_work_remains() -> 
     again = route_day(DAY, [cheap, costly], cfg, human_labelled={"f-cheap"})
     assert [t.frame_ids for t in again.tasks] == [["f-costly"]]
     assert route_day(DAY, [cheap, costly], RoutingConfig(audit_rate=0.0, max_task_s=0)).count(DEFERRED) == 0
+
+
+def test_earlier_days_deferred_frames_go_first_within_the_same_batch_and_never_wait_again() -> None:
+    """The backlog (flywheel.label.backlog.pending's rows): oldest day first, ahead of the day's own
+    doubtful work, counted in the same batch; a pick from the catalog that waited once is asked now;
+    its routes are kept apart from the day's own."""
+    cfg = RoutingConfig(audit_rate=0.0, max_task_s=8.0, max_review_tasks=3)
+    own = [{**row(f"f-own{i}", conf=0.5), "candidates": [SKU_A, SKU_B]} for i in range(3)]
+    late = [{**row("f-old-costly", conf=0.2, clip="c0"), "origin_day": "2026-11-10",
+             "deferred_reason": "expected 13.6 s > 8 s: waits while cheaper doubtful work remains"},
+            {**row("f-week", conf=0.4, clip="c2"), "origin_day": "2026-11-17",
+             "deferred_reason": "over the batch"}]
+    r = route_day(DAY, own, cfg, backlog=late)
+    assert [t.frame_ids for t in r.tasks] == [["f-old-costly"], ["f-week"], ["f-own0"]]
+    assert "deferred 2026-11-10" in r.tasks[0].reason and r.tasks[0].task_id.startswith("review-20261124-")
+    assert {x["frame_id"] for x in r.routes} == {"f-own0", "f-own1", "f-own2"}  # the day's own only
+    assert [(x["frame_id"], x["route"], x["origin_day"]) for x in r.backlog] == [
+        ("f-old-costly", REVIEW, "2026-11-10"), ("f-week", REVIEW, "2026-11-17")]
+    assert r.backlog[1]["deferred_reason"] == "over the batch"
+    assert [x["reason"] for x in r.routes if x["route"] == DEFERRED] == ["over the batch (3 tasks)"] * 2
+    # a batch full of backlog defers the rest of the backlog again, in their own routes
+    small = route_day(DAY, own, RoutingConfig(audit_rate=0.0, max_review_tasks=1), backlog=late)
+    assert [t.frame_ids for t in small.tasks] == [["f-old-costly"]]
+    assert [(x["frame_id"], x["route"]) for x in small.backlog] == [("f-old-costly", REVIEW),
+                                                                    ("f-week", DEFERRED)]
+
+
+def test_a_task_id_names_the_review_day() -> None:
+    from flywheel.label.routing import task_day, task_id_for
+
+    assert task_day(task_id_for(DAY, REVIEW, ["f1"])) == DAY
+    assert task_day("review-x") is None and task_day("sim-2026-11-24-abc") is None
