@@ -16,9 +16,10 @@ Every kept frame gets one route:
 - `deferred` doubtful but over this iteration's class quota, batch or budget, expected to cost a
              pick from the catalog (`max_task_s`), or without any evidence while other doubtful
              items remain (their answers teach its shelf list): never auto-accepted, it stays in
-             the day's routes with its reason and is routed again on the day's next review run
-             (a re-run or backfill of the day's prelabels and review_queue, with the calibration,
-             shelf lists and teacher the answers taught);
+             the day's routes with its reason and comes back on the next review run of a later
+             day (the backlog: `backlog` rows, oldest day first, ahead of that day's doubtful work
+             and under the same batch and budget; flywheel.label.backlog), or on a re-run or
+             backfill of its own day;
 - `human`    already has a human label: not queued again.
 
 Human work per iteration therefore stops growing with the fleet: the audit is a count, the
