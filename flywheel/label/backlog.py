@@ -74,6 +74,19 @@ def pending(lake: Lake, day: str, lookback_days: int) -> list[dict[str, Any]]:
     return out
 
 
+def taken_later(lake: Lake, day: str, lookback_days: int) -> dict[str, str]:
+    """frame -> why, for `day`'s frames that the runs of the `lookback_days` after it put in a task
+    (a re-run of `day` leaves them to that task)."""
+    from datetime import date, timedelta
+
+    if lookback_days <= 0:
+        return {}
+    last = (date.fromisoformat(day) + timedelta(days=lookback_days)).isoformat()
+    return {r["frame_id"]: f"in a task of {d}'s review run ({r['task_id']})"
+            for d in review_days(lake) if day < d <= last
+            for r in read_backlog(lake, d) if r["task_id"] and r["origin_day"] == day}
+
+
 def write_backlog(lake: Lake, day: str, routes: Iterable[Mapping[str, Any]], run_id: str | None) -> int:
     """Record what `day`'s run did with its backlog. A re-run keeps the earlier records of frames
     it no longer sees (answered and merged since): their merged labels' provenance points here."""

@@ -25,7 +25,7 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     import dataclasses
 
     from flywheel.depot.index import open_table
-    from flywheel.label.backlog import pending, write_backlog
+    from flywheel.label.backlog import pending, taken_later, write_backlog
     from flywheel.label.catalog import read_catalog
     from flywheel.label.merge import read_conflicts, read_merged
     from flywheel.label.routing import lancedb_groups, load_cell_rechecks, route_day, singletons
@@ -62,7 +62,7 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     routing = route_day(day, pre, config, human_labelled=humans, conflicts=conflicts, conflict_reasons=why,
                         group=group, rechecks=load_cell_rechecks(pre, humans),
                         audited=sum(1 for _, task in humans.values() if (task or "").startswith(f"{AUDIT}-")),
-                        backlog=late)
+                        backlog=late, elsewhere=taken_later(lake, day, config.backlog_days))
     frames = task_frames(lake, day, routing)
     if frames is None:
         if routing.tasks:

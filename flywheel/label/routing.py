@@ -307,7 +307,8 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
               human_labelled: Iterable[str] = (), conflicts: dict[str, str | None] | None = None,
               group: Grouper = singletons, rechecks: Mapping[str, str | None] | None = None,
               audited: int = 0, conflict_reasons: Mapping[str, str] | None = None,
-              backlog: Sequence[dict[str, Any]] = ()) -> Routing:
+              backlog: Sequence[dict[str, Any]] = (), elsewhere: Mapping[str, str] | None = None
+              ) -> Routing:
     """Route one day's pre-labels. `human_labelled`: frames a human already settled; `conflicts`:
     frame -> latest human label, for frames back in the queue (they go first) because two humans
     disagree or the frame rules the label out (`conflict_reasons`: frame -> which, shown as the
@@ -318,7 +319,8 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
     `origin_day`, `deferred_reason`: flywheel.label.backlog.pending), taken oldest day first ahead
     of the day's doubtful work, under the same batch and budget, without waiting again for cheaper
     work or for the day's answers (they waited a run already); their routes go to
-    `Routing.backlog`, not `routes` (the day's own frames)."""
+    `Routing.backlog`, not `routes` (the day's own frames); `elsewhere`: frame -> the reason, for
+    the day's frames a later day's run put in a task (they stay deferred here: never asked twice)."""
     config = config or RoutingConfig()
     done = set(human_labelled)
     conflicts = dict(conflicts or {})
@@ -347,6 +349,9 @@ def route_day(day: str, prelabels: Sequence[dict[str, Any]], config: RoutingConf
             continue  # tasks below
         if fid in done:
             put(row, HUMAN, "human label")
+            continue
+        if fid in (elsewhere or {}):
+            put(row, DEFERRED, elsewhere[fid])
             continue
         reasons = doubt_reasons(row, config.accept_threshold, config.trust_calibration, config.trust_sensors)
         if reasons:

@@ -99,6 +99,17 @@ def test_a_frame_deferred_on_day_1_is_routed_and_merged_on_day_2s_run(tmp_path) 
         assert not set(deferred) & {r["frame_id"] for r in read_routes(lake, DAY2)}  # day 1's stay day 1's
         assert read_routes(lake, DAY1) == routes1  # day 1's partition is not rewritten
 
+        # a re-run of day 1 before the answers leaves the taken frames to day 2's tasks
+        assert dg.materialize([review_queue], partition_key=DAY1, instance=instance, resources=res,
+                              run_config=rule).success
+        rerun = {r["frame_id"]: r for r in read_routes(lake, DAY1)}
+        assert all(rerun[f]["route"] == "deferred" and DAY2 in rerun[f]["reason"] for f in taken)
+        assert not taken & {f for t in read_tasks(lake, DAY1) for f in t.frame_ids}
+        _answer(lake, DAY1, truth, catalog)  # day 1's new tasks (more of its own deferred frames)
+        assert _merge(instance, res) <= {DAY1}
+        before = {r["frame_id"]: r for r in read_merged(lake, DAY1).to_pylist()}
+        deferred = {f: why for f, why in deferred.items() if f not in before}
+
         # answered on day 2's run, filed to day 1 by the sensor, merged into day 1 with provenance
         assert _answer(lake, DAY2, truth, catalog) == len(tasks)
         assert _merge(instance, res) == {DAY1, DAY2}
