@@ -10,7 +10,9 @@ bootstrap model, which predicts "empty" almost everywhere: the teacher is no hel
 Reports merged accuracy and human seconds per accepted label against picking every label from the
 catalog (bench_flywheel's human-cost figure), and each wrong merged label by source (auto / human),
 route, the labelers' votes and the routing reason.
-Run: `python -m benchmarks.bench_label_turn [out_dir] [--turn 1 --seeds 10,20]` (label_turn.json).
+Run: `python -m benchmarks.bench_label_turn [out_dir] [--turn 1 --seeds 10,20]` (label_turn.json);
+`--backlog`: the two seeds as consecutive days on one lake, day 2's review run taking day 1's deferred
+frames (label_turn_backlog.json).
 """
 
 from __future__ import annotations
@@ -116,6 +118,59 @@ def turn_day(work: Path, seed: int, carts: int = 4, minutes: float = 0.75, world
     }
 
 
+def backlog_days(work: Path, seeds: Sequence[int] = (10, 20), carts: int = 4, minutes: float = 0.75,
+                 world_seed: int = 0, budget_s: float = 900.0, error_rate: float = 0.02,
+                 threshold: float = 0.97) -> dict:
+    """Two capture days a week apart on one lake (the demo's turns 1 and 2: fleet seeds `seeds`), one
+    review run each: day 2's run also takes day 1's deferred frames (flywheel.label.backlog), the
+    answers merge into day 1. Reports what came back, at what human cost, how accurately."""
+    from benchmarks.bench_label_review import prepare_day, review_loop
+    from edge_agent.lake import Lake
+    from flywheel.label.merge import merge_labels_day, read_merged
+    from flywheel.label.review_tasks import read_backlog, read_routes
+    from flywheel.label.routing import TimeModel
+
+    t0 = time.perf_counter()
+    lake = Lake.at_path(work / "lake")
+    days = ["2026-11-24", "2026-12-01"]
+    truth: dict = {}
+    runs = []
+    for i, (day, seed) in enumerate(zip(days, seeds, strict=True)):
+        fd, pre = prepare_day(lake, work / f"day{i}", carts, minutes, seed, day, world_seed=world_seed,
+                              ocr=False)
+        truth.update({f: (None if t.is_empty else t.sku) for f, t in fd.truth.items()})
+        before = {r["frame_id"] for r in read_merged(lake, days[0]).to_pylist()} if i else set()
+        loop = review_loop(lake, day, truth, pre, budget_s, error_rate, threshold, False, max_iterations=1,
+                           annotator_seed=seed)
+        routes = read_routes(lake, day)
+        run = {"day": day, "seed": seed, "frames": fd.frames, "kept_prelabelled": len(pre.keys),
+               "tasks": loop["tasks"], "frames_in_tasks": loop["frames_in_tasks"],
+               "human_s": round(loop["human_s"], 1),
+               "own_merged": len(read_merged(lake, day).to_pylist()),
+               "own_deferred": sum(r["route"] == "deferred" for r in routes)}
+        if i:
+            merge_labels_day(lake, days[0])  # the corrections sensor's merge of day 1
+            back = read_backlog(lake, day)
+            came = [r for r in read_merged(lake, days[0]).to_pylist() if r["frame_id"] not in before]
+            run.update({"backlog_in": len(back), "backlog_routed": sum(1 for r in back if r["task_id"]),
+                        "backlog_merged_into_day1": len(came),
+                        "backlog_merged_wrong": sum(r["label"] != truth.get(r["frame_id"]) for r in came),
+                        "backlog_with_provenance": sum(r["review_day"] == day and bool(r["deferred_reason"])
+                                                       for r in came)})
+        runs.append(run)
+    merged = [r for d in days for r in read_merged(lake, d).to_pylist()]
+    human_s = sum(r["human_s"] for r in runs)
+    pick = TimeModel().pick_s(30)
+    return {"runs": runs, "merged_labels_both_days": len(merged),
+            "merged_accuracy": round(sum(r["label"] == truth.get(r["frame_id"]) for r in merged)
+                                     / max(len(merged), 1), 4),
+            "human_s_per_accepted_label": round(human_s / max(len(merged), 1), 4),
+            "saving": round(1 - human_s / (len(merged) * pick), 4) if merged else None,
+            "still_deferred_day1": sum(r["route"] == "deferred" for r in read_routes(lake, days[0]))
+            - runs[1].get("backlog_merged_into_day1", 0),
+            "seconds_total": round(time.perf_counter() - t0, 1)}
+
+
 def main(out_dir: Path, seeds: Sequence[int] = (10, 20), carts: int = 4, minutes: float = 0.75) -> dict:
     """`make bench`'s entry (run_all): the days of `seeds`, out_dir/label_turn.json."""
     days = []
@@ -139,7 +194,19 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="10,20", help="fleet seeds (the demo's turn k: 10 * k)")
     parser.add_argument("--carts", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=0.75)
+    parser.add_argument("--backlog", action="store_true",
+                        help="the two seeds as consecutive days on one lake: day 2's run takes day 1's "
+                             "deferred frames (label_turn_backlog.json)")
     a = parser.parse_args(argv)
+    if a.backlog:
+        with tempfile.TemporaryDirectory(prefix="bench-label-backlog-") as tmp:
+            out = backlog_days(Path(tmp), [int(s) for s in a.seeds.split(",")][:2], a.carts, a.minutes)
+        with open("/proc/loadavg") as f:
+            out["loadavg"] = f.read().split()[:3]
+        a.out_dir.mkdir(parents=True, exist_ok=True)
+        (a.out_dir / "label_turn_backlog.json").write_text(json.dumps(out, indent=2, default=str))
+        print(json.dumps(out, indent=1, default=str))
+        return
     run = main(a.out_dir, [int(s) for s in a.seeds.split(",")], a.carts, a.minutes)
     for d in run["days"]:
         print(json.dumps({k: v for k, v in d.items() if k not in ("wrong", "labelers")}, default=str))
