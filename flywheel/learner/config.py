@@ -55,7 +55,8 @@ class RoiConfig:
     hsv_h: float = 0.03  # hue jitter of both trainings, against store colour casts [--hsv-h]
     # the classifier's "empty" class learns from background crops of the empty frames, around
     # "item_box": a random training item's true box [--cls-empty], or "detector": the trained
-    # detector's best box on that frame (what the device crops there)
+    # detector's best box on that frame (what the device crops there). "item_box" leaves the two
+    # trainings independent: they run concurrently, each on half the task's CPUs (two_stage.py)
     empty_crops: Literal["item_box", "detector"] = "item_box"
     det_model_yaml: str = "yolov8n.yaml"  # the detector's architecture (built from yaml)
     det_imgsz: int = 96  # detector input side: 320x240 frames letterboxed into it [--det-imgsz]
@@ -75,6 +76,11 @@ class RoiConfig:
     # (3 epochs: 0.57-0.70; reused: 0.24-0.51) at ~73 s an epoch (one loading worker): 373 s of
     # the warm oracle turn's 816 (README, "Two-stage turns")
     det_refresh_epochs: int = 5
+    # ... but only when the dataset brings at least this many boxed item frames the parent's dataset
+    # lacked; fewer: the parent's detector ships unchanged. A refresh on 11-13 new boxes (the
+    # federated bench's auto-labels) taught the detector to box empty carts (right empties 0.867 ->
+    # 0.42-0.60); 100 new boxes are ~3 batches of 32 an epoch, the oracle turn brings ~2,600
+    det_refresh_min_new_boxes: int = 100
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]
