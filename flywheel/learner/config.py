@@ -75,7 +75,7 @@ class RoiConfig:
     # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.77-0.81 of store items
     # (3 epochs: 0.57-0.70; reused: 0.24-0.51) at ~73 s an epoch (one loading worker): 373 s of
     # the warm oracle turn's 816 (README, "Two-stage turns")
-    det_refresh_epochs: int = 5
+    det_refresh_epochs: int = 8
     # ... but only when the dataset brings at least this many boxed item frames the parent's dataset
     # lacked; fewer: the parent's detector ships unchanged. A refresh on 11-13 new boxes (the
     # federated bench's auto-labels) taught the detector to box empty carts (right empties 0.867 ->
@@ -114,10 +114,13 @@ class TrainConfig:
     # (flywheel/learner/warm_start.py); else, and with "scratch", from random weights
     init: Literal["scratch", "parent"] = "parent"
     finetune_warmup_epochs: float = 0.0  # warmup when fine-tuning: the weights are trained already
-    # classifier epochs when fine-tuning from the parent: min(epochs, this). The warm oracle turn:
-    # 10 -> item frames 0.637 in an 816 s turn, 30 -> 0.710 in 1,476 s (README, "Two-stage turns"):
-    # 10 for the 10-minute turn
-    finetune_epochs: int = 10
+    # classifier epochs when fine-tuning from the parent: min(epochs, this). The warm oracle turn
+    # (README, "Two-stage turns"): 10 epochs ~305 s on one core beside the detector's refresh
+    finetune_epochs: int = 15
+    # wall seconds from the run's start by which every training of it ends its last epoch (an
+    # epoch that would end later is not started: yolo_env.stop_at; the card records the epochs run):
+    # the 10-minute turn less export, golden checks and registration (~5 s) and slack. None: no limit
+    time_budget_s: float | None = 560.0
     # classify: repeat rare classes' training frames, r_c = max(1, sqrt(balance * n_max / n_c))
     # (repeat-factor sampling); 0 = off
     balance: float = 0.0

@@ -105,12 +105,13 @@ def detector_data(members: pl.DataFrame, tmp: Path) -> Path:
     return materialize_detect(frames, [EMPTY_CLASS, ITEM], tmp / "det_data")
 
 
-def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None, meta: dict
-                   ) -> tuple[Path, Path, float]:
+def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None, meta: dict,
+                   deadline: float | None = None) -> tuple[Path, Path, float]:
     """One-class item detector on `data` (detector_data), from random weights or fine-tuned
-    `roi.det_refresh_epochs` from `parent` (a detector.pt), checkpointed with `meta` and exported;
-    returns (detector.pt, detector.onnx, train seconds). Module level and picklable arguments: it
-    also runs in a spawned process beside the crop classifier (train_two_stage)."""
+    `roi.det_refresh_epochs` from `parent` (a detector.pt), its last epoch ending by `deadline`
+    (yolo_env.stop_at), checkpointed with `meta` and exported; returns (detector.pt,
+    detector.onnx, train seconds). Module level and picklable arguments: it also runs in a spawned
+    process beside the crop classifier (train_two_stage)."""
     from ultralytics import YOLO
 
     from flywheel.learner import onnx_tools, yolo_env
@@ -122,6 +123,7 @@ def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None,
     t = time.perf_counter()
     model = YOLO(roi.det_model_yaml, task="detect")
     yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+    yolo_env.stop_at(model, deadline)
     model.train(
         data=str(data), epochs=roi.det_refresh_epochs if parent else roi.det_epochs,
         imgsz=roi.det_imgsz, batch=roi.det_batch, lr0=roi.det_lr0, patience=roi.det_patience,
@@ -172,7 +174,8 @@ def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path | None, det
 
 
 def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig, tmp: Path,
-                     empty_boxes: dict[str, list[float]], init) -> tuple[Path, float]:
+                     empty_boxes: dict[str, list[float]], init, deadline: float | None = None
+                     ) -> tuple[Path, float]:
     """The crop classifier: item frames cropped on their true box (jittered in training), empty
     frames on `empty_boxes`; from `init` (warm_start.WarmStart: the parent's crop classifier, its
     head grown by class name, or scratch); returns (best weights, train seconds)."""
@@ -197,6 +200,7 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
     t = time.perf_counter()
     model = YOLO(cfg.model_yaml, task="classify")
     yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+    yolo_env.stop_at(model, deadline)
     with yolo_env.tolerate_val_class_gaps():
         model.train(
             data=str(data), epochs=init.epochs(cfg), imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
@@ -250,6 +254,9 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
             "classes": classes, "code_version": req.code_version, "parent_model": req.parent_model_id}
     # wall seconds by phase (the card's training.phases): "read" = the dataset read and verified
     seconds: dict[str, float] = {"read": time.perf_counter() - t0}
+    # the trainings end by the run's time budget (time.time(): the detector may train in another process)
+    deadline = (None if cfg.time_budget_s is None
+                else time.time() - seconds["read"] + cfg.time_budget_s)
     with tempfile.TemporaryDirectory(prefix="flywheel-train2-") as tmp_dir:
         tmp = Path(tmp_dir)
         boxed = members.filter(pl.col("item_box").is_not_null())["frame_id"].to_list()
@@ -262,7 +269,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         def classifier(cls_cfg: TrainConfig, det_onnx: Path | None) -> tuple[Path, float]:
             t = time.perf_counter()
             empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
-            best, train_s = train_classifier(members, classes, cls_cfg, tmp, empty_boxes, init)
+            best, train_s = train_classifier(members, classes, cls_cfg, tmp, empty_boxes, init,
+                                             deadline)
             seconds["classifier"] = time.perf_counter() - t
             return best, train_s
 
@@ -282,13 +290,14 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
 
                 with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                     det_job = pool.submit(train_detector, data, replace(cfg, num_cpus=det_cpus),
-                                          tmp, det_init.weights, meta)
+                                          tmp, det_init.weights, meta, deadline)
                     cls_best, cls_s = classifier(replace(cfg, num_cpus=cfg.num_cpus - det_cpus), None)
                     t = time.perf_counter()
                     det_ckpt, det_onnx, det_s = det_job.result()
                     seconds["detector_wait"] = time.perf_counter() - t
             else:  # "detector": empty frames are cropped at the trained detector's boxes
-                det_ckpt, det_onnx, det_s = train_detector(data, cfg, tmp, det_init.weights, meta)
+                det_ckpt, det_onnx, det_s = train_detector(data, cfg, tmp, det_init.weights, meta,
+                                                           deadline)
                 cls_best, cls_s = classifier(cfg, det_onnx)
         assert det_ckpt is not None and det_onnx is not None
         t = time.perf_counter()
@@ -318,6 +327,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         curves = read_curves(tmp / "runs" / "cls" / "results.csv")
         det_curves = (read_curves(tmp / "runs" / "det" / "results.csv") if det_init.mode != "reused"
                       else [])
+    det_planned = {"reused": 0, "fine-tuned": roi.det_refresh_epochs}.get(det_init.mode, roi.det_epochs)
     validation = {**cls_val, "passed": cls_val["passed"] and det_val["passed"],
                   "reason": "; ".join(f"{w}: {v['reason']}" for w, v in
                                       (("classifier", cls_val), ("detector", det_val)) if v["reason"]),
@@ -338,8 +348,10 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                   "item_frames_without_box": no_box.height,
                   "phases": {k: round(v, 1) for k, v in seconds.items()},
                   "init": init.as_card(),
-                  "classifier": {"epochs": len(curves), "seconds_train": cls_s},
-                  "detector": {"epochs": len(det_curves), "seconds_train": det_s,
+                  "classifier": {"epochs": len(curves), "epochs_planned": init.epochs(cfg),
+                                 "seconds_train": cls_s},
+                  "detector": {"epochs": len(det_curves), "epochs_planned": det_planned,
+                               "seconds_train": det_s,
                                "init": det_init.as_card(),
                                "final": det_curves[-1] if det_curves else {},
                                "onnx_validation": det_val}},

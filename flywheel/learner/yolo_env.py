@@ -90,3 +90,24 @@ def use_cpus(model, cpus: int, workers: int) -> None:
         torch.set_num_threads(threads)
 
     model.add_callback("on_pretrain_routine_start", restore)
+
+
+def stop_at(model, deadline: float | None) -> None:
+    """End `model`'s training (an ultralytics YOLO) by `deadline` (a time.time()): after each epoch,
+    the next is not started when it would end past the deadline at the mean epoch time so far; the
+    last epoch run validates and is saved as a final one (ultralytics validates when `stop` is set
+    before validation: `on_train_epoch_end` runs before it). None: no limit. Unlike ultralytics'
+    `time=`, which re-plans the epochs to fill the time (more epochs when fast), the configured
+    epochs stay the plan (a seeded run repeats) and the deadline only cuts a turn whose data grew."""
+    if deadline is None:
+        return
+
+    def check(trainer) -> None:
+        import time
+
+        now = time.time()
+        mean = (now - trainer.train_time_start) / (trainer.epoch - trainer.start_epoch + 1)
+        if now + mean > deadline:
+            trainer.stop = True
+
+    model.add_callback("on_train_epoch_end", check)

@@ -60,3 +60,23 @@ def test_use_cpus_restores_workers_and_threads_after_ultralytics_sets_its_own():
             assert (trainer.args.workers, torch.get_num_threads()) == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_stop_at_ends_training_when_the_next_epoch_would_pass_the_deadline():
+    """After each epoch (before validation), a run whose next epoch would end past the deadline at
+    its mean epoch time stops there; that epoch then validates and is saved as the last."""
+    import time
+    from types import SimpleNamespace
+
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    now = time.time()
+    for deadline, stops in ((None, False), (now + 15, False), (now + 5, True), (now - 1, True)):
+        model = YOLO("yolov8n-cls.yaml", task="classify")
+        yolo_env.stop_at(model, deadline)
+        # two epochs done in 20 s: the next ends ~10 s from now
+        trainer = SimpleNamespace(epoch=1, start_epoch=0, train_time_start=now - 20, stop=False)
+        for callback in model.callbacks["on_train_epoch_end"]:
+            callback(trainer)
+        assert trainer.stop is stops, deadline
