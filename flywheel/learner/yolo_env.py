@@ -94,11 +94,13 @@ def use_cpus(model, cpus: int, workers: int) -> None:
 
 def stop_at(model, deadline: float | None) -> None:
     """End `model`'s training (an ultralytics YOLO) by `deadline` (a time.time()): after each epoch,
-    the next is not started when it would end past the deadline at the mean epoch time so far; the
-    last epoch run validates and is saved as a final one (ultralytics validates when `stop` is set
-    before validation: `on_train_epoch_end` runs before it). None: no limit. Unlike ultralytics'
-    `time=`, which re-plans the epochs to fill the time (more epochs when fast), the configured
-    epochs stay the plan (a seeded run repeats) and the deadline only cuts a turn whose data grew."""
+    when the planned epochs would end past it at the mean epoch time so far, the plan shrinks to the
+    epochs that fit, and the learning-rate schedule is re-planned over them (as ultralytics' own
+    `time=` mode does after each epoch), so a cut run still ends at its final rate; none fits: this
+    epoch is the last. The last epoch validates and is saved as a final one (`on_train_epoch_end`
+    runs before ultralytics decides that). None: no limit. Unlike `time=`, which also grows the
+    plan to fill the time (a tiny dataset would train for the whole budget), the configured epochs
+    stay the most: a run that fits repeats exactly (seeded)."""
     if deadline is None:
         return
 
@@ -107,7 +109,14 @@ def stop_at(model, deadline: float | None) -> None:
 
         now = time.time()
         mean = (now - trainer.train_time_start) / (trainer.epoch - trainer.start_epoch + 1)
-        if now + mean > deadline:
+        fit = trainer.epoch + 1 + int(max(0.0, deadline - now) // mean)  # epochs ending in time
+        if fit >= trainer.epochs:
+            return
+        trainer.epochs = trainer.args.epochs = fit
+        if fit <= trainer.epoch + 1:
             trainer.stop = True
+        else:  # ultralytics' time mode does exactly this (trainer.py, end of an epoch)
+            trainer._setup_scheduler()
+            trainer.scheduler.last_epoch = trainer.epoch
 
     model.add_callback("on_train_epoch_end", check)
