@@ -71,15 +71,15 @@ class RoiConfig:
     # does not depend on the SKU list) is the parent's, shipped byte for byte when the dataset has
     # no boxed item frame the parent's dataset lacked; else fine-tuned from the parent's weights for
     # this many epochs (0: always reused). With TrainConfig.init "scratch", or no two-stage parent,
-    # det_epochs from random weights (flywheel/learner/warm_start.py, prepare_detector). 5: the
-    # lab-trained bootstrap detector on the oracle's 3,850 frames finds 0.77-0.81 of store items
-    # (3 epochs: 0.57-0.70; reused: 0.24-0.51) at ~73 s an epoch (one loading worker): 373 s of
-    # the warm oracle turn's 816 (README, "Two-stage turns")
+    # det_epochs from random weights (flywheel/learner/warm_start.py, prepare_detector). On the
+    # oracle's first store turn (3,850 frames, ~62-70 s an epoch on one core beside the classifier)
+    # the lab-trained bootstrap detector then finds 0.77-0.87 of store items (5 or 7 epochs; 3:
+    # 0.57-0.70; reused: 0.24-0.51). 8 planned: the 560 s budget ran 7 (README, "Two-stage turns")
     det_refresh_epochs: int = 8
     # ... but only when the dataset brings at least this many boxed item frames the parent's dataset
     # lacked; fewer: the parent's detector ships unchanged. A refresh on 11-13 new boxes (the
     # federated bench's auto-labels) taught the detector to box empty carts (right empties 0.867 ->
-    # 0.42-0.60); 100 new boxes are ~3 batches of 32 an epoch, the oracle turn brings ~2,600
+    # 0.42-0.60); 100 new boxes are ~3 batches of 32 an epoch, an oracle turn brings ~2,800
     det_refresh_min_new_boxes: int = 100
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
@@ -115,7 +115,8 @@ class TrainConfig:
     init: Literal["scratch", "parent"] = "parent"
     finetune_warmup_epochs: float = 0.0  # warmup when fine-tuning: the weights are trained already
     # classifier epochs when fine-tuning from the parent: min(epochs, this). The warm oracle turn
-    # (README, "Two-stage turns"): 10 epochs ~305 s on one core beside the detector's refresh
+    # (README, "Two-stage turns"), one core beside the detector's refresh: 10 epochs 305 s, item
+    # frames 0.659; 15 epochs 516 s, 0.720 (with the detector's 7 epochs)
     finetune_epochs: int = 15
     # wall seconds from the run's start by which every training of it ends its last epoch (an
     # epoch that would end later is not started: yolo_env.stop_at; the card records the epochs run):
