@@ -16,6 +16,9 @@
 Run: `python -m benchmarks.bench_learner [out_dir]` (writes out_dir/learner.json and
 learner_oracle.json), or only the oracle with its sizes:
 `python -m benchmarks.bench_learner oracle --out var/bench --n-per-store 300 --set epochs=5`.
+The weekly loop's turns: `oracle --warm --lake DIR` (a bootstrap turn on the manual collection, then
+the oracle turn fine-tuned from it), `--next-seed 2` (then one more warm turn with simulator seed 2's
+frames added, fine-tuned from the oracle turn: a 2-turn figure, reported under `next_turns`).
 """
 
 from __future__ import annotations
