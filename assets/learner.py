@@ -178,10 +178,14 @@ class TrainingConfig(dg.Config):
     # false: one classifier on the whole frame at imgsz
     two_stage: bool = default_of(TrainConfig, "roi") is not None
     det_epochs: int = default_of(RoiConfig, "det_epochs")  # two-stage: the detector's, from scratch
+    # wall seconds by which every training of the run ends its last epoch (the turn's 10 minutes);
+    # None: the configured epochs whatever they take
+    time_budget_s: float | None = default_of(TrainConfig, "time_budget_s")
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
-                     "num_cpus": self.num_cpus, "init": self.init, "balance": self.balance}
+                     "num_cpus": self.num_cpus, "init": self.init, "balance": self.balance,
+                     "time_budget_s": self.time_budget_s}
         if self.task == "classify":  # detection trains on the frames as they are
             overrides["white_balance"] = self.white_balance
         if self.model_yaml:

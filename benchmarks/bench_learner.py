@@ -16,6 +16,9 @@
 Run: `python -m benchmarks.bench_learner [out_dir]` (writes out_dir/learner.json and
 learner_oracle.json), or only the oracle with its sizes:
 `python -m benchmarks.bench_learner oracle --out var/bench --n-per-store 300 --set epochs=5`.
+The weekly loop's turns: `oracle --warm --lake DIR` (a bootstrap turn on the manual collection, then
+the oracle turn fine-tuned from it), `--next-seed 2` (then one more warm turn with simulator seed 2's
+frames added, fine-tuned from the oracle turn: a 2-turn figure, reported under `next_turns`).
 """
 
 from __future__ import annotations
@@ -174,6 +177,31 @@ def oracle_lake(lake, seed: int, n_per_store: int, per_session: int, sources=Non
     return keys, disjoint, time.perf_counter() - t
 
 
+def oracle_seed_frames(lake, seed: int, n_per_store: int, per_session: int) -> list[str]:
+    """The training frames of another simulator seed (a later week's production) in a lake that
+    already holds the simulator's sets: rendered once (the marker records them)."""
+    marker = f"depot/oracle/seed={seed}/n={n_per_store}-per_session={per_session}.json"
+    if lake.exists(marker):
+        return json.loads(lake.get(marker))["keys"]
+    keys, disjoint = oracle_training_frames(lake, seed, n_per_store, per_session)
+    lake.put(marker, json.dumps({"keys": keys, "disjoint": disjoint}).encode())
+    return keys
+
+
+def _summary(res, wall: float, cpu: float, load: list, ev) -> dict:
+    """One turn's figures (evaluate_candidate's) as the oracle reports them."""
+    cand = ev.candidate
+    return {"model_id": res.model_id, "n_train": res.n_train, "training": res.card.training,
+            "seconds_turn": round(wall, 1), "cpu_seconds_turn": round(cpu, 1), "load_after_turn": load,
+            "val_top1_curve": [round(c.get("metrics/accuracy_top1", float("nan")), 4)
+                               for c in res.curves],
+            "top1_per_set": {k: v["top1"] for k, v in cand.sets.items()},
+            "production_top1": cand.metrics.get("production_top1"),
+            "production_item_top1": cand.slices.get("frame:item", {}).get("top1"),
+            "production_empty_top1": cand.slices.get("frame:empty", {}).get("top1"),
+            "latency_p95_ms": cand.metrics.get("latency_p95_ms"), "insertions": cand.insertions}
+
+
 def _turn(lake, ds, cfg, parent: str | None) -> tuple:
     """One training turn as the job runs it (run_training), timed: (result, wall s, CPU s, load)."""
     from flywheel.learner import reference_sets
@@ -223,13 +251,15 @@ def _bootstrap(lake, cfg) -> dict:
 
 def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: int = 8,
            overrides: dict | None = None, lake_dir: Path | None = None, warm: bool = False,
-           bootstrap_overrides: dict | None = None) -> dict:
+           bootstrap_overrides: dict | None = None, next_seeds: tuple[int, ...] = ()) -> dict:
     """Train on perfectly labelled production frames, evaluate on the frozen sets (see module doc).
     `overrides` change TrainConfig fields (the defaults are what the Dagster job trains with);
     `lake_dir` keeps the generated data for the next run (else a temporary lake). `warm`: first a
     bootstrap turn on the manual collection alone (`bootstrap_overrides` on top of `overrides`)
     becomes production, then the oracle turn is that model's child (warm start, the detector
-    reused or fine-tuned), as a weekly job's turn after the bootstrap."""
+    reused or fine-tuned), as a weekly job's turn after the bootstrap. `next_seeds`: one more warm
+    turn per seed (a later week's production frames, disjoint from the frozen sets), each on all the
+    frames so far and fine-tuned from the turn before: reported under `next_turns`."""
     from dataclasses import replace
 
     from edge_agent.lake import Lake
@@ -244,6 +274,14 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(keys))
         res, seconds_turn, cpu_turn, load_turn = _turn(lake, ds, cfg, boot and boot["model_id"])
         ev = evaluate_candidate(lake, res.model_id)
+        next_turns, parent, sources = [], res.model_id, list(keys)
+        for next_seed in next_seeds:
+            sources += oracle_seed_frames(lake, next_seed, n_per_store, per_session)
+            ds_next, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(sources))
+            turn = _turn(lake, ds_next, cfg, parent)
+            next_turns.append({"seed": next_seed, "dataset_version": ds_next.version,
+                               **_summary(*turn, evaluate_candidate(lake, turn[0].model_id))})
+            parent = turn[0].model_id
     cand = ev.candidate
     slices = cand.slices
     item_top1 = slices.get("frame:item", {}).get("top1")
@@ -266,10 +304,11 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         "item_top1_vs_target": (item_top1 / ORACLE_TARGET_ITEM_TOP1) if item_top1 is not None else None,
         "metrics": cand.metrics,
         "insertions": cand.insertions,
+        "next_turns": next_turns,
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = "-".join([*(["warm"] if warm else []),
+    tag = "-".join([*(["warm"] if warm else []), *(f"then{x}" for x in next_seeds),
                     *(f"{k}{v}" for k, v in sorted((overrides or {}).items()))])
     name = f"learner_oracle{'-' + tag if tag else ''}.json"
     (out_dir / name).write_text(json.dumps(result, indent=1) + "\n")
@@ -306,13 +345,15 @@ def cli(argv: list[str]) -> dict:
                    help="train a bootstrap turn (manual collection) first and fine-tune from it")
     p.add_argument("--bootstrap-set", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override of the --warm bootstrap turn only")
+    p.add_argument("--next-seed", type=int, action="append", default=[],
+                   help="one more warm turn on this seed's frames added (repeatable)")
     a = p.parse_args(argv[1:])
 
     def parsed(items: list[str]) -> dict:
         return {k: _value(v) for k, v in (kv.split("=", 1) for kv in items)}
 
     return oracle(a.out, a.seed, a.n_per_store, a.per_session, parsed(a.set), a.lake, a.warm,
-                  parsed(a.bootstrap_set))
+                  parsed(a.bootstrap_set), tuple(a.next_seed))
 
 
 if __name__ == "__main__":

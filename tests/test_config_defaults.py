@@ -43,6 +43,7 @@ def _pairs():
         (TrainingConfig, "num_cpus", TrainConfig, "num_cpus"),
         (TrainingConfig, "init", TrainConfig, "init"),
         (TrainingConfig, "balance", TrainConfig, "balance"),
+        (TrainingConfig, "time_budget_s", TrainConfig, "time_budget_s"),
         (TrainingConfig, "det_epochs", RoiConfig, "det_epochs"),
         (IngestConfig, "frame_every", DepotConfig, "frame_every"),
         (IngestConfig, "pending_timeout_s", DepotConfig, "pending_timeout_s"),

@@ -80,10 +80,13 @@ def materialize_detect(members: pl.DataFrame, classes: list[str], root: Path) ->
     if "objects" not in members.columns:
         members = members.with_columns(pl.lit(None, dtype=pl.String).alias("objects"))
     for row in members.select(*cols, "objects").iter_rows(named=True):
+        dst = root / "images" / row["split"] / f"{_file_name(row['frame_id'])}.png"
         with Image.open(io.BytesIO(row["image_png"])) as im:
             w, h = im.size
-            im.convert("RGB").save(root / "images" / row["split"] / f"{_file_name(row['frame_id'])}.png",
-                                   compress_level=1)
+            if im.format == "PNG" and im.mode == "RGB":  # as it is: re-encoding only costs time
+                dst.write_bytes(row["image_png"])
+            else:
+                im.convert("RGB").save(dst, compress_level=1)
         if row["objects"] is not None:  # every labelled object of the frame
             objects = [(str(o[0]), o[1:5]) for o in json.loads(row["objects"])]
         elif row["label"] != EMPTY_CLASS and row["item_box"] is not None:

@@ -86,6 +86,8 @@ def run_training(req: TrainRequest) -> TrainResult:
             repeated = {}
         model = YOLO(cfg.model_yaml, task=cfg.task)
         yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+        yolo_env.stop_at(model, None if cfg.time_budget_s is None
+                         else time.time() - (time.perf_counter() - t0) + cfg.time_budget_s)
         t_train = time.perf_counter()
         with yolo_env.tolerate_val_class_gaps():
             model.train(data=data, epochs=init.epochs(cfg), imgsz=cfg.imgsz, batch=cfg.batch,

@@ -95,30 +95,49 @@ def _best(run_dir: Path) -> Path:
     return best if best.exists() else run_dir / "weights" / "last.pt"
 
 
-def train_detector(members: pl.DataFrame, cfg: TrainConfig, tmp: Path, parent: Path | None = None
-                   ) -> tuple[Path, float]:
-    """One-class item detector on the frames' item boxes, from random weights or fine-tuned
-    `roi.det_refresh_epochs` from `parent` (a detector.pt); returns (best weights, train seconds)."""
-    from ultralytics import YOLO
-
-    from flywheel.learner import yolo_env
+def detector_data(members: pl.DataFrame, tmp: Path) -> Path:
+    """The detector's YOLO layout: every frame, one class ("item") on the item's box, none on
+    empty frames; returns its data.yaml."""
     from flywheel.learner.materialize import materialize_detect
 
-    roi = cfg.roi
-    assert roi is not None
     frames = members.with_columns(pl.when(pl.col("label") == EMPTY_CLASS).then(pl.lit(EMPTY_CLASS))
                                   .otherwise(pl.lit(ITEM)).alias("label"))
-    data = materialize_detect(frames, [EMPTY_CLASS, ITEM], tmp / "det_data")
+    return materialize_detect(frames, [EMPTY_CLASS, ITEM], tmp / "det_data")
+
+
+def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None, meta: dict,
+                   deadline: float | None = None) -> tuple[Path, Path, float]:
+    """One-class item detector on `data` (detector_data), from random weights or fine-tuned
+    `roi.det_refresh_epochs` from `parent` (a detector.pt), its last epoch ending by `deadline`
+    (yolo_env.stop_at), checkpointed with `meta` and exported; returns (detector.pt,
+    detector.onnx, train seconds). Module level and picklable arguments: it also runs in a spawned
+    process beside the crop classifier (train_two_stage)."""
+    from ultralytics import YOLO
+
+    from flywheel.learner import onnx_tools, yolo_env
+    from flywheel.learner.training_io import check_class_order, save_checkpoint
+
+    yolo_env.configure()  # a spawned process starts without it
+    roi = cfg.roi
+    assert roi is not None
     t = time.perf_counter()
     model = YOLO(roi.det_model_yaml, task="detect")
     yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+    yolo_env.stop_at(model, deadline)
     model.train(
         data=str(data), epochs=roi.det_refresh_epochs if parent else roi.det_epochs,
         imgsz=roi.det_imgsz, batch=roi.det_batch, lr0=roi.det_lr0, patience=roi.det_patience,
         warmup_epochs=cfg.finetune_warmup_epochs if parent else roi.det_warmup_epochs,
         nbs=roi.det_nbs or roi.det_batch, pretrained=str(parent) if parent else False,
-        mosaic=0.0, name="det", **_train_args(cfg, tmp / "runs"))
-    return _best(tmp / "runs" / "det"), time.perf_counter() - t
+        # a refresh (a few epochs, no early stopping) validates its last epoch only: the others'
+        # mAP decided nothing (ultralytics validates the final epoch whatever `val` says)
+        val=parent is None, mosaic=0.0, name="det", **_train_args(cfg, tmp / "runs"))
+    seconds = time.perf_counter() - t
+    best = _best(tmp / "runs" / "det")
+    check_class_order(YOLO(str(best)).names, "detect", [EMPTY_CLASS, ITEM])
+    ckpt = tmp / DETECTOR_WEIGHTS
+    save_checkpoint(best, ckpt, {**meta, "role": "detector"})
+    return ckpt, onnx_tools.export_onnx(ckpt, roi.det_imgsz, "detect"), seconds
 
 
 def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
@@ -137,7 +156,7 @@ def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
     return out
 
 
-def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path, det_hw: tuple[int, int],
+def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path | None, det_hw: tuple[int, int],
                      seed: int) -> dict[str, list[float]]:
     """frame id -> the box the classifier's "empty" class is cropped at, per empty frame:
     "detector": the trained detector's best box there; "item_box": a random training item's box
@@ -145,6 +164,7 @@ def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path, det_hw: tu
     empty = members.filter(pl.col("label") == EMPTY_CLASS)
     ids = empty["frame_id"].to_list()
     if how == "detector":
+        assert det_onnx is not None
         boxes = [b for b, _ in detector_boxes(det_onnx, empty["image_png"].to_list(), det_hw)]
     else:
         items = members.filter(pl.col("label") != EMPTY_CLASS)["item_box"].to_list()
@@ -154,7 +174,8 @@ def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path, det_hw: tu
 
 
 def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig, tmp: Path,
-                     empty_boxes: dict[str, list[float]], init) -> tuple[Path, float]:
+                     empty_boxes: dict[str, list[float]], init, deadline: float | None = None
+                     ) -> tuple[Path, float]:
     """The crop classifier: item frames cropped on their true box (jittered in training), empty
     frames on `empty_boxes`; from `init` (warm_start.WarmStart: the parent's crop classifier, its
     head grown by class name, or scratch); returns (best weights, train seconds)."""
@@ -179,6 +200,7 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
     t = time.perf_counter()
     model = YOLO(cfg.model_yaml, task="classify")
     yolo_env.use_cpus(model, cfg.num_cpus, cfg.workers)
+    yolo_env.stop_at(model, deadline)
     with yolo_env.tolerate_val_class_gaps():
         model.train(
             data=str(data), epochs=init.epochs(cfg), imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
@@ -230,23 +252,55 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
     det_hw = (roi.det_imgsz, roi.det_imgsz)
     meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),
             "classes": classes, "code_version": req.code_version, "parent_model": req.parent_model_id}
+    # wall seconds by phase (the card's training.phases): "read" = the dataset read and verified
+    seconds: dict[str, float] = {"read": time.perf_counter() - t0}
+    # the trainings end by the run's time budget (time.time(): the detector may train in another process)
+    deadline = (None if cfg.time_budget_s is None
+                else time.time() - seconds["read"] + cfg.time_budget_s)
     with tempfile.TemporaryDirectory(prefix="flywheel-train2-") as tmp_dir:
         tmp = Path(tmp_dir)
         boxed = members.filter(pl.col("item_box").is_not_null())["frame_id"].to_list()
         det_init = warm_start.prepare_detector(lake, req.parent_model_id, cfg, boxed, tmp / "parent_det")
+        init = warm_start.prepare(lake, req.parent_model_id, cfg, classes, tmp / "parent")
         det_s = 0.0
+        t = time.perf_counter()
+        seconds["prepare"] = t - t0 - seconds["read"]
+
+        def classifier(cls_cfg: TrainConfig, det_onnx: Path | None) -> tuple[Path, float]:
+            t = time.perf_counter()
+            empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
+            best, train_s = train_classifier(members, classes, cls_cfg, tmp, empty_boxes, init,
+                                             deadline)
+            seconds["classifier"] = time.perf_counter() - t
+            return best, train_s
+
         if det_init.mode == "reused":  # the parent's files as they are: the same sha256 ships
             det_ckpt, det_onnx = det_init.weights, det_init.onnx
+            cls_best, cls_s = classifier(cfg, det_onnx)
         else:
-            det_best, det_s = train_detector(members, cfg, tmp, det_init.weights)
-            check_class_order(YOLO(str(det_best)).names, "detect", [EMPTY_CLASS, ITEM])
-            det_ckpt = tmp / DETECTOR_WEIGHTS
-            save_checkpoint(det_best, det_ckpt, {**meta, "role": "detector"})
-            det_onnx = onnx_tools.export_onnx(det_ckpt, roi.det_imgsz, "detect")
+            data = detector_data(members, tmp)
+            seconds["detector_data"] = time.perf_counter() - t
+            det_cpus = cfg.num_cpus // 2
+            if roi.empty_crops == "item_box" and det_cpus:
+                # the classifier does not need the detector: both train at once, each on half the
+                # CPUs (one turn used ~1.2 of 2 cores in turn: README, "Two-stage turns")
+                from concurrent.futures import ProcessPoolExecutor
+                from dataclasses import replace
+                from multiprocessing import get_context
+
+                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                    det_job = pool.submit(train_detector, data, replace(cfg, num_cpus=det_cpus),
+                                          tmp, det_init.weights, meta, deadline)
+                    cls_best, cls_s = classifier(replace(cfg, num_cpus=cfg.num_cpus - det_cpus), None)
+                    t = time.perf_counter()
+                    det_ckpt, det_onnx, det_s = det_job.result()
+                    seconds["detector_wait"] = time.perf_counter() - t
+            else:  # "detector": empty frames are cropped at the trained detector's boxes
+                det_ckpt, det_onnx, det_s = train_detector(data, cfg, tmp, det_init.weights, meta,
+                                                           deadline)
+                cls_best, cls_s = classifier(cfg, det_onnx)
         assert det_ckpt is not None and det_onnx is not None
-        empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
-        init = warm_start.prepare(lake, req.parent_model_id, cfg, classes, tmp / "parent")
-        cls_best, cls_s = train_classifier(members, classes, cfg, tmp, empty_boxes, init)
+        t = time.perf_counter()
         check_class_order(YOLO(str(cls_best)).names, "classify", classes)
         ckpt = tmp / "weights.pt"
         save_checkpoint(cls_best, ckpt, {**meta, "role": "crop classifier"})
@@ -269,9 +323,11 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         files = {name: registry.put_file(lake, req.model_id, name, path) for name, path in
                  (("weights.pt", ckpt), ("model.onnx", onnx_path), (DETECTOR_WEIGHTS, det_ckpt),
                   (DETECTOR_FILE, det_onnx), ("golden.npz", tmp / "golden.npz"))}
+        seconds["export_golden_register"] = time.perf_counter() - t
         curves = read_curves(tmp / "runs" / "cls" / "results.csv")
         det_curves = (read_curves(tmp / "runs" / "det" / "results.csv") if det_init.mode != "reused"
                       else [])
+    det_planned = {"reused": 0, "fine-tuned": roi.det_refresh_epochs}.get(det_init.mode, roi.det_epochs)
     validation = {**cls_val, "passed": cls_val["passed"] and det_val["passed"],
                   "reason": "; ".join(f"{w}: {v['reason']}" for w, v in
                                       (("classifier", cls_val), ("detector", det_val)) if v["reason"]),
@@ -290,9 +346,12 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         training={"epochs": len(curves), "seconds_train": cls_s + det_s, "n_train": n_train,
                   "n_val": n_val, "final": curves[-1] if curves else {},
                   "item_frames_without_box": no_box.height,
+                  "phases": {k: round(v, 1) for k, v in seconds.items()},
                   "init": init.as_card(),
-                  "classifier": {"epochs": len(curves), "seconds_train": cls_s},
-                  "detector": {"epochs": len(det_curves), "seconds_train": det_s,
+                  "classifier": {"epochs": len(curves), "epochs_planned": init.epochs(cfg),
+                                 "seconds_train": cls_s},
+                  "detector": {"epochs": len(det_curves), "epochs_planned": det_planned,
+                               "seconds_train": det_s,
                                "init": det_init.as_card(),
                                "final": det_curves[-1] if det_curves else {},
                                "onnx_validation": det_val}},

@@ -103,8 +103,9 @@ class DetectorStart:
 def prepare_detector(lake: Lake, parent_id: str | None, cfg: TrainConfig, frame_ids: list[str],
                      work: Path) -> DetectorStart:
     """The two-stage run's detector: the parent's (a two-stage production model) reused when none
-    of `frame_ids` (this dataset's boxed item frames) is new to the parent's dataset, fine-tuned
-    `roi.det_refresh_epochs` from it when some are, else trained from scratch (and why)."""
+    of `frame_ids` (this dataset's boxed item frames) is new to the parent's dataset, or fewer than
+    `roi.det_refresh_min_new_boxes`, fine-tuned `roi.det_refresh_epochs` from it when that many are,
+    else trained from scratch (and why)."""
     from flywheel.learner import registry
     from flywheel.learner.datasets import load_dataset_version, read_members
 
@@ -128,11 +129,13 @@ def prepare_detector(lake: Lake, parent_id: str | None, cfg: TrainConfig, frame_
     new = sum(1 for f in frame_ids if f not in seen)
     work.mkdir(parents=True, exist_ok=True)
     weights = registry.fetch_file(lake, parent_id, registry.DETECTOR_WEIGHTS, work)
-    if new and roi.det_refresh_epochs > 0:
+    if new and roi.det_refresh_epochs > 0 and new >= roi.det_refresh_min_new_boxes:
         return DetectorStart("fine-tuned", parent_id, weights, new_boxes=new)
+    reason = ("no new boxes" if not new else "det_refresh_epochs=0" if roi.det_refresh_epochs <= 0
+              else f"{new} new boxes < det_refresh_min_new_boxes={roi.det_refresh_min_new_boxes}")
     return DetectorStart("reused", parent_id, weights,
                          registry.fetch_file(lake, parent_id, registry.DETECTOR_FILE, work), new,
-                         reason="no new boxes" if not new else "det_refresh_epochs=0")
+                         reason=reason)
 
 
 def adapt_checkpoint(src: Path, parent_names: list[str], names: list[str], cfg: TrainConfig,

@@ -90,3 +90,33 @@ def use_cpus(model, cpus: int, workers: int) -> None:
         torch.set_num_threads(threads)
 
     model.add_callback("on_pretrain_routine_start", restore)
+
+
+def stop_at(model, deadline: float | None) -> None:
+    """End `model`'s training (an ultralytics YOLO) by `deadline` (a time.time()): after each epoch,
+    when the planned epochs would end past it at the mean epoch time so far, the plan shrinks to the
+    epochs that fit, and the learning-rate schedule is re-planned over them (as ultralytics' own
+    `time=` mode does after each epoch), so a cut run still ends at its final rate; none fits: this
+    epoch is the last. The last epoch validates and is saved as a final one (`on_train_epoch_end`
+    runs before ultralytics decides that). None: no limit. Unlike `time=`, which also grows the
+    plan to fill the time (a tiny dataset would train for the whole budget), the configured epochs
+    stay the most: a run that fits repeats exactly (seeded)."""
+    if deadline is None:
+        return
+
+    def check(trainer) -> None:
+        import time
+
+        now = time.time()
+        mean = (now - trainer.train_time_start) / (trainer.epoch - trainer.start_epoch + 1)
+        fit = trainer.epoch + 1 + int(max(0.0, deadline - now) // mean)  # epochs ending in time
+        if fit >= trainer.epochs:
+            return
+        trainer.epochs = trainer.args.epochs = fit
+        if fit <= trainer.epoch + 1:
+            trainer.stop = True
+        else:  # ultralytics' time mode does exactly this (trainer.py, end of an epoch)
+            trainer._setup_scheduler()
+            trainer.scheduler.last_epoch = trainer.epoch
+
+    model.add_callback("on_train_epoch_end", check)

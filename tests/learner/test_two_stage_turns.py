@@ -1,6 +1,8 @@
 """A turn whose parent is a two-stage model: its detector ships again byte for byte when the turn
-has no new boxes, is fine-tuned from the parent's weights `det_refresh_epochs` when it has some,
-and the crop classifier fine-tunes from the parent's (warm_start, head grown by class name)."""
+has no new boxes (or fewer than `det_refresh_min_new_boxes`), is fine-tuned from the parent's
+weights `det_refresh_epochs` when it has that many, and the crop classifier fine-tunes from the
+parent's (warm_start, head grown by class name). On 2 CPUs with `empty_crops="item_box"` the
+detector trains in a spawned process while the classifier trains in the task's."""
 
 from __future__ import annotations
 
@@ -12,15 +14,19 @@ from flywheel.learner.config import DatasetSpec, RoiConfig, TrainConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-TINY = TrainConfig(epochs=1, batch=32, num_cpus=1,
-                   roi=RoiConfig(crop=32, det_imgsz=64, det_epochs=1, det_refresh_epochs=1))
+TINY = TrainConfig(epochs=1, batch=32, num_cpus=2,
+                   roi=RoiConfig(crop=32, det_imgsz=64, det_epochs=1, det_refresh_epochs=1,
+                                 det_refresh_min_new_boxes=1))
 
 
-def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake):
-    from flywheel.learner.datasets import write_dataset_version
+def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
+    from dataclasses import replace
+
+    from flywheel.learner.datasets import read_members, write_dataset_version
     from flywheel.learner.pipeline import SimSources, import_from_simulator
     from flywheel.learner.reference_sets import catalog_skus, read_manual_collection
     from flywheel.learner.train import TrainRequest, run_training
+    from flywheel.learner.warm_start import prepare_detector
 
     lake = local_lake
     import_from_simulator(lake, SimSources(seed=0, n_per_sku=6, n_test=8, n_insertions=0))
@@ -55,6 +61,21 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake):
     assert det["init"]["mode"] == "fine-tuned" and 0 < det["init"]["new_boxes"] <= n_new
     assert det["epochs"] == TINY.roi.det_refresh_epochs
     assert grown.card.files["detector.onnx"].sha256 != parent.card.files["detector.onnx"].sha256
+    for run in (parent, grown):  # trained beside the classifier, in its own process
+        assert "detector_wait" in run.card.training["phases"], run.card.training["phases"]
+    assert "detector_wait" not in same.card.training["phases"]
+
+    # fewer new boxes than the minimum: the parent's detector ships unchanged
+    boxed = read_members(lake, new, None, with_images=False).filter(
+        pl.col("item_box").is_not_null())["frame_id"].to_list()
+    n = det["init"]["new_boxes"]
+    for minimum, mode in ((n, "fine-tuned"), (n + 1, "reused")):
+        cfg = replace(TINY, roi=replace(TINY.roi, det_refresh_min_new_boxes=minimum))
+        start = prepare_detector(lake, "parent", cfg, boxed, tmp_path / f"min{minimum}")
+        assert (start.mode, start.new_boxes) == (mode, n)
+    assert start.reason == f"{n} new boxes < det_refresh_min_new_boxes={n + 1}"
+    assert start.onnx is not None and start.onnx.read_bytes() == lake.get(
+        registry.key("parent", "detector.onnx"))
     for child in (same, grown):  # the crop classifier: fine-tuned from the parent's
         init = child.card.training["init"]
         assert init["mode"] == "parent" and init["parent"] == "parent"

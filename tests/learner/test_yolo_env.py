@@ -60,3 +60,31 @@ def test_use_cpus_restores_workers_and_threads_after_ultralytics_sets_its_own():
             assert (trainer.args.workers, torch.get_num_threads()) == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_stop_at_shrinks_the_plan_to_the_epochs_that_end_by_the_deadline():
+    """After each epoch (before validation): planned epochs that would end past the deadline at the
+    mean epoch time are dropped and the schedule re-planned over the rest; none left: this epoch is
+    the last (it then validates and is saved as the final one)."""
+    import time
+    from types import SimpleNamespace
+
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    now = time.time()
+    # two of 10 planned epochs done in 20 s (10 s each): (deadline, epochs planned after, stop)
+    for deadline, epochs, stops in ((None, 10, False), (now + 1000, 10, False),
+                                    (now + 35, 5, False), (now + 5, 2, True), (now - 1, 2, True)):
+        model = YOLO("yolov8n-cls.yaml", task="classify")
+        yolo_env.stop_at(model, deadline)
+        replanned = []
+        trainer = SimpleNamespace(epoch=1, start_epoch=0, train_time_start=now - 20, stop=False,
+                                  epochs=10, args=SimpleNamespace(epochs=10),
+                                  scheduler=SimpleNamespace(last_epoch=0))
+        trainer._setup_scheduler = lambda t=trainer: replanned.append(t.epochs)  # noqa: B023
+        for callback in model.callbacks["on_train_epoch_end"]:
+            callback(trainer)
+        assert (trainer.epochs, trainer.args.epochs, trainer.stop) == (epochs, epochs, stops), deadline
+        assert replanned == ([epochs] if epochs not in (10, 2) else [])
+        assert trainer.scheduler.last_epoch == (1 if replanned else 0)
