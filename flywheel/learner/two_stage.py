@@ -35,6 +35,7 @@ from flywheel.learner import registry
 from flywheel.learner.config import EMPTY_CLASS, TrainConfig
 from flywheel.learner.documents import ModelCardV1
 from flywheel.learner.errors import DatasetError, RegistryError
+from flywheel.learner.parent_boxes import box_unboxed
 
 DETECTOR_FILE = registry.DETECTOR_FILE
 DETECTOR_WEIGHTS = registry.DETECTOR_WEIGHTS
@@ -247,7 +248,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         raise DatasetError(f"a two-stage model needs a classify dataset with the {EMPTY_CLASS!r} "
                            f"class (P(empty) and the detector's negatives); got task {cfg.task!r}, "
                            f"classes {classes[:6]}")
-    no_box = members.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
+    unboxed = members.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
+    # the detector learns from drawn and simulated boxes only (parent_boxes: why)
     members = members.filter((pl.col("label") == EMPTY_CLASS) | pl.col("item_box").is_not_null())
     det_hw = (roi.det_imgsz, roi.det_imgsz)
     meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),
@@ -262,14 +264,18 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         boxed = members.filter(pl.col("item_box").is_not_null())["frame_id"].to_list()
         det_init = warm_start.prepare_detector(lake, req.parent_model_id, cfg, boxed, tmp / "parent_det")
         init = warm_start.prepare(lake, req.parent_model_id, cfg, classes, tmp / "parent")
+        # fleet labels name the product without a box: the crop the parent's detector gives them
+        parent_boxed, no_box = box_unboxed(lake, req.parent_model_id, unboxed, roi.min_confidence,
+                                           tmp / "parent_det")
+        cls_members = pl.concat([members, parent_boxed])
         det_s = 0.0
         t = time.perf_counter()
         seconds["prepare"] = t - t0 - seconds["read"]
 
         def classifier(cls_cfg: TrainConfig, det_onnx: Path | None) -> tuple[Path, float]:
             t = time.perf_counter()
-            empty_boxes = background_boxes(members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
-            best, train_s = train_classifier(members, classes, cls_cfg, tmp, empty_boxes, init,
+            empty_boxes = background_boxes(cls_members, roi.empty_crops, det_onnx, det_hw, cfg.seed)
+            best, train_s = train_classifier(cls_members, classes, cls_cfg, tmp, empty_boxes, init,
                                              deadline)
             seconds["classifier"] = time.perf_counter() - t
             return best, train_s
@@ -333,8 +339,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                                       (("classifier", cls_val), ("detector", det_val)) if v["reason"]),
                   "max_abs_diff": max(cls_val["max_abs_diff"], det_val["max_abs_diff"]),
                   "n": cls_val["n"] + det_val["n"]}
-    n_train = members.filter(pl.col("split") == "train").height
-    n_val = members.height - n_train
+    n_train = cls_members.filter(pl.col("split") == "train").height
+    n_val = cls_members.height - n_train
     card = ModelCardV1(
         model_id=req.model_id, task="classify",
         architecture=cfg.architecture,
@@ -346,6 +352,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         training={"epochs": len(curves), "seconds_train": cls_s + det_s, "n_train": n_train,
                   "n_val": n_val, "final": curves[-1] if curves else {},
                   "item_frames_without_box": no_box.height,
+                  "item_frames_boxed_by_parent": parent_boxed.height,
                   "phases": {k: round(v, 1) for k, v in seconds.items()},
                   "init": init.as_card(),
                   "classifier": {"epochs": len(curves), "epochs_planned": init.epochs(cfg),

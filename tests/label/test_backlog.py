@@ -50,6 +50,7 @@ def _merge(instance: dg.DagsterInstance, res: dict) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.e2e  # two real fleet days through Dagster, ~150 s: make test-e2e
 def test_a_frame_deferred_on_day_1_is_routed_and_merged_on_day_2s_run(tmp_path) -> None:
     from assets.depot import capture_days
     from assets.label_review import review_queue

@@ -73,6 +73,7 @@ def test_the_routing_rule_through_the_asset_bounds_human_work_by_counts(fleet_da
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.e2e  # ~90 s: make test-e2e
 def test_review_loop_on_a_fleet_day(fleet_day) -> None:
     from assets.depot import capture_days
     from assets.label_review import merged_labels, review_queue

@@ -19,7 +19,7 @@ from flywheel.refs import ModelRef
 from resources.lineage import LakeRefIOManager
 from tests.learner.fakes import label_days_source
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e]  # ~110 s: make test-e2e
 
 RUN_CONFIG = {"ops": {
     "learner_sources": {"config": {"seed": 0, "n_per_sku": 6, "n_test": 40, "n_insertions": 4}},

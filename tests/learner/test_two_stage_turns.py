@@ -80,3 +80,31 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
         init = child.card.training["init"]
         assert init["mode"] == "parent" and init["parent"] == "parent"
         assert init["copied_classes"] == len(child.classes) - len(init["new_classes"]) > 0
+
+    # fleet labels name the product without a box: the crop classifier gets the parent detector's
+    # box where the parent trusts it; the detector does not learn from those (nothing new: reused)
+    new_sessions = set(sessions[len(sessions) * 3 // 4:])
+    unboxed = frames.with_columns(pl.when(pl.col("session_id").is_in(new_sessions))
+                                  .then(pl.lit(None)).otherwise(pl.col("item_box")).alias("item_box"))
+    fleet, _ = write_dataset_version(lake, unboxed, DatasetSpec(), catalog, ["fleet"])
+    members = read_members(lake, fleet, None)
+    n_unboxed = members.filter((pl.col("label") != "empty") & pl.col("item_box").is_null()).height
+    assert n_unboxed > 0
+    trusting = replace(TINY, roi=replace(TINY.roi, min_confidence=0.0))
+    child = run_training(TrainRequest(lake.uri, None, fleet.version, trusting, "fleet",
+                                      parent_model_id="parent", catalog=tuple(sorted(catalog))))
+    training = child.card.training
+    assert training["item_frames_boxed_by_parent"] == n_unboxed
+    assert training["item_frames_without_box"] == 0
+    assert training["n_train"] + training["n_val"] == members.height
+    assert training["detector"]["init"]["reason"] == "no new boxes"
+
+    from flywheel.learner.parent_boxes import box_unboxed
+
+    todo = members.filter((pl.col("label") != "empty") & pl.col("item_box").is_null())
+    boxed, left = box_unboxed(lake, "parent", todo, 0.0, tmp_path / "boxes")
+    assert (boxed.height, left.height) == (n_unboxed, 0)
+    assert all(len(b) == 4 and 0 <= b[0] <= b[2] and 0 <= b[1] <= b[3] for b in boxed["item_box"])
+    boxed, left = box_unboxed(lake, "parent", todo, 1.01, tmp_path / "boxes")  # no score reaches it
+    assert (boxed.height, left.height) == (0, n_unboxed)
+    assert box_unboxed(lake, None, todo, 0.0, tmp_path / "boxes")[1].height == n_unboxed
