@@ -176,7 +176,7 @@ class GateRules:
     max_slice_regression: float = 0.05  # epsilon: no slice may drop by more than this
     min_slice_size: int = 30  # slices with fewer frames are reported but not gated (too noisy)
     latency_budget_ms: float = 25.0  # p95 ONNX Runtime CPU latency, batch 1
-    onnx_max_abs_diff: float = 1e-3  # max |p_onnx - p_torch| on the golden inputs
+    onnx_max_abs_diff: float = 1e-3  # max |onnx - torch| on the golden inputs, x max|output| past 1
     onnx_min_top1_agreement: float = 1.0  # share of golden inputs where argmax agrees
     bootstrap_min_target: float = 0.0  # with no production model: the target must reach this
     # the worst insertion set's insertion-level top-1 (barcode + vote, as the device decides) must

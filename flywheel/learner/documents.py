@@ -52,7 +52,8 @@ class OnnxValidation(_Part):
     max_abs_diff: float | None = None
     top1_agreement: float | None = None
     n: int = 0  # golden inputs compared
-    max_abs_diff_limit: float | None = None
+    max_abs_diff_limit: float | None = None  # max_abs_diff x output_scale
+    output_scale: float | None = None  # max(1, largest |torch output|); None on cards before it
     min_top1_agreement: float | None = None
 
 

@@ -60,6 +60,16 @@ def test_onnx_mismatch_blocks():
     assert len(d.reasons) == 1 and d.reasons[0].startswith("onnx_agreement: max |onnx - torch| 3.5")
 
 
+def test_onnx_limit_scales_with_logits_not_probabilities():
+    logits = np.array([[12.0, -3.0, 0.5]], np.float32)
+    off = logits + np.float32(0.00123)  # float32 noise at 12: 1e-4 relative
+    v = compare_outputs(logits, off, 1e-3, 1.0)
+    assert v["passed"] and v["output_scale"] == 12.0 and abs(v["max_abs_diff_limit"] - 0.012) < 1e-9
+    probs = np.array([[0.9, 0.05, 0.05]], np.float32)
+    v = compare_outputs(probs, probs + np.float32(0.00123), 1e-3, 1.0)
+    assert not v["passed"] and v["max_abs_diff_limit"] == 1e-3 and "limit 0.001" in v["reason"]
+
+
 def test_onnx_shape_mismatch_is_a_failed_validation():
     v = compare_outputs(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), 1e-3, 1.0)
     assert not v["passed"] and "shape" in v["reason"]
