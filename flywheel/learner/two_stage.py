@@ -7,7 +7,8 @@ being inserted; here one training job trains, exports, golden-checks and registe
    none), `roi.det_model_yaml` at `roi.det_imgsz`;
 2. the crop classifier: TrainConfig's classifier at `roi.crop` px on square crops
    (edge_agent/crop.py) around the true item box, jittered in training as a detector's box is never
-   exact; the "empty" class learns from crops around the trained detector's best box on empty
+   exact (an item label without a box, e.g. a fleet label, at the parent detector's trusted box:
+   `box_unboxed`); the "empty" class learns from crops around the trained detector's best box on empty
    frames, which is what the device crops there;
 3. both exported to ONNX, each checked against torch on golden inputs (golden.npz holds both:
    `inputs`/`expected` for the classifier, `detector_inputs`/`detector_expected`), registered as
@@ -35,7 +36,6 @@ from flywheel.learner import registry
 from flywheel.learner.config import EMPTY_CLASS, TrainConfig
 from flywheel.learner.documents import ModelCardV1
 from flywheel.learner.errors import DatasetError, RegistryError
-from flywheel.learner.parent_boxes import box_unboxed
 
 DETECTOR_FILE = registry.DETECTOR_FILE
 DETECTOR_WEIGHTS = registry.DETECTOR_WEIGHTS
@@ -157,6 +157,30 @@ def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
     return out
 
 
+def box_unboxed(lake: Lake, parent_id: str | None, unboxed: pl.DataFrame, min_confidence: float,
+                work: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the `unboxed` item rows the parent's detector boxed with a score of at least
+    `min_confidence`, item_box filled; the rows still without a box). No two-stage parent: none.
+
+    A fleet label names the product without a box (the annotator picks a SKU, an auto label comes
+    from the pre-labellers), so before this every fleet label was dropped and a turn could not gain
+    (bench_flywheel, turn 1: 148 merged labels, none reached the model). The device crops at its
+    detector's best box, so the parent's box is the crop the device classifies; only a box the
+    device trusts is used. These boxes teach the crop classifier only: the detector learns from
+    drawn and simulated boxes (its own predictions teach it nothing, and weak ones taught it to
+    box empty carts: README, "Federated")."""
+    card = registry.read_card(lake, parent_id) if parent_id and not unboxed.is_empty() else None
+    if card is None or DETECTOR_FILE not in card.files:
+        return unboxed.head(0), unboxed
+    h, w = card.preprocessing["two_stage"]["detector"]["input_size"]
+    onnx = registry.fetch_file(lake, card.model_id, DETECTOR_FILE, work)
+    found = detector_boxes(onnx, unboxed["image_png"].to_list(), (int(h), int(w)))
+    keep = pl.Series([score >= min_confidence for _, score in found])
+    boxed = unboxed.with_columns(pl.Series("item_box", [b for b, _ in found],
+                                           dtype=unboxed.schema["item_box"]))
+    return boxed.filter(keep), unboxed.filter(~keep)
+
+
 def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path | None, det_hw: tuple[int, int],
                      seed: int) -> dict[str, list[float]]:
     """frame id -> the box the classifier's "empty" class is cropped at, per empty frame:
@@ -249,7 +273,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                            f"class (P(empty) and the detector's negatives); got task {cfg.task!r}, "
                            f"classes {classes[:6]}")
     unboxed = members.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
-    # the detector learns from drawn and simulated boxes only (parent_boxes: why)
+    # the detector learns from drawn and simulated boxes only (box_unboxed: why)
     members = members.filter((pl.col("label") == EMPTY_CLASS) | pl.col("item_box").is_not_null())
     det_hw = (roi.det_imgsz, roi.det_imgsz)
     meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),

@@ -99,7 +99,7 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
     assert training["n_train"] + training["n_val"] == members.height
     assert training["detector"]["init"]["reason"] == "no new boxes"
 
-    from flywheel.learner.parent_boxes import box_unboxed
+    from flywheel.learner.two_stage import box_unboxed
 
     todo = members.filter((pl.col("label") != "empty") & pl.col("item_box").is_null())
     boxed, left = box_unboxed(lake, "parent", todo, 0.0, tmp_path / "boxes")
