@@ -170,4 +170,5 @@ def release_rollout(context: dg.AssetExecutionContext, config: RolloutConfig, la
             "reports_in_window": window.reports, "reports_read_this_run": window.read,
             "reports_rejected": len(window.rejected),
             "reasons": "; ".join(d.reasons) or "none",
+            "waiting_for": "; ".join(d.waiting) or "none",
         })

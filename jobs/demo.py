@@ -132,16 +132,18 @@ class Demo:
         rel = self.step(k, "release", w.release, False)
         rec.shipped = True
         rec.rollout_stage = rel["stage"] or ""
-        shift = 0
+        shift, waiting = 0, ""
         while not rec.rollout_stage.startswith(("full", "halted", "rolled_back")):
             if shift >= s.max_health_shifts:
-                rec.note = f"rollout held at {rec.rollout_stage} after {shift} health shift(s)"
+                rec.note = f"rollout held at {rec.rollout_stage} after {shift} health shift(s)" + (
+                    f", waiting for: {waiting}" if waiting and waiting != "none" else "")
                 break
             shift += 1
             self.step(k, f"health_shift_{shift}", w.collect, k, self._next_day(day, shift), carts,
                       s.health_minutes, health=True, shift=shift)
             judged = self.step(k, f"rollout_{shift}", w.judge_rollout)
             rec.rollout_stage = judged["stage"] or rec.rollout_stage
+            waiting = judged.get("waiting_for", "")
             if judged["action"] == "halt":
                 rec.note = f"rollout halted and rolled back: {judged['reasons']}"
         return rec

@@ -237,7 +237,8 @@ class Wheel:
         m = self.meta(result, "release_rollout")
         return {"run": result.run_id, "action": m.get("action"), "stage": m.get("stage_after",
                                                                                    m.get("stage")),
-                "reasons": m.get("reasons", ""), "production_moved": m.get("production_moved", False)}
+                "reasons": m.get("reasons", ""), "waiting_for": m.get("waiting_for", ""),
+                "production_moved": m.get("production_moved", False)}
 
     def refresh_figures(self) -> None:
         self.run_job("flywheel_turns_job")

@@ -53,7 +53,8 @@ class ScriptedWheel:
         self.calls.append("judge")
         action = self.rollout.pop(0) if self.rollout else "hold"
         return {"action": action, "stage": "full 100%" if action == "advance" else "canary 50%",
-                "reasons": "not enough barcode checks" if action == "hold" else "none"}
+                "reasons": "none",
+                "waiting_for": "too few barcode checks" if action == "hold" else "none"}
 
 
 def _demo(tmp_path: Path, wheel: ScriptedWheel, stop_after: str | None = None) -> Demo:
@@ -92,6 +93,7 @@ def test_a_rollout_without_enough_health_data_is_reported_held(tmp_path: Path) -
     rec = _demo(tmp_path, wheel).turn(1, "2026-11-02", carts=2)
     assert wheel.calls.count("health") == 2  # max_health_shifts
     assert rec.rollout_stage == "canary 50%" and "held at canary 50%" in rec.note
+    assert rec.note.endswith("waiting for: too few barcode checks")  # what the hold lacked
 
 
 def test_an_interrupted_turn_resumes_without_redoing_finished_steps(tmp_path: Path, capsys) -> None:

@@ -137,6 +137,11 @@ class Decision:
     def reasons(self) -> list[str]:
         return [c.detail for c in self.checks if c.passed is False]
 
+    @property
+    def waiting(self) -> list[str]:
+        """Why a hold holds: the checks without enough evidence yet (a hold has no failed one)."""
+        return [c.detail for c in self.checks if c.passed is None]
+
 
 def worse_p_value(bad_a: int, n_a: int, bad_b: int, n_b: int) -> float:
     """One-sided p-value that cohort a's rate of bad outcomes exceeds cohort b's (pooled z-test,

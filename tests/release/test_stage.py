@@ -42,6 +42,7 @@ def test_release_stage_rechecks_gate_and_moves_production_only_at_full(local_lak
     # No reports: the gate holds (not enough data), nothing moves.
     held = step(repo, [], GateConfig())
     assert held.decision.action == "hold" and held.after == held.before
+    assert held.decision.reasons == [] and held.decision.waiting  # why it holds, check by check
     # With the minimums at zero every stage advances; production moves at full, not before.
     easy = GateConfig(min_barcode_checks=0, min_frames=0, min_shadow_frames=0,
                       min_shadow_agreement=0.0)
