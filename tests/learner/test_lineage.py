@@ -12,7 +12,7 @@ import pytest
 from tests.learner.fakes import label_days_source
 from tests.support.lineage import BARRIERS, LockstepRefIOManager
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.e2e]  # ~155 s: make test-e2e
 
 # different split and seed: different dataset versions and different candidates. One stage: two
 # overlapping two-stage trainings outlived the 600 s timeout on the loaded machine (the two-stage
