@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.devstack.ray_nodes import free_port
+from flywheel.devstack.ports import free_port
 from tests.support.dagster_ui import DagsterServers
 
 

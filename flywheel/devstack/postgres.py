@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.devstack.ray_nodes import free_port
+from flywheel.devstack.ports import free_port
 
 
 def pg_bindir() -> Path | None:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,18 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flywheel.devstack.ports import free_ports
+
 OBJECT_STORE_BYTES = 80 * 2**20  # the machine is shared: keep every node's object store small
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "YOLO_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ports(*names: str) -> list[str]:
-    return [f"--{n}={free_port()}" for n in names]
+def _port_flags(*names: str, worker_ports: int = 24) -> list[str]:
+    """`--name=PORT` for each listener plus a private worker-port list (Ray's default 10002-19999 is
+    shared by every cluster here), all distinct within the node."""
+    ports = free_ports(len(names) + worker_ports)
+    flags = [f"--{n}={p}" for n, p in zip(names, ports, strict=False)]
+    return [*flags, f"--worker-port-list={','.join(map(str, ports[len(names):]))}"]
 
 
 @dataclass
@@ -70,9 +69,9 @@ class RayNodes:
         cmd = [_ray_bin(), "start", "--block", f"--address={self.address}",
                "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                f"--resources={json.dumps(res)}", f"--object-store-memory={OBJECT_STORE_BYTES}",
-               *_ports("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                       "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port"),
-               *_worker_ports()]
+               *_port_flags("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                            "dashboard-agent-grpc-port", "metrics-export-port",
+                            "runtime-env-agent-port")]
         self.procs[name] = _spawn(cmd, self.env, self.temp_dir / f"{name}.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -127,15 +126,14 @@ def ray_nodes(workers: int = 1, worker_cpus: int = 1, head_cpus: int = 0,
     temp_dir = Path(tempfile.mkdtemp(prefix="rayn-", dir="/tmp"))  # short: Ray's socket paths
     env = {**os.environ, **RAY_ENV, **(extra_env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    gcs_port, dash_port = free_port(), free_port()
+    gcs_port, dash_port = free_ports(2)
     cmd = [_ray_bin(), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
            f"--port={gcs_port}", f"--temp-dir={temp_dir}", f"--num-cpus={head_cpus}", "--num-gpus=0",
            f"--object-store-memory={OBJECT_STORE_BYTES}", "--include-dashboard=true",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats",
-           *_ports("ray-client-server-port", "node-manager-port", "object-manager-port",
-                   "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-                   "runtime-env-agent-port"),
-           *_worker_ports()]
+           *_port_flags("ray-client-server-port", "node-manager-port", "object-manager-port",
+                        "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                        "metrics-export-port", "runtime-env-agent-port")]
     nodes = RayNodes(temp_dir=temp_dir, address=f"127.0.0.1:{gcs_port}",
                      jobs_url=f"http://127.0.0.1:{dash_port}", env=env)
     # what the cluster deployment reads (resources/deployments.py): a step running as a Ray job on
@@ -163,11 +161,6 @@ def _wait_for_dashboard(nodes: RayNodes, timeout: float) -> None:
         nodes._raise_if_dead("head")
         time.sleep(0.5)
     raise TimeoutError(f"Ray head not up in {timeout:.0f}s; see {nodes.temp_dir / 'head.log'}")
-
-
-def _worker_ports() -> list[str]:
-    # a private range per node (Ray's default 10002-19999 is shared by every cluster here)
-    return [f"--worker-port-list={','.join(str(free_port()) for _ in range(24))}"]
 
 
 def _ray_bin() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from flywheel.devstack.ports import free_ports
 
 ACCESS_KEY = "flywheel-test"
 SECRET_KEY = "flywheel-test-secret"
@@ -60,25 +61,6 @@ class SeaweedServer:
                 self.process.wait()
 
 
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            # gRPC listeners default to port + 10000: keep every port low enough to be valid.
-            if port < 55000 and port not in ports:
-                socks.append(s)
-                ports.append(port)
-            else:
-                s.close()
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
 def weed_binary() -> str:
     exe = Path(sys.executable).with_name("weed")
     found = str(exe) if exe.exists() else shutil.which("weed")
@@ -92,7 +74,8 @@ def start_seaweedfs(data_dir: Path, bucket: str = "flywheel", timeout_s: float =
     """`s3_config`: an identities file (per-identity actions, e.g. "Write:bucket/prefix/*"); it
     must give ACCESS_KEY admin rights (the readiness probe and cloud-side helpers use it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    # gRPC listeners default to port + 10000: keep every port low enough for that to be valid
+    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS), below=55000), strict=True))
     cmd = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-bucket={bucket}",

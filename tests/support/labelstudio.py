@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from flywheel.devstack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "var" / "labelstudio" / "venv" / "bin" / "label-studio"
@@ -36,12 +37,6 @@ class StudioServer:
     username: str
     data_dir: Path
     started_s: float  # seconds until /health answered (migrations on a fresh data dir)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def studio_env(data_dir: Path, username: str, password: str, token: str) -> dict[str, str]:

@@ -22,17 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.devstack.ports import free_port
+
 
 def need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.skip(f"{missing} not installed (apt-get install -y ffmpeg rtsp-server-perl)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_ts(path: Path, size: str = "320x240", seconds: float = 2.0, fps: int = 15,
