@@ -249,7 +249,9 @@ class Agent:
         return firings
 
     def _health(self, pred, sf: SignalFrame, insertion) -> None:
-        """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame,
+        """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame
+        (an "empty" prediction there counts as a disagreement: a weak model saying "empty" everywhere
+        otherwise gave the canary gate 0 checks and held every rollout of the 4-cart demo),
         low confidence, and a weight step the model did not see (counted per frame); insertions
         decided and how many of them were uncertain."""
         t = self.telemetry
@@ -259,9 +261,9 @@ class Agent:
                 t.add("insertions_low_confidence")
         if pred.label is not None:
             t.add("predictions")
-            if sf.barcodes:
-                t.add("barcode_checked")
-                t.add("barcode_agree", int(same_sku(sf.barcodes[0].text, pred.label)))
+        if sf.barcodes:  # a read proves an item is in view: "empty" there disagrees, it is no gap
+            t.add("barcode_checked")
+            t.add("barcode_agree", int(pred.label is not None and same_sku(sf.barcodes[0].text, pred.label)))
         if pred.confidence < DEFAULT_LOW_CONFIDENCE:
             t.add("low_confidence")
         if pred.label is None and sf.weight_delta_g is not None and \

@@ -49,7 +49,7 @@ class Totals:
     shadow_errors: int = 0  # shadow model faults (the production path never notices)
     restarts: int = 0  # agent starts (1 per process)
     predictions: int = 0  # frames where the model named a product
-    barcode_checked: int = 0  # frames with a barcode read and a model prediction to compare
+    barcode_checked: int = 0  # frames with a barcode read, compared with the top-1 ("empty" disagrees)
     barcode_agree: int = 0  # of those, the model's top-1 is the barcode's SKU
     low_confidence: int = 0  # frames whose top-1 confidence is below the low-confidence mark
     weight_inconsistent: int = 0  # the weight stepped (an item in or out) but the model saw nothing
