@@ -94,23 +94,32 @@ def use_cpus(model, cpus: int, workers: int) -> None:
 
 def stop_at(model, deadline: float | None) -> None:
     """End `model`'s training (an ultralytics YOLO) by `deadline` (a time.time()): after each epoch,
-    when the planned epochs would end past it at the mean epoch time so far, the plan shrinks to the
-    epochs that fit, and the learning-rate schedule is re-planned over them (as ultralytics' own
-    `time=` mode does after each epoch), so a cut run still ends at its final rate; none fits: this
-    epoch is the last. The last epoch validates and is saved as a final one (`on_train_epoch_end`
-    runs before ultralytics decides that). None: no limit. Unlike `time=`, which also grows the
-    plan to fill the time (a tiny dataset would train for the whole budget), the configured epochs
-    stay the most: a run that fits repeats exactly (seeded)."""
+    when the planned epochs would end past it at the current pace, the plan shrinks to the epochs
+    that fit, and the learning-rate schedule is re-planned over them (as ultralytics' own `time=`
+    mode does after each epoch), so a cut run still ends at its final rate; none fits: this epoch is
+    the last. The last epoch validates and is saved as a final one (`on_train_epoch_end` runs
+    before ultralytics decides that). The pace is the mean of the epochs after the first once one
+    is timed: the first is slower (dataset scan, caches, warm-up) and, counted in, cut warm turns
+    60-110 s short of the budget; a plan cut early grows back as the pace settles, never past the
+    configured epochs. None: no limit. Unlike `time=`, which also grows the plan to fill the time (a
+    tiny dataset would train for the whole budget), a run that fits repeats exactly (seeded)."""
     if deadline is None:
         return
+    ends: dict[int, float] = {}  # epoch -> when it ended (its training, before validation)
+    most: list[int] = []  # the configured epochs, as the first check saw them
 
     def check(trainer) -> None:
         import time
 
         now = time.time()
-        mean = (now - trainer.train_time_start) / (trainer.epoch - trainer.start_epoch + 1)
-        fit = trainer.epoch + 1 + int(max(0.0, deadline - now) // mean)  # epochs ending in time
-        if fit >= trainer.epochs:
+        if not most:
+            most.append(trainer.epochs)
+        ends[trainer.epoch] = now
+        later = [ends[e] - ends[e - 1] for e in ends if e - 1 in ends]
+        pace = (sum(later) / len(later) if later
+                else (now - trainer.train_time_start) / (trainer.epoch - trainer.start_epoch + 1))
+        fit = min(most[0], trainer.epoch + 1 + int(max(0.0, deadline - now) // pace))
+        if fit == trainer.epochs:
             return
         trainer.epochs = trainer.args.epochs = fit
         if fit <= trainer.epoch + 1:

@@ -88,3 +88,31 @@ def test_stop_at_shrinks_the_plan_to_the_epochs_that_end_by_the_deadline():
         assert (trainer.epochs, trainer.args.epochs, trainer.stop) == (epochs, epochs, stops), deadline
         assert replanned == ([epochs] if epochs not in (10, 2) else [])
         assert trainer.scheduler.last_epoch == (1 if replanned else 0)
+
+
+def test_stop_at_paces_by_the_epochs_after_the_first_and_grows_a_cut_plan_back(monkeypatch):
+    """The first epoch is slow (caches, warm-up): counted in the mean it cut warm turns 60-110 s
+    short. Once a later epoch is timed, it alone sets the pace, and a plan cut on the first epoch's
+    pace grows back, never past the configured epochs."""
+    import time
+    from types import SimpleNamespace
+
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    t0 = 1_000_000.0
+    model = YOLO("yolov8n-cls.yaml", task="classify")
+    yolo_env.stop_at(model, t0 + 100)
+    (callback,) = model.callbacks["on_train_epoch_end"][-1:]
+    replanned = []
+    trainer = SimpleNamespace(epoch=0, start_epoch=0, train_time_start=t0, stop=False, epochs=10,
+                              args=SimpleNamespace(epochs=10), scheduler=SimpleNamespace(last_epoch=0))
+    trainer._setup_scheduler = lambda: replanned.append(trainer.epochs)
+    # (epoch, when it ended, epochs planned after): 40 s first epoch, then 5 s epochs
+    for epoch, at, planned in ((0, 40, 2), (1, 45, 10), (2, 50, 10), (3, 70, 7)):
+        monkeypatch.setattr(time, "time", lambda at=at: t0 + at)
+        trainer.epoch = epoch
+        callback(trainer)
+        assert (trainer.epochs, trainer.args.epochs, trainer.stop) == (planned, planned, False), epoch
+    # epoch 3 took 20 s: pace (5 + 5 + 20) / 3 = 10 s, 30 s left: 3 more after epoch 3
+    assert replanned == [2, 10, 7]
