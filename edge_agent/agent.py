@@ -1,7 +1,8 @@
 """The agent: the inference loop plus its off-loop helpers (capture worker, uploader, housekeeping).
 
 The inference loop (`process`) runs the device model on every frame, computes the signals the
-active rules need, evaluates the rules, and feeds the pre/post-roll recorder. Everything slow
+active rules need (the barcode read always: health and insertions use it), evaluates the rules,
+and feeds the pre/post-roll recorder. Everything slow
 (encoding, disk, network, status reports, rule and model reloads) runs at lower OS priority off the
 loop: encoding in a child process by default (CPU-bound work must not share the loop's GIL), the
 uploader and housekeeping on threads (I/O and hashing, which release the GIL). The loop only ever
@@ -193,7 +194,10 @@ class Agent:
         if self.ota is not None:
             self.ota.record_frame(pred.latency_ms)  # counts only while the model is on probation
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
-        need = rules.signals
+        # the barcode read is needed on every frame whatever the rules say: the rollout's agreement
+        # check and the insertion's fusion use it (1-2 ms; without it bench_flywheel's canary saw
+        # 0/0 barcode checks and every 4-cart rollout held)
+        need = rules.signals | {"barcode"}
         fed = self.federated
         if fed is not None:  # its labels need the read, the weight step and motion on every frame
             need = need | {"barcode", "weight", "motion"}

@@ -142,10 +142,12 @@ class Demo:
             self.step(k, f"health_shift_{shift}", w.collect, k, self._next_day(day, shift), carts,
                       s.health_minutes, health=True, shift=shift)
             judged = self.step(k, f"rollout_{shift}", w.judge_rollout)
-            rec.rollout_stage = judged["stage"] or rec.rollout_stage
             waiting = judged.get("waiting_for", "")
-            if judged["action"] == "halt":
+            if judged["action"] == "halt":  # the channel is the old release at full again: say so
+                rec.rollout_stage = f"rolled_back at {rec.rollout_stage}"
                 rec.note = f"rollout halted and rolled back: {judged['reasons']}"
+            else:
+                rec.rollout_stage = judged["stage"] or rec.rollout_stage
         return rec
 
     def _earlier(self, k: int) -> dict[str, tuple[int, int, float]]:

@@ -52,8 +52,9 @@ class ScriptedWheel:
     def judge_rollout(self):
         self.calls.append("judge")
         action = self.rollout.pop(0) if self.rollout else "hold"
-        return {"action": action, "stage": "full 100%" if action == "advance" else "canary 50%",
-                "reasons": "none",
+        # a halt rolls back: the channel is the previous release at full 100 % again
+        return {"action": action, "stage": "canary 50%" if action == "hold" else "full 100%",
+                "reasons": "low_confidence: canary worse" if action == "halt" else "none",
                 "waiting_for": "too few barcode checks" if action == "hold" else "none"}
 
 
@@ -94,6 +95,19 @@ def test_a_rollout_without_enough_health_data_is_reported_held(tmp_path: Path) -
     assert wheel.calls.count("health") == 2  # max_health_shifts
     assert rec.rollout_stage == "canary 50%" and "held at canary 50%" in rec.note
     assert rec.note.endswith("waiting for: too few barcode checks")  # what the hold lacked
+
+
+def test_a_halted_rollout_is_reported_rolled_back_not_full(tmp_path: Path) -> None:
+    """bench_flywheel's turn 2 halted at canary 50 % and was reported "full 100%" / full_rollout:
+    the stage the rollback left the channel in (the old release at full)."""
+    from flywheel.loop.turns import turn_time
+
+    wheel = ScriptedWheel(tmp_path, rollout=("hold", "halt"))
+    rec = _demo(tmp_path, wheel).turn(1, "2026-11-02", carts=2)
+    assert wheel.calls.count("judge") == 2
+    assert rec.rollout_stage == "rolled_back at canary 50%"
+    assert rec.note == "rollout halted and rolled back: low_confidence: canary worse"
+    assert turn_time({"gate": 1.0}, rec.rollout_stage, rec.shipped)[1] == "rollout_halted"
 
 
 def test_an_interrupted_turn_resumes_without_redoing_finished_steps(tmp_path: Path, capsys) -> None:
