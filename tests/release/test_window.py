@@ -91,14 +91,23 @@ def test_the_rollout_judges_the_share_of_uncertain_insertions_once_there_are_eno
     cfg = GateConfig(min_barcode_checks=100, min_frames=1000)
     control = Totals(cells=_cells((2, 40), (3, 40), (2, 40)))
 
-    def decide(*canary: tuple[int, int]):  # noqa: ANN202
-        d = judge(Cohorts(canary=Totals(cells=_cells(*canary)), control=control), cand, cfg)
+    def decide(*canary: tuple[int, int], agree: int = 196, c: GateConfig = cfg):  # noqa: ANN202
+        cells = {k: {**v, "barcode_agree": agree} for k, v in _cells(*canary).items()}
+        d = judge(Cohorts(canary=Totals(cells=cells), control=control), cand, c)
         return d, next(c for c in d.checks if c.name == "insertion_low_confidence")
 
     # every canary cart decides a third of its insertions uncertain, the control ~6 %: halt
     d, check = decide((13, 40), (14, 40), (13, 40))
     assert d.action == "halt" and check.passed is False and check.actual > 0.2
     assert any("insertion_low_confidence" in r for r in d.reasons)
+    # as unsure, but agreeing with the barcode reads more often (199 vs 196 of 200 a cart): the
+    # proxy yields to the measure, unless the operator turned that off
+    d, check = decide((13, 40), (14, 40), (13, 40), agree=199)
+    assert d.action == "advance" and check.passed is True and "not halting" in check.detail
+    d, check = decide((13, 40), (14, 40), (13, 40), agree=199,
+                      c=GateConfig(min_barcode_checks=100, min_frames=1000,
+                                   confidence_yields_to_agreement=False))
+    assert d.action == "halt" and check.passed is False
     # as sure as the control: advance
     d, check = decide((2, 40), (3, 40), (2, 40))
     assert d.action == "advance" and check.passed is True
