@@ -56,6 +56,9 @@ class RolloutConfig(dg.Config):
     max_p99_ms: float = _gate("max_p99_ms", "worst canary device inference p99")
     min_shadow_frames: int = _gate("min_shadow_frames", "shadow frames before the shadow gate judges")
     min_shadow_agreement: float = _gate("min_shadow_agreement", "shadow top-1 == production top-1")
+    confidence_yields_to_agreement: bool = _gate(
+        "confidence_yields_to_agreement",
+        "the confidence checks do not halt a canary that agrees with the barcode reads more often")
 
     def gate(self) -> GateConfig:
         return GateConfig(alpha=self.alpha, agreement_margin=self.agreement_margin,
@@ -63,7 +66,8 @@ class RolloutConfig(dg.Config):
                           insertion_low_conf_margin=self.insertion_low_conf_margin,
                           min_insertions=self.min_insertions, max_p99_ms=self.max_p99_ms,
                           min_shadow_frames=self.min_shadow_frames,
-                          min_shadow_agreement=self.min_shadow_agreement)
+                          min_shadow_agreement=self.min_shadow_agreement,
+                          confidence_yields_to_agreement=self.confidence_yields_to_agreement)
 
 
 @dg.asset(
