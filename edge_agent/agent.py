@@ -194,21 +194,20 @@ class Agent:
         if self.ota is not None:
             self.ota.record_frame(pred.latency_ms)  # counts only while the model is on probation
         rules = self.rules  # one read: a hot reload swaps the attribute between frames
-        # the barcode read is needed on every frame whatever the rules say: the rollout's agreement
-        # check and the insertion's fusion use it (1-2 ms; without it bench_flywheel's canary saw
-        # 0/0 barcode checks and every 4-cart rollout held)
-        need = rules.signals | {"barcode"}
+        need = rules.signals
         fed = self.federated
-        if fed is not None:  # its labels need the read, the weight step and motion on every frame
-            need = need | {"barcode", "weight", "motion"}
+        if fed is not None:  # its labels need the weight step and motion on every frame
+            need = need | {"weight", "motion"}
         sf = SignalFrame(prediction=pred.label, confidence=pred.confidence, weight_g=frame.weight_g,
                          aisle=frame.location[0] if frame.location else None, store=self.store_id)
         if "motion" in need:
             sf.motion = self._motion.update(image)
-        if "barcode" in need:
-            if self._barcodes is None:
-                self._barcodes = BarcodeReader()
-            sf.barcodes = self._barcodes.read(image)
+        # the barcode read runs on every frame whatever the rules say: the rollout's agreement check,
+        # the insertion's fusion and federated labels use it (1-2 ms; read only for the rules,
+        # bench_flywheel's canaries saw 0/0 barcode checks and every 4-cart rollout held)
+        if self._barcodes is None:
+            self._barcodes = BarcodeReader()
+        sf.barcodes = self._barcodes.read(image)
         if "weight" in need:
             sf.weight_delta_g = self._weight.update(frame.t, frame.weight_g)
         insertion = self.insertions.update(frame.t, pred.distribution(),
