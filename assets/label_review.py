@@ -53,6 +53,11 @@ class ReviewConfig(dg.Config):
                               description="Deferred frames of earlier capture days this many days back "
                                           "come back in this run's queue, oldest first, within the same "
                                           "batch and budget (0 = only a re-run of their own day).")
+    max_boxes: int = Field(default_of(RoutingConfig, "max_boxes"),
+                           description="Tasks whose leader the production detector does not box also ask "
+                                       "for a box (extreme clicking, within the budget), at most this many "
+                                       "a run: the detector learns the stores only from drawn boxes "
+                                       "(0 = never).")
     near_duplicate_distance: float = Field(default_of(GroupingConfig, "max_distance"),
                                            description="Cosine distance under which frames of one clip form "
                                                        "one task (LanceDB index vectors).")
@@ -80,7 +85,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
                          max_task_s=config.max_task_s,
                          seed=config.seed,
                          trust_calibration=config.trust_calibration, trust_sensors=config.trust_sensors,
-                         backlog_days=config.backlog_days)
+                         backlog_days=config.backlog_days, max_boxes=config.max_boxes)
     routing, keys, grouping = queue_day(the_lake, day, rcfg, index.location(the_lake),
                                         config.near_duplicate_distance, context.run_id)
     counts = {r: routing.count(r) for r in ("auto", "review", "conflict", "audit", "deferred", "human")}
@@ -113,6 +118,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
         "second_looks_human_vs_load_cell": sum(1 for t in routing.tasks
                                                if second_look("load cell") in t.reason),
         "tasks_with_candidate_list": sum(1 for t in routing.tasks if t.candidates),
+        "boxes_requested": sum(1 for t in routing.tasks if t.draw_box),
         "near_duplicate_grouping": grouping,
         "budget_s": config.budget_s,
         "planned_human_s": dg.MetadataValue.float(routing.planned_s),

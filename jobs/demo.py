@@ -120,7 +120,7 @@ class Demo:
         rec.empties_filtered = labelled["empties"]
         reviewed = self.step(k, "review", w.review, k, day, carts, s.minutes, self._earlier(k))
         rec.human_items, rec.human_frames = reviewed["tasks"], reviewed["frames"]
-        rec.human_seconds = reviewed["seconds"]
+        rec.human_seconds, rec.human_boxes = reviewed["seconds"], reviewed.get("boxes", 0)
         merged = self.step(k, "merge", w.merge, day)
         rec.auto_labelled = merged["auto"]
         trained = self.step(k, "train", w.train)

@@ -137,10 +137,18 @@ class Wheel:
                 "auto_routed": q.get("auto_accepted", 0)}
 
     def truth(self, turn: int, day: str, carts: int, minutes: float, frame_ids: list[str]):
+        """frame id -> true SKU (None: no item; UNKNOWN: not a frame of that turn's fleet)."""
         from flywheel.label.annotator import fleet_truth_lookup
 
         return fleet_truth_lookup(self.lake, day, frame_ids, seed=self.fleet_seed(turn), carts=carts,
                                   minutes=minutes, world_seed=self.settings.world_seed)
+
+    def frame_truths(self, turn: int, day: str, carts: int, minutes: float, frame_ids: list[str]):
+        """frame id -> the simulator's FrameTruth (UNKNOWN: not a frame of that turn's fleet)."""
+        from flywheel.label.annotator import fleet_truths
+
+        return fleet_truths(self.lake, day, frame_ids, seed=self.fleet_seed(turn), carts=carts,
+                            minutes=minutes, world_seed=self.settings.world_seed)
 
     def review(self, turn: int, day: str, carts: int, minutes: float,
                earlier: dict[str, tuple[int, int, float]] | None = None) -> dict:
@@ -162,18 +170,27 @@ class Wheel:
         open_tasks = [t for t in tasks if t.task_id not in done]
         ids = sorted({f for t in open_tasks for f in t.frame_ids})
         earlier = earlier or {}
-        lookups = [self.truth(turn, day, carts, minutes, ids)]
+        lookups = [self.frame_truths(turn, day, carts, minutes, ids)]
         for d in (d for d in origin_days(self.lake, day) if d in earlier):
             t, c, m = earlier[d]
-            lookups.append(self.truth(t, d, c, m, ids))
+            lookups.append(self.frame_truths(t, d, c, m, ids))
 
-        def truth(fid: str):
+        def frame_truth(fid: str):
             return next((t for t in (f(fid) for f in lookups) if t is not UNKNOWN), UNKNOWN)
 
-        report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), truth,
-                                 AnnotatorConfig(seed=self.fleet_seed(turn)))
+        def sku(fid: str):
+            t = frame_truth(fid)
+            return t if t is UNKNOWN else (None if t.is_empty else t.sku)
+
+        def box(fid: str):
+            t = frame_truth(fid)
+            return None if t is UNKNOWN or t.is_empty else t.item_box
+
+        report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), sku,
+                                 AnnotatorConfig(seed=self.fleet_seed(turn)), box_of=box)
         return {"tasks": report.tasks_answered, "frames": report.frames_answered,
                 "seconds": round(report.seconds, 1), "wrong_answers": report.wrong_answers,
+                "boxes": report.boxes_drawn, "box_seconds": round(report.box_seconds, 1),
                 "batch": report.batch_key}
 
     def merge(self, day: str) -> dict:

@@ -53,6 +53,13 @@ def check_turn(instance, lake, boot, turn, text: str) -> None:
     assert turn.auto_labelled == merged["auto"] and merged["human"] <= turn.human_frames
     assert turn.human_items > 0 and turn.human_seconds > 0
     assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
+    # the bootstrap's lab-trained detector misses store items: Label asked for boxes there, the
+    # simulated annotator drew them (billed), and they reached the merged labels
+    from flywheel.label.merge import read_merged
+
+    assert _meta(instance, "review_queue", day)["boxes_requested"] >= turn.human_boxes > 0
+    boxes = [b for b in read_merged(lake, day).column("box").to_pylist() if b]
+    assert len(boxes) == turn.human_boxes
     model = _meta(instance, "candidate_model")
     assert turn.candidate_id == model["model_id"]
     if boot.shipped:  # the default two-stage model: turn 1 starts from the bootstrap's detector

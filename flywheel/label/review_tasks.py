@@ -56,7 +56,7 @@ def tasks_schema():  # noqa: ANN201
     return pa.schema([("task_id", pa.string()), ("kind", pa.string()), ("reason", pa.string()),
                       ("frame_ids", pa.list_(pa.string())), ("proposed_label", pa.string()),
                       ("confidence", pa.float64()), ("est_seconds", pa.float64()), ("rank", pa.int32()),
-                      ("candidates", pa.list_(pa.string()))])
+                      ("candidates", pa.list_(pa.string())), ("draw_box", pa.bool_())])
 
 
 def _put_parquet(lake: Lake, key: str, rows: list[dict[str, Any]], schema: Any) -> None:
@@ -113,7 +113,7 @@ def read_routes(lake: Lake, day: str) -> list[dict[str, Any]]:
 
 
 def read_tasks(lake: Lake, day: str) -> list[Task]:
-    return [Task(**{**r, "candidates": r.get("candidates") or []})
+    return [Task(**{**r, "candidates": r.get("candidates") or [], "draw_box": bool(r.get("draw_box"))})
             for r in _get_parquet(lake, review_key(day, "tasks.parquet"), tasks_schema())]
 
 
@@ -135,7 +135,7 @@ def label_studio_tasks(day: str, tasks: list[Task], image_url: dict[str, str],
         item: dict[str, Any] = {
             "data": {"image": image_url[lead], "task_id": t.task_id, "frame_ids": t.frame_ids,
                      "date": day, "kind": t.kind, "reason": t.reason, "rank": t.rank,
-                     "candidates": t.candidates},
+                     "candidates": t.candidates, "draw_box": t.draw_box},
         }
         if t.proposed_label is not None:
             item["predictions"] = [{

@@ -146,6 +146,11 @@ class RoutingConfig:
     # "human-"), a disagreement or barcode mismatch it is still sure about (>= accept_threshold) is
     # accepted: the humans already taught it which labeler to believe; the audit keeps watching.
     trust_calibration: bool = False
+    # Tasks whose leader the production detector does not box (below its threshold) also ask for a
+    # box, at most this many a run, in queue order (flywheel.label.box_requests: the detector learns
+    # the stores only from drawn boxes); 0 = never. Each costs TimeModel.extreme_click_s within the
+    # budget. 40: ~280 s, a count like max_review_tasks, so it does not grow with the fleet.
+    max_boxes: int = 40
     time: TimeModel = field(default_factory=TimeModel)
 
 
@@ -160,6 +165,7 @@ class Task:
     est_seconds: float
     rank: int = 0  # 0 = first in the queue
     candidates: list[str] = field(default_factory=list)  # short list to pick from, best first
+    draw_box: bool = False  # the production detector misses the leader's item: draw a box (box_requests)
 
 
 @dataclass

@@ -136,13 +136,13 @@ def review_items(lake: Lake, day: str) -> list[dict[str, Any]]:
     for t in sorted(read_tasks(lake, day), key=lambda t: t.rank):
         items.append({"task_id": t.task_id, "kind": t.kind, "reason": t.reason,
                       "frame_ids": list(t.frame_ids),
-                      "proposed": t.proposed_label, "score": t.confidence})
+                      "proposed": t.proposed_label, "score": t.confidence, "draw_box": t.draw_box})
         seen |= set(t.frame_ids)
     for s in read_suspects(lake, day):
         if s["frame_id"] not in seen:
             items.append({"task_id": f"{SUSPECT_KIND}-{s['frame_id']}", "kind": SUSPECT_KIND,
                           "reason": s["reasons"], "frame_ids": [s["frame_id"]], "proposed": s["label"],
-                          "score": s["score"]})
+                          "score": s["score"], "draw_box": False})
     out = []
     for it in items:
         lead = it["frame_ids"][0]
@@ -162,10 +162,13 @@ def review_items(lake: Lake, day: str) -> list[dict[str, Any]]:
 def ls_task(day: str, it: dict[str, Any], model_version: str) -> dict[str, Any]:
     links = (f'<p>frame <code>{it["frame_ids"][0]}</code> ({len(it["frame_ids"])} in the task) - '
              f'clip <code>{it["clip_id"]}</code>: <code>{it["replay"]}</code></p>')
+    if it.get("draw_box"):  # box_requests: the production detector missed the item here
+        links = "<p><b>Also draw a box around the product: the device did not find it.</b></p>" + links
     task: dict[str, Any] = {"data": {
         "image": it["image"], "task_id": it["task_id"], "frame_ids": it["frame_ids"], "date": day,
         "kind": it["kind"], "reason": it["reason"], "clip_id": it["clip_id"], "frame_url": it["frame_url"],
-        "replay": it["replay"], "device_id": it["device_id"], "store_id": it["store_id"], "links": links}}
+        "replay": it["replay"], "device_id": it["device_id"], "store_id": it["store_id"], "links": links,
+        "draw_box": bool(it.get("draw_box"))}}
     if it["proposed"] is not None or it["kind"] == SUSPECT_KIND:
         choice = it["proposed"] if it["proposed"] is not None else NO_PRODUCT
         task["predictions"] = [{"model_version": model_version, "score": float(it["score"] or 0.0),

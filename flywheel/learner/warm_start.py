@@ -100,12 +100,28 @@ class DetectorStart:
         return out
 
 
+def detector_dataset(lake: Lake, card) -> str:  # noqa: ANN001 - registry.ModelCard
+    """The dataset version `card`'s detector was trained on: a reused detector's is its parent's
+    (and so on), so boxes drawn a few a turn add up to a refresh instead of each turn counting
+    only its own."""
+    from flywheel.learner import registry
+
+    seen = {card.model_id}
+    while True:
+        init = (card.training.get("detector") or {}).get("init") or {}
+        parent = init.get("parent")
+        if init.get("mode") != "reused" or not parent or parent in seen:
+            return card.lineage.dataset_version
+        seen.add(parent)
+        card = registry.read_card(lake, parent)
+
+
 def prepare_detector(lake: Lake, parent_id: str | None, cfg: TrainConfig, frame_ids: list[str],
                      work: Path) -> DetectorStart:
     """The two-stage run's detector: the parent's (a two-stage production model) reused when none
-    of `frame_ids` (this dataset's boxed item frames) is new to the parent's dataset, or fewer than
-    `roi.det_refresh_min_new_boxes`, fine-tuned `roi.det_refresh_epochs` from it when that many are,
-    else trained from scratch (and why)."""
+    of `frame_ids` (this dataset's boxed item frames) is new to the dataset the parent's detector
+    was trained on (`detector_dataset`), or fewer than `roi.det_refresh_min_new_boxes`, fine-tuned
+    `roi.det_refresh_epochs` from it when that many are, else trained from scratch (and why)."""
     from flywheel.learner import registry
     from flywheel.learner.datasets import load_dataset_version, read_members
 
@@ -121,7 +137,7 @@ def prepare_detector(lake: Lake, parent_id: str | None, cfg: TrainConfig, frame_
             not card.architecture.startswith(f"{roi.det_model_yaml} -> "):
         return DetectorStart("scratch", parent_id, reason=f"parent is {card.architecture} "
                                                           f"{det.get('input_size') or 'one-stage'}")
-    parent_ds = load_dataset_version(lake, card.lineage.dataset_version)
+    parent_ds = load_dataset_version(lake, detector_dataset(lake, card))
     import polars as pl
 
     parent_members = read_members(lake, parent_ds, None, with_images=False)

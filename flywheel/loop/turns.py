@@ -27,7 +27,8 @@ class TurnRecord:
     auto_labelled: int = 0
     human_items: int = 0  # review tasks a person answered
     human_frames: int = 0  # frames those answers labelled
-    human_seconds: float = 0.0
+    human_seconds: float = 0.0  # boxes included
+    human_boxes: int = 0  # boxes drawn where the production detector missed the item
     merged_accuracy: float | None = None  # merged labels vs simulator truth (evaluation only)
     candidate_id: str | None = None
     model_id: str | None = None  # production after the turn
@@ -153,7 +154,7 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 
 COLUMNS = ("turn", "day", *(f"{s} top1" for s in STORE_SETS), "manual top1", "clips", "frames",
-           "empties", "auto", "human items", "human s", "merged acc", "model", "rollout")
+           "empties", "auto", "human items", "boxes", "human s", "merged acc", "model", "rollout")
 
 
 def table_rows(records: list[TurnRecord]) -> list[list[str]]:
@@ -163,7 +164,7 @@ def table_rows(records: list[TurnRecord]) -> list[list[str]]:
                      *(_fmt(r.production_top1.get(s), pct=True) for s in STORE_SETS),
                      _fmt(r.manual_top1, pct=True), _fmt(r.clips), _fmt(r.frames),
                      _fmt(r.empties_filtered), _fmt(r.auto_labelled), _fmt(r.human_items),
-                     _fmt(r.human_seconds), _fmt(r.merged_accuracy, pct=True),
+                     _fmt(r.human_boxes), _fmt(r.human_seconds), _fmt(r.merged_accuracy, pct=True),
                      (r.model_id or "none")[-16:], r.rollout_stage or "-"])
     return rows
 

@@ -43,6 +43,25 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
 
     parent = train(old.version, "parent")
     assert parent.card.training["detector"]["init"]["mode"] == "scratch"
+    # Label asks for a box where this detector, run as the device runs it, misses the item
+    import io
+
+    from PIL import Image
+
+    from flywheel.label.box_requests import box_confidence
+
+    def jpeg(png: bytes) -> bytes:
+        out = io.BytesIO()
+        Image.open(io.BytesIO(png)).convert("RGB").save(out, "JPEG")
+        return out.getvalue()
+
+    some = frames.head(4)
+    seen = box_confidence(lake, "parent", {f: jpeg(p) for f, p in zip(some["frame_id"], some["image_png"],
+                                                                       strict=True)}, tmp_path / "boxes")
+    assert seen is not None
+    conf, threshold = seen
+    assert set(conf) == set(some["frame_id"]) and all(0.0 <= c <= 1.0 for c in conf.values())
+    assert threshold == TINY.roi.min_confidence
     assert parent.card.training["init"]["mode"] == "scratch"
     same = train(old.version, "same", "parent")  # no box the parent has not trained on
     grown = train(new.version, "grown", "parent")  # a quarter of the sessions are new
@@ -76,6 +95,17 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
     assert start.reason == f"{n} new boxes < det_refresh_min_new_boxes={n + 1}"
     assert start.onnx is not None and start.onnx.read_bytes() == lake.get(
         registry.key("parent", "detector.onnx"))
+    # a reused detector was trained on its parent's dataset: a child of a model that reused it on
+    # the grown dataset still counts the grown dataset's boxes as new (boxes drawn a turn add up)
+    card = registry.read_card(lake, "same")
+    relay = card.model_copy(update={"model_id": "relay", "lineage": card.lineage.model_copy(
+        update={"dataset_version": new.version})})
+    for name in (registry.DETECTOR_WEIGHTS, registry.DETECTOR_FILE):
+        lake.put(registry.key("relay", name), lake.get(registry.key("same", name)))
+    registry.write_card(lake, relay)
+    start = prepare_detector(lake, "relay", replace(TINY, roi=replace(TINY.roi, det_refresh_min_new_boxes=n)),
+                             boxed, tmp_path / "relay")
+    assert (start.mode, start.new_boxes) == ("fine-tuned", n)
     for child in (same, grown):  # the crop classifier: fine-tuned from the parent's
         init = child.card.training["init"]
         assert init["mode"] == "parent" and init["parent"] == "parent"
