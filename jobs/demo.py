@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health-minutes", type=float, default=d.health_minutes,
                         help="simulated minutes per rollout health shift")
     parser.add_argument("--ocr", action="store_true", help="run the OCR pre-labeler (~1 s a frame)")
+    parser.add_argument("--max-boxes", type=int, default=d.max_boxes,
+                        help="review tasks a turn that also ask for a box where the production "
+                             "detector misses the item (default: the Label stage's, 0)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "demo",
                         help="progress, fleet spools, sensor cursor, flywheel.png")
     parser.add_argument("--deployment", choices=("local", "cluster"), default="local",
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs,
                              det_epochs=args.det_epochs, seed=args.seed, ocr=args.ocr,
-                             health_minutes=args.health_minutes)
+                             health_minutes=args.health_minutes, max_boxes=args.max_boxes)
     return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after, args.deployment)
 
 

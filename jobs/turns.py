@@ -35,6 +35,9 @@ class WheelSettings:
     review_budget_s: float = 900.0  # human seconds per turn the routing may plan
     # review_queue's near-duplicate grouping (cosine distance; None: the Label stage's default)
     near_duplicate_distance: float | None = None
+    # review tasks that also ask for a box where the production detector misses the item (Label's
+    # max_boxes); None: the Label stage's default (0, off: README, "a box where the device sees nothing")
+    max_boxes: int | None = None
     health_minutes: float = 0.5  # simulated minutes per rollout health shift
     max_health_shifts: int = 3
     min_frames: int = 200  # rollout gate: frames per cohort before crashes are judged
@@ -127,6 +130,8 @@ class Wheel:
         review = {"budget_s": self.settings.review_budget_s}
         if self.settings.near_duplicate_distance is not None:
             review["near_duplicate_distance"] = self.settings.near_duplicate_distance
+        if self.settings.max_boxes is not None:
+            review["max_boxes"] = self.settings.max_boxes
         result = self.materialize(["label_candidates", "prelabels", "review_queue"], day,
                                   {"ops": {"review_queue": {"config": review}}})
         if not result.success:

@@ -149,8 +149,10 @@ class RoutingConfig:
     # Tasks whose leader the production detector does not box (below its threshold) also ask for a
     # box, at most this many a run, in queue order (flywheel.label.box_requests: the detector learns
     # the stores only from drawn boxes); 0 = never. Each costs TimeModel.extreme_click_s within the
-    # budget. 40: ~280 s, a count like max_review_tasks, so it does not grow with the fleet.
-    max_boxes: int = 40
+    # budget. Off by default: at 40 a turn (280 s) the detector refreshed on them boxed empty store
+    # carts (frozen empties 0.978 -> 0.356) and the gate blocked both turns (bench_flywheel
+    # --max-boxes 40, README "a box where the device sees nothing").
+    max_boxes: int = 0
     time: TimeModel = field(default_factory=TimeModel)
 
 

@@ -78,12 +78,13 @@ class RoiConfig:
     det_refresh_epochs: int = 8
     # ... but only when the dataset brings at least this many boxed item frames the dataset of the
     # parent's detector lacked (a reused detector's: its parent's, so boxes drawn a few a turn add
-    # up); fewer: the parent's detector ships unchanged (a refresh is ~half a turn's training time).
-    # Only drawn and simulated boxes count: a box the parent's detector gave a fleet label never
-    # teaches the detector (two_stage.box_unboxed), the mistake behind the federated bench's refresh
-    # on 11-13 auto-label boxes that taught it to box empty carts (right empties 0.867 -> 0.42-0.60).
-    # 25: a turn's drawn boxes (Label's max_boxes, 40 asked) refresh it; an oracle turn brings ~2,800
-    det_refresh_min_new_boxes: int = 25
+    # up); fewer: the parent's detector ships unchanged. Only drawn and simulated boxes count: a box
+    # the parent's detector gave a fleet label never teaches the detector (two_stage.box_unboxed).
+    # A refresh on 11-13 auto-label boxes (the federated bench) and one on 40 drawn store boxes
+    # (bench_flywheel --max-boxes 40 with this minimum at 25) both taught it to box empty carts
+    # (right empties 0.867 -> 0.42-0.60; frozen store empties 0.978 -> 0.356); an oracle turn
+    # brings ~2,800 and is fine. 100 new boxes are ~3 batches of 32 an epoch
+    det_refresh_min_new_boxes: int = 100
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]
