@@ -3,11 +3,12 @@
 The production model crops every frame at its detector's best box. A fleet label without a box
 reaches the crop classifier only where the parent's detector already boxes the item
 (`flywheel.learner.two_stage.box_unboxed`), and never teaches the detector: the lab-trained
-bootstrap detector finds 9-38 % of store items (README, "Two-stage turns"), so without drawn boxes
-the fleet's model could never learn to see in the stores (bench_flywheel: +4.5 points a turn).
-A person already looking at a task's leader can draw the box where the device saw none
-(`TimeModel.extreme_click_s`, 7 s); only there, and at most `max_boxes` a run (queue order), so
-the cost stays a count that does not grow with the fleet.
+bootstrap detector finds 1-38 % of store items, so without drawn boxes the fleet's model cannot
+learn to see in the stores. A person already looking at a task's leader can draw the box where the
+device saw none (`TimeModel.extreme_click_s`, 7 s); only there, and at most `max_boxes` a run (queue
+order), so the cost stays a count that does not grow with the fleet. Off by default
+(`RoutingConfig.max_boxes` 0): tens of store boxes without as many store empties taught the
+refreshed detector to box empty carts (README, "Drawn boxes and store empties").
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: 
     """Set `draw_box` on the routing's tasks (in place) whose leader the production detector misses,
     within `max_boxes` and what the routing left of its budget; `frames`: Depot frames (pyarrow)
     holding the leaders. Returns how many were asked."""
+    from flywheel.learner.registry import production_model_id
+
     if box_s > 0:  # within what the routing left of its budget
         max_boxes = min(max_boxes, int((routing.budget_s - routing.planned_s) // box_s))
     if max_boxes <= 0 or not routing.tasks or frames is None:
@@ -67,8 +70,6 @@ def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: 
     leaders = {t.frame_ids[0] for t in routing.tasks}
     ids = frames.column("frame_id").to_pylist()
     jpeg = frames.column("image_jpeg")
-    from flywheel.learner.registry import production_model_id
-
     seen = box_confidence(lake, production_model_id(lake),
                           {f: jpeg[i].as_py() for i, f in enumerate(ids) if f in leaders}, work)
     if seen is None:
@@ -78,4 +79,3 @@ def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: 
     routing.tasks = request_boxes(routing.tasks, conf.get, threshold, max_boxes, box_s)
     routing.planned_s += sum(t.est_seconds for t in routing.tasks) - before
     return sum(t.draw_box for t in routing.tasks)
-
