@@ -34,7 +34,7 @@ def _meta(instance, key: str, partition: str | None = None) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def check_turn(instance, lake, boot, turn, text: str) -> None:
+def check_turn(instance, lake, boot, turn, text: str, max_boxes: int = 0) -> None:
     """A fleet turn's record (and the printed table) against the lake and the Dagster instance:
     one ingest and two trainings (turn 0, turn 1) in the instance, the record's figures from the
     materializations' metadata, the gate's outcome reflected in what shipped."""
@@ -53,12 +53,16 @@ def check_turn(instance, lake, boot, turn, text: str) -> None:
     assert turn.auto_labelled == merged["auto"] and merged["human"] <= turn.human_frames
     assert turn.human_items > 0 and turn.human_seconds > 0
     assert turn.merged_accuracy is not None and 0 < turn.merged_accuracy <= 1
-    # the bootstrap's lab-trained detector misses store items: Label asked for boxes there (at most
-    # --max-boxes), the simulated annotator drew them (billed), and they reached the merged labels
+    # the bootstrap's lab-trained detector misses store items: with --max-boxes Label asked for boxes
+    # there, the simulated annotator drew them (billed), and they reached the merged labels
     from flywheel.label.merge import read_merged
 
-    assert 10 >= _meta(instance, "review_queue", day)["boxes_requested"] >= turn.human_boxes > 0
+    requested = _meta(instance, "review_queue", day)["boxes_requested"]
     boxes = [b for b in read_merged(lake, day).column("box").to_pylist() if b]
+    if max_boxes:
+        assert max_boxes >= requested >= turn.human_boxes > 0
+    else:  # off by default
+        assert requested == turn.human_boxes == 0
     assert len(boxes) == turn.human_boxes
     model = _meta(instance, "candidate_model")
     assert turn.candidate_id == model["model_id"]
@@ -119,11 +123,11 @@ def test_demo_turns_the_wheel_resumes_and_reports_each_turn(tmp_path: Path) -> N
     boot, turn = read_turns(lake)
     assert boot.turn == 0 and boot.shipped and boot.rollout_stage == "full 100%"
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
-        check_turn(instance, lake, boot, turn, text)
+        check_turn(instance, lake, boot, turn, text, max_boxes=10)
     assert (tmp_path / "demo" / "flywheel.png").stat().st_size > 5_000
 
     # the fleet stays home: a turn with no new clips trains nothing
-    home = _demo(tmp_path, "--turns", "2", "--carts", "0")
+    home = _demo(tmp_path, "--turns", "2", "--carts", "0", "--max-boxes", "10")  # same settings
     assert home.returncode == 0, home.stdout[-3000:] + home.stderr[-3000:]
     assert "no new clips landed this turn" in home.stdout
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
