@@ -143,10 +143,10 @@ class Wheel:
 
     def truth(self, turn: int, day: str, carts: int, minutes: float, frame_ids: list[str]):
         """frame id -> true SKU (None: no item; UNKNOWN: not a frame of that turn's fleet)."""
-        from flywheel.label.annotator import fleet_truth_lookup
+        from flywheel.label.annotator import truth_sku
 
-        return fleet_truth_lookup(self.lake, day, frame_ids, seed=self.fleet_seed(turn), carts=carts,
-                                  minutes=minutes, world_seed=self.settings.world_seed)
+        truths = self.frame_truths(turn, day, carts, minutes, frame_ids)
+        return lambda fid: truth_sku(truths(fid))
 
     def frame_truths(self, turn: int, day: str, carts: int, minutes: float, frame_ids: list[str]):
         """frame id -> the simulator's FrameTruth (UNKNOWN: not a frame of that turn's fleet)."""
@@ -165,6 +165,8 @@ class Wheel:
             AnnotatorConfig,
             answered_task_ids,
             simulate_review,
+            truth_box,
+            truth_sku,
         )
         from flywheel.label.backlog import origin_days
         from flywheel.label.review_tasks import read_tasks
@@ -183,16 +185,10 @@ class Wheel:
         def frame_truth(fid: str):
             return next((t for t in (f(fid) for f in lookups) if t is not UNKNOWN), UNKNOWN)
 
-        def sku(fid: str):
-            t = frame_truth(fid)
-            return t if t is UNKNOWN else (None if t.is_empty else t.sku)
-
-        def box(fid: str):
-            t = frame_truth(fid)
-            return None if t is UNKNOWN or t.is_empty else t.item_box
-
-        report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)), sku,
-                                 AnnotatorConfig(seed=self.fleet_seed(turn)), box_of=box)
+        report = simulate_review(self.lake, day, open_tasks, sorted(catalog_skus(self.lake)),
+                                 lambda f: truth_sku(frame_truth(f)),
+                                 AnnotatorConfig(seed=self.fleet_seed(turn)),
+                                 box_of=lambda f: truth_box(frame_truth(f)))
         return {"tasks": report.tasks_answered, "frames": report.frames_answered,
                 "seconds": round(report.seconds, 1), "wrong_answers": report.wrong_answers,
                 "boxes": report.boxes_drawn, "box_seconds": round(report.box_seconds, 1),

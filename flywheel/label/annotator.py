@@ -157,7 +157,17 @@ def fleet_truth_lookup(lake: Lake, day: str, frame_ids: list[str], **fleet: Any)
     """frame id -> true SKU (None = no item) for Depot frames of a simulated fleet day; UNKNOWN for
     frames the simulation did not produce (`fleet`: fleet_truths' arguments)."""
     truths = fleet_truths(lake, day, frame_ids, **fleet)
-    return lambda fid: t if (t := truths(fid)) is UNKNOWN else (None if t.is_empty else t.sku)
+    return lambda fid: truth_sku(truths(fid))
+
+
+def truth_sku(t: Any) -> Any:
+    """A FrameTruth's SKU (None: no item in view); UNKNOWN stays UNKNOWN."""
+    return t if t is UNKNOWN else (None if t.is_empty else t.sku)
+
+
+def truth_box(t: Any) -> Any:
+    """A FrameTruth's item box (None: no item in view, or UNKNOWN)."""
+    return None if t is UNKNOWN or t.is_empty else t.item_box
 
 
 def fleet_truths(lake: Lake, day: str, frame_ids: list[str], *, seed: int = 0, stores: int = 3,

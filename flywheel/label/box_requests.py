@@ -57,10 +57,12 @@ def box_confidence(lake: Lake, model_id: str | None, jpegs: Mapping[str, bytes],
             float(model.detector.min_confidence))
 
 
-def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: float, work: Path) -> int:
+def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: float) -> int:
     """Set `draw_box` on the routing's tasks (in place) whose leader the production detector misses,
     within `max_boxes` and what the routing left of its budget; `frames`: Depot frames (pyarrow)
     holding the leaders. Returns how many were asked."""
+    import tempfile
+
     from flywheel.learner.registry import production_model_id
 
     if box_s > 0:  # within what the routing left of its budget
@@ -70,8 +72,9 @@ def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: 
     leaders = {t.frame_ids[0] for t in routing.tasks}
     ids = frames.column("frame_id").to_pylist()
     jpeg = frames.column("image_jpeg")
-    seen = box_confidence(lake, production_model_id(lake),
-                          {f: jpeg[i].as_py() for i, f in enumerate(ids) if f in leaders}, work)
+    with tempfile.TemporaryDirectory(prefix="flywheel-boxes-") as work:  # the model's slot
+        seen = box_confidence(lake, production_model_id(lake),
+                              {f: jpeg[i].as_py() for i, f in enumerate(ids) if f in leaders}, Path(work))
     if seen is None:
         return 0
     conf, threshold = seen

@@ -23,8 +23,6 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
     exports and the backlog's record (with `run_id`, the review run). Returns (routing, written
     keys, how frames were grouped)."""
     import dataclasses
-    import tempfile
-    from pathlib import Path
 
     from flywheel.depot.index import open_table
     from flywheel.label.backlog import pending, taken_later, write_backlog
@@ -71,8 +69,7 @@ def queue_day(lake: Lake, day: str, config: Any, location: Any = None,
         if routing.tasks:
             raise LookupError(f"no Depot frames for {day}: ingest the day first")
         return routing, {}, grouping
-    with tempfile.TemporaryDirectory(prefix="flywheel-boxes-") as work:
-        ask_for_boxes(lake, routing, frames, config.max_boxes, config.time.extreme_click_s, Path(work))
+    ask_for_boxes(lake, routing, frames, config.max_boxes, config.time.extreme_click_s)
     keys = write_review(lake, day, routing, frames, catalog)
     write_backlog(lake, day, routing.backlog, run_id)
     return routing, keys, grouping
