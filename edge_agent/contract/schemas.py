@@ -46,7 +46,9 @@ Key = Annotated[str, AfterValidator(_reason_only(validate_key))]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[int, Field(ge=0)]
-Box = Annotated[list[float], Field(min_length=4, max_length=4)]  # x1, y1, x2, y2 in pixels
+# x1, y1, x2, y2 in pixels: never negative (a tool's box past the left/top edge is a bad export;
+# past the right/bottom the crop clamps: the frame's size is not in the batch)
+Box = Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=4, max_length=4)]
 Ean13 = Annotated[str, Field(pattern=r"^\d{13}$")]
 
 

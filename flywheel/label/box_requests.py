@@ -14,12 +14,15 @@ refreshed detector to box empty carts (README, "Drawn boxes and store empties").
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from edge_agent.lake import Lake
 from flywheel.label.routing import Task
+
+log = logging.getLogger(__name__)
 
 
 def request_boxes(tasks: list[Task], box_confidence: Callable[[str], float | None], threshold: float,
@@ -42,7 +45,8 @@ def box_confidence(lake: Lake, model_id: str | None, jpegs: Mapping[str, bytes],
                    ) -> tuple[dict[str, float], float] | None:
     """(frame id -> model `model_id`'s detector's best-box confidence on that JPEG, the device's box
     threshold), as the device computes them (`edge_agent.model.DeviceModel`); None when the model
-    is not a two-stage one (nothing to box) or there is none."""
+    is not a two-stage one (nothing to box) or there is none. A JPEG that does not decode gets no
+    confidence (logged): its task asks for no box, and the rest of the day's queue goes on."""
     from edge_agent.model import DeviceModel
     from flywheel.depot.frames import from_image_bytes
     from flywheel.learner import registry
@@ -53,8 +57,15 @@ def box_confidence(lake: Lake, model_id: str | None, jpegs: Mapping[str, bytes],
     model = DeviceModel(slot, threads=2)
     if model.detector is None:
         return None
-    return ({fid: float(model.locate(from_image_bytes(data))[2]) for fid, data in jpegs.items()},
-            float(model.detector.min_confidence))
+    conf = {}
+    for fid, data in jpegs.items():
+        try:
+            image = from_image_bytes(data)
+        except (OSError, ValueError) as e:  # PIL: UnidentifiedImageError is an OSError
+            log.warning("box request: frame %s does not decode (%s); no box asked there", fid, e)
+            continue
+        conf[fid] = float(model.locate(image)[2])
+    return conf, float(model.detector.min_confidence)
 
 
 def ask_for_boxes(lake: Lake, routing: Any, frames: Any, max_boxes: int, box_s: float) -> int:

@@ -172,3 +172,6 @@ def test_bad_status_manifest_and_corrections() -> None:
     bad["corrections"][1]["box"] = [30, 2, 1, 40]
     with pytest.raises(ContractError, match="x1 < x2"):
         parse_correction_batch(bad)
+    bad["corrections"][1]["box"] = [-5, 2, 30, 40]  # past the frame's left edge: a bad export
+    with pytest.raises(ContractError, match="corrections.1.box.0"):
+        parse_correction_batch(bad)

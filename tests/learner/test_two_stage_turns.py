@@ -56,8 +56,9 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
         return out.getvalue()
 
     some = frames.head(4)
-    seen = box_confidence(lake, "parent", {f: jpeg(p) for f, p in zip(some["frame_id"], some["image_png"],
-                                                                       strict=True)}, tmp_path / "boxes")
+    leaders = {f: jpeg(p) for f, p in zip(some["frame_id"], some["image_png"], strict=True)}
+    leaders["torn"] = leaders[some["frame_id"][0]][:100]  # a truncated JPEG: skipped, not fatal
+    seen = box_confidence(lake, "parent", leaders, tmp_path / "boxes")
     assert seen is not None
     conf, threshold = seen
     assert set(conf) == set(some["frame_id"]) and all(0.0 <= c <= 1.0 for c in conf.values())
