@@ -23,7 +23,9 @@ class FilterSettings(dg.Config):
           check_specs=[dg.AssetCheckSpec("kept_share", asset="label_candidates",
                                          description="share of the day's frames the filter keeps")],
           description="Every Depot frame of the day with the empty-background filter's verdict (kept, "
-                      "empty_score, reason) at label/candidates/date=D/candidates.parquet; once humans "
+                      "empty_score, reason) and its hints for the item detector (a kept frame's "
+                      "foreground box, clean empties) at label/candidates/date=D/candidates.parquet; "
+                      "once humans "
                       "have labelled frames, an empty-vs-object head on the embeddings drops more.")
 def label_candidates(context: dg.AssetExecutionContext, config: FilterSettings,
                      lake: LakeResource, encoder: EncoderResource) -> dg.MaterializeResult:
@@ -51,6 +53,9 @@ def label_candidates(context: dg.AssetExecutionContext, config: FilterSettings,
         "empty_head": (f"trained on {head.n_empty} empty + {head.n_object} item frames ({head.encoder_id})"
                        if head else f"not trained ({n_human} human labels so far)"),
         "dropped_by_head": res.dropped_by_head,
+        # what the item detector learns from at no human cost (flywheel.label.filter_hints)
+        "foreground_boxes": sum(b is not None for b in res.fg_box),
+        "clean_empties": sum(res.clean_empty),
         "device_pixel_threshold": dg.MetadataValue.json(res.device_threshold),
         "path": dg.MetadataValue.path(the_lake.url(tables.candidates_key(day))),
     }, check_results=[check])

@@ -169,6 +169,10 @@ def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource
         "auto_error_rate_ci95": dg.MetadataValue.json([round(a["ci_low"], 4), round(a["ci_high"], 4)]),
         "audited_frames": int(a["n"]),
         "labelled_frames": n_frames,
+        # item frames boxed by the empty filter's foreground, and its clean empties added
+        # (flywheel.label.filter_hints): the item detector's store data at no human cost
+        "foreground_boxes": result.counts.get("foreground_boxes", 0),
+        "filter_empties": result.counts.get("filter_empties", 0),
         "path": dg.MetadataValue.path(the_lake.url(merged_key(day))),
         "exports": dg.MetadataValue.json({n: the_lake.url(merged_key(day, n))
                                           for n in ("coco.json", "yolo.zip")}),

@@ -11,6 +11,12 @@ step, and the frames just after the step show only the empty hand leaving (retra
 insertion with a step, frames are compared with the earlier frames of the same basket state.
 Frames with a barcode read are always kept. Nothing here reads ground truth.
 
+Two by-products teach the item detector where the stores are, at no human cost: a kept frame's
+foreground box (the largest connected foreground region: the item and the hand holding it), and the
+clean empties, idle frames that show next to no foreground at all. Measured on a simulated store
+day (8 carts x 1.5 min): 1,473 of 1,473 clean empties truly empty; foreground boxes on 611 item
+frames, IoU 0.61 with the item's true box (the hand is in it; 0.85 with item and hand).
+
 Once human labels exist, a small empty-vs-object head on the production model's embeddings can
 overrule the background model (`EmptyHead`).
 """
@@ -40,6 +46,9 @@ class FilterConfig:
     area_other: float = 0.04  # foreground share that keeps a frame elsewhere
     step_g: float = 40.0  # weight change that marks an item landing
     keep_barcode_frames: bool = True  # a barcode read on the frame: always kept
+    # a dropped idle frame with at most this foreground share is a clean store empty (a detector
+    # negative); frames dropped with more (up to area_other) still show part of an item at times
+    clean_empty_area: float = 0.005
 
 
 @dataclass
@@ -58,14 +67,29 @@ class FilterResult:
     kept: list[bool] = field(default_factory=list)
     empty_score: list[float] = field(default_factory=list)
     reason: list[str] = field(default_factory=list)
+    # the largest foreground region of a kept frame, [x1, y1, x2, y2] in 0..1 of the frame; None
+    # where there is none (dropped, unreadable, the hand leaving)
+    fg_box: list[list[float] | None] = field(default_factory=list)
+    clean_empty: list[bool] = field(default_factory=list)  # dropped idle frame with ~no foreground
     device_threshold: dict[str, float] = field(default_factory=dict)  # per-pixel threshold per device
     unreadable: int = 0
     dropped_by_head: int = 0
 
-    def add(self, kept: bool, score: float, reason: str) -> None:
-        self.kept.append(kept)
-        self.empty_score.append(round(score, 6))
-        self.reason.append(reason)
+    def add(self, decision: Decision) -> None:
+        self.kept.append(decision.kept)
+        self.empty_score.append(round(decision.score, 6))
+        self.reason.append(decision.reason)
+        self.fg_box.append(decision.fg_box)
+        self.clean_empty.append(decision.clean_empty)
+
+
+@dataclass(frozen=True)
+class Decision:
+    kept: bool
+    score: float
+    reason: str
+    fg_box: list[float] | None = None
+    clean_empty: bool = False
 
 
 def small(jpeg: bytes | None) -> np.ndarray | None:
@@ -85,6 +109,18 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.absdiff(a, b).max(axis=2)  # per pixel, the channel that changed most
+
+
+def foreground_box(mask: np.ndarray | None) -> list[float] | None:
+    """The largest 8-connected region of a foreground mask (GRID), [x1, y1, x2, y2] in 0..1."""
+    import cv2
+
+    if mask is None or not mask.any():
+        return None
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    x, y, w, h = (int(v) for v in stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4])
+    gh, gw = mask.shape
+    return [x / gw, y / gh, (x + w) / gw, (y + h) / gh]
 
 
 def empty_score(area: float, threshold: float) -> float:
@@ -148,13 +184,13 @@ def filter_frames(frames: Sequence[FilterFrame], steps: dict[str, list[float]],
     thr = _device_thresholds([frames[i] for i in order], [imgs[i] for i in order],
                              [idle[i] for i in order], config)
     res = FilterResult(device_threshold=thr)
-    out: dict[int, tuple[bool, float, str]] = {}
+    out: dict[int, Decision] = {}
     for members in by_clip.values():
         ok = [i for i in members if imgs[i] is not None]
         for i in members:
             if imgs[i] is None:
                 res.unreadable += 1  # kept: the labelers and a human decide; nothing is lost
-                out[i] = (True, 0.0, "unreadable_jpeg")
+                out[i] = Decision(True, 0.0, "unreadable_jpeg")
         if not ok:
             continue
         stack = np.stack([imgs[i] for i in ok]).astype(np.int16).transpose(3, 0, 1, 2).copy()  # 3xnxhxw
@@ -166,41 +202,47 @@ def filter_frames(frames: Sequence[FilterFrame], steps: dict[str, list[float]],
             diffs = np.maximum(np.maximum(d[0], d[1]), d[2])  # n x h x w: this frame against each
             out[i] = _decide(frames[i], diffs, a, t, seg, nxts, times[i], thr[frames[i].device_id], config)
     for i in range(len(frames)):
-        res.add(*out[i])
+        res.add(out[i])
     return res
 
 
-def _area(diffs: np.ndarray, mask: np.ndarray, thr: float) -> float:
-    """Foreground share of a frame against the clip frames in `mask` (1.0 if none): per pixel,
-    the best explanation any of them gives."""
+def _foreground(diffs: np.ndarray, mask: np.ndarray, thr: float) -> tuple[float, np.ndarray | None]:
+    """(foreground share, foreground mask) of a frame against the clip frames in `mask` ((1.0,
+    None) if none): per pixel, the best explanation any of them gives."""
     if not mask.any():
-        return 1.0
-    return float((diffs[mask].min(axis=0) > thr).mean())
+        return 1.0, None
+    fg = diffs[mask].min(axis=0) > thr
+    return float(fg.mean()), fg
 
 
 def _decide(f: FilterFrame, diffs: np.ndarray, a: int, t: np.ndarray, seg: np.ndarray,
             nxts: np.ndarray,
-            timing: tuple[float, float, int], thr: float, config: FilterConfig) -> tuple[bool, float, str]:
+            timing: tuple[float, float, int], thr: float, config: FilterConfig) -> Decision:
     nxt, prv, my_seg = timing
     far = np.abs(t - t[a]) >= config.far_s
-    area_far = _area(diffs, far, thr)
+    area, fg = _foreground(diffs, far, thr)
     if 0 < nxt <= config.insertion_s:
         # not against frames after the coming step where there are others: the item lies in the
         # basket there, right where it drops
         # ... but against this basket state's frames from before the insertion window
         before = (far & (seg <= my_seg)) | ((seg == my_seg) & (nxts > config.insertion_s) & (t < t[a]))
-        area = _area(diffs, before, thr) if before.any() else area_far
+        if before.any():
+            area, fg = _foreground(diffs, before, thr)
         limit, where = config.area_insertion, "insertion"
     elif prv <= config.retract_s:
-        area, limit, where = 0.0, config.area_other, "retract"  # the hand leaves, the item lies
+        area, fg, limit, where = 0.0, None, config.area_other, "retract"  # the hand leaves, the item lies
     else:
-        same = (seg == my_seg) & (t[a] - t >= config.same_state_gap_s)
-        area, limit, where = min(area_far, _area(diffs, same, thr)), config.area_other, "idle"
+        same_area, same_fg = _foreground(diffs, (seg == my_seg) & (t[a] - t >= config.same_state_gap_s), thr)
+        if same_area < area:
+            area, fg = same_area, same_fg
+        limit, where = config.area_other, "idle"
     score = empty_score(area, limit)
     if f.barcode_read and config.keep_barcode_frames:
-        return True, score, "barcode_read"
+        return Decision(True, score, "barcode_read", foreground_box(fg))
     keep = area >= limit
-    return keep, score, f"{where}: foreground {area:.3f} {'>=' if keep else '<'} {limit}"
+    return Decision(keep, score, f"{where}: foreground {area:.3f} {'>=' if keep else '<'} {limit}",
+                    foreground_box(fg) if keep else None,
+                    clean_empty=not keep and where == "idle" and area <= config.clean_empty_area)
 
 
 def candidates_rows(lake, day: str, config: FilterConfig | None = None, head=None,  # noqa: ANN001
@@ -226,8 +268,10 @@ def candidates_rows(lake, day: str, config: FilterConfig | None = None, head=Non
     if head is not None:
         apply_head(lake, day, frames, res, head, encoder)
     keys = ["frame_id", "clip_id", "date", "store_id", "device_id", "frame_index", "t_s"]
-    out = [{**{k: r[k] for k in keys}, "kept": k, "empty_score": s, "reason": why}
-           for r, k, s, why in zip(rows, res.kept, res.empty_score, res.reason, strict=True)]
+    out = [{**{k: r[k] for k in keys}, "kept": k, "empty_score": s, "reason": why, "fg_box": box,
+            "clean_empty": clean}
+           for r, k, s, why, box, clean in zip(rows, res.kept, res.empty_score, res.reason, res.fg_box,
+                                               res.clean_empty, strict=True)]
     return out, res
 
 
@@ -247,4 +291,5 @@ def apply_head(lake, day: str, frames: Sequence[FilterFrame], res: FilterResult,
             res.kept[i] = False
             res.empty_score[i] = round(max(res.empty_score[i], p), 6)
             res.reason[i] = f"empty head: p_empty {p:.3f} >= {DROP_AT} ({res.reason[i]})"
+            res.fg_box[i] = None  # dropped: a box only on kept frames
             res.dropped_by_head += 1

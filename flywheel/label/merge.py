@@ -38,6 +38,7 @@ from typing import Any
 from edge_agent.contract.layout import validate_date
 from edge_agent.contract.schemas import CorrectionBatchV1
 from edge_agent.lake import Lake, ObjectNotFound
+from flywheel.label.filter_hints import FilterHints, read_hints
 from flywheel.label.routing import (
     AUDIT,
     AUTO,
@@ -297,12 +298,19 @@ def _png(jpeg: bytes) -> bytes:
     return buf.getvalue()
 
 
-def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None) -> int:
+def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None,
+                          hints: FilterHints | None = None) -> tuple[int, dict[str, int]]:
     """The merged labels joined with the Depot's frames, in the simulator export's columns (what
     the Learner's dataset builder reads). Session = the clip: near-duplicate frames of one capture
-    stay on one side of the train/val split. A `None` label from a human = an empty frame."""
+    stay on one side of the train/val split. A `None` label from a human = an empty frame. With the
+    filter's `hints` (flywheel.label.filter_hints): an item frame nobody drew a box on takes its
+    foreground box, and clean empties join, as many as the boxed item frames. Returns (rows, counts
+    of foreground boxes and filter empties used)."""
     import pyarrow as pa
 
+    from flywheel.label.filter_hints import EMPTIES_PER_BOX, pick_empties, pixel_box
+
+    hints = hints or FilterHints()
     labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))
     boxes = dict(zip(merged.column("frame_id").to_pylist(), merged.column("box").to_pylist(), strict=True)
                  ) if "box" in merged.column_names else {}
@@ -311,16 +319,28 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None)
     cols = {c: frames.column(c).to_pylist() for c in ("clip_id", "device_id", "store_id", "width", "height")
             } if frames is not None else {}
     jpeg = frames.column("image_jpeg") if frames is not None else None
+    counts = {"foreground_boxes": 0, "filter_empties": 0}
+
+    def row(i: int, fid: str, sku: str | None, box: list[float] | None) -> dict[str, Any]:
+        return {"frame_id": fid, "session_id": cols["clip_id"][i], "device_id": cols["device_id"][i],
+                "store": cols["store_id"][i], "distribution": "production", "sku": sku,
+                "is_empty": sku is None, "item_box": box, "hand_box": None, "conditions": "{}",
+                "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i], "height": cols["height"][i]}
+
     for i, fid in enumerate(ids):
         if fid not in labels:
             continue
-        sku = labels[fid]
-        rows.append({"frame_id": fid, "session_id": cols["clip_id"][i], "device_id": cols["device_id"][i],
-                     "store": cols["store_id"][i], "distribution": "production", "sku": sku,
-                     "is_empty": sku is None, "item_box": boxes.get(fid), "hand_box": None,
-                     "conditions": "{}",
-                     "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i],
-                     "height": cols["height"][i]})
+        sku, box = labels[fid], boxes.get(fid)
+        if box is None and sku is not None and fid in hints.boxes:
+            box = pixel_box(hints.boxes[fid], int(cols["width"][i]), int(cols["height"][i]))
+            counts["foreground_boxes"] += 1
+        rows.append(row(i, fid, sku, box))
+    boxed = sum(1 for r in rows if r["item_box"] is not None)
+    at = {f: i for i, f in enumerate(ids)}
+    for fid in pick_empties([f for f in hints.empties if f in at and f not in labels],
+                            round(EMPTIES_PER_BOX * boxed)):
+        rows.append(row(at[fid], fid, None, None))
+        counts["filter_empties"] += 1
     schema = pa.schema([
         ("frame_id", pa.string()), ("session_id", pa.string()), ("device_id", pa.string()),
         ("store", pa.string()), ("distribution", pa.string()), ("sku", pa.string()),
@@ -328,7 +348,7 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None)
         ("conditions", pa.string()), ("image_png", pa.binary()), ("width", pa.int32()),
         ("height", pa.int32())])
     _put(lake, merged_key(day, "frames.parquet"), pa.Table.from_pylist(rows, schema=schema))
-    return len(rows)
+    return len(rows), counts
 
 
 def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]:
@@ -356,7 +376,9 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
                                               "height", "image_jpeg"])
     merged = read_merged(lake, day)
     write_exports(lake, day, merged, frames)
-    return result, ids, write_labelled_frames(lake, day, merged, frames)
+    n, hinted = write_labelled_frames(lake, day, merged, frames, read_hints(lake, day))
+    result.counts.update(hinted)
+    return result, ids, n
 
 
 def write_exports(lake: Lake, day: str, merged: Any, frames: Any | None) -> None:

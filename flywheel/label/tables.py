@@ -45,6 +45,10 @@ def candidates_schema():  # noqa: ANN201 - pyarrow imported lazily
         ("kept", pa.bool_()),  # passed the empty-background filter
         ("empty_score", pa.float64()),  # 1 = surely empty
         ("reason", pa.string()),  # why kept or dropped (e.g. "background", "object", "trigger")
+        # the filter's by-products for the item detector (flywheel.label.background): a kept frame's
+        # largest foreground region, [x1, y1, x2, y2] in 0..1 of the frame; a clean store empty
+        ("fg_box", pa.list_(pa.float32())),
+        ("clean_empty", pa.bool_()),
     ])
 
 

@@ -78,7 +78,8 @@ class RoiConfig:
     det_refresh_epochs: int = 8
     # ... but only when the dataset brings at least this many boxed item frames the dataset of the
     # parent's detector lacked (a reused detector's: its parent's, so boxes drawn a few a turn add
-    # up); fewer: the parent's detector ships unchanged. Only drawn and simulated boxes count: a box
+    # up); fewer: the parent's detector ships unchanged. Drawn, simulated and the empty filter's
+    # foreground boxes count (with its clean empties beside them: flywheel.label.filter_hints); a box
     # the parent's detector gave a fleet label never teaches the detector (two_stage.box_unboxed).
     # A refresh on 11-13 auto-label boxes (the federated bench) and one on 40 drawn store boxes
     # (bench_flywheel --max-boxes 40 with this minimum at 25) both taught it to box empty carts

@@ -167,8 +167,9 @@ def box_unboxed(lake: Lake, parent_id: str | None, unboxed: pl.DataFrame, min_co
     (bench_flywheel, turn 1: 148 merged labels, none reached the model). The device crops at its
     detector's best box, so the parent's box is the crop the device classifies; only a box the
     device trusts is used. These boxes teach the crop classifier only: the detector learns from
-    drawn and simulated boxes (its own predictions teach it nothing, and weak ones taught it to
-    box empty carts: README, "Federated")."""
+    drawn, simulated and the empty filter's boxes (its own predictions teach it nothing, and weak
+    ones taught it to box empty carts: README, "Federated"). Since the filter boxes the item frames
+    it keeps (flywheel.label.filter_hints), this is for the rest."""
     card = registry.read_card(lake, parent_id) if parent_id and not unboxed.is_empty() else None
     if card is None or DETECTOR_FILE not in card.files:
         return unboxed.head(0), unboxed
@@ -273,7 +274,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                            f"class (P(empty) and the detector's negatives); got task {cfg.task!r}, "
                            f"classes {classes[:6]}")
     unboxed = members.filter((pl.col("label") != EMPTY_CLASS) & pl.col("item_box").is_null())
-    # the detector learns from drawn and simulated boxes only (box_unboxed: why)
+    # the detector learns from drawn, simulated and filter boxes only (box_unboxed: why)
     members = members.filter((pl.col("label") == EMPTY_CLASS) | pl.col("item_box").is_not_null())
     det_hw = (roi.det_imgsz, roi.det_imgsz)
     meta = {"model_id": req.model_id, "dataset_version": ds.version, "config": cfg.as_dict(),

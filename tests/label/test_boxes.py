@@ -86,7 +86,8 @@ def test_boxes_reach_the_labelled_frames_and_the_exports(tmp_path) -> None:
                        "store_id": ["s"] * 3, "width": [320] * 3, "height": [240] * 3,
                        "image_jpeg": [buf.getvalue()] * 3})
     merged = read_merged(lake, DAY)
-    assert write_labelled_frames(lake, DAY, merged, frames) == 3
+    assert write_labelled_frames(lake, DAY, merged, frames) == (3, {"foreground_boxes": 0,
+                                                                    "filter_empties": 0})
     import pyarrow.parquet as pq
 
     rows = {r["frame_id"]: r for r in pq.read_table(
@@ -105,3 +106,36 @@ def test_boxes_reach_the_labelled_frames_and_the_exports(tmp_path) -> None:
     assert [round(float(v), 4) for v in xywh] == [round(15.5 / 320, 4), round(21 / 240, 4),
                                                   round(29 / 320, 4), round(38 / 240, 4)]
     assert z.read("labels/f3.txt").decode().split()[1:] == ["0.500000", "0.500000", "1.000000", "1.000000"]
+
+
+def test_the_filter_boxes_unboxed_item_frames_and_adds_as_many_clean_empties(tmp_path) -> None:
+    """A drawn box wins; an item frame nobody boxed takes the filter's foreground box (0..1 of the
+    frame, in pixels here); a frame a human called empty stays unboxed; clean empties join, as many
+    as the boxed item frames, never one already labelled."""
+    from flywheel.label.filter_hints import FilterHints
+
+    lake = Lake.at_path(tmp_path)
+    ids = ["f1", "f2", "f3", "f4", "e1", "e2", "e3", "e4"]
+    routes = [{"frame_id": f, "route": "review", "task_id": "review-1", "label": A, "confidence": 0.5}
+              for f in ("f1", "f2", "f3")] + [
+             {"frame_id": "f4", "route": "auto", "task_id": None, "label": A, "confidence": 0.99}]
+    write_merged(lake, DAY, merge_day(routes, corrections()))
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (90, 120, 60)).save(buf, format="JPEG")
+    n = len(ids)
+    frames = pa.table({"frame_id": ids, "clip_id": ["c"] * n, "device_id": ["d"] * n, "store_id": ["s"] * n,
+                       "width": [320] * n, "height": [240] * n, "image_jpeg": [buf.getvalue()] * n})
+    hints = FilterHints(boxes={"f1": [0.0, 0.0, 0.5, 0.5], "f3": [0.25, 0.5, 0.5, 1.0], "e1": [0, 0, 1, 1]},
+                        empties=["e1", "e2", "e3", "e4", "f4", "gone"])
+    rows_n, counts = write_labelled_frames(lake, DAY, read_merged(lake, DAY), frames, hints)
+    assert counts == {"foreground_boxes": 1, "filter_empties": 3}  # f3; f1, f2 drawn: 3 boxed items
+    import pyarrow.parquet as pq
+
+    rows = {r["frame_id"]: r for r in pq.read_table(
+        pa.BufferReader(lake.get(merged_key(DAY, "frames.parquet")))).to_pylist()}
+    assert rows_n == len(rows) == 7
+    assert rows["f1"]["item_box"] == [1, 2, 30, 40]  # the human's box, not the filter's
+    assert rows["f3"]["item_box"] == [80, 120, 160, 240] and rows["f4"]["item_box"] is None
+    empties = [f for f, r in rows.items() if r["is_empty"]]
+    assert len(empties) == 3 and set(empties) <= {"e1", "e2", "e3", "e4"}
+    assert all(rows[f]["sku"] is None and rows[f]["item_box"] is None for f in empties)

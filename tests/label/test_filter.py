@@ -44,6 +44,17 @@ def test_keeps_the_item_drops_idle_retract_and_lying() -> None:
             assert not kept, (t, reason)
     assert res.unreadable == 1 and 16.0 <= res.device_threshold["cart-1"] <= 40.0
     assert all(0.0 <= s <= 1.0 for s in res.empty_score)
+    # by-products for the detector: the held item's box (60x60 px at 40, 20 of 160x120), in 0..1;
+    # none on dropped frames; clean empties are idle frames only (before the insertion, and the
+    # basket with the item lying in it), never the held item or the hand leaving
+    for f, kept, box, clean in zip(frames, res.kept, res.fg_box, res.clean_empty, strict=True):
+        if kept and 1.6 <= f.t_s < STEP_T:
+            held = [40 / 160, 20 / 120, 100 / 160, 80 / 120]
+            assert box is not None and np.allclose(box, held, atol=0.03), box
+        if not kept:
+            assert box is None
+        assert not clean or (not kept and not 1.6 <= f.t_s < STEP_T + 0.4), (f.t_s, clean)
+    assert sum(res.clean_empty) >= 6
 
 
 def test_empty_score_is_one_half_at_the_threshold() -> None:

@@ -39,6 +39,14 @@ def _meta(result, asset: str) -> dict:
     return {k: v.value for k, v in result.asset_materializations_for_node(asset)[0].metadata.items()}
 
 
+def _iou(box01: list[float], box_px: tuple[float, ...], w: int = 320, h: int = 240) -> float:
+    a = [box01[0] * w, box01[1] * h, box01[2] * w, box01[3] * h]
+    ix = max(0.0, min(a[2], box_px[2]) - max(a[0], box_px[0]))
+    iy = max(0.0, min(a[3], box_px[3]) - max(a[1], box_px[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (box_px[2] - box_px[0]) * (box_px[3] - box_px[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", pytest.param("s3", marks=pytest.mark.integration)])
 def test_filter_and_prelabels_on_a_fleet_day(backend, fleet_day, request, tmp_path) -> None:
@@ -70,6 +78,14 @@ def test_filter_and_prelabels_on_a_fleet_day(backend, fleet_day, request, tmp_pa
     check = result.get_asset_check_evaluations()[0]
     assert check.metadata["threshold"].value == 0.9
     assert check.metadata["actual"].value == round(kept / len(cand), 4)
+    # the detector's free hints (flywheel.label.filter_hints): clean empties are empty; the
+    # foreground box of a kept item frame covers the item (the hand is in it too)
+    clean = [c for c in cand if c["clean_empty"]]
+    assert len(clean) >= 50 and all(truth[c["frame_id"]].is_empty for c in clean)
+    ious = [_iou(c["fg_box"], truth[c["frame_id"]].item_box) for c in items if c["kept"] and c["fg_box"]]
+    assert len(ious) >= 0.8 * len(items) and sum(ious) / len(ious) >= 0.5, (len(ious), len(items))
+    assert meta["clean_empties"] == len(clean) and meta["foreground_boxes"] == sum(
+        1 for c in cand if c["fg_box"] is not None)
 
     pre = tables.read_prelabels(lake, DAY).to_pylist()
     # one row per kept frame
