@@ -134,6 +134,12 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
     return dg.MaterializeResult(metadata=meta)
 
 
+class MergeConfig(dg.Config):
+    detector_hints: bool = Field(True, description="Give item labels nobody drew a box on the empty "
+                                                  "filter's foreground box, and add its clean empties "
+                                                  "(flywheel.label.filter_hints).")
+
+
 @dg.asset(partitions_def=capture_days, group_name="label", deps=[review_queue],
           io_manager_key="ref_io_manager",
           check_specs=[dg.AssetCheckSpec("auto_label_error", asset="merged_labels",
@@ -143,13 +149,13 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, lake: 
                       "when, tool, task, previous label): human beats auto, a later knowing human "
                       "beats an earlier one, independent disagreement goes back to the queue. "
                       "label/merged/date=D/ (merged.parquet, conflicts.parquet, frames.parquet).")
-def merged_labels(context: dg.AssetExecutionContext, lake: LakeResource
+def merged_labels(context: dg.AssetExecutionContext, config: MergeConfig, lake: LakeResource
                   ) -> Iterator[dg.Output[LabelsRef] | dg.AssetCheckResult]:
     from flywheel.label.merge import labels_ref, merge_labels_day, merged_key
 
     day = context.partition_key
     the_lake = lake.lake()
-    result, batch_ids, n_frames = merge_labels_day(the_lake, day)
+    result, batch_ids, n_frames = merge_labels_day(the_lake, day, detector_hints=config.detector_hints)
     a = result.audit
     tools: dict[str, int] = {}
     for r in result.rows:

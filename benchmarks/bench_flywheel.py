@@ -22,7 +22,7 @@ the simulated annotator, training on Ray, gate, release, staged rollout) on temp
 Both scale runs start from one copy of the same bootstrap turn. Sizes and epochs are in the JSON;
 after each phase the JSON is written again, so a run stopped early still reports what it reached.
 Run: `python -m benchmarks.bench_flywheel [out_dir] [--turns 3 --carts 4 --minutes 0.75 --epochs N
---max-boxes N]`
+--max-boxes N --no-detector-hints]`
 (--epochs: crop-classifier epochs per turn; default the weekly job's, as a real turn trains).
 """
 
@@ -258,16 +258,19 @@ def compare_init(root: Path, epochs: int | None, variants: dict[str, dict] | Non
 
 def bench(turns: int = 3, carts: int = 4, minutes: float = 0.75, epochs: int | None = None,
           scale: int = 10, work: Path | None = None, report_only: bool = False,
-          init_comparison: bool = True, out_file: Path | None = None, max_boxes: int | None = None) -> dict:
+          init_comparison: bool = True, out_file: Path | None = None, max_boxes: int | None = None,
+          detector_hints: bool | None = None) -> dict:
     from jobs.turns import WheelSettings
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-flywheel-") if work is None else None
     root = Path(tmp.name) if tmp else work
-    settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs, max_boxes=max_boxes)
+    settings = WheelSettings(carts=carts, minutes=minutes, epochs=epochs, max_boxes=max_boxes,
+                             detector_hints=detector_hints)
     t0 = time.perf_counter()
 
     def report() -> dict:
         out = summarize(root, turns, carts, minutes, epochs, scale)
+        out["sizes"]["detector_hints"] = detector_hints is not False  # the empty filter's boxes
         cache = root / "x1" / "init_comparison.json"
         out["init_comparison"] = json.loads(cache.read_text()) if cache.exists() else None
         out["seconds_total"] = round(time.perf_counter() - t0, 1)
@@ -310,13 +313,16 @@ def main(out_dir: Path | str = "var/bench", argv: list[str] | None = None) -> di
     parser.add_argument("--max-boxes", type=int, default=None,
                         help="Label's max_boxes per turn (default: the stage's, 0): boxes drawn where "
                              "the production detector misses the item")
+    parser.add_argument("--no-detector-hints", action="store_true",
+                        help="merge without the empty filter's boxes and clean empties (the control)")
     parser.add_argument("--no-init-comparison", action="store_true",
                         help="skip retraining turn 1's dataset from scratch / balanced")
     args = parser.parse_args(argv or [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return bench(args.turns, args.carts, args.minutes, args.epochs, args.scale, args.work,
-                 args.report_only, not args.no_init_comparison, out / "flywheel.json", args.max_boxes)
+                 args.report_only, not args.no_init_comparison, out / "flywheel.json", args.max_boxes,
+                 False if args.no_detector_hints else None)
 
 
 if __name__ == "__main__":

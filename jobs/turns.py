@@ -38,6 +38,8 @@ class WheelSettings:
     # review tasks that also ask for a box where the production detector misses the item (Label's
     # max_boxes); None: the Label stage's default (0, off: README, "a box where the device sees nothing")
     max_boxes: int | None = None
+    # merged_labels' detector_hints (the empty filter's boxes and clean empties); None: its default (on)
+    detector_hints: bool | None = None
     health_minutes: float = 0.5  # simulated minutes per rollout health shift
     max_health_shifts: int = 3
     min_frames: int = 200  # rollout gate: frames per cohort before crashes are judged
@@ -204,7 +206,10 @@ class Wheel:
         days = {r.partition_key for r in (getattr(tick, "run_requests", None) or [])} | {day}
         out = {}
         for d in sorted(days):
-            result = self.run_job("merged_labels_job", d)
+            hints = self.settings.detector_hints
+            config = ({} if hints is None
+                      else {"ops": {"merged_labels": {"config": {"detector_hints": hints}}}})
+            result = self.run_job("merged_labels_job", d, run_config=config)
             if not result.success:
                 raise RuntimeError(f"merging {d} failed (run {result.run_id})")
             out[d] = self.meta(result, "merged_labels")

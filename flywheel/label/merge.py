@@ -351,9 +351,10 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None,
     return len(rows), counts
 
 
-def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]:
+def merge_labels_day(lake: Lake, day: str, detector_hints: bool = True) -> tuple[MergeResult, list[str], int]:
     """Merge the day's routes and filed corrections, write merged/conflicts/summary and the
-    labelled frames; returns (result, batch ids merged, labelled frames written)."""
+    labelled frames (with the empty filter's boxes and clean empties unless `detector_hints` is
+    off); returns (result, batch ids merged, labelled frames written)."""
     from flywheel.depot.ingest import read_frames
     from flywheel.label.corrections import read_day_batches
     from flywheel.label.review_tasks import backlog_provenance, read_routes
@@ -376,7 +377,8 @@ def merge_labels_day(lake: Lake, day: str) -> tuple[MergeResult, list[str], int]
                                               "height", "image_jpeg"])
     merged = read_merged(lake, day)
     write_exports(lake, day, merged, frames)
-    n, hinted = write_labelled_frames(lake, day, merged, frames, read_hints(lake, day))
+    n, hinted = write_labelled_frames(lake, day, merged, frames,
+                                      read_hints(lake, day) if detector_hints else None)
     result.counts.update(hinted)
     return result, ids, n
 
