@@ -41,7 +41,13 @@ from edge_agent.triggers.rules import (
     RuleSetWatcher,
     same_sku,
 )
-from edge_agent.triggers.signals import BarcodeReader, MotionDetector, SignalFrame, WeightTracker
+from edge_agent.triggers.signals import (
+    BarcodeReader,
+    MotionDetector,
+    SignalFrame,
+    WeightStepWatch,
+    WeightTracker,
+)
 from edge_agent.upload import Backoff, TokenBucket, Uploader, UploadWindows
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,7 @@ class Agent:
         self._motion = MotionDetector()
         self._barcodes: BarcodeReader | None = None
         self._weight = WeightTracker()
+        self._steps = WeightStepWatch(DEFAULT_WEIGHT_CHANGE_G)
         self.insertions = InsertionTracker()  # one decision per insertion (sidecar V2, triggers)
         self._epoch: datetime | None = None
         self._last_t: float | None = None
@@ -178,6 +185,7 @@ class Agent:
             # open capture so no clip mixes two timelines, and forget time-based history.
             self.flush_capture()
             self._weight = WeightTracker()
+            self._steps = WeightStepWatch(DEFAULT_WEIGHT_CHANGE_G)
             self.insertions.close()  # an insertion never spans two timelines
             self._epoch = None
         self._last_t = frame.t
@@ -214,7 +222,7 @@ class Agent:
                                            [b.text for b in sf.barcodes])
         if insertion is not None:
             sf.insertion_label, sf.insertion_confidence = insertion.label, insertion.confidence
-        self._health(pred, sf, insertion)
+        self._health(pred, sf, insertion, frame.t)
         if fed is not None:
             added = fed.observe(model, pred, sf, frame.t)
             if added:
@@ -251,12 +259,12 @@ class Agent:
         self.telemetry.add("frames")
         return firings
 
-    def _health(self, pred, sf: SignalFrame, insertion) -> None:
+    def _health(self, pred, sf: SignalFrame, insertion, t_s: float) -> None:
         """Model-quality proxies for the release gates: top-1 vs the barcode read on the same frame
         (an "empty" prediction there counts as a disagreement: a weak model saying "empty" everywhere
         otherwise gave the canary gate 0 checks and held every rollout of the 4-cart demo),
-        low confidence, and a weight step the model did not see (counted per frame); insertions
-        decided and how many of them were uncertain."""
+        low confidence, and weight steps the model saw no product around (per step:
+        `WeightStepWatch`); insertions decided and how many of them were uncertain."""
         t = self.telemetry
         if insertion is not None:
             t.add("insertions")
@@ -269,9 +277,10 @@ class Agent:
             t.add("barcode_agree", int(pred.label is not None and same_sku(sf.barcodes[0].text, pred.label)))
         if pred.confidence < DEFAULT_LOW_CONFIDENCE:
             t.add("low_confidence")
-        if pred.label is None and sf.weight_delta_g is not None and \
-                abs(sf.weight_delta_g) >= DEFAULT_WEIGHT_CHANGE_G:
-            t.add("weight_inconsistent")
+        steps, unseen = self._steps.update(t_s, sf.weight_delta_g, pred.label is not None)
+        if steps:
+            t.add("weight_steps", steps)
+            t.add("weight_inconsistent", unseen)
 
     def flush_capture(self) -> None:
         """Close the capture in progress now (end of stream, a clock jump) and hand it to the encoder."""

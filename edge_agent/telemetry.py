@@ -52,7 +52,8 @@ class Totals:
     barcode_checked: int = 0  # frames with a barcode read, compared with the top-1 ("empty" disagrees)
     barcode_agree: int = 0  # of those, the model's top-1 is the barcode's SKU
     low_confidence: int = 0  # frames whose top-1 confidence is below the low-confidence mark
-    weight_inconsistent: int = 0  # the weight stepped (an item in or out) but the model saw nothing
+    weight_steps: int = 0  # weight steps (an item in or out) judged (triggers.signals.WeightStepWatch)
+    weight_inconsistent: int = 0  # of those, the model named no product within the window around it
     validation_failures: int = 0  # OTA golden-input validations that failed
     insertions: int = 0  # insertions the device decided (edge_agent/insertion.py)
     insertions_low_confidence: int = 0  # of those, decided with confidence below the mark
@@ -120,7 +121,8 @@ class Telemetry:
             crashes=cur.model_errors - base.model_errors, restarts=cur.restarts - base.restarts,
             **{k: getattr(cur, k) - getattr(base, k) for k in (
                 "validation_failures", "predictions", "barcode_checked", "barcode_agree",
-                "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree", "insertions",
+                "low_confidence", "weight_steps", "weight_inconsistent", "shadow_frames", "shadow_agree",
+                "insertions",
                 "insertions_low_confidence")})
         return StatusReportV2(
             device_id=device_id, store_id=store_id, reported_at=now or datetime.now(UTC),

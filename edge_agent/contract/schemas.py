@@ -250,7 +250,8 @@ class HealthFigures(_Doc):
     barcode_checked: NonNeg = 0  # insertions with a barcode read to compare the top-1 with
     barcode_agree: NonNeg = 0  # of those, top-1 == barcode
     low_confidence: NonNeg = 0  # predictions below the low-confidence threshold
-    weight_inconsistent: NonNeg = 0  # predictions contradicting the weight step (empty vs item)
+    weight_steps: NonNeg = 0  # weight steps (an item in or out) judged; 0 from agents before it
+    weight_inconsistent: NonNeg = 0  # of those, no product named within the window around the step
     shadow_frames: NonNeg = 0  # frames the shadow model also judged
     shadow_agree: NonNeg = 0  # of those, shadow top-1 == production top-1
     insertions: NonNeg = 0  # insertions the device decided (edge_agent/insertion.py)
@@ -262,6 +263,8 @@ class HealthFigures(_Doc):
             raise ValueError("agreements cannot exceed what was checked")
         if self.insertions_low_confidence > self.insertions:
             raise ValueError("insertions_low_confidence cannot exceed insertions")
+        if self.weight_steps and self.weight_inconsistent > self.weight_steps:  # 0: an older agent
+            raise ValueError("weight_inconsistent cannot exceed weight_steps")
         return self
 
 

@@ -121,3 +121,37 @@ class SignalFrame:
             out["insertion_label"] = self.insertion_label
             out["insertion_confidence"] = round(self.insertion_confidence, 4)
         return out
+
+
+class WeightStepWatch:
+    """Weight steps (an item in or out) the model saw nothing around, counted per step.
+
+    Counting frames instead (a frame with a weight change the model called "empty") punished a
+    model for being right: when the weight steps the item already lies in the basket, which is an
+    empty frame, so a model better at empty carts fired it more (bench_flywheel's 10x canary:
+    "worse by +1.63", rollout halted, on a candidate +14 points better). A step is consistent when
+    the model named a product within `window_s` before or after it (it saw the item go in or come
+    out); it is judged once that window has passed."""
+
+    def __init__(self, threshold_g: float, window_s: float = 2.0) -> None:
+        self.threshold_g, self.window_s = threshold_g, window_s
+        self._in_step = False
+        self._pending: list[float] = []  # onset times of steps not judged yet
+        self._last_item_t: float | None = None
+
+    def update(self, t: float, delta_g: float | None, saw_item: bool) -> tuple[int, int]:
+        """Feed one frame; returns (steps judged now, of those inconsistent)."""
+        if saw_item:
+            self._last_item_t = t
+        stepping = delta_g is not None and abs(delta_g) >= self.threshold_g
+        if stepping and not self._in_step:
+            self._pending.append(t)
+        self._in_step = stepping
+        judged = bad = 0
+        for onset in list(self._pending):
+            seen = self._last_item_t is not None and abs(self._last_item_t - onset) <= self.window_s
+            if seen or t - onset > self.window_s:
+                self._pending.remove(onset)
+                judged += 1
+                bad += not seen
+        return judged, bad

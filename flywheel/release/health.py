@@ -81,8 +81,8 @@ class GateConfig:
 
 
 COUNTERS = ("frames", "crashes", "restarts", "validation_failures", "predictions", "barcode_checked",
-            "barcode_agree", "low_confidence", "weight_inconsistent", "shadow_frames", "shadow_agree",
-            "insertions", "insertions_low_confidence")
+            "barcode_agree", "low_confidence", "weight_steps", "weight_inconsistent", "shadow_frames",
+            "shadow_agree", "insertions", "insertions_low_confidence")
 
 
 @dataclass
@@ -234,7 +234,7 @@ def _rate_check(name: str, a: list[tuple[int, int]], b: list[tuple[int, int]], m
 
 def _waived_when_short(check: Check) -> Check:
     """A check that never holds a stage for want of samples: a small fleet decides few insertions
-    (one per item put in a cart), and the per-frame low-confidence check already covers them."""
+    and weight steps (one per item put in a cart), and the per-frame checks already cover them."""
     if check.passed is not None:
         return check
     return replace(check, passed=True, detail=f"{check.detail}: not judged")
@@ -283,8 +283,10 @@ def judge(reports: Iterable[StatusReportV2] | Cohorts, channel: ReleaseChannelV1
                  cfg.min_barcode_checks, minus=True),
             rate("low_confidence", "low_confidence", "predictions", cfg.low_conf_margin,
                  cfg.min_barcode_checks),
-            rate("weight_inconsistent", "weight_inconsistent", "predictions", cfg.weight_margin,
-                 cfg.min_barcode_checks),
+            # per weight step, not per prediction (edge_agent.triggers.signals.WeightStepWatch): one
+            # step an item, like insertions, so judged from min_insertions on and never holding
+            _waived_when_short(rate("weight_inconsistent", "weight_inconsistent", "weight_steps",
+                                    cfg.weight_margin, cfg.min_insertions)),
             _waived_when_short(rate("insertion_low_confidence", "insertions_low_confidence", "insertions",
                                     cfg.insertion_low_conf_margin, cfg.min_insertions)),
             rate("crashes_per_frame", "crashes", "frames", cfg.crash_margin, cfg.min_frames),

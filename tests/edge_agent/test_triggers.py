@@ -172,3 +172,23 @@ def test_low_confidence_per_insertion_fires_only_where_an_insertion_closes() -> 
         compile_rule('low_confidence(0.5, "clip")')
     values = SignalFrame(insertion_label="111", insertion_confidence=0.31234).values()
     assert values["insertion_label"] == "111" and values["insertion_confidence"] == 0.3123
+
+
+def test_weight_steps_are_judged_once_each_by_whether_the_model_saw_a_product_around_them() -> None:
+    from edge_agent.triggers.signals import WeightStepWatch, WeightTracker
+
+    def run(saw) -> tuple[int, int]:  # noqa: ANN001 - saw(t) -> the model named a product
+        watch, weight, total = WeightStepWatch(50.0, window_s=2.0), WeightTracker(), [0, 0]
+        for k in range(120):  # 12 s at 10 fps; items land at 3 s and 8 s (400 g each)
+            t = k / 10
+            grams = 400.0 * ((t >= 3.0) + (t >= 8.0))
+            judged, bad = watch.update(t, weight.update(t, grams), saw(t))
+            total[0] += judged
+            total[1] += bad
+        return total[0], total[1]
+
+    # the item in hand before it lands (and "empty" once it lies in the basket): both steps seen
+    assert run(lambda t: 2.0 <= t < 3.0 or 7.2 <= t < 8.0) == (2, 0)
+    assert run(lambda t: False) == (2, 2)  # blind: each step counted once, not once a frame
+    assert run(lambda t: 2.5 <= t < 3.0) == (2, 1)  # missed the second item
+    assert run(lambda t: 9.5 <= t < 9.7) == (2, 1)  # seen just after the step (an item taken out)

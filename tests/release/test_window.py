@@ -161,3 +161,32 @@ def test_a_window_persisted_before_the_insertion_counters_existed_still_loads_an
     check = next(c for c in judge(w.cohorts, cand, GateConfig()).checks
                  if c.name == "insertion_low_confidence")
     assert check.passed is True and "not judged" in check.detail  # too few insertions to judge
+
+
+def test_a_weight_step_is_judged_per_step_so_a_model_right_about_empty_carts_is_not_halted(repo):
+    """The canary says "empty" on far more frames (it is right: the item lies in the basket when
+    the weight steps), so it names a product on fewer frames; per step it saw as many items go in
+    as the control: advance. A canary that misses a third of the steps: halt."""
+    from flywheel.release.health import Cohorts, Totals
+
+    cand = publish_release(repo, "cls-steps", release_files(4, "m-steps"),
+                           RolloutStage(stage="canary", percent=50))
+    cfg = GateConfig(min_barcode_checks=100, min_frames=1000)
+
+    def cells(predictions: int, unseen: int) -> dict[str, dict[str, float]]:
+        return {k: {**v, "predictions": predictions, "weight_steps": 120, "weight_inconsistent": unseen}
+                for k, v in _cells((2, 40), (3, 40), (2, 40)).items()}
+
+    def check(canary: dict) -> tuple[str, object]:
+        d = judge(Cohorts(canary=Totals(cells=canary), control=Totals(cells=cells(200, 6))), cand, cfg)
+        return d.action, next(c for c in d.checks if c.name == "weight_inconsistent")
+
+    action, c = check(cells(110, 6))  # per prediction this was 6/110 vs 6/200
+    assert action == "advance" and c.passed is True
+    action, c = check(cells(200, 40))
+    assert action == "halt" and c.passed is False
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot exceed weight_steps"):
+        HealthFigures(weight_steps=1, weight_inconsistent=2)
+    assert HealthFigures(weight_inconsistent=3).weight_steps == 0  # an older agent's report still parses
