@@ -84,8 +84,11 @@ class RoiConfig:
     # A refresh on 11-13 auto-label boxes (the federated bench) and one on 40 drawn store boxes
     # (bench_flywheel --max-boxes 40 with this minimum at 25) both taught it to box empty carts
     # (right empties 0.867 -> 0.42-0.60; frozen store empties 0.978 -> 0.356); an oracle turn
-    # brings ~2,800 and is fine. 100 new boxes are ~3 batches of 32 an epoch
-    det_refresh_min_new_boxes: int = 100
+    # brings ~2,800 and is fine. With the filter's boxes and empties (bench_flywheel, 2026-12-03):
+    # 134 (a 4-cart turn) lost manual items (boxed 0.935 -> 0.812; the gate blocked on manual
+    # -0.11), 263 (two) lost 3 points on store items, 611 offline and 897 (the 40-cart turn: +13.7
+    # production, gate passed) gained: so a refresh waits for 500
+    det_refresh_min_new_boxes: int = 500
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]
