@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from edge_agent.lake import Lake, ObjectNotFound
+from edge_agent.lake import Lake
+from flywheel.label.tables import read_candidates
 
 EMPTIES_PER_BOX = 1.0  # clean empties per boxed item frame of the day (about 1:1 measured)
 
@@ -30,17 +31,8 @@ class FilterHints:
 
 def read_hints(lake: Lake, day: str) -> FilterHints:
     """The day's foreground boxes and clean empties from its candidates table; none from a table
-    written before the filter recorded them."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from flywheel.label import tables
-
-    try:
-        raw = lake.get(tables.candidates_key(day))
-    except ObjectNotFound:
-        return FilterHints()
-    table = pq.read_table(pa.BufferReader(raw))
+    written before the filter recorded them (or none at all)."""
+    table = read_candidates(lake, day)
     if "fg_box" not in table.column_names or "clean_empty" not in table.column_names:
         return FilterHints()
     ids = table.column("frame_id").to_pylist()

@@ -38,7 +38,7 @@ from typing import Any
 from edge_agent.contract.layout import validate_date
 from edge_agent.contract.schemas import CorrectionBatchV1
 from edge_agent.lake import Lake, ObjectNotFound
-from flywheel.label.filter_hints import FilterHints, read_hints
+from flywheel.label.filter_hints import EMPTIES_PER_BOX, FilterHints, pick_empties, pixel_box, read_hints
 from flywheel.label.routing import (
     AUDIT,
     AUTO,
@@ -307,8 +307,6 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None,
     foreground box, and clean empties join, as many as the boxed item frames. Returns (rows, counts
     of foreground boxes and filter empties used)."""
     import pyarrow as pa
-
-    from flywheel.label.filter_hints import EMPTIES_PER_BOX, pick_empties, pixel_box
 
     hints = hints or FilterHints()
     labels = dict(zip(merged.column("frame_id").to_pylist(), merged.column("label").to_pylist(), strict=True))

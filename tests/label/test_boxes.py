@@ -139,3 +139,26 @@ def test_the_filter_boxes_unboxed_item_frames_and_adds_as_many_clean_empties(tmp
     empties = [f for f, r in rows.items() if r["is_empty"]]
     assert len(empties) == 3 and set(empties) <= {"e1", "e2", "e3", "e4"}
     assert all(rows[f]["sku"] is None and rows[f]["item_box"] is None for f in empties)
+
+
+def test_hints_come_from_the_candidates_and_an_older_table_gives_none(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from flywheel.label import tables
+    from flywheel.label.filter_hints import read_hints
+
+    lake = Lake.at_path(tmp_path)
+    assert read_hints(lake, DAY).boxes == {}  # no candidates written yet
+    base = {"clip_id": "c", "date": DAY, "store_id": "s", "device_id": "d", "frame_index": 0, "t_s": 0.0,
+            "empty_score": 0.5, "reason": "r"}
+    tables.write_candidates(lake, DAY, [
+        {**base, "frame_id": "f1", "kept": True, "fg_box": [0.1, 0.2, 0.3, 0.4], "clean_empty": False},
+        {**base, "frame_id": "e1", "kept": False, "fg_box": None, "clean_empty": True}])
+    hints = read_hints(lake, DAY)
+    assert hints.empties == ["e1"] and list(hints.boxes) == ["f1"]
+    assert [round(v, 6) for v in hints.boxes["f1"]] == [0.1, 0.2, 0.3, 0.4]
+    old = pq.read_table(pa.BufferReader(lake.get(tables.candidates_key(DAY)))).drop(["fg_box", "clean_empty"])
+    sink = pa.BufferOutputStream()
+    pq.write_table(old, sink)
+    lake.put(tables.candidates_key(DAY), sink.getvalue().to_pybytes())
+    assert read_hints(lake, DAY) == type(hints)()  # written before the filter recorded them
