@@ -20,7 +20,8 @@ Inputs are read whole and the output is sorted, so re-running gives the same tab
                                            day's run: flywheel.label.backlog)
     label/merged/date=D/conflicts.parquet  frame_id, labels (JSON), latest_label, reason (humans
                                            disagree / human vs barcode / human vs load cell)
-    label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns
+    label/merged/date=D/frames.parquet     labelled-frame rows in the Learner's dataset columns, and
+                                           box_source / label_source (the empty filter's hints)
     label/merged/date=D/coco.json, yolo.zip the merged labels as COCO and YOLO (a drawn box, else the
                                            whole frame; provenance in the COCO annotations)
 """
@@ -319,32 +320,39 @@ def write_labelled_frames(lake: Lake, day: str, merged: Any, frames: Any | None,
     jpeg = frames.column("image_jpeg") if frames is not None else None
     counts = {"foreground_boxes": 0, "filter_empties": 0}
 
-    def row(i: int, fid: str, sku: str | None, box: list[float] | None) -> dict[str, Any]:
+    def row(i: int, fid: str, sku: str | None, box: list[float] | None, box_source: str | None,
+            label_source: str = "merged") -> dict[str, Any]:
         return {"frame_id": fid, "session_id": cols["clip_id"][i], "device_id": cols["device_id"][i],
                 "store": cols["store_id"][i], "distribution": "production", "sku": sku,
                 "is_empty": sku is None, "item_box": box, "hand_box": None, "conditions": "{}",
-                "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i], "height": cols["height"][i]}
+                "image_png": _png(jpeg[i].as_py()), "width": cols["width"][i], "height": cols["height"][i],
+                "box_source": box_source, "label_source": label_source}
 
     for i, fid in enumerate(ids):
         if fid not in labels:
             continue
         sku, box = labels[fid], boxes.get(fid)
+        source = "human" if box is not None else None
         if box is None and sku is not None and fid in hints.boxes:
             box = pixel_box(hints.boxes[fid], int(cols["width"][i]), int(cols["height"][i]))
+            source = "filter"
             counts["foreground_boxes"] += 1
-        rows.append(row(i, fid, sku, box))
+        rows.append(row(i, fid, sku, box, source))
     boxed = sum(1 for r in rows if r["item_box"] is not None)
     at = {f: i for i, f in enumerate(ids)}
     for fid in pick_empties([f for f in hints.empties if f in at and f not in labels],
                             round(EMPTIES_PER_BOX * boxed)):
-        rows.append(row(at[fid], fid, None, None))
+        rows.append(row(at[fid], fid, None, None, None, "filter"))
         counts["filter_empties"] += 1
     schema = pa.schema([
         ("frame_id", pa.string()), ("session_id", pa.string()), ("device_id", pa.string()),
         ("store", pa.string()), ("distribution", pa.string()), ("sku", pa.string()),
         ("is_empty", pa.bool_()), ("item_box", pa.list_(pa.float32())), ("hand_box", pa.list_(pa.float32())),
         ("conditions", pa.string()), ("image_png", pa.binary()), ("width", pa.int32()),
-        ("height", pa.int32())])
+        ("height", pa.int32()),
+        # provenance of what the merged labels do not hold: a box "human" (drawn) or "filter" (the
+        # empty filter's foreground box); a label "merged" or "filter" (a clean empty it dropped)
+        ("box_source", pa.string()), ("label_source", pa.string())])
     _put(lake, merged_key(day, "frames.parquet"), pa.Table.from_pylist(rows, schema=schema))
     return len(rows), counts
 

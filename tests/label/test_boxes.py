@@ -139,6 +139,10 @@ def test_the_filter_boxes_unboxed_item_frames_and_adds_as_many_clean_empties(tmp
     empties = [f for f, r in rows.items() if r["is_empty"]]
     assert len(empties) == 3 and set(empties) <= {"e1", "e2", "e3", "e4"}
     assert all(rows[f]["sku"] is None and rows[f]["item_box"] is None for f in empties)
+    # provenance: whose box, whose label (the merged labels hold neither hint)
+    assert [rows[f]["box_source"] for f in ("f1", "f3", "f4")] == ["human", "filter", None]
+    assert {rows[f]["label_source"] for f in empties} == {"filter"}
+    assert {rows[f]["label_source"] for f in ("f1", "f2", "f3", "f4")} == {"merged"}
 
 
 def test_hints_come_from_the_candidates_and_an_older_table_gives_none(tmp_path) -> None:
