@@ -263,6 +263,8 @@ def candidate_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
         evaluation_ref(lake.lake(), ev.candidate_id), data_version=dg.DataVersion(ev.candidate_id),
         metadata={
             "candidate": ev.candidate_id, "production": ev.production_id or "none",
+            # production's figures from its own evaluation (same clean code and sets), not re-measured
+            "production_reused": ev.production_reused,
             **metrics,
             "test_set_versions": {k: v[:16] for k, v in ev.test_set_versions.items()},
             "gate_sets": ev.gate_sets,

@@ -101,6 +101,10 @@ class EvaluationV1(_Part):
     report_md: str
     gate_sets: list[str] = []  # the sets pooled into the gate's target metric (production_*)
     insertion_set_versions: dict[str, str] = {}  # insertion set name -> sha256 (optional)
+    code_version: str | None = None  # registry.code_version() of the evaluating code (optional)
+    # production's figures are those its own evaluation recorded (same sets, same clean code), not
+    # measured again: pipeline.earlier_evaluation
+    production_reused: bool = False
 
 
 class GateRule(_Part):

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
-from edge_agent.lake import Lake
+from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.learner import reference_sets, registry, two_stage
 from flywheel.learner.config import DatasetSpec, GateRules, TrainConfig
 from flywheel.learner.datasets import DatasetVersion, preflight, write_dataset_version
 from flywheel.learner.documents import EvaluationV1, parse
-from flywheel.learner.errors import DatasetError
+from flywheel.learner.errors import DatasetError, RegistryError
 from flywheel.learner.gate import GateDecision, decide, write_decision
 from flywheel.learner.labelled_frames import read_frames
 from flywheel.learner.train import TrainRequest, TrainResult, run_training
@@ -222,21 +222,43 @@ def evaluate_candidate(lake: Lake, model: ModelRef | str, gate_sets: list[str] |
     names, prod_sets = choose_sets(reference_sets.standard_set_names(lake), gate_sets, reference_set)
     test_sets, versions = reference_sets.read_standard_sets(lake, names)
     insertion_sets, insertion_versions = read_insertion_sets(lake)
+    code = registry.code_version()
     candidate = evaluate_registered(lake, model_id, test_sets, prod_sets, insertion_sets)
     production_id = registry.production_model_id(lake)
-    production = None
+    production, reused = None, False
     if production_id and production_id != model_id:
-        production = evaluate_registered(lake, production_id, test_sets, prod_sets, insertion_sets)
+        earlier = earlier_evaluation(lake, production_id, code, versions, prod_sets, insertion_versions)
+        reused = earlier is not None
+        production = earlier or evaluate_registered(lake, production_id, test_sets, prod_sets,
+                                                    insertion_sets)
     else:
         production_id = None
     evaluation = EvaluationV1(
         candidate_id=model_id, candidate=candidate, production_id=production_id,
         production=production, test_set_versions=versions, gate_sets=prod_sets,
-        insertion_set_versions=insertion_versions,
+        insertion_set_versions=insertion_versions, code_version=code, production_reused=reused,
         report_md=comparison_report(model_id, candidate, production_id, production))
     registry.write_evaluation(lake, evaluation)
     lake.put(registry.key(model_id, "report.md"), evaluation.report_md.encode())
     return evaluation
+
+
+def earlier_evaluation(lake: Lake, model_id: str, code: str, versions: dict[str, str],
+                       gate_sets: list[str], insertion_versions: dict[str, str]) -> dict | None:
+    """`model_id`'s figures from its own evaluation when that one ran the same committed code on
+    the same frozen sets (by sha256) and gate sets: evaluation is deterministic there, so measuring
+    production again each turn (~25 s of the demo's ~50 s evaluation) repeats it. A local change
+    ("-dirty"), an unknown version, other sets or no record: None (measure again)."""
+    if code == "unknown" or code.endswith("-dirty"):
+        return None
+    try:
+        earlier = registry.read_evaluation(lake, model_id)
+    except (ObjectNotFound, RegistryError):
+        return None
+    same = (earlier.candidate_id == model_id and earlier.code_version == code
+            and earlier.test_set_versions == versions and earlier.gate_sets == gate_sets
+            and earlier.insertion_set_versions == insertion_versions)
+    return earlier.candidate.model_dump() if same else None
 
 
 def gate_candidate(lake: Lake, evaluation_of: EvaluationRef | str, rules: GateRules | None = None

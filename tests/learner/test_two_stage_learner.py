@@ -20,7 +20,7 @@ TINY = TrainConfig(epochs=2, batch=32, roi=RoiConfig(crop=32, det_imgsz=64, det_
                                                     empty_crops="detector"))
 
 
-def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path):
+def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path, monkeypatch):
     from edge_agent.contract.release import RELEASE_FILES
     from edge_agent.model import DeviceModel, activate_slot
     from edge_agent.ota.slots import golden_check, stage_into
@@ -59,7 +59,9 @@ def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path):
     assert device_card.detector.sha256 == card.files["detector.onnx"].sha256
     assert device_card.labels == card.classes and device_card.input_size == [32, 32]
 
+    monkeypatch.setattr(registry, "code_version", lambda: "c0de")  # a clean, committed tree
     ev = evaluate_candidate(lake, mid)
+    assert ev.code_version == "c0de" and ev.production_id is None and not ev.production_reused
     m = ev.candidate.metrics
     assert 0.0 <= m["production_top1"] <= 1.0 and 0.0 <= m["insertion_top1_min_set"] <= 1.0
     assert ev.candidate.latency["what"].startswith("detector + crop + classifier")
@@ -71,6 +73,22 @@ def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path):
     decision = gate_candidate(lake, mid, rules)
     assert decision.passed, decision.reasons
     assert recheck_gate(lake, mid, rules).passed  # the release path's re-check covers the detector
+
+    # with `mid` in production, a candidate's evaluation takes production's figures from mid's own
+    # evaluation (same clean code, same frozen sets) instead of measuring it again; other code
+    # (a new commit, a local change) measures again
+    registry.bootstrap_production(lake, mid)
+    twin = registry.read_card(lake, mid).model_copy(update={"model_id": "twin"})
+    for name in (*card.files, "device.json"):
+        lake.put(registry.key("twin", name), lake.get(registry.key(mid, name)))
+    registry.write_card(lake, twin)
+    again = evaluate_candidate(lake, "twin")
+    assert again.production_id == mid and again.production_reused
+    assert again.production == ev.candidate and again.candidate.sets == ev.candidate.sets
+    for code in ("c0de-dirty", "other"):
+        monkeypatch.setattr(registry, "code_version", lambda code=code: code)
+        measured = evaluate_candidate(lake, "twin")
+        assert not measured.production_reused and measured.production.sets == ev.candidate.sets
 
     # the release's files, staged into a device slot exactly as OTA does (hash-checked detector)
     files = registry_files(lake, mid)
