@@ -105,8 +105,15 @@ def _records(root: Path) -> list:
 def _fleet(root: Path, carts: int) -> dict:
     """Turn 1 of one fleet size: what it collected, what people reviewed, the cloud-side time."""
     ingest, review, label = (_step(root, 1, s) for s in ("ingest", "review", "label"))
-    rec = next((r for r in _records(root) if r.turn == 1), None)
-    return {"carts": carts, "clips": sum(i["clips"] for i in ingest) if ingest else None,
+    recs = {r.turn: r for r in _records(root) if r.turn <= 1}
+    rec, boot = recs.get(1), recs.get(0)
+    gain = (rec.production_pooled - boot.production_pooled if rec and boot
+            and rec.production_pooled is not None and boot.production_pooled is not None else None)
+    return {"carts": carts,
+            # production top-1 after this fleet's turn 1 (from the same bootstrap model), and the gain
+            "production_top1": rec.production_pooled if rec else None,
+            "gain_points": round(100 * gain, 2) if gain is not None else None,
+            "clips": sum(i["clips"] for i in ingest) if ingest else None,
             "frames": sum(i["frames"] for i in ingest) if ingest else None,
             "review_tasks_planned": label["tasks"] if label else None,
             "planned_human_s": label["planned_human_s"] if label else None,
@@ -140,6 +147,7 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int | 
     records = [r for r in _records(root / "x1") if r.turn <= turns]
     boot = records[0] if records else None
     first = records[1] if len(records) > 1 else None
+    small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
     gain = (first.production_pooled - boot.production_pooled
             if first and boot and first.production_pooled is not None
             and boot.production_pooled is not None else None)
@@ -155,7 +163,6 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int | 
     # a from-scratch labeller would draw the boxes the model got too (extreme clicking, as ours)
     scratch_boxed = scratch + box_s
     merged = [r.merged_accuracy for r in fleet_turns if r.merged_accuracy is not None]
-    small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
     return {
         "sizes": {"turns": turns, "carts": carts, "minutes_per_cart": minutes,
                   "epochs": epochs if epochs is not None else "the weekly job's (TrainConfig)",
@@ -168,6 +175,8 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int | 
             "gain_points": round(100 * gain, 2) if gain is not None else None,
             "target_gain_points": 100 * TARGET_GAIN,
             "meets_gain": gain is not None and gain >= TARGET_GAIN,
+            # turn 1's gain per fleet size (the same bootstrap; the week's data grows with the fleet)
+            "gain_points_by_fleet": {f"{f['carts']} carts": f["gain_points"] for f in (small, large)},
             "turns_to_90": _turns_to(records, TARGET_TOP1),
             "production_top1_per_turn": [r.production_pooled for r in records],
             "gate_notes": [r.note for r in records if r.note],

@@ -4,6 +4,8 @@ It names the release the channel ships, the release devices outside the rollout 
 to), the rollout stage, and the trigger rule set. Its bytes are verified by python-tuf before this
 parser sees them; devices compute their cohort from it with `cohort_point`, the same function the
 cloud uses to count cohorts, so both sides agree on who is in which stage without a device list.
+A small fleet's cohorts are uneven by chance (a 50 % canary of 4 carts was empty for one release in
+16): the cloud picks the release's `cohort_salt` so that the devices it knows split as asked.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from edge_agent.contract.schemas import _REGISTRY, SafeId, UtcTime, _Doc, _load_json, parse_document
 
@@ -39,6 +41,17 @@ class RolloutStage(_Doc):
     stage: Literal["shadow", "canary", "ramp", "full", "halted", "rolled_back"]
     percent: Percent  # devices with cohort_point < percent install `release`
     shadow_percent: Percent = 0.0  # devices with cohort_point >= 100 - shadow_percent run it in shadow
+    # reshuffles every device's cohort_point for this release; fixed when the release is published
+    # (flywheel.release.cohorts.cohort_salt), kept through its stages. 0: the plain point
+    cohort_salt: Annotated[int, Field(ge=0)] = 0
+
+    @model_serializer(mode="wrap")
+    def _plain_without_salt(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a salt of 0 is not written: the document reads as before, on agents that predate it
+        out = handler(self)
+        if not self.cohort_salt:
+            out.pop("cohort_salt", None)
+        return out
 
 
 class ReleaseChannelV1(_Doc):
@@ -58,17 +71,18 @@ class ReleaseChannelV1(_Doc):
 _REGISTRY["flywheel.release_channel"] = {1: ReleaseChannelV1}
 
 
-def cohort_point(device_id: str, release_id: str) -> float:
+def cohort_point(device_id: str, release_id: str, salt: int = 0) -> float:
     """A device's deterministic place in [0, 100) for one release: uniform over devices, and
-    reshuffled per release so the same carts are not always the canaries."""
-    h = hashlib.sha256(f"{release_id}\x00{device_id}".encode()).digest()
+    reshuffled per release (and per `salt`) so the same carts are not always the canaries."""
+    key = f"{release_id}\x00{device_id}" if not salt else f"{release_id}\x00{salt}\x00{device_id}"
+    h = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64 * 100.0
 
 
 def assigned(channel: ReleaseChannelV1, device_id: str) -> tuple[ReleaseRef | None, bool]:
     """(the release this device should run, whether it also runs `release` in shadow)."""
-    point = cohort_point(device_id, channel.release.release_id)
     r = channel.rollout
+    point = cohort_point(device_id, channel.release.release_id, r.cohort_salt)
     if r.stage in ("halted", "rolled_back"):
         return channel.previous, False
     if point < r.percent:

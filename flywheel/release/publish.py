@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from edge_agent.contract.federated import ROUND_TARGET
@@ -22,6 +23,7 @@ from edge_agent.contract.release import (
 )
 from edge_agent.contract.schemas import dump_document
 from edge_agent.lake import Lake
+from flywheel.release.cohorts import cohort_salt
 from flywheel.release.repository import ChannelRepository, RepositoryError
 
 RULES_DIR = "rules"
@@ -67,10 +69,13 @@ def current_channel(repo: ChannelRepository) -> ReleaseChannelV1 | None:
 
 def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, bytes],
                     rollout: RolloutStage, *, previous: ReleaseRef | None = None,
-                    keep_previous: bool = True) -> ReleaseChannelV1:
+                    keep_previous: bool = True, fleet: Collection[str] = (),
+                    split_at: float | None = None) -> ReleaseChannelV1:
     """Publish `files` (RELEASE_FILES, and a two-stage model's detector) as a new release with
     `rollout`: every file is a signed target. `previous` defaults to what the channel currently
-    ships in full (what devices outside the cohort keep running)."""
+    ships in full (what devices outside the cohort keep running). `fleet`: the device ids known to
+    report, whose split at `split_at` percent (default: this stage's; the canary's when the release
+    starts in shadow) the release's cohort salt evens out (flywheel.release.cohorts)."""
     missing = [n for n in RELEASE_FILES if n not in files]
     if missing:
         raise RepositoryError(f"release of {model_id}: missing {missing}")
@@ -95,6 +100,9 @@ def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, byt
     rid = release_id(seq, model_id)
     ref = ReleaseRef(release_id=rid, model_id=model_id, model_version=version,
                      files={n: f"{rid}/{n}" for n in sorted(files)})
+    if fleet:  # a small fleet's canary selects the share asked of the devices known (cohorts.py)
+        split = rollout.percent if split_at is None else split_at
+        rollout = rollout.model_copy(update={"cohort_salt": cohort_salt(fleet, rid, split)})
     channel = ReleaseChannelV1(channel=repo.channel, sequence=seq, published_at=datetime.now(UTC),
                                release=ref, previous=previous, rollout=rollout,
                                rule_set=old.rule_set if old else None)
@@ -106,10 +114,12 @@ def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, byt
 
 def set_rollout(repo: ChannelRepository, rollout: RolloutStage,
                 previous: ReleaseRef | None = None) -> ReleaseChannelV1:
-    """Move the current release to another stage (same artifacts, new signed channel.json)."""
+    """Move the current release to another stage (same artifacts, new signed channel.json); the
+    release's cohort salt stays, so the devices of a stage stay in the next, larger one."""
     old = current_channel(repo)
     if old is None:
         raise RepositoryError(f"channel {repo.channel!r} has no release to roll out")
+    rollout = rollout.model_copy(update={"cohort_salt": old.rollout.cohort_salt})
     seq = repo.targets.signed.version + 1
     channel = old.model_copy(update={"sequence": seq, "published_at": datetime.now(UTC),
                                      "rollout": rollout,

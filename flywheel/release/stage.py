@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from edge_agent.contract.release import ReleaseChannelV1, RolloutStage
 from edge_agent.lake import Lake
+from flywheel.depot.fleet_rollup import list_devices
 from flywheel.release.health import DEFAULT_STAGES
 from flywheel.release.keys import ReleaseKeys
 from flywheel.release.publish import current_channel, publish_release, registry_files
@@ -63,7 +64,9 @@ def release_model(lake: Lake, keys: ReleaseKeys, channel: str, model_id: str,
     first = current is None
     stage, pct, shadow = ("full", 100.0, 0.0) if first else stages[0]
     published = publish_release(repo, model_id, registry_files(lake, model_id),
-                                 RolloutStage(stage=stage, percent=pct, shadow_percent=shadow))
+                                 RolloutStage(stage=stage, percent=pct, shadow_percent=shadow),
+                                 fleet=list_devices(lake),
+                                 split_at=next((p for _, p, _ in stages if 0.0 < p < 100.0), None))
     moved = promote_if_full(lake, published)
     return ReleaseOutcome(published, True, moved, gate)
 
