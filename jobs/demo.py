@@ -11,7 +11,7 @@ health reports. Every run lands in the persistent instance at $DAGSTER_HOME (`ma
 Each finished step is recorded in <out>/progress.json: an interrupted demo resumes on the next
 `make demo` without redoing finished work. `--turns` may grow between runs (more turns on top).
 
-    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 3] [--fresh]
+    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 8] [--fresh]
 
 `--deployment cluster` turns it on the cluster deployment (S3 lake, LanceDB on S3, training on a
 Ray cluster by address, the instance on PostgreSQL): `make demo-cluster` starts those engines on
@@ -89,7 +89,7 @@ class Demo:
 
         w = self.wheel
         _say("\n=== Turn 0: train the bootstrap model on the manual collection, release it")
-        trained = self.step(0, "train", w.train)
+        trained = self.step(0, "train", w.train, True)
         rec = TurnRecord(turn=0, candidate_id=trained["candidate"])
         if trained["gate_passed"]:
             rel = self.step(0, "release", w.release, True)
@@ -275,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=3, help="fleet turns after the bootstrap turn 0")
     parser.add_argument("--carts", type=int, default=d.carts, help="0: the fleet stays home")
     parser.add_argument("--minutes", type=float, default=d.minutes, help="simulated minutes per cart")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per turn")
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help="crop-classifier epochs of a fleet turn (0: the weekly job's)")
+    parser.add_argument("--bootstrap-epochs", type=int, default=d.bootstrap_epochs,
+                        help="crop-classifier epochs of the bootstrap turn 0 (default: the weekly job's)")
     parser.add_argument("--det-epochs", type=int, default=d.det_epochs,
                         help="the bootstrap's item detector epochs (default: the job's)")
     parser.add_argument("--seed", type=int, default=d.seed, help="fleet seed base")
@@ -292,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget the progress; start over")
     parser.add_argument("--stop-after", help="TURN:STEP, stop there as a crash would (tests)")
     args = parser.parse_args(argv)
-    settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs,
+    settings = WheelSettings(carts=args.carts, minutes=args.minutes, epochs=args.epochs or None,
+                             bootstrap_epochs=args.bootstrap_epochs,
                              det_epochs=args.det_epochs, seed=args.seed, ocr=args.ocr,
                              health_minutes=args.health_minutes, max_boxes=args.max_boxes)
     return run_demo(args.turns, settings, args.out, args.fresh, args.stop_after, args.deployment)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--carts", "2", "--minutes", "0.3", "--epochs", "1", "--det-epochs", "2",
+TINY = ["--carts", "2", "--minutes", "0.3", "--epochs", "1", "--bootstrap-epochs", "1", "--det-epochs", "2",
         "--health-minutes", "0.3"]
 
 
