@@ -4,8 +4,8 @@ It names the release the channel ships, the release devices outside the rollout 
 to), the rollout stage, and the trigger rule set. Its bytes are verified by python-tuf before this
 parser sees them; devices compute their cohort from it with `cohort_point`, the same function the
 cloud uses to count cohorts, so both sides agree on who is in which stage without a device list.
-A small fleet's cohorts are uneven by chance (a 50 % canary of 4 carts was empty for one release in
-16): the cloud picks the release's `cohort_salt` so that the devices it knows split as asked.
+A small fleet's canary can be empty by chance (50 % of 4 carts: one release in 16): the cloud then
+picks the release's `cohort_salt` so that the devices it knows split as asked.
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 Devices place themselves by `cohort_point(device, release, salt)`, uniform over devices, so a fleet
 of n carts at a 50 % canary gets Binomial(n, 0.5) canaries: for 4 carts none in one release of 16,
 and a rollout whose canary is empty waits for health reports that never come (bench_flywheel,
-2026-12-03: held at canary after three shifts). The cloud knows the devices that report status; it
-picks the first salt that puts round(percent x n) of them (at least one, and one short of all, so
-both cohorts report) below the percent. Devices it has not heard from still place themselves
-uniformly; a salt is kept through the release's stages, so a canary device stays in the ramp.
+2026-12-03: held at canary after three shifts). The cloud knows the devices that report status:
+when the plain point would put none or all of them in the canary (one cohort would never report),
+it picks the first salt that puts round(percent x n) of them (at least one, one short of all) below
+the percent. Otherwise the salt stays 0 and the channel is written as before. Devices it has not
+heard from still place themselves uniformly; a salt is kept through the release's stages, so a
+canary device stays in the ramp.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ def wanted_size(n: int, percent: float) -> int:
 
 
 def cohort_salt(devices: Collection[str], release_id: str, percent: float) -> int:
-    """The salt for `release_id` under which `wanted_size` of `devices` fall in a stage of
-    `percent`; 0 (the plain point) for a full or empty stage, fewer than two devices, or when 0
-    already splits them as wanted. The closest split when none of MAX_SALTS is exact."""
+    """0 (the plain point) for a full or empty stage, fewer than two devices, or when the plain
+    point already puts some but not all of `devices` in a stage of `percent`; else the first salt
+    under which `wanted_size` of them fall in it (the closest split when none of MAX_SALTS is)."""
     ids = sorted(set(devices))
     if not 0.0 < percent < 100.0 or len(ids) < 2:
+        return 0
+    if 0 < sum(cohort_point(d, release_id) < percent for d in ids) < len(ids):
         return 0
     want = wanted_size(len(ids), percent)
     best, best_miss = 0, len(ids)
