@@ -1,4 +1,4 @@
-"""A release's cohort salt: which devices a stage's percent selects, made even on a small fleet.
+"""A release's cohort salt: a small fleet's canary is never empty (or the whole fleet) by chance.
 
 Devices place themselves by `cohort_point(device, release, salt)`, uniform over devices, so a fleet
 of n carts at a 50 % canary gets Binomial(n, 0.5) canaries: for 4 carts none in one release of 16,

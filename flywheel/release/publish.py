@@ -74,8 +74,9 @@ def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, byt
     """Publish `files` (RELEASE_FILES, and a two-stage model's detector) as a new release with
     `rollout`: every file is a signed target. `previous` defaults to what the channel currently
     ships in full (what devices outside the cohort keep running). `fleet`: the device ids known to
-    report, whose split at `split_at` percent (default: this stage's; the canary's when the release
-    starts in shadow) the release's cohort salt evens out (flywheel.release.cohorts)."""
+    report; when the plain cohort point puts none or all of them in a stage of `split_at` percent
+    (default: this stage's; the canary's when the release starts in shadow), the release gets a
+    cohort salt that splits them (flywheel.release.cohorts)."""
     missing = [n for n in RELEASE_FILES if n not in files]
     if missing:
         raise RepositoryError(f"release of {model_id}: missing {missing}")
@@ -100,7 +101,7 @@ def publish_release(repo: ChannelRepository, model_id: str, files: dict[str, byt
     rid = release_id(seq, model_id)
     ref = ReleaseRef(release_id=rid, model_id=model_id, model_version=version,
                      files={n: f"{rid}/{n}" for n in sorted(files)})
-    if fleet:  # a small fleet's canary selects the share asked of the devices known (cohorts.py)
+    if fleet:  # a small fleet's canary is never empty by chance (cohorts.py)
         split = rollout.percent if split_at is None else split_at
         rollout = rollout.model_copy(update={"cohort_salt": cohort_salt(fleet, rid, split)})
     channel = ReleaseChannelV1(channel=repo.channel, sequence=seq, published_at=datetime.now(UTC),
