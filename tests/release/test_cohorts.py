@@ -21,12 +21,12 @@ from flywheel.release.stage import release_model
 from tests.support.ota import SimDevice, register_model, release_files
 
 CARTS = ["cart-A-000", "cart-B-001", "cart-C-002", "cart-A-003"]
+EMPTY_CANARY = "r000003-cls-20261203T152341-3890ad54"  # bench_flywheel's held rollout
 
 
 def carts_outside(release: str, percent: float, n: int = 4) -> list[str]:
     """`n` cart ids none of which the plain point puts in a stage of `percent` of `release`."""
     return [c for c in (f"cart-{i:04d}" for i in range(1000)) if cohort_point(c, release) >= percent][:n]
-EMPTY_CANARY = "r000003-cls-20261203T152341-3890ad54"  # bench_flywheel's held rollout
 
 
 def test_the_plain_point_is_unchanged_and_the_salt_reshuffles():
@@ -52,7 +52,7 @@ def test_the_salt_fills_a_small_fleets_empty_canary():
                     if all(cohort_point(d, r) < 90 for d in CARTS))
     s = cohort_salt(CARTS, everyone, 90.0)  # a canary of the whole fleet leaves no control
     assert s > 0 and sum(cohort_point(d, everyone, s) < 90 for d in CARTS) == 3
-    # nothing to even: full / empty stages, fewer than two devices; an already even split keeps 0
+    # nothing to fill: full / empty stages, fewer than two devices
     assert cohort_salt(CARTS, EMPTY_CANARY, 100.0) == cohort_salt(CARTS, EMPTY_CANARY, 0.0) == 0
     assert cohort_salt(CARTS[:1], EMPTY_CANARY, 50.0) == cohort_salt([], EMPTY_CANARY, 50.0) == 0
     uneven = next(r for r in (f"r{i:06d}-m" for i in range(100))
