@@ -43,7 +43,7 @@ class RolloutStage(_Doc):
     shadow_percent: Percent = 0.0  # devices with cohort_point >= 100 - shadow_percent run it in shadow
     # reshuffles every device's cohort_point for this release; fixed when the release is published
     # (flywheel.release.cohorts.cohort_salt), kept through its stages. 0: the plain point
-    cohort_salt: Annotated[int, Field(ge=0)] = 0
+    cohort_salt: Annotated[int, Field(strict=True, ge=0, lt=2**32)] = 0  # an int, never a bool or "3"
 
     @model_serializer(mode="wrap")
     def _plain_without_salt(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -60,13 +60,14 @@ def test_the_salt_fills_a_small_fleets_empty_canary():
     assert cohort_salt(CARTS, uneven, 50.0) == 0  # one canary of four: both cohorts report
 
 
-def test_a_salt_of_0_is_not_written_and_a_negative_one_is_refused():
+def test_a_salt_of_0_is_not_written_and_a_bad_one_is_refused():
     plain = RolloutStage(stage="canary", percent=50)
     assert "cohort_salt" not in dump_document(plain).decode()
     salted = RolloutStage(stage="canary", percent=50, cohort_salt=7)
     assert RolloutStage.model_validate_json(dump_document(salted)) == salted
-    with pytest.raises(ValueError, match="cohort_salt"):
-        RolloutStage(stage="canary", percent=50, cohort_salt=-1)
+    for bad in (-1, 2**32, True, "3", 1.5, None):  # signed by the cloud, still checked like any field
+        with pytest.raises(ValueError, match="cohort_salt"):
+            RolloutStage(stage="canary", percent=50, cohort_salt=bad)
 
 
 def test_devices_follow_the_salted_cohorts_through_the_stages(repo, trusted_root, tmp_path):
