@@ -105,10 +105,9 @@ def _records(root: Path) -> list:
 def _fleet(root: Path, carts: int) -> dict:
     """Turn 1 of one fleet size: what it collected, what people reviewed, the cloud-side time."""
     ingest, review, label = (_step(root, 1, s) for s in ("ingest", "review", "label"))
-    recs = {r.turn: r for r in _records(root) if r.turn <= 1}
-    rec, boot = recs.get(1), recs.get(0)
-    gain = (rec.production_pooled - boot.production_pooled if rec and boot
-            and rec.production_pooled is not None and boot.production_pooled is not None else None)
+    records = _records(root)
+    rec = next((r for r in records if r.turn == 1), None)
+    gain = _turn_1_gain(records)
     return {"carts": carts,
             # production top-1 after this fleet's turn 1 (from the same bootstrap model), and the gain
             "production_top1": rec.production_pooled if rec else None,
@@ -127,6 +126,13 @@ def _fleet(root: Path, carts: int) -> dict:
             "rollout": rec.rollout_stage if rec else None,
             "stage_seconds": rec.stage_seconds if rec else None,
             "step_seconds": rec.seconds if rec else None, "finished": rec is not None}
+
+
+def _turn_1_gain(records: list) -> float | None:
+    """Production top-1 after turn 1 minus the bootstrap's (turn 0), when both are known."""
+    by_turn = {r.turn: r.production_pooled for r in records}
+    boot, first = by_turn.get(0), by_turn.get(1)
+    return first - boot if first is not None and boot is not None else None
 
 
 def _ratio(a, b) -> float | None:
@@ -148,9 +154,7 @@ def summarize(root: Path, turns: int, carts: int, minutes: float, epochs: int | 
     boot = records[0] if records else None
     first = records[1] if len(records) > 1 else None
     small, large = _fleet(root / "x1", carts), _fleet(root / f"x{scale}", carts * scale)
-    gain = (first.production_pooled - boot.production_pooled
-            if first and boot and first.production_pooled is not None
-            and boot.production_pooled is not None else None)
+    gain = _turn_1_gain(records)
     fleet_turns = [r for r in records if r.turn > 0]
     # from the finished merge and review steps (a turn still training counts already)
     done = [(m, v) for k in range(1, turns + 1)

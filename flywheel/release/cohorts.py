@@ -36,7 +36,7 @@ def cohort_salt(devices: Collection[str], release_id: str, percent: float) -> in
         return 0
     want = wanted_size(len(ids), percent)
     best, best_miss = 0, len(ids)
-    for salt in range(MAX_SALTS):
+    for salt in range(1, MAX_SALTS):  # salt 0 (the plain point) was just found wanting
         inside = sum(cohort_point(d, release_id, salt) < percent for d in ids)
         miss = abs(inside - want) + (len(ids) if inside in (0, len(ids)) else 0)
         if miss == 0:
