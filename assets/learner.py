@@ -181,13 +181,17 @@ class TrainingConfig(dg.Config):
     # wall seconds by which every training of the run ends its last epoch (the turn's 10 minutes);
     # None: the configured epochs whatever they take
     time_budget_s: float | None = default_of(TrainConfig, "time_budget_s")
+    # classifier training precision: "auto" = bfloat16 autocast where the CPU has it natively
+    # (2.1x faster epochs here), "fp32" as before; detection always trains in fp32
+    precision: Literal["auto", "fp32", "bf16"] = default_of(TrainConfig, "precision")
 
     def train_config(self) -> TrainConfig:
         overrides = {"epochs": self.epochs, "batch": self.batch, "seed": self.seed,
                      "num_cpus": self.num_cpus, "init": self.init, "balance": self.balance,
                      "time_budget_s": self.time_budget_s}
-        if self.task == "classify":  # detection trains on the frames as they are
+        if self.task == "classify":  # detection trains on the frames as they are, in fp32
             overrides["white_balance"] = self.white_balance
+            overrides["precision"] = self.precision
         if self.model_yaml:
             overrides["model_yaml"] = self.model_yaml
         if self.imgsz:

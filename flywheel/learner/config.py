@@ -67,6 +67,9 @@ class RoiConfig:
     det_warmup_epochs: float = 3.0  # ultralytics' warm-up (>= 100 iterations when > 0)
     det_nbs: int = 64  # nominal batch: gradients accumulate to it; 0 = a step every batch
     det_patience: int = 8  # early stopping on the detector's validation fitness [--patience]
+    # the detector's training precision (TrainConfig.precision): fp32, as bf16 made its epochs only
+    # 1.2x faster here (its time is in the loss's box assignment and the letterbox) at lower mAP
+    det_precision: Literal["auto", "fp32", "bf16"] = "fp32"
     # a turn whose parent (production) is a two-stage model: the detector (one class, "item": it
     # does not depend on the SKU list) is the parent's, shipped byte for byte when the dataset has
     # no boxed item frame the parent's dataset lacked; else fine-tuned from the parent's weights for
@@ -143,6 +146,10 @@ class TrainConfig:
     # device (model card, DeviceModelV1): a store's light colour is a per-channel gain that gray
     # world removes. The oracle (README): production item top-1 0.63 with it at 96 px, 20 epochs
     white_balance: Literal["none", "gray_world", "gray_world_exposure"] = "gray_world"
+    # "auto": bfloat16 autocast where the CPU computes it natively (AVX512-BF16 / AMX), else fp32;
+    # the crop classifier's epochs take 2.1x less time in bf16 here (yolo_env.amp_arg; README,
+    # "Training in bfloat16"). The card records what ran. The detector has its own (RoiConfig)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_cpus: int = 2  # CPUs the Ray task reserves and training uses (yolo_env.use_cpus)
     # of them, data-loading processes (decoding + augmentation; at most num_cpus - 1); torch
     # threads get the rest.
@@ -170,7 +177,8 @@ class TrainConfig:
             # epoch and mAP50 stayed 0.000; with these the same data reaches ~0.4 in 15 epochs
             # (white balance is the classifier's: detection trains on the frames as they are)
             overrides = {"model_yaml": "yolov8n.yaml", "imgsz": 96, "lr0": 0.005, "warmup_epochs": 0.0,
-                         "nbs": 0, "white_balance": "none", "roi": None, **overrides}
+                         "nbs": 0, "white_balance": "none", "roi": None,
+                         "precision": "fp32", **overrides}  # as RoiConfig.det_precision
         return cls(task=task, **overrides)  # type: ignore[arg-type]
 
 

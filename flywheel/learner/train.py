@@ -91,7 +91,8 @@ def run_training(req: TrainRequest) -> TrainResult:
         t_train = time.perf_counter()
         with yolo_env.tolerate_val_class_gaps():
             model.train(data=data, epochs=init.epochs(cfg), imgsz=cfg.imgsz, batch=cfg.batch,
-                        workers=cfg.workers, device="cpu", amp=False, seed=cfg.seed,
+                        workers=cfg.workers, device="cpu", amp=yolo_env.amp_arg(cfg.precision),
+                        seed=cfg.seed,
                         deterministic=True, lr0=cfg.lr0, optimizer=cfg.optimizer,
                         patience=cfg.patience, fliplr=cfg.fliplr,
                         warmup_epochs=init.warmup_epochs(cfg), nbs=cfg.nbs or cfg.batch,
@@ -140,7 +141,8 @@ def run_training(req: TrainRequest) -> TrainResult:
                  "dataset_sources": ds.manifest.get("sources", [])},
         training={"epochs": len(curves), "seconds_train": seconds_train, "n_train": n_train,
                   "n_val": n_val, "final": curves[-1] if curves else {},
-                  "init": init.as_card(), "repeated_frames": sum(repeated.values())},
+                  "init": init.as_card(), "repeated_frames": sum(repeated.values()),
+                  "precision": yolo_env.resolve_precision(cfg.precision)},
         onnx_validation=validation,
         created_at=datetime.now(UTC),
     )

@@ -82,10 +82,13 @@ def _decode(png: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _train_args(cfg: TrainConfig, project: Path) -> dict:
+def _train_args(cfg: TrainConfig, project: Path, precision: str) -> dict:
     """What both trainings share (the whole-frame run's settings: CPU, seeded, offline)."""
+    from flywheel.learner import yolo_env
+
     assert cfg.roi is not None
-    return dict(workers=cfg.workers, device="cpu", amp=False, seed=cfg.seed, deterministic=True,
+    return dict(workers=cfg.workers, device="cpu", amp=yolo_env.amp_arg(precision), seed=cfg.seed,
+                deterministic=True,
                 optimizer=cfg.optimizer, fliplr=cfg.fliplr, hsv_h=cfg.roi.hsv_h, hsv_v=cfg.hsv_v,
                 hsv_s=cfg.hsv_s, plots=False, verbose=False, project=str(project),
                 exist_ok=True)
@@ -132,7 +135,8 @@ def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None,
         nbs=roi.det_nbs or roi.det_batch, pretrained=str(parent) if parent else False,
         # a refresh (a few epochs, no early stopping) validates its last epoch only: the others'
         # mAP decided nothing (ultralytics validates the final epoch whatever `val` says)
-        val=parent is None, mosaic=0.0, name="det", **_train_args(cfg, tmp / "runs"))
+        val=parent is None, mosaic=0.0, name="det",
+        **_train_args(cfg, tmp / "runs", roi.det_precision))
     seconds = time.perf_counter() - t
     best = _best(tmp / "runs" / "det")
     check_class_order(YOLO(str(best)).names, "detect", [EMPTY_CLASS, ITEM])
@@ -232,7 +236,7 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
             data=str(data), epochs=init.epochs(cfg), imgsz=roi.crop, batch=cfg.batch, lr0=cfg.lr0,
             patience=cfg.patience, warmup_epochs=init.warmup_epochs(cfg), nbs=cfg.nbs or cfg.batch,
             pretrained=init.pretrained(), scale=cfg.scale, auto_augment=cfg.auto_augment, name="cls",
-            **_train_args(cfg, tmp / "runs"))
+            **_train_args(cfg, tmp / "runs", cfg.precision))
     return _best(tmp / "runs" / "cls"), time.perf_counter() - t
 
 
@@ -255,7 +259,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
     from ultralytics import YOLO
 
     from edge_agent.crop import balanced_crop, letterbox
-    from flywheel.learner import onnx_tools, warm_start
+    from flywheel.learner import onnx_tools, warm_start, yolo_env
     from flywheel.learner.training_io import (
         N_GOLDEN_REAL,
         TrainResult,
@@ -381,9 +385,12 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                   "phases": {k: round(v, 1) for k, v in seconds.items()},
                   "init": init.as_card(),
                   "classifier": {"epochs": len(curves), "epochs_planned": init.epochs(cfg),
-                                 "seconds_train": cls_s},
+                                 "seconds_train": cls_s,
+                                 "precision": yolo_env.resolve_precision(cfg.precision)},
                   "detector": {"epochs": len(det_curves), "epochs_planned": det_planned,
                                "seconds_train": det_s,
+                               "precision": (yolo_env.resolve_precision(roi.det_precision)
+                                             if det_init.mode != "reused" else None),
                                "init": det_init.as_card(),
                                "final": det_curves[-1] if det_curves else {},
                                "onnx_validation": det_val}},

@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pytest
 
-from flywheel.learner import registry
+from flywheel.learner import registry, yolo_env
 from flywheel.learner.config import DatasetSpec, GateRules, RoiConfig, TrainConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -53,6 +53,10 @@ def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path, mo
     det_val = card.training["detector"]["onnx_validation"]
     assert det_val["passed"] and det_val["n"] > 4  # real validation frames + probes
     assert card.training["detector"]["epochs"] == 2 and card.training["classifier"]["epochs"] == 2
+    # the classifier in bfloat16 where the CPU has it natively (TINY: precision "auto"), the
+    # detector in fp32: what ran is on the card, and the fp32 export still matches torch (above)
+    assert card.training["classifier"]["precision"] == yolo_env.resolve_precision("auto")
+    assert card.training["detector"]["precision"] == "fp32"
     golden = np.load(io.BytesIO(lake.get(registry.key(mid, "golden.npz"))))
     assert golden["inputs"].shape[1:] == (3, 32, 32) and golden["detector_inputs"].shape[1:] == (3, 64, 64)
     device_card = registry.read_device_model(lake, mid)

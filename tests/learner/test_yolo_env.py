@@ -116,3 +116,62 @@ def test_stop_at_paces_by_the_epochs_after_the_first_and_grows_a_cut_plan_back(m
         assert (trainer.epochs, trainer.args.epochs, trainer.stop) == (planned, planned, False), epoch
     # epoch 3 took 20 s: pace (5 + 5 + 20) / 3 = 10 s, 30 s left: 3 more after epoch 3
     assert replanned == [2, 10, 7]
+
+
+def test_precision_resolves_to_what_the_cpu_computes_natively_and_maps_to_ultralytics_amp(monkeypatch):
+    """"auto" is bf16 only where the CPU has native bfloat16 (emulated is slower); fp32 is
+    ultralytics' amp=False; bf16 is amp="bf16", with the trainer's autocast allowed on the CPU
+    (ultralytics raises for bf16 off CUDA) and every other request passed through unchanged."""
+    import pytest
+    import torch
+
+    yolo_env.configure()
+    import ultralytics.engine.trainer as trainer
+
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda n=native: n)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert yolo_env.resolve_precision("auto") == ("bf16" if native else "fp32")
+    assert yolo_env.resolve_precision("fp32") == "fp32" and yolo_env.amp_arg("fp32") is False
+    with pytest.raises(ValueError, match="precision"):
+        yolo_env.resolve_precision("fp16")
+
+    assert yolo_env.amp_arg("bf16") == "bf16"
+    wrapped = trainer.autocast
+    assert yolo_env.amp_arg("bf16") == "bf16" and trainer.autocast is wrapped  # wrapped once
+    with wrapped(torch.bfloat16, device="cpu"):
+        y = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
+    assert y.dtype == torch.bfloat16
+    with wrapped(False, device="cpu"):
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
+
+
+def test_a_bf16_training_on_the_cpu_learns(tmp_path):
+    """A real ultralytics classify training in bf16 on the CPU: it runs, the loss falls, and the
+    checkpoint records the precision it trained at (accuracy: the oracle, README)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 4)):
+        for c, colour in enumerate(((220, 40, 40), (40, 40, 220))):
+            d = tmp_path / "data" / split / f"c{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(rng.normal(colour, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    model = YOLO("yolov8n-cls.yaml", task="classify")
+    yolo_env.use_cpus(model, 1, 0)
+    model.train(data=str(tmp_path / "data"), epochs=3, imgsz=32, batch=16, device="cpu",
+                amp=yolo_env.amp_arg("bf16"), workers=0, plots=False, verbose=False, seed=0,
+                optimizer="AdamW", lr0=0.002, project=str(tmp_path / "runs"), name="bf16")
+    rows = (tmp_path / "runs" / "bf16" / "results.csv").read_text().splitlines()
+    header, first, last = (r.split(",") for r in (rows[0], rows[1], rows[-1]))
+    loss = [h.strip() for h in header].index("train/loss")
+    assert float(last[loss]) < float(first[loss])
+    ckpt = torch.load(tmp_path / "runs" / "bf16" / "weights" / "last.pt", weights_only=False)
+    assert ckpt["train_args"]["amp"] == "bf16"
