@@ -169,9 +169,9 @@ def test_a_bf16_training_on_the_cpu_learns(tmp_path):
     model.train(data=str(tmp_path / "data"), epochs=3, imgsz=32, batch=16, device="cpu",
                 amp=yolo_env.amp_arg("bf16"), workers=0, plots=False, verbose=False, seed=0,
                 optimizer="AdamW", lr0=0.002, project=str(tmp_path / "runs"), name="bf16")
-    rows = (tmp_path / "runs" / "bf16" / "results.csv").read_text().splitlines()
-    header, first, last = (r.split(",") for r in (rows[0], rows[1], rows[-1]))
-    loss = [h.strip() for h in header].index("train/loss")
-    assert float(last[loss]) < float(first[loss])
+    from flywheel.learner.training_io import read_curves
+
+    curves = read_curves(tmp_path / "runs" / "bf16" / "results.csv")
+    assert len(curves) == 3 and curves[-1]["train/loss"] < curves[0]["train/loss"]
     ckpt = torch.load(tmp_path / "runs" / "bf16" / "weights" / "last.pt", weights_only=False)
     assert ckpt["train_args"]["amp"] == "bf16"
