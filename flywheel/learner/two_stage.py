@@ -119,6 +119,7 @@ def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None,
     from ultralytics import YOLO
 
     from flywheel.learner import onnx_tools, yolo_env
+    from flywheel.learner.store_light import store_light_trainer
     from flywheel.learner.training_io import check_class_order, save_checkpoint
 
     yolo_env.configure()  # a spawned process starts without it
@@ -135,7 +136,7 @@ def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None,
         nbs=roi.det_nbs or roi.det_batch, pretrained=str(parent) if parent else False,
         # a refresh (a few epochs, no early stopping) validates its last epoch only: the others'
         # mAP decided nothing (ultralytics validates the final epoch whatever `val` says)
-        val=parent is None, mosaic=0.0, name="det",
+        val=parent is None, mosaic=0.0, name="det", trainer=store_light_trainer(roi.det_store_light),
         **_train_args(cfg, tmp / "runs", roi.det_precision))
     seconds = time.perf_counter() - t
     best = _best(tmp / "runs" / "det")

@@ -1,0 +1,98 @@
+"""Store light for the item detector: its training frames seen as a store camera would see them.
+
+The bootstrap detector learns from the lab's manual collection only (bright, neutral light), and
+found 0.6 / 30 / 29 % of the items of stores A / B / C (IoU >= 0.5 at confidence 0.25; the lab's
+own 85 %). A store's camera differs in ways that need no store data to imitate: the light's colour
+(one gain per channel), a dimmer exposure with crushed shadows (gamma), sensor noise and motion
+blur. Each training frame is, with probability `p`, drawn under a random such camera (fresh every
+epoch); the crop classifier already balances colour (gray world) and is not touched.
+Nothing here reads a simulator parameter: the ranges are generic camera ranges.
+
+ultralytics builds a detection dataset's augmentations itself, and rebuilds them when it closes
+mosaic; `StoreLightDataset` adds the step to every build, `store_light_trainer` hands a
+DetectionTrainer that uses it to `YOLO.train(trainer=...)`. Import this module only where a
+detector trains (it imports ultralytics).
+"""
+
+from __future__ import annotations
+
+import functools
+from copy import copy
+from typing import Any
+
+import numpy as np
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.models.yolo.detect import DetectionTrainer
+
+GAINS = (0.55, 1.4)  # per-channel light colour (warm tungsten, cold tubes, magenta LEDs)
+EXPOSURE = (0.35, 1.1)  # dim aisles to a slightly over-lit lab
+GAMMA = (0.9, 1.8)  # > 1: shadows crushed, as dim sensors do
+NOISE_SIGMA = (0.0, 14.0)  # grey levels, at the detector's input scale
+BLUR_P = 0.5  # share of frames with a short linear motion blur
+
+
+def store_light(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`img` (HxWx3 uint8, any channel order) under a random store camera's light and noise."""
+    import cv2
+
+    x = img.astype(np.float32) / 255.0 * rng.uniform(*GAINS, 3).astype(np.float32)
+    x = np.clip(x * rng.uniform(*EXPOSURE), 0.0, 1.0) ** rng.uniform(*GAMMA)
+    x = x * 255.0 + rng.normal(0.0, rng.uniform(*NOISE_SIGMA), x.shape).astype(np.float32)
+    if rng.random() < BLUR_P:
+        x = cv2.filter2D(x, -1, _motion_kernel(3, rng.uniform(0.0, np.pi)))
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _motion_kernel(k: int, angle: float) -> np.ndarray:
+    ker = np.zeros((k, k), np.float32)
+    c = k // 2
+    for t in np.linspace(-c, c, 2 * k):
+        ker[int(round(c + t * np.sin(angle))), int(round(c + t * np.cos(angle)))] = 1.0
+    return ker / ker.sum()
+
+
+class StoreLight:
+    """An ultralytics transform (labels dict in, labels dict out): the image under a random store
+    light with probability `p`; boxes untouched."""
+
+    def __init__(self, p: float, seed: int | None = None) -> None:
+        self.p = p
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
+        if self.p > 0 and self.rng.random() < self.p:
+            labels["img"] = store_light(labels["img"], self.rng)
+        return labels
+
+
+class StoreLightDataset(YOLODataset):
+    """YOLODataset whose training augmentations start with StoreLight (at every rebuild)."""
+
+    store_light_p: float = 0.0
+
+    def build_transforms(self, hyp=None):
+        transforms = super().build_transforms(hyp)
+        if self.augment and self.store_light_p > 0:
+            transforms.insert(0, StoreLight(self.store_light_p))  # before letterbox, perspective, HSV
+        return transforms
+
+
+class StoreLightTrainer(DetectionTrainer):
+    """DetectionTrainer whose training dataset is a StoreLightDataset with `store_light_p`."""
+
+    def __init__(self, *args: Any, store_light_p: float = 0.0, **kwargs: Any) -> None:
+        self.store_light_p = store_light_p
+        super().__init__(*args, **kwargs)
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train" and self.store_light_p > 0 and isinstance(dataset, YOLODataset):
+            dataset.__class__ = StoreLightDataset  # ultralytics builds a plain YOLODataset
+            dataset.store_light_p = self.store_light_p
+            dataset.transforms = dataset.build_transforms(hyp=copy(self.args))
+        return dataset
+
+
+def store_light_trainer(p: float):
+    """`YOLO.train(trainer=...)` for a detector whose training frames get StoreLight with `p`."""
+    return functools.partial(StoreLightTrainer, store_light_p=p)
