@@ -71,8 +71,9 @@ class RoiConfig:
     # 1.2x faster here (its time is in the loss's box assignment and the letterbox) at lower mAP
     det_precision: Literal["auto", "fp32", "bf16"] = "fp32"
     # share of the detector's training frames seen under a random store camera's light, exposure,
-    # noise and blur (flywheel/learner/store_light.py): the lab-trained bootstrap detector then
-    # finds ~0.5 of store items instead of 0.01-0.30 (README, "Store light for the detector")
+    # noise and blur (flywheel/learner/store_light.py) when it trains from scratch: the lab-trained
+    # bootstrap detector then finds ~0.5 of store items instead of 0.01-0.30 (README, "Store light
+    # for the detector"). A refresh learns from store frames themselves and gets none
     det_store_light: float = 0.5
     # a turn whose parent (production) is a two-stage model: the detector (one class, "item": it
     # does not depend on the SKU list) is the parent's, shipped byte for byte when the dataset has
