@@ -53,15 +53,17 @@ def _motion_kernel(k: int, angle: float) -> np.ndarray:
 
 class StoreLight:
     """An ultralytics transform (labels dict in, labels dict out): the image under a random store
-    light with probability `p`; boxes untouched."""
+    light with probability `p`; boxes untouched. It draws from numpy's global state, as
+    ultralytics' own augmentations draw from theirs: the trainer seeds it (`seed`,
+    `deterministic`) and gives each loading worker its own stream."""
 
-    def __init__(self, p: float, seed: int | None = None) -> None:
+    def __init__(self, p: float) -> None:
         self.p = p
-        self.rng = np.random.default_rng(seed)
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p > 0 and self.rng.random() < self.p:
-            labels["img"] = store_light(labels["img"], self.rng)
+        if self.p > 0 and np.random.random() < self.p:
+            rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+            labels["img"] = store_light(labels["img"], rng)
         return labels
 
 
