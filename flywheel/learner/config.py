@@ -71,9 +71,9 @@ class RoiConfig:
     # 1.2x faster here (its time is in the loss's box assignment and the letterbox) at lower mAP
     det_precision: Literal["auto", "fp32", "bf16"] = "fp32"
     # share of the detector's training frames seen under a random store camera's light, exposure,
-    # noise and blur (flywheel/learner/store_light.py) when it trains from scratch: the lab-trained
-    # bootstrap detector then finds ~0.5 of store items instead of 0.01-0.30 (README, "Store light
-    # for the detector"). A refresh learns from store frames themselves and gets none
+    # noise and blur (flywheel/learner/store_light.py): the lab-trained bootstrap detector then
+    # finds ~0.5 of store items instead of 0.01-0.30, and a refresh on a 4-cart week's filter boxes
+    # helps instead of hurting (README, "Store light for the detector")
     det_store_light: float = 0.5
     # a turn whose parent (production) is a two-stage model: the detector (one class, "item": it
     # does not depend on the SKU list) is the parent's, shipped byte for byte when the dataset has
@@ -95,8 +95,10 @@ class RoiConfig:
     # brings ~2,800 and is fine. With the filter's boxes and empties (bench_flywheel, 2026-12-03):
     # 134 (a 4-cart turn) lost manual items (boxed 0.935 -> 0.812; the gate blocked on manual
     # -0.11), 263 (two) lost 3 points on store items, 611 offline and 897 (the 40-cart turn: +13.7
-    # production, gate passed) gained: so a refresh waits for 500
-    det_refresh_min_new_boxes: int = 500
+    # production, gate passed) gained: so a refresh waited for 500. Since the detector trains under
+    # store light (det_store_light) a 4-cart week's 143 boxes refresh it to +13.7 production, manual
+    # +0.075, where reusing it gave +7.5 (bench_flywheel, stop 30): 100
+    det_refresh_min_new_boxes: int = 100
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]

@@ -136,9 +136,7 @@ def train_detector(data: Path, cfg: TrainConfig, tmp: Path, parent: Path | None,
         nbs=roi.det_nbs or roi.det_batch, pretrained=str(parent) if parent else False,
         # a refresh (a few epochs, no early stopping) validates its last epoch only: the others'
         # mAP decided nothing (ultralytics validates the final epoch whatever `val` says)
-        val=parent is None, mosaic=0.0, name="det",
-        # from scratch the detector has seen no store; a refresh learns from store frames themselves
-        trainer=store_light_trainer(0.0 if parent else roi.det_store_light),
+        val=parent is None, mosaic=0.0, name="det", trainer=store_light_trainer(roi.det_store_light),
         **_train_args(cfg, tmp / "runs", roi.det_precision))
     seconds = time.perf_counter() - t
     best = _best(tmp / "runs" / "det")
@@ -395,8 +393,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                                "precision": (yolo_env.resolve_precision(roi.det_precision)
                                              if det_init.mode != "reused" else None),
                                "init": det_init.as_card(),
-                               "store_light": (roi.det_store_light if det_init.mode == "scratch"
-                                               else 0.0 if det_init.mode == "fine-tuned" else None),
+                               "store_light": (roi.det_store_light if det_init.mode != "reused"
+                                               else None),
                                "final": det_curves[-1] if det_curves else {},
                                "onnx_validation": det_val}},
         onnx_validation=validation, created_at=datetime.now(UTC))

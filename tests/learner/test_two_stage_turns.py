@@ -79,7 +79,7 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
     det = grown.card.training["detector"]
     n_new = new.manifest["counts"]["members"] - old.manifest["counts"]["members"]
     assert det["init"]["mode"] == "fine-tuned" and 0 < det["init"]["new_boxes"] <= n_new
-    assert det["store_light"] == 0.0  # a refresh learns from the store frames as they are
+    assert det["store_light"] == 0.5  # a refresh trains under store light too
     assert det["epochs"] == TINY.roi.det_refresh_epochs
     assert grown.card.files["detector.onnx"].sha256 != parent.card.files["detector.onnx"].sha256
     for run in (parent, grown):  # trained beside the classifier, in its own process
