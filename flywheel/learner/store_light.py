@@ -88,8 +88,9 @@ class StoreLightTrainer(DetectionTrainer):
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         dataset = super().build_dataset(img_path, mode, batch)
-        if mode == "train" and self.store_light_p > 0 and isinstance(dataset, YOLODataset):
-            dataset.__class__ = StoreLightDataset  # ultralytics builds a plain YOLODataset
+        # only a plain YOLODataset is re-classed: a subclass (multi-modal, ...) would lose its own
+        if mode == "train" and self.store_light_p > 0 and type(dataset) is YOLODataset:
+            dataset.__class__ = StoreLightDataset
             dataset.store_light_p = self.store_light_p
             dataset.transforms = dataset.build_transforms(hyp=copy(self.args))
         return dataset
