@@ -58,6 +58,8 @@ class StoreLight:
     `deterministic`) and gives each loading worker its own stream."""
 
     def __init__(self, p: float) -> None:
+        if not 0.0 <= p <= 1.0:  # also NaN: a typo in a config must not train silently without it
+            raise ValueError(f"det_store_light must be a probability in [0, 1], got {p!r}")
         self.p = p
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
@@ -97,5 +99,7 @@ class StoreLightTrainer(DetectionTrainer):
 
 
 def store_light_trainer(p: float):
-    """`YOLO.train(trainer=...)` for a detector whose training frames get StoreLight with `p`."""
+    """`YOLO.train(trainer=...)` for a detector whose training frames get StoreLight with `p`
+    (checked here, before any training starts)."""
+    StoreLight(p)
     return functools.partial(StoreLightTrainer, store_light_p=p)

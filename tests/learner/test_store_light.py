@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flywheel.learner.store_light import StoreLight, store_light
+from flywheel.learner.store_light import StoreLight, store_light, store_light_trainer
 
 
 def _frame() -> np.ndarray:
@@ -51,6 +51,12 @@ def test_the_transform_applies_with_its_probability_and_leaves_boxes_alone():
         np.random.seed(7)
         runs.append(np.stack([half({"img": img.copy()})["img"] for _ in range(10)]))
     assert np.array_equal(*runs)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_a_probability_outside_0_1_is_refused_before_training(p):
+    with pytest.raises(ValueError, match="det_store_light must be a probability"):
+        store_light_trainer(p)
 
 
 @pytest.mark.slow
