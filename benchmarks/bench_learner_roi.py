@@ -23,7 +23,10 @@ Also: ONNX Runtime batch-1 latency of both models (one thread; the detector at i
 training wall / CPU seconds. The `RECIPE` constants are the measured defaults (README, issue 16).
 Run: `python -m benchmarks.bench_learner_roi --lake var/oracle-lake [--steps cls,det,eval] [--publish]`
 (the lake is the oracle's `--lake`; generated on first use, ~16 min on a loaded 2-core machine);
-evaluate other runs' weights with `--steps eval --cls-weights ... --det-weights ...`.
+evaluate other runs' weights with `--steps eval --cls-weights ... --det-weights ...`: a registry
+model's too (`<lake>/models/<id>/weights.pt`, `detector.pt`: its classes from the card beside them),
+on any lake with the frozen sets, so a bench_flywheel turn's detector and classifier can be mixed
+with its parent's to see which stage moved (README, "Store light for the crop classifier").
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -380,9 +384,16 @@ def evaluate(lake, a) -> dict:
 
     cls_w = Path(a.cls_weights or a.out / "cls" / "weights" / "best.pt")
     det_w = Path(a.det_weights or a.out / "det" / "weights" / "best.pt")
-    cls = YOLO(str(cls_w))
-    det = YOLO(str(det_w)) if det_w.exists() else None
+    # ultralytics exports beside the weights: copies here, so a registry model's own
+    # detector.onnx / model files are never overwritten
+    staged = a.out / "weights"
+    staged.mkdir(parents=True, exist_ok=True)
+    cls = YOLO(shutil.copy(cls_w, staged / "cls.pt"))
+    det = YOLO(shutil.copy(det_w, staged / "det.pt")) if det_w.exists() else None
     names = [cls.names[i] for i in sorted(cls.names)]
+    card = cls_w.parent / "model.json"  # a registry model's folder: its classes are named on the card
+    if card.exists():
+        names = json.loads(card.read_text())["classes"]
     has_empty = "empty" in names
     perm = ([names.index("empty")] + [i for i, n in enumerate(names) if n != "empty"] if has_empty
             else list(range(len(names))))  # label 0 = empty, as the device's label list has it
@@ -495,7 +506,9 @@ def training_record(weights: Path, key: str) -> dict | None:
 
 def main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="bench_learner_roi")
-    p.add_argument("--lake", type=Path, required=True, help="the oracle's lake (generated if empty)")
+    p.add_argument("--lake", type=Path, required=True,
+                   help="the oracle's lake (generated if empty); `--steps eval` alone: any lake with "
+                   "the frozen sets (a bench_flywheel turn's lake: its models' weights)")
     p.add_argument("--out", type=Path, default=None, help="work folder (default var/bench/roi-...)")
     p.add_argument("--steps", default="cls,det,eval")
     p.add_argument("--crop", type=int, default=CROP)
@@ -545,8 +558,9 @@ def main(argv: list[str]) -> dict:
     steps = set(a.steps.split(","))
     result: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
                     "load_before": os.getloadavg()}
-    frames, result["disjoint_from_frozen_sets"] = training_frames(lake, a.seed, a.n_per_store,
-                                                                  a.per_session)
+    if steps & {"cls", "det"}:  # evaluation alone reads only the frozen sets: any lake that has them
+        frames, result["disjoint_from_frozen_sets"] = training_frames(lake, a.seed, a.n_per_store,
+                                                                      a.per_session)
     if "cls" in steps:
         result["cls_train"] = timed(train_classifier, frames, a)
     if "det" in steps:

@@ -1,11 +1,12 @@
-"""Store light for the item detector: its training frames seen as a store camera would see them.
+"""Store light for the two-stage model: training frames seen as a store camera would see them.
 
 The bootstrap detector learns from the lab's manual collection only (bright, neutral light), and
 found 0.6 / 30 / 29 % of the items of stores A / B / C (IoU >= 0.5 at confidence 0.25; the lab's
 own 85 %). A store's camera differs in ways that need no store data to imitate: the light's colour
 (one gain per channel), a dimmer exposure with crushed shadows (gamma), sensor noise and motion
 blur. Each training frame is, with probability `p`, drawn under a random such camera (fresh every
-epoch); the crop classifier already balances colour (gray world) and is not touched.
+epoch). The crop classifier's training frames get the same light (`store_light_sampler`, one
+draw per training) before their crop is gray-world balanced, as on the device.
 Nothing here reads a simulator parameter: the ranges are generic camera ranges.
 
 ultralytics builds a detection dataset's augmentations itself, and rebuilds them when it closes
@@ -17,6 +18,7 @@ detector trains (it imports ultralytics).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from copy import copy
 from typing import Any
 
@@ -51,6 +53,23 @@ def _motion_kernel(k: int, angle: float) -> np.ndarray:
     return ker / ker.sum()
 
 
+def check_probability(p: float, field: str) -> None:
+    if not 0.0 <= p <= 1.0:  # also NaN: a typo in a config must not train silently without it
+        raise ValueError(f"{field} must be a probability in [0, 1], got {p!r}")
+
+
+def store_light_sampler(p: float, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """For the crop classifier's training frames: each frame under a random store light with
+    probability `p` (seeded: the same dataset and seed give the same crops), else as it is."""
+    check_probability(p, "cls_store_light")
+    rng = np.random.default_rng([seed, 0x5707E])
+
+    def light(img: np.ndarray) -> np.ndarray:
+        return store_light(img, rng) if p > 0 and rng.random() < p else img
+
+    return light
+
+
 class StoreLight:
     """An ultralytics transform (labels dict in, labels dict out): the image under a random store
     light with probability `p`; boxes untouched. It draws from numpy's global state, as
@@ -58,8 +77,7 @@ class StoreLight:
     `deterministic`) and gives each loading worker its own stream."""
 
     def __init__(self, p: float) -> None:
-        if not 0.0 <= p <= 1.0:  # also NaN: a typo in a config must not train silently without it
-            raise ValueError(f"det_store_light must be a probability in [0, 1], got {p!r}")
+        check_probability(p, "det_store_light")
         self.p = p
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:

@@ -215,16 +215,18 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
     from edge_agent.crop import balanced_crop
     from flywheel.learner import yolo_env
     from flywheel.learner.materialize import materialize_classify
+    from flywheel.learner.store_light import store_light_sampler
 
     roi = cfg.roi
     assert roi is not None
     rng = np.random.default_rng(cfg.seed)
+    light = store_light_sampler(roi.cls_store_light, cfg.seed)
 
     def crop(rgb: np.ndarray, row: dict) -> np.ndarray:
         box = empty_boxes[row["frame_id"]] if row["label"] == EMPTY_CLASS else row["item_box"]
-        return balanced_crop(rgb, box, roi.crop, cfg.white_balance,
-                             rng if row["split"] == "train" else None, roi.margin,
-                             roi.jitter_scale, roi.jitter_shift)
+        train = row["split"] == "train"
+        return balanced_crop(light(rgb) if train else rgb, box, roi.crop, cfg.white_balance,
+                             rng if train else None, roi.margin, roi.jitter_scale, roi.jitter_shift)
 
     data = materialize_classify(members, classes, tmp / "cls_data", roi.crop, cfg.white_balance,
                                 image_fn=crop)
@@ -387,7 +389,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                   "init": init.as_card(),
                   "classifier": {"epochs": len(curves), "epochs_planned": init.epochs(cfg),
                                  "seconds_train": cls_s,
-                                 "precision": yolo_env.resolve_precision(cfg.precision)},
+                                 "precision": yolo_env.resolve_precision(cfg.precision),
+                                 "store_light": roi.cls_store_light},
                   "detector": {"epochs": len(det_curves), "epochs_planned": det_planned,
                                "seconds_train": det_s,
                                "precision": (yolo_env.resolve_precision(roi.det_precision)

@@ -1,5 +1,6 @@
-"""Store light for the item detector: a random store camera's light, exposure, noise and blur on
-a share of the training frames, fresh every epoch, kept when ultralytics rebuilds its augmentations."""
+"""Store light for the two-stage model: a random store camera's light, exposure, noise and blur on
+a share of the training frames (the detector's fresh every epoch, kept when ultralytics rebuilds its
+augmentations; the crop classifier's once per training, seeded)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flywheel.learner.store_light import StoreLight, store_light, store_light_trainer
+from flywheel.learner.store_light import (
+    StoreLight,
+    store_light,
+    store_light_sampler,
+    store_light_trainer,
+)
 
 
 def _frame() -> np.ndarray:
@@ -57,6 +63,22 @@ def test_the_transform_applies_with_its_probability_and_leaves_boxes_alone():
 def test_a_probability_outside_0_1_is_refused_before_training(p):
     with pytest.raises(ValueError, match="det_store_light must be a probability"):
         store_light_trainer(p)
+
+
+def test_the_classifier_sampler_lights_its_share_of_frames_the_same_for_a_seed():
+    img = _frame()
+
+    def lit(p: float, seed: int) -> list[bool]:
+        light = store_light_sampler(p, seed)
+        return [not np.array_equal(light(img), img) for _ in range(200)]
+
+    assert not any(lit(0.0, 0)) and all(lit(1.0, 0))
+    assert 70 < sum(lit(0.5, 0)) < 130
+    assert lit(0.5, 3) == lit(0.5, 3) and lit(0.5, 3) != lit(0.5, 4)
+    a, b = store_light_sampler(1.0, 5), store_light_sampler(1.0, 5)
+    assert np.array_equal(a(img), b(img))  # the same dataset and seed: the same crops
+    with pytest.raises(ValueError, match="cls_store_light must be a probability"):
+        store_light_sampler(float("nan"), 0)
 
 
 @pytest.mark.slow
