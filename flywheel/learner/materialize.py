@@ -56,7 +56,8 @@ def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, 
     for side in ("train", "val"):
         for f in folder.values():  # every class folder on both sides: ultralytics indexes by folder
             (root / side / f).mkdir(parents=True, exist_ok=True)
-    cols = ["frame_id", "label", "split", "image_png", *(["item_box"] if image_fn else [])]
+    cols = ["frame_id", "label", "split", "image_png", *(["item_box"] if image_fn else []),
+            *(["distribution"] if image_fn and "distribution" in members.columns else [])]
     for row in members.select(*cols).iter_rows(named=True):
         with Image.open(io.BytesIO(row["image_png"])) as im:
             rgb = np.asarray(im.convert("RGB"))

@@ -5,8 +5,9 @@ found 0.6 / 30 / 29 % of the items of stores A / B / C (IoU >= 0.5 at confidence
 own 85 %). A store's camera differs in ways that need no store data to imitate: the light's colour
 (one gain per channel), a dimmer exposure with crushed shadows (gamma), sensor noise and motion
 blur. Each training frame is, with probability `p`, drawn under a random such camera (fresh every
-epoch). The crop classifier's training frames get the same light (`store_light_sampler`, one
-draw per training) before their crop is gray-world balanced, as on the device.
+epoch). The crop classifier's lab training frames (not the fleet's, already store frames) get the
+same light (`store_light_sampler`, one draw per training) before their crop is gray-world
+balanced, as on the device.
 Nothing here reads a simulator parameter: the ranges are generic camera ranges.
 
 ultralytics builds a detection dataset's augmentations itself, and rebuilds them when it closes

@@ -204,6 +204,12 @@ def background_boxes(members: pl.DataFrame, how: str, det_onnx: Path | None, det
     return dict(zip(ids, boxes, strict=True))
 
 
+def lab_frame(row: dict) -> bool:
+    """Not a fleet frame (merge.py writes those as "production"): the lab's manual collection, a
+    user's own photos. Store light is for these; a fleet frame already is a store camera's."""
+    return row.get("distribution") != "production"
+
+
 def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig, tmp: Path,
                      empty_boxes: dict[str, list[float]], init, deadline: float | None = None
                      ) -> tuple[Path, float]:
@@ -225,8 +231,9 @@ def train_classifier(members: pl.DataFrame, classes: list[str], cfg: TrainConfig
     def crop(rgb: np.ndarray, row: dict) -> np.ndarray:
         box = empty_boxes[row["frame_id"]] if row["label"] == EMPTY_CLASS else row["item_box"]
         train = row["split"] == "train"
-        return balanced_crop(light(rgb) if train else rgb, box, roi.crop, cfg.white_balance,
-                             rng if train else None, roi.margin, roi.jitter_scale, roi.jitter_shift)
+        seen = light(rgb) if train and lab_frame(row) else rgb
+        return balanced_crop(seen, box, roi.crop, cfg.white_balance, rng if train else None,
+                             roi.margin, roi.jitter_scale, roi.jitter_shift)
 
     data = materialize_classify(members, classes, tmp / "cls_data", roi.crop, cfg.white_balance,
                                 image_fn=crop)

@@ -1,4 +1,5 @@
-"""The two-stage Learner's parts without training: background crops for the empty class, the card
+"""The two-stage Learner's parts without training: background crops for the empty class, which
+classifier frames get store light, the card
 -> device card (detector named with its sha256), the registry's slot install, and the refusal of a
 dataset a two-stage model cannot learn P(empty) from."""
 
@@ -16,8 +17,9 @@ from flywheel.learner import registry
 from flywheel.learner.config import DatasetSpec, RoiConfig, TrainConfig
 from flywheel.learner.documents import CardLineage, ModelCardV1, OnnxValidation
 from flywheel.learner.errors import DatasetError, RegistryError
+from flywheel.learner.materialize import materialize_classify
 from flywheel.learner.training_io import device_model
-from flywheel.learner.two_stage import background_boxes, preprocessing_doc
+from flywheel.learner.two_stage import background_boxes, lab_frame, preprocessing_doc
 from tests.learner.fakes import SKUS, fake_frames
 from tests.support.ota import two_stage_release_files
 from tests.support.registry import register_model
@@ -35,6 +37,25 @@ def test_empty_class_crops_at_training_items_boxes() -> None:
     item_boxes = [list(b) for b in frames.filter(pl.col("label") != "empty")["item_box"].to_list()]
     assert all(list(b) in item_boxes for b in boxes.values())
     assert boxes == background_boxes(frames, "item_box", Path("unused.onnx"), (64, 64), seed=0)
+
+
+def test_store_light_lights_lab_frames_not_the_fleets(tmp_path: Path) -> None:
+    """The crop function sees each frame's distribution: fleet frames ("production") are store
+    frames already and are not lit again; the lab's and a user's own are."""
+    frames = fake_frames(n_sessions=2).with_columns(
+        pl.col("sku").alias("label"), pl.lit("train").alias("split"),
+        pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("production")).otherwise(pl.lit("manual"))
+        .alias("distribution"))
+    seen: dict[str, bool] = {}
+
+    def crop(rgb, row):
+        seen[row["frame_id"]] = lab_frame(row)
+        return rgb[:8, :8]
+
+    materialize_classify(frames, sorted(set(frames["label"])), tmp_path / "d", 8, image_fn=crop)
+    expected = dict(zip(frames["frame_id"], (frames["distribution"] != "production"), strict=True))
+    assert seen == expected and any(seen.values()) and not all(seen.values())
+    assert lab_frame({"frame_id": "x"})  # no distribution column (a user's own dataset): lab
 
 
 def _card(files: dict[str, bytes]) -> ModelCardV1:
