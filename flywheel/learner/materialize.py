@@ -49,7 +49,9 @@ def _file_name(frame_id: str) -> str:
 def materialize_classify(members: pl.DataFrame, classes: list[str], root: Path, imgsz: int,
                          wb: str = "none",
                          image_fn: Callable[[np.ndarray, dict], np.ndarray] | None = None) -> Path:
-    """`image_fn(rgb, row)` replaces the whole-frame resize (two_stage.py: the item's crop)."""
+    """`image_fn(rgb, row)` replaces the whole-frame resize (two_stage.py: the item's crop); its
+    row holds frame_id, label, split, image_png, item_box and, when the members have it,
+    distribution (the classifier's store light is for lab frames only)."""
     from PIL import Image
 
     folder = {c: class_folder(i) for i, c in enumerate(classes)}

@@ -13,7 +13,7 @@ Nothing here reads a simulator parameter: the ranges are generic camera ranges.
 ultralytics builds a detection dataset's augmentations itself, and rebuilds them when it closes
 mosaic; `StoreLightDataset` adds the step to every build, `store_light_trainer` hands a
 DetectionTrainer that uses it to `YOLO.train(trainer=...)`. Import this module only where a
-detector trains (it imports ultralytics).
+model trains (it imports ultralytics).
 """
 
 from __future__ import annotations
