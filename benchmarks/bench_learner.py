@@ -188,7 +188,7 @@ def oracle_seed_frames(lake, seed: int, n_per_store: int, per_session: int) -> l
     return keys
 
 
-def _summary(res, wall: float, cpu: float, load: list, ev) -> dict:
+def turn_summary(res, wall: float, cpu: float, load: list, ev) -> dict:
     """One turn's figures (evaluate_candidate's) as the oracle reports them."""
     cand = ev.candidate
     return {"model_id": res.model_id, "n_train": res.n_train, "training": res.card.training,
@@ -202,7 +202,7 @@ def _summary(res, wall: float, cpu: float, load: list, ev) -> dict:
             "latency_p95_ms": cand.metrics.get("latency_p95_ms"), "insertions": cand.insertions}
 
 
-def _turn(lake, ds, cfg, parent: str | None) -> tuple:
+def train_turn(lake, ds, cfg, parent: str | None) -> tuple:
     """One training turn as the job runs it (run_training), timed: (result, wall s, CPU s, load)."""
     from flywheel.learner import reference_sets
     from flywheel.learner.config import GateRules
@@ -230,7 +230,7 @@ def _bootstrap(lake, cfg) -> dict:
     if lake.exists(summary_key):
         return {**json.loads(lake.get(summary_key)), "reused": True}
     ds, _ = build_dataset(lake, DatasetSpec())
-    res, wall, cpu, load = _turn(lake, ds, cfg, None)
+    res, wall, cpu, load = train_turn(lake, ds, cfg, None)
     ev = evaluate_candidate(lake, res.model_id)
     # every rule but latency: a shared machine's p95 says nothing about the model (it is reported)
     decision = gate_candidate(lake, res.model_id, GateRules(latency_budget_ms=1e9))
@@ -272,15 +272,15 @@ def oracle(out_dir: Path, seed: int = 1, n_per_store: int = 1100, per_session: i
         keys, disjoint, seconds_data = oracle_lake(lake, seed, n_per_store, per_session)
         boot = _bootstrap(lake, replace(cfg, **(bootstrap_overrides or {}))) if warm else None
         ds, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(keys))
-        res, seconds_turn, cpu_turn, load_turn = _turn(lake, ds, cfg, boot and boot["model_id"])
+        res, seconds_turn, cpu_turn, load_turn = train_turn(lake, ds, cfg, boot and boot["model_id"])
         ev = evaluate_candidate(lake, res.model_id)
         next_turns, parent, sources = [], res.model_id, list(keys)
         for next_seed in next_seeds:
             sources += oracle_seed_frames(lake, next_seed, n_per_store, per_session)
             ds_next, _ = build_dataset(lake, DatasetSpec(), extra_sources=tuple(sources))
-            turn = _turn(lake, ds_next, cfg, parent)
+            turn = train_turn(lake, ds_next, cfg, parent)
             next_turns.append({"seed": next_seed, "dataset_version": ds_next.version,
-                               **_summary(*turn, evaluate_candidate(lake, turn[0].model_id))})
+                               **turn_summary(*turn, evaluate_candidate(lake, turn[0].model_id))})
             parent = turn[0].model_id
     cand = ev.candidate
     slices = cand.slices
@@ -322,7 +322,7 @@ def _cpu_seconds() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def _value(text: str):
+def parse_value(text: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -350,7 +350,7 @@ def cli(argv: list[str]) -> dict:
     a = p.parse_args(argv[1:])
 
     def parsed(items: list[str]) -> dict:
-        return {k: _value(v) for k, v in (kv.split("=", 1) for kv in items)}
+        return {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in items)}
 
     return oracle(a.out, a.seed, a.n_per_store, a.per_session, parsed(a.set), a.lake, a.warm,
                   parsed(a.bootstrap_set), tuple(a.next_seed))

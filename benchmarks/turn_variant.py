@@ -22,24 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
-    """`FIELD=VALUE` items -> (TrainConfig fields, RoiConfig fields: the `roi.` ones); values are
-    JSON where they parse (numbers, booleans, arrays as tuples), else strings."""
+    """`FIELD=VALUE` items -> (TrainConfig fields, RoiConfig fields: the `roi.` ones); values as
+    `bench_learner oracle --set` reads them (JSON where they parse, else strings), arrays as tuples."""
+    from benchmarks.bench_learner import parse_value
+
     top: dict = {}
     roi: dict = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
+        value = parse_value(text)
         if isinstance(value, list):
             value = tuple(value)  # the configs' pairs are tuples (frozen, hashable)
         (roi if key.startswith("roi.") else top)[key.removeprefix("roi.")] = value
@@ -47,33 +45,21 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
 
 
 def run(lake_dir: Path, dataset: str, parent: str | None, tag: str, overrides: list[str]) -> dict:
+    """The turn trained and evaluated as `bench_learner oracle` does one (`train_turn`,
+    `turn_summary`)."""
+    from benchmarks.bench_learner import train_turn, turn_summary
     from edge_agent.lake import Lake
-    from flywheel.learner import reference_sets
-    from flywheel.learner.config import GateRules, TrainConfig
+    from flywheel.learner.config import TrainConfig
+    from flywheel.learner.datasets import load_dataset_version
     from flywheel.learner.pipeline import evaluate_candidate
-    from flywheel.learner.registry import new_model_id
-    from flywheel.learner.train import TrainRequest, run_training
 
     top, roi = parse_overrides(overrides)
     cfg = TrainConfig.for_task("classify")
     cfg = replace(cfg, **top, **({"roi": replace(cfg.roi, **roi)} if roi else {}))
     lake = Lake.at_path(lake_dir)
-    catalog = tuple(sorted(reference_sets.catalog_skus(lake)))
-    model_id = new_model_id(cfg.task, dataset, cfg.as_dict()) + (f"-{tag}" if tag else "")
-    t = time.perf_counter()
-    res = run_training(TrainRequest(lake.uri, None, dataset, cfg, model_id, parent_model_id=parent,
-                                    catalog=catalog, rules=GateRules()))
-    ev = evaluate_candidate(lake, res.model_id).candidate
-    training = res.card.training
-    return {"tag": tag, "overrides": overrides, "model_id": res.model_id, "dataset": dataset,
-            "parent": parent, "production_top1": ev.metrics.get("production_top1"),
-            "item_top1": ev.slices.get("frame:item", {}).get("top1"),
-            "empty_top1": ev.slices.get("frame:empty", {}).get("top1"),
-            "top1_per_set": {k: v["top1"] for k, v in ev.sets.items()},
-            "insertion_top1": ev.metrics.get("insertion_top1"),
-            "classifier_epochs": training["classifier"]["epochs"],
-            "detector": {k: training["detector"].get(k) for k in ("epochs", "init")},
-            "seconds": round(time.perf_counter() - t, 1)}
+    turn = train_turn(lake, load_dataset_version(lake, dataset), cfg, parent)
+    return {"tag": tag, "overrides": overrides, "dataset": dataset, "parent": parent,
+            **turn_summary(*turn, evaluate_candidate(lake, turn[0].model_id))}
 
 
 def main(argv: list[str]) -> dict:
@@ -81,7 +67,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--lake", type=Path, required=True, help="a kept lake (bench_flywheel --work .../x1/lake)")
     p.add_argument("--dataset", required=True, help="the turn's dataset version (ds-...)")
     p.add_argument("--parent", default=None, help="the turn's parent model (production before it)")
-    p.add_argument("--tag", default="", help="appended to the model id")
+    p.add_argument("--tag", default="", help="names the result file")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override; roi.FIELD=VALUE for RoiConfig (repeatable)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "var" / "bench")
@@ -89,9 +75,10 @@ def main(argv: list[str]) -> dict:
     parse_overrides(a.set)  # a malformed --set fails before anything trains
     result = run(a.lake, a.dataset, a.parent, a.tag, a.set)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"turn_variant-{a.tag or 'defaults'}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (a.out / f"turn_variant-{a.tag or 'defaults'}.json").write_text(
+        json.dumps(result, indent=1, default=str) + "\n")
     return result
 
 
 if __name__ == "__main__":  # the detector trains in a spawned process: this guard is required
-    print(json.dumps(main(sys.argv[1:]), indent=1))
+    print(json.dumps(main(sys.argv[1:]), indent=1, default=str))
