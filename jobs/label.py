@@ -32,17 +32,17 @@ def evaluate_corrections(context: dg.SensorEvaluationContext, lake: LakeResource
     merged_labels run per capture day the new batches touch."""
     import hashlib
 
-    from flywheel.depot.index import open_table
+    from flywheel.depot.index import frame_tables
     from flywheel.label.corrections import index_frame_days, scan_corrections
 
     the_lake = lake.lake()
     if not any(True for _ in the_lake.list("landing/corrections", limit=1)):
         return dg.SensorResult()
     try:
-        table, _ = open_table(the_lake, index.location(the_lake))
+        tables = frame_tables(the_lake, index.location(the_lake))
     except LookupError as e:
         return dg.SensorResult(skip_reason=f"corrections wait for the Depot index: {e}")
-    scan = scan_corrections(the_lake, index_frame_days(table))
+    scan = scan_corrections(the_lake, index_frame_days(tables))
     for r in scan.rejections:
         context.log.warning(f"quarantined {r.key}: {r.reason}: {r.detail}")
     runs = []

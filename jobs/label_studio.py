@@ -21,7 +21,7 @@ def evaluate_studio_pull(context: dg.SensorEvaluationContext, lake: LakeResource
     """One tick: for each day with a Label Studio project, land the annotations submitted since the
     last pull in landing/corrections/, then file them and ask for the merges, as the corrections
     sensor does (both may run: a batch is filed once)."""
-    from flywheel.depot.index import open_table
+    from flywheel.depot.index import frame_tables
     from flywheel.label.corrections import index_frame_days
     from flywheel.label.studio import STUDIO, StudioError, StudioUnavailable, day_catalog, pull_day
 
@@ -31,14 +31,14 @@ def evaluate_studio_pull(context: dg.SensorEvaluationContext, lake: LakeResource
     if not days:
         return dg.SensorResult(skip_reason="no Label Studio project yet (flywheel label push)")
     try:
-        table, _ = open_table(the_lake, index.location(the_lake))
+        tables = frame_tables(the_lake, index.location(the_lake))
     except LookupError as e:
         return dg.SensorResult(skip_reason=f"pull waits for the Depot index: {e}")
     client = labelstudio.client()
     landed = 0
     for day in days:
         try:
-            r = pull_day(the_lake, day, client, day_catalog(the_lake, day), index_frame_days(table))
+            r = pull_day(the_lake, day, client, day_catalog(the_lake, day), index_frame_days(tables))
         except StudioUnavailable as e:  # the server is down: try again next tick, nothing changed
             return dg.SensorResult(skip_reason=str(e))
         except StudioError as e:

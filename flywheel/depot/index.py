@@ -179,7 +179,7 @@ def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocati
         else np.zeros((0, encoder.dim), np.float32)
     report.seconds_embed = time.perf_counter() - t0
     t0 = time.perf_counter()
-    exists = name in db.table_names()
+    exists = name in table_names(db)
     if frames is not None and frames.num_rows:
         data = frames_to_arrow(frames, vectors)
         if exists:
@@ -203,6 +203,25 @@ def index_day(lake: Lake, day: str, encoder: FrameEncoder, location: IndexLocati
     lake.put(CURRENT_KEY, json.dumps({"table": name, "encoder": encoder.spec, "uri": location.uri},
                                      indent=1).encode())
     return report
+
+
+def table_names(db: Any) -> list[str]:
+    """Every table of the database: `db.table_names()` pages at 10 names, so with an eleventh
+    encoder's table a day's re-index would miss its table and fail to create it again."""
+    return list(db.list_tables().tables)
+
+
+def frame_tables(lake: Lake, location: IndexLocation | None = None) -> list[Any]:
+    """Every encoder's frames table, the current one first, then the newer before the older: a day
+    indexed under an earlier production model stays in that model's table (a release does not
+    re-embed history), so a question about any frame (which day is it from?) asks them all."""
+    current = read_current(lake)
+    if current is None:
+        raise LookupError("the depot has no index yet: ingest and index a day first")
+    db = (location or IndexLocation.for_lake(lake)).connect()
+    others = sorted((n for n in table_names(db) if n.startswith("frames_") and n != current["table"]),
+                    reverse=True)
+    return [db.open_table(n) for n in [current["table"], *others]]
 
 
 def open_table(lake: Lake, location: IndexLocation | None = None) -> tuple[Any, dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -197,17 +197,23 @@ def read_day_batches(lake: Lake, day: str) -> list[CorrectionBatchV1]:
     return sorted(out, key=lambda b: b.batch_id)
 
 
-def index_frame_days(table: Any) -> FrameDays:
-    """Frame -> capture day from the Depot's LanceDB index (scalar index on frame_id)."""
+def index_frame_days(tables: Sequence[Any]) -> FrameDays:
+    """Frame -> capture day from the Depot's LanceDB index (scalar index on frame_id), looked up in
+    each table in turn (index.frame_tables: the current encoder's, then earlier ones) until every
+    frame is found: a review run files backlog frames of days indexed under an earlier model."""
     from flywheel.depot.index import _sql_str
 
     def lookup(frame_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for i in range(0, len(frame_ids), 500):
-            chunk = frame_ids[i:i + 500]
-            where = f"frame_id IN ({', '.join(_sql_str(f) for f in chunk)})"
-            rows = table.search().where(where).select(["frame_id", "date"]).limit(len(chunk)).to_list()
-            out.update({r["frame_id"]: r["date"] for r in rows})
+        for table in tables:
+            missing = [f for f in frame_ids if f not in out]
+            for i in range(0, len(missing), 500):
+                chunk = missing[i:i + 500]
+                where = f"frame_id IN ({', '.join(_sql_str(f) for f in chunk)})"
+                rows = table.search().where(where).select(["frame_id", "date"]).limit(len(chunk)).to_list()
+                out.update({r["frame_id"]: r["date"] for r in rows})
+            if len(out) == len(set(frame_ids)):
+                break
         return out
 
     return lookup

@@ -67,14 +67,14 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from flywheel.depot.index import open_table
+    from flywheel.depot.index import frame_tables
     from flywheel.label.corrections import index_frame_days
     from flywheel.label.studio import StudioError, StudioUnavailable, day_catalog, pull_day
 
     lake = lake_from(args.lake)
     try:
-        table, _ = open_table(lake)
-        r = pull_day(lake, args.day, _client(args), day_catalog(lake, args.day), index_frame_days(table))
+        days = index_frame_days(frame_tables(lake))
+        r = pull_day(lake, args.day, _client(args), day_catalog(lake, args.day), days)
     except (StudioError, StudioUnavailable, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -95,3 +95,36 @@ def test_batches_are_filed_per_day_and_bad_ones_quarantined(s3_lake) -> None:
     assert [(r["frame_id"], r["label"], r["tool"]) for r in res.rows] == [
         ("clip1-000001", B, "label-studio"), ("clip1-000009", B, "label-studio")]
     assert res.rows[0]["task_id"] == "review-20261124-aa" and res.conflicts == []
+
+
+@pytest.mark.integration
+def test_frames_of_days_indexed_under_an_earlier_model_are_not_foreign(tmp_path) -> None:
+    """After a release the index moves to the new production model's table and history stays in
+    the old ones (12 of them here: LanceDB pages table names at 10); a review batch that answers
+    backlog frames of an earlier day is filed to that day, not quarantined as foreign."""
+    import lancedb
+
+    from edge_agent.lake import Lake
+    from flywheel.depot.index import CURRENT_KEY, frame_tables, table_names
+    from flywheel.label.corrections import index_frame_days
+
+    lake = Lake.at_path(tmp_path / "lake")
+    db = lancedb.connect(str(lake.local_path("depot/index")))
+    names = [f"frames_model_cls_{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):  # model i indexed day i (2026-11-01 ...)
+        db.create_table(name, data=[{"frame_id": f"clip{i}-000001", "date": f"2026-11-{i + 1:02d}"},
+                                    {"frame_id": f"clip{i}-000009", "date": f"2026-11-{i + 1:02d}"}])
+    db.create_table("search_notes", data=[{"frame_id": "clip0-000001", "date": "1999-01-01"}])  # not frames
+    lake.put(CURRENT_KEY, json.dumps({"table": names[-1], "encoder": {}, "uri": ""}).encode())
+    assert len(table_names(db)) == 13
+
+    tables = frame_tables(lake)
+    assert [t.name for t in tables] == [names[-1], *reversed(names[:-1])]
+    days = index_frame_days(tables)(["clip11-000001", "clip0-000009", "clip3-000001", "nope-000001"])
+    assert days == {"clip11-000001": "2026-11-12", "clip0-000009": "2026-11-01", "clip3-000001": "2026-11-04"}
+
+    mixed = batch_doc("mixed", "cvat", [corr("clip11-000001"), corr("clip0-000009")])
+    lake.put(corrections_key("mixed"), mixed)
+    scan = scan_corrections(lake, index_frame_days(tables))
+    assert scan.accepted == ["mixed"] and not scan.rejections
+    assert sorted(scan.days) == ["2026-11-01", "2026-11-12"]

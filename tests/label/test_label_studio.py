@@ -146,12 +146,12 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
                 if t.data.get("task_id") == "review-gone")
     client.annotations.create(id=gone.id, result=_choice(fd.catalog[0]))
     client.annotations.create(id=by_task[rest[2]].id, result=_choice(fd.truth[tasks[rest[2]].frame_ids[0]]))
-    from flywheel.depot.index import open_table
+    from flywheel.depot.index import frame_tables
     from flywheel.label.corrections import index_frame_days, scan_corrections
     from flywheel.label.merge import merge_labels_day
     from flywheel.label.studio import day_catalog
 
-    table, _ = open_table(lake)
+    tables = frame_tables(lake)
     assert main(["label", "pull", *args[2:]]) == 0  # the CLI: same options as push
     report = json.loads(capsys.readouterr().out)
     assert report["quarantined"] == {UNKNOWN_CHOICE: 1, FRAME_GONE: 1}
@@ -159,7 +159,7 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     reasons = [json.loads(lake.get(i.key))["reason"] for i in lake.list(QUARANTINE)
                if i.key.endswith(".reason.json")]
     assert sorted(r for r in reasons if r in (UNKNOWN_CHOICE, FRAME_GONE)) == [FRAME_GONE, UNKNOWN_CHOICE]
-    scan = scan_corrections(lake, index_frame_days(table))
+    scan = scan_corrections(lake, index_frame_days(tables))
     assert scan.accepted and not scan.rejections
     merge_labels_day(lake, DAY)
     merged = {r["frame_id"]: r for r in read_merged(lake, DAY).to_pylist()}
@@ -190,7 +190,7 @@ def test_round_trip_through_a_real_label_studio(studio, review_day, capsys) -> N
     down = connect("http://127.0.0.1:9", studio.token, timeout_s=2)
     state_before = lake.get(f"label/studio/date={DAY}/project.json")
     with pytest.raises(StudioUnavailable, match="not reachable"):
-        pull_day(lake, DAY, down, day_catalog(lake, DAY), index_frame_days(table))
+        pull_day(lake, DAY, down, day_catalog(lake, DAY), index_frame_days(tables))
     with pytest.raises(StudioUnavailable, match="not reachable"):
         push_day(lake, DAY, down, day_catalog(lake, DAY))
     assert main(["label", "push", "--lake", root, "--day", DAY, "--url", "http://127.0.0.1:9",
