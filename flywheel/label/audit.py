@@ -168,20 +168,24 @@ def suspects_schema():  # noqa: ANN201 - pyarrow imported lazily
 
 
 def index_vectors(lake: Lake, day: str, location: Any = None) -> dict[str, np.ndarray]:
-    """The day's frame embeddings from the Depot's LanceDB index ({} without an index)."""
-    from flywheel.depot.index import _sql_str, open_table
+    """The day's frame embeddings from the Depot's LanceDB index ({} without an index): from the
+    current encoder's table, or for a day indexed under an earlier production model (a backfill
+    over history) from that model's table (index.frame_tables)."""
+    from flywheel.depot.index import _sql_str, frame_tables
 
     try:
-        table, _ = open_table(lake, location)
+        tables = frame_tables(lake, location)
     except LookupError:
         return {}
-    t = table.search().where(f"date = {_sql_str(day)}").select(["frame_id", "vector"]).limit(None).to_arrow()
-    ids = t.column("frame_id").to_pylist()
-    if not ids:
-        return {}
-    flat = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    flat = np.asarray(flat, np.float32)
-    return dict(zip(ids, flat.reshape(len(ids), -1), strict=True))
+    where = f"date = {_sql_str(day)}"
+    for table in tables:
+        t = table.search().where(where).select(["frame_id", "vector"]).limit(None).to_arrow()
+        ids = t.column("frame_id").to_pylist()
+        if ids:
+            flat = np.asarray(t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                              np.float32)
+            return dict(zip(ids, flat.reshape(len(ids), -1), strict=True))
+    return {}
 
 
 def audit_day(lake: Lake, day: str, location: Any = None, config: AuditConfig | None = None) -> AuditResult:

@@ -12,6 +12,30 @@ from edge_agent.lake import Lake
 from tests.label.review_day import DAY, build_fleet_day
 
 
+def test_an_audit_over_history_reads_the_vectors_of_the_model_that_indexed_the_day(tmp_path) -> None:
+    """A backfill audits a day indexed before the last release: its vectors are in the earlier
+    model's table, not the current one (real LanceDB)."""
+    import json
+
+    import lancedb
+    import numpy as np
+
+    from flywheel.depot.index import CURRENT_KEY
+    from flywheel.label.audit import index_vectors
+
+    lake = Lake.at_path(tmp_path / "lake")
+    db = lancedb.connect(str(lake.local_path("depot/index")))
+    for name, day, v in (("frames_model_old", "2026-11-24", 1.0), ("frames_model_new", "2026-12-01", 2.0)):
+        db.create_table(name, data=[{"frame_id": f"{name}-{i}", "date": day, "vector": [v, float(i)]}
+                                    for i in range(3)])
+    lake.put(CURRENT_KEY, json.dumps({"table": "frames_model_new", "encoder": {}, "uri": ""}).encode())
+    old = index_vectors(lake, "2026-11-24")
+    assert sorted(old) == [f"frames_model_old-{i}" for i in range(3)]
+    assert np.allclose(old["frames_model_old-2"], [1.0, 2.0])
+    assert sorted(index_vectors(lake, "2026-12-01")) == [f"frames_model_new-{i}" for i in range(3)]
+    assert index_vectors(lake, "2026-10-01") == {}
+
+
 @pytest.fixture(scope="module")
 def audited_day(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("audit-fleet")
