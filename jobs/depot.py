@@ -1,5 +1,6 @@
 """The Depot stage (Manage): its assets (assets/depot.py), the per-day ingest job and the landing
-sensors: new clips in landing/clips/ -> per-capture-day ingest runs."""
+sensors: new clips in landing/clips/ -> per-capture-day ingest runs; after a release, the re-index of
+past days under the new frame encoder."""
 
 import time
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from assets.depot import capture_days, depot_fleet_rollup, depot_frames, depot_i
 from edge_agent.lake import Lake
 from flywheel.depot.config import DepotConfig
 from resources.deployments import Deployment
+from resources.encoder import EncoderResource
+from resources.index import IndexResource
 from resources.lake import LakeResource
 
 depot_ingest_job = dg.define_asset_job(
@@ -109,11 +112,50 @@ def rule_yield_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Event
                          partition_key=mat.partition)
 
 
+depot_reindex_job = dg.define_asset_job(
+    "depot_reindex_job", selection=dg.AssetSelection.assets(depot_index), partitions_def=capture_days,
+    description="Embed past capture days again with the current frame encoder (after a release).")
+
+
+def evaluate_reindex(context: dg.SensorEvaluationContext, lake: LakeResource, index: IndexResource,
+                     encoder: EncoderResource, max_days: int = 7) -> dg.SensorResult:
+    """One tick: the days indexed under an earlier encoder (newest first, `max_days` a tick) get a
+    depot_index run each with today's encoder, one run key per (encoder table, day)."""
+    from flywheel.depot.embed import EncoderError, encoder_id
+    from flywheel.depot.index import read_current, reindex_days
+
+    the_lake = lake.lake()
+    if read_current(the_lake) is None:
+        return dg.SensorResult(skip_reason="no Depot index yet")
+    try:
+        spec = encoder.spec(the_lake)
+    except EncoderError as e:
+        return dg.SensorResult(skip_reason=str(e))
+    table = "frames_" + encoder_id(spec)
+    days = reindex_days(the_lake, spec, index.location(the_lake), limit=max_days)
+    if not days:
+        return dg.SensorResult(skip_reason=f"every indexed day is in {table}")
+    context.log.info(f"re-indexing {len(days)} day(s) into {table}: {', '.join(days)}")
+    return dg.SensorResult(run_requests=[
+        dg.RunRequest(run_key=f"reindex:{table}:{d}", partition_key=d,
+                      tags={"depot/day": d, "depot/reindex": table})  # one run per day at a time
+        for d in days])
+
+
+@dg.sensor(job=depot_reindex_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="After a release moves the frame encoder to the new production model, embeds "
+                       "the history again into its index table, newest day first, so search, review "
+                       "grouping of backlog frames and audits over past days use one encoder.")
+def depot_reindex_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, index: IndexResource,
+                         encoder: EncoderResource) -> dg.SensorResult:
+    return evaluate_reindex(context, lake, index, encoder)
+
+
 def defs(deployment: Deployment) -> dg.Definitions:
     """Everything of the Depot stage for one deployment (see flywheel/definitions.py)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets.depot]),
         asset_checks=dg.load_asset_checks_from_modules([assets.depot]),
-        jobs=[depot_ingest_job, rule_yield_job],
-        sensors=[landing_clips_sensor, landing_sweep_sensor, rule_yield_sensor],
+        jobs=[depot_ingest_job, depot_reindex_job, rule_yield_job],
+        sensors=[landing_clips_sensor, landing_sweep_sensor, depot_reindex_sensor, rule_yield_sensor],
         resources=deployment.pick("lake", "index", "encoder"))

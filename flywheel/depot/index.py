@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_agent.lake import Lake, ObjectNotFound
 from flywheel.depot import frames_table
-from flywheel.depot.config import INDEX
+from flywheel.depot.config import FRAMES, INDEX
 from flywheel.depot.embed import FrameEncoder, encoder_id
 from flywheel.depot.frames import from_image_bytes
 from flywheel.depot.ingest import read_frames
@@ -222,6 +222,37 @@ def frame_tables(lake: Lake, location: IndexLocation | None = None) -> list[Any]
     others = sorted((n for n in table_names(db) if n.startswith("frames_") and n != current["table"]),
                     reverse=True)
     return [db.open_table(n) for n in [current["table"], *others]]
+
+
+def depot_days(lake: Lake) -> list[str]:
+    """Capture days with a Depot frames table, newest first."""
+    days = {i.key.split("date=", 1)[1].split("/", 1)[0] for i in lake.list(FRAMES)
+            if i.key.endswith("/part.parquet") and "date=" in i.key}
+    return sorted(days, reverse=True)
+
+
+def reindex_days(lake: Lake, spec: dict[str, Any], location: IndexLocation | None = None,
+                 limit: int = 7) -> list[str]:
+    """Up to `limit` days, newest first, indexed under an earlier encoder but not yet in the table
+    of the encoder `spec` names: a release moves the encoder, and search, the grouping of backlog
+    frames and the audit read history through the current one. A day in no table at all is being
+    ingested (its own run indexes it), so it is not one of them."""
+    db = (location or IndexLocation.for_lake(lake)).connect()
+    names = table_names(db)
+    target = "frames_" + encoder_id(spec)
+    current = db.open_table(target) if target in names else None
+    others = [db.open_table(n) for n in sorted(names, reverse=True)
+              if n.startswith("frames_") and n != target]
+    out: list[str] = []
+    for day in depot_days(lake):
+        where = f"date = {_sql_str(day)}"
+        if current is not None and current.count_rows(where):
+            continue
+        if any(t.count_rows(where) for t in others):
+            out.append(day)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def open_table(lake: Lake, location: IndexLocation | None = None) -> tuple[Any, dict[str, Any]]:
