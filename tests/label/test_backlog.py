@@ -1,5 +1,6 @@
 """Deferred frames come back: day 2's review run, in a real Dagster instance, takes day 1's still
-unmerged deferred frames (oldest first, within its batch), the simulated annotator answers them,
+unmerged deferred frames (oldest first, within its batch; a release between the days moved the index
+to the new model's table), the simulated annotator answers them,
 the corrections sensor files the answers to day 1 and day 1's merged_labels merges them with their
 provenance; nothing merged before is overwritten, nothing is asked twice."""
 
@@ -62,6 +63,14 @@ def test_a_frame_deferred_on_day_1_is_routed_and_merged_on_day_2s_run(tmp_path) 
             build_fleet_day(lake, tmp_path / "fleet2", DAY2, carts=2, minutes=0.5, seed=4)]
     for fd in days:
         noisy_prelabels(lake, fd, abstain=0.3)
+    # a release between the days: day 2 is indexed under the new production model's table, day 1
+    # stays in the descriptor's (a day-2 batch answering day-1 frames was once quarantined whole)
+    from flywheel.depot.embed import load_encoder, resolve_spec
+    from flywheel.depot.index import index_day
+    from tests.depot.tiny_models import register_tiny_production_model
+
+    register_tiny_production_model(lake, tmp_path)
+    assert index_day(lake, DAY2, load_encoder(resolve_spec(lake), lake)).table.startswith("frames_model_")
     truth = {**days[0].truth, **days[1].truth}
     catalog = days[0].catalog
     res = _resources(lake)
