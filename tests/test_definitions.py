@@ -43,9 +43,9 @@ def test_definitions_build_and_resolve(deployment: str) -> None:
                             "index": "S3IndexResource", "signer": "EnvReleaseSigner"}}[deployment]
     assert {k: type(defs.resources[k]).__name__ for k in expected} == expected
     assert {j.name for j in repo.get_all_jobs() if not j.name.startswith("__")} == {
-        "depot_ingest_job", "depot_reindex_job", "train_and_evaluate", "prelabel_job", "merged_labels_job", "release_job",
-        "release_rollout_job", "refresh_timestamps_job", "rule_yield_job", "federated_round_job",
-        "label_audit_job", "label_day_job", "flywheel_turns_job"}
+        "depot_ingest_job", "depot_reindex_job", "train_and_evaluate", "prelabel_job", "merged_labels_job",
+        "release_job", "release_rollout_job", "refresh_timestamps_job", "rule_yield_job",
+        "federated_round_job", "label_audit_job", "label_day_job", "flywheel_turns_job"}
     assert {s.name: s.job_name for s in repo.sensor_defs if s.job_name} == {
         "landing_clips_sensor": "depot_ingest_job", "landing_sweep_sensor": "depot_ingest_job",
         "health_gate_sensor": "release_rollout_job", "release_after_training": "release_job",

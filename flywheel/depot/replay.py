@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.contract.schemas import ClipSidecar, parse_sidecar
 from edge_agent.lake import Lake, ObjectNotFound
-from flywheel.depot.config import FRAMES, replay_prefix
+from flywheel.depot.config import replay_prefix
 from flywheel.depot.frames import decode_clip
 
 TIMELINE_H = 110
@@ -41,7 +41,7 @@ class Replay:
 def find_clip_key(lake: Lake, clip_id: str, day: str | None = None) -> str:
     """The landing key of a clip: from the search index (clip_id is indexed), else from the Depot's
     frames tables (newest day first)."""
-    from flywheel.depot.index import _sql_str, open_table
+    from flywheel.depot.index import _sql_str, depot_days, open_table
     from flywheel.depot.ingest import read_frames
 
     if day is None:
@@ -54,9 +54,7 @@ def find_clip_key(lake: Lake, clip_id: str, day: str | None = None) -> str:
         except (LookupError, ValueError, OSError):
             pass  # no index yet: scan the frames tables
 
-    days = [day] if day else sorted({i.key.split("/")[2].removeprefix("date=")
-                                     for i in lake.list(FRAMES) if i.key.endswith("part.parquet")},
-                                    reverse=True)
+    days = [day] if day else depot_days(lake)
     for d in days:
         t = read_frames(lake, d, columns=["clip_id", "clip_key"])
         if t is None:
