@@ -107,6 +107,16 @@ class RoiConfig:
     # store light (det_store_light) a 4-cart week's 143 boxes refresh it to +13.7 production, manual
     # +0.075, where reusing it gave +7.5 (bench_flywheel, stop 30): 100
     det_refresh_min_new_boxes: int = 100
+    # a refresh also sees the week's clean store empties with a lab item pasted in, this many per
+    # empty (flywheel/learner/copy_paste.py): store backgrounds with an exact item box, at no
+    # human cost. Store empties without them taught the refresh that a store background means no
+    # item (no box >= 0.25 on 43-62 % of store items). Two 4-cart turns' datasets, the same parent
+    # (stop 32; README, "Copy-paste for the detector's refresh"): production 0.320 / 0.332 without,
+    # 0.387 / 0.358 at 2, 0.410 / 0.368 at 3, 0.417 / 0.383 at 5
+    det_paste_items: float = 5.0
+    # ... but at most this many pasted frames: a 40-cart week brings ~890 store boxes of its own,
+    # and every pasted frame lengthens the refresh's epochs
+    det_paste_max: int = 600
     # P(empty) (edge_agent.crop.combine) [--empty-rule]: "product": 1 - box confidence; "gate":
     # a box from min_confidence on -> the classifier's SKUs, a weaker one -> "product", none ->
     # empty; "cls": the classifier's own empty class on the crop [--box-conf]

@@ -270,6 +270,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
 
     from edge_agent.crop import balanced_crop, letterbox
     from flywheel.learner import onnx_tools, warm_start, yolo_env
+    from flywheel.learner.copy_paste import pasted_items
     from flywheel.learner.training_io import (
         N_GOLDEN_REAL,
         TrainResult,
@@ -308,6 +309,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                                            tmp / "parent_det")
         cls_members = pl.concat([members, parent_boxed])
         det_s = 0.0
+        pasted = members.head(0)  # lab items on store empties for the detector (copy_paste.py)
         t = time.perf_counter()
         seconds["prepare"] = t - t0 - seconds["read"]
 
@@ -323,7 +325,8 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
             det_ckpt, det_onnx = det_init.weights, det_init.onnx
             cls_best, cls_s = classifier(cfg, det_onnx)
         else:
-            data = detector_data(members, tmp)
+            pasted = pasted_items(members, roi.det_paste_items, cfg.seed, roi.det_paste_max)
+            data = detector_data(pl.concat([members, pasted]), tmp)
             seconds["detector_data"] = time.perf_counter() - t
             det_cpus = cfg.num_cpus // 2
             if roi.empty_crops == "item_box" and det_cpus:
@@ -405,6 +408,7 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
                                "init": det_init.as_card(),
                                "store_light": (roi.det_store_light if det_init.mode != "reused"
                                                else None),
+                               "pasted_items": pasted.height,
                                "final": det_curves[-1] if det_curves else {},
                                "onnx_validation": det_val}},
         onnx_validation=validation, created_at=datetime.now(UTC))

@@ -60,6 +60,7 @@ def test_two_stage_trains_evaluates_and_runs_on_the_device(s3_lake, tmp_path, mo
     # from scratch the detector trained half its frames under a random store light (store_light.py)
     assert card.training["detector"]["store_light"] == 0.5
     assert card.training["classifier"]["store_light"] == 0.5  # ... and the classifier's crops
+    assert card.training["detector"]["pasted_items"] == 0  # no store empties to paste lab items on
     golden = np.load(io.BytesIO(lake.get(registry.key(mid, "golden.npz"))))
     assert golden["inputs"].shape[1:] == (3, 32, 32) and golden["detector_inputs"].shape[1:] == (3, 64, 64)
     device_card = registry.read_device_model(lake, mid)

@@ -35,7 +35,12 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
     sessions = sorted(frames["session_id"].unique().to_list())
     old_frames = frames.filter(pl.col("session_id").is_in(sessions[: len(sessions) * 3 // 4]))
     old, _ = write_dataset_version(lake, old_frames, DatasetSpec(), catalog, ["old"])
-    new, _ = write_dataset_version(lake, frames, DatasetSpec(), catalog, ["all"])
+    # the new quarter comes from the fleet: its empties are store empties, which a refresh also
+    # sees with lab items pasted in (copy_paste.py)
+    fleet_quarter = pl.col("session_id").is_in(sessions[len(sessions) * 3 // 4:])
+    new, _ = write_dataset_version(lake, frames.with_columns(
+        pl.when(fleet_quarter).then(pl.lit("production")).otherwise(pl.col("distribution"))
+        .alias("distribution")), DatasetSpec(), catalog, ["all"])
 
     def train(version: str, model_id: str, parent: str | None = None):
         return run_training(TrainRequest(lake.uri, None, version, TINY, model_id,
@@ -80,6 +85,10 @@ def test_child_reuses_or_fine_tunes_the_parents_detector(local_lake, tmp_path):
     n_new = new.manifest["counts"]["members"] - old.manifest["counts"]["members"]
     assert det["init"]["mode"] == "fine-tuned" and 0 < det["init"]["new_boxes"] <= n_new
     assert det["store_light"] == 0.5  # a refresh trains under store light too
+    store_empties = read_members(lake, new, None, with_images=False).filter(
+        (pl.col("label") == "empty") & (pl.col("distribution") == "production")
+        & (pl.col("split") == "train")).height
+    assert store_empties > 0 and det["pasted_items"] == round(TINY.roi.det_paste_items * store_empties)
     assert det["epochs"] == TINY.roi.det_refresh_epochs
     assert grown.card.files["detector.onnx"].sha256 != parent.card.files["detector.onnx"].sha256
     for run in (parent, grown):  # trained beside the classifier, in its own process
