@@ -13,30 +13,15 @@ these frames; they are never validation frames.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import polars as pl
 
 from flywheel.learner.config import EMPTY_CLASS
+from flywheel.learner.preprocess import decode_png, encode_png
 
 STORE = "production"  # merge.py's distribution of a fleet frame
-
-
-def _decode(png: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _encode(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def pasted_items(members: pl.DataFrame, share: float, seed: int, limit: int | None = None) -> pl.DataFrame:
@@ -66,7 +51,7 @@ def pasted_items(members: pl.DataFrame, share: float, seed: int, limit: int | No
     rows = []
     for k, e in enumerate(order):
         src = lab_rows[int(rng.integers(len(lab_rows)))]
-        bg, img = _decode(e["image_png"]).copy(), _decode(src["image_png"])
+        bg, img = decode_png(e["image_png"]).copy(), decode_png(src["image_png"])
         h, w = bg.shape[:2]
         x1, y1, x2, y2 = (int(round(v)) for v in src["item_box"])
         x1, y1 = max(0, x1), max(0, y1)
@@ -87,7 +72,7 @@ def pasted_items(members: pl.DataFrame, share: float, seed: int, limit: int | No
         ty = int(np.clip(cy - bh / 2, 0, h - bh))
         bg[ty:ty + bh, tx:tx + bw] = patch
         new = {"frame_id": f"{e['frame_id']}~paste{k}~{src['frame_id']}", "label": src["label"],
-               "sku": src.get("sku"), "is_empty": False,
-               "item_box": [float(tx), float(ty), float(tx + bw), float(ty + bh)], "image_png": _encode(bg)}
+               "sku": src.get("sku"), "is_empty": False, "image_png": encode_png(bg),
+               "item_box": [float(tx), float(ty), float(tx + bw), float(ty + bh)]}
         rows.append({**e, **{k: v for k, v in new.items() if k in e}})
     return pl.DataFrame(rows, schema=members.schema) if rows else members.head(0)

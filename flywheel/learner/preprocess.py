@@ -49,12 +49,24 @@ def to_tensor(rgb: np.ndarray, imgsz: int, wb: str = "none") -> np.ndarray:
     return (resize_nearest(rgb, imgsz, wb).astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)
 
 
-def png_batch(pngs: Iterable[bytes], imgsz: int, wb: str = "none") -> np.ndarray:
-    """PNG bytes -> NCHW float32 batch, with the same PNG round trip training sees."""
+def decode_png(png: bytes) -> np.ndarray:
+    """A dataset frame's PNG bytes -> HxWx3 uint8 RGB."""
     from PIL import Image
 
-    out = []
-    for data in pngs:
-        with Image.open(io.BytesIO(data)) as im:
-            out.append(to_tensor(np.asarray(im.convert("RGB")), imgsz, wb))
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """HxWx3 uint8 RGB -> PNG bytes (lossless: a dataset frame's format)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_batch(pngs: Iterable[bytes], imgsz: int, wb: str = "none") -> np.ndarray:
+    """PNG bytes -> NCHW float32 batch, with the same PNG round trip training sees."""
+    out = [to_tensor(decode_png(data), imgsz, wb) for data in pngs]
     return np.stack(out) if out else np.zeros((0, 3, imgsz, imgsz), np.float32)

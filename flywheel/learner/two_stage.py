@@ -22,7 +22,6 @@ insertion vote and the gate see exactly what a device will compute.
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from flywheel.learner import registry
 from flywheel.learner.config import EMPTY_CLASS, TrainConfig
 from flywheel.learner.documents import ModelCardV1
 from flywheel.learner.errors import DatasetError, RegistryError
+from flywheel.learner.preprocess import decode_png
 
 DETECTOR_FILE = registry.DETECTOR_FILE
 DETECTOR_WEIGHTS = registry.DETECTOR_WEIGHTS
@@ -73,13 +73,6 @@ def preprocessing_doc(cfg: TrainConfig) -> dict:
         "combine": "edge_agent.crop.combine",
     }
     return doc
-
-
-def _decode(png: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def _train_args(cfg: TrainConfig, project: Path, precision: str) -> dict:
@@ -156,7 +149,7 @@ def detector_boxes(onnx_path: Path, pngs: list[bytes], input_hw: tuple[int, int]
     name = sess.get_inputs()[0].name
     out = []
     for png in pngs:
-        img = _decode(png)
+        img = decode_png(png)
         out.append(best_box(sess.run(None, {name: letterbox(img, input_hw)})[0], img.shape[:2],
                             input_hw))
     return out
@@ -357,12 +350,12 @@ def train_two_stage(req, lake: Lake, ds, members: pl.DataFrame, t0: float):
         # golden inputs: validation item frames' crops (true box) / whole frames, + probes
         val = members.filter(pl.col("split") == "val")
         items = val.filter(pl.col("label") != EMPTY_CLASS).head(N_GOLDEN_REAL)
-        crops = [balanced_crop(_decode(p), b, roi.crop, cfg.white_balance, margin=roi.margin)
+        crops = [balanced_crop(decode_png(p), b, roi.crop, cfg.white_balance, margin=roi.margin)
                  for p, b in zip(items["image_png"].to_list(), items["item_box"].to_list(), strict=True)]
         real = (np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0 if crops
                 else np.zeros((0, 3, roi.crop, roi.crop), np.float32))
         inputs, expected, cls_val = _golden(ckpt, onnx_path, real, roi.crop, "classify", req.rules)
-        real_det = np.concatenate([letterbox(_decode(p), det_hw) for p in
+        real_det = np.concatenate([letterbox(decode_png(p), det_hw) for p in
                                    val.head(N_GOLDEN_REAL)["image_png"].to_list()])
         det_inputs, det_expected, det_val = _golden(det_ckpt, det_onnx, real_det, roi.det_imgsz,
                                                     "detect", req.rules)
@@ -435,7 +428,7 @@ class SlotModel:
             raise RegistryError(f"model {model_id}: device.json labels differ from the card's classes")
 
     def frame_probs(self, pngs: list[bytes]) -> np.ndarray:
-        probs = [self.model.predict(_decode(p)).probs for p in pngs]
+        probs = [self.model.predict(decode_png(p)).probs for p in pngs]
         return (np.stack(probs).astype(np.float32) if probs
                 else np.zeros((0, len(self.model.labels)), np.float32))
 
@@ -460,5 +453,5 @@ def first_frame(test_sets: dict[str, pl.DataFrame]) -> np.ndarray:
     """A camera frame for the latency probe (the frame size matters for the crop, not content)."""
     for frames in test_sets.values():
         if frames.height:
-            return _decode(frames["image_png"][0])
+            return decode_png(frames["image_png"][0])
     return np.zeros((240, 320, 3), np.uint8)
