@@ -107,7 +107,7 @@ class RoiConfig:
     # store light (det_store_light) a 4-cart week's 143 boxes refresh it to +13.7 production, manual
     # +0.075, where reusing it gave +7.5 (bench_flywheel, stop 30): 100
     det_refresh_min_new_boxes: int = 100
-    # a refresh also sees the week's clean store empties with a lab item pasted in, this many per
+    # the detector also trains on the clean store empties with a lab item pasted in, this many per
     # empty (flywheel/learner/copy_paste.py): store backgrounds with an exact item box, at no
     # human cost. Store empties without them taught the refresh that a store background means no
     # item (no box >= 0.25 on 43-62 % of store items). Two 4-cart turns' datasets, the same parent

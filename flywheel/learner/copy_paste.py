@@ -7,8 +7,9 @@ store background means no item. Copy-paste augmentation (Ghiasi et al., "Simple 
 Data Augmentation Method for Instance Segmentation", CVPR 2021) gives it store backgrounds WITH an
 exact box: a lab frame's item (its true box) is cut out, given the store frame's colour and
 exposure (per-channel mean ratio, what a store camera does to the whole frame) and pasted where
-the week's store items were (a filter box's centre, jittered). Only the detector's refresh sees
-these frames; they are never validation frames.
+the week's store items were (a filter box's centre, jittered). Only the detector trains on these
+frames (a refresh, or a training from scratch on a dataset with store empties); they are never
+validation frames, and a lab-only dataset (a bootstrap) has nothing to paste onto.
 """
 
 from __future__ import annotations
