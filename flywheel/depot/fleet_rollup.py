@@ -1,8 +1,7 @@
 """Fleet observability: a daily per-device (and per-store) rollup of status reports and clips.
 
-Device discovery is a skip-scan over `landing/status/device=*`: one listing of a single key per
-device (`start_after="device=<id>/~"` jumps past the device's reports, since `~` sorts after every id
-character), so the rollup never lists the whole report history. A device's reports of a day are
+Device discovery is one delimiter listing of `landing/status/device=*` (the folders, never the
+reports inside them), so the rollup never lists the whole report history. A device's reports of a day are
 the keys between `<YYYYMMDD>` and `<YYYYMMDD>~` (timestamp ids sort by time).
 """
 
@@ -22,16 +21,9 @@ from flywheel.depot.config import fleet_key
 
 
 def list_devices(lake: Lake) -> list[str]:
-    devices: list[str] = []
-    after: str | None = None
-    prefix = f"{LANDING_STATUS}/device="
-    while True:
-        nxt = next(iter(lake.list(LANDING_STATUS, start_after=after, limit=1)), None)
-        if nxt is None or not nxt.key.startswith(prefix):
-            return devices
-        device = nxt.key[len(prefix):].split("/", 1)[0]
-        devices.append(device)
-        after = f"{prefix}{device}/~"
+    """The devices that have reported status, sorted: one delimiter listing, whatever the fleet's size."""
+    prefix = "device="
+    return [f.removeprefix(prefix) for f in lake.list_folders(LANDING_STATUS) if f.startswith(prefix)]
 
 
 def last_report_key(lake: Lake, device: str, before_day: str) -> str | None:

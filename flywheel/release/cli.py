@@ -85,10 +85,13 @@ def _rollout(args: argparse.Namespace):
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from flywheel.depot.fleet_rollup import list_devices
     from flywheel.release.publish import publish_release, registry_files
 
     repo = _repo(args)
-    ch = publish_release(repo, args.model_id, registry_files(repo.lake, args.model_id), _rollout(args))
+    # the devices that report status: a partial stage's cohort salt splits them as asked (cohorts.py)
+    ch = publish_release(repo, args.model_id, registry_files(repo.lake, args.model_id), _rollout(args),
+                         fleet=list_devices(repo.lake))
     print(f"published {ch.release.release_id} ({ch.rollout.stage} {ch.rollout.percent:g}%)")
     return 0
 

@@ -131,3 +131,31 @@ def test_release_model_fills_the_canary_from_the_devices_that_report(local_lake,
     rollout = out.channel.rollout
     assert out.channel.release.release_id == rid_c and rollout.stage == "shadow"
     assert sum(cohort_point(d, rid_c, rollout.cohort_salt) < 5 for d in fleet) == 1
+
+
+def test_cli_publish_fills_the_canary_from_the_devices_that_report(tmp_path, keys_dir):
+    """`flywheel release publish --stage canary` salts as the Release stage does (it once did not)."""
+    from edge_agent.contract.schemas import LatencyMs, StatusReportV2
+    from edge_agent.lake import Lake
+    from flywheel.cli import main
+
+    lake_dir = tmp_path / "lake"
+    lake = Lake.at_path(lake_dir)
+    common = ["--lake", str(lake_dir), "--channel", "stable", "--keys", str(keys_dir)]
+    assert main(["release", "init", *common]) == 0
+    register_model(lake, "cls-a", release_files(1, "m-a"))
+    assert main(["release", "publish", *common, "--model-id", "cls-a"]) == 0
+    repo = open_channel(lake, "stable", load_keys(keys_dir), create=False)
+    rid = release_id(repo.targets.signed.version + 1, "cls-b")
+    fleet = carts_outside(rid, 50.0)
+    for d in fleet:
+        doc = StatusReportV2(device_id=d, store_id="S1", reported_at=datetime.now(UTC), agent_version="t",
+                             model_version="m-a", rule_set_version="r1", window_s=60, frames_processed=10,
+                             inference_latency_ms=LatencyMs(p50=2.0, p99=5.0))
+        lake.put(status_key(d, datetime.now(UTC)), dump_document(doc))
+    register_model(lake, "cls-b", release_files(2, "m-b"), production_id="cls-a")
+    assert main(["release", "publish", *common, "--model-id", "cls-b", "--stage", "canary",
+                 "--percent", "50"]) == 0
+    channel = current_channel(open_channel(lake, "stable", load_keys(keys_dir), create=False))
+    assert channel.release.release_id == rid and channel.rollout.cohort_salt > 0
+    assert sum(cohort_point(d, rid, channel.rollout.cohort_salt) < 50 for d in fleet) == 2
