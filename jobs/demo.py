@@ -11,7 +11,7 @@ health reports. Every run lands in the persistent instance at $DAGSTER_HOME (`ma
 Each finished step is recorded in <out>/progress.json: an interrupted demo resumes on the next
 `make demo` without redoing finished work. `--turns` may grow between runs (more turns on top).
 
-    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 8] [--fresh]
+    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 15] [--fresh]
 
 `--deployment cluster` turns it on the cluster deployment (S3 lake, LanceDB on S3, training on a
 Ray cluster by address, the instance on PostgreSQL): `make demo-cluster` starts those engines on
