@@ -11,7 +11,7 @@ health reports. Every run lands in the persistent instance at $DAGSTER_HOME (`ma
 Each finished step is recorded in <out>/progress.json: an interrupted demo resumes on the next
 `make demo` without redoing finished work. `--turns` may grow between runs (more turns on top).
 
-    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs 15] [--fresh]
+    python -m jobs.demo [--turns 3] [--carts 4] [--minutes 0.75] [--epochs N] [--fresh]
 
 `--deployment cluster` turns it on the cluster deployment (S3 lake, LanceDB on S3, training on a
 Ray cluster by address, the instance on PostgreSQL): `make demo-cluster` starts those engines on
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--carts", type=int, default=d.carts, help="0: the fleet stays home")
     parser.add_argument("--minutes", type=float, default=d.minutes, help="simulated minutes per cart")
     parser.add_argument("--epochs", type=int, default=d.epochs,
-                        help="crop-classifier epochs of a fleet turn (0: the weekly job's)")
+                        help="crop-classifier epochs of a fleet turn (default and 0: the weekly job's)")
     parser.add_argument("--bootstrap-epochs", type=int, default=d.bootstrap_epochs,
                         help="crop-classifier epochs of the bootstrap turn 0 (default: the weekly job's)")
     parser.add_argument("--det-epochs", type=int, default=d.det_epochs,
