@@ -1,8 +1,8 @@
 """Fleet observability: a daily per-device (and per-store) rollup of status reports and clips.
 
 Device discovery is one delimiter listing of `landing/status/device=*` (the folders, never the
-reports inside them), so the rollup never lists the whole report history. A device's reports of a day are
-the keys between `<YYYYMMDD>` and `<YYYYMMDD>~` (timestamp ids sort by time).
+reports inside them), so the rollup never lists the whole report history. A device's reports of a
+day are the keys between `<YYYYMMDD>` and `<YYYYMMDD>~` (timestamp ids sort by time).
 """
 
 from __future__ import annotations
