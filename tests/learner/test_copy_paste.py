@@ -4,27 +4,15 @@ train split only, deterministic per seed, bad shares refused."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import polars as pl
 import pytest
-from PIL import Image
 
 from flywheel.learner.config import EMPTY_CLASS
 from flywheel.learner.copy_paste import pasted_items
+from flywheel.learner.preprocess import decode_png, encode_png
 
 H, W = 240, 320
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _rgb(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def _frame(fill: tuple[int, int, int], box: list[float] | None = None,
@@ -42,7 +30,7 @@ def _members() -> pl.DataFrame:
     def add(fid: str, dist: str, label: str, img: np.ndarray, box: list[float] | None, split: str = "train"):
         rows.append({"frame_id": fid, "session_id": fid, "distribution": dist, "label": label,
                      "sku": None if label == EMPTY_CLASS else label, "is_empty": label == EMPTY_CLASS,
-                     "item_box": box, "image_png": _png(img), "width": W, "height": H, "split": split})
+                     "item_box": box, "image_png": encode_png(img), "width": W, "height": H, "split": split})
 
     lab_box = [100.0, 60.0, 160.0, 140.0]
     add("lab-1", "manual", "4006381333931", _frame((128, 128, 128), lab_box), lab_box)
@@ -62,11 +50,11 @@ def test_a_lab_item_lands_in_a_store_empty_with_an_exact_box() -> None:
     assert set(out["split"]) == {"train"} and not out["is_empty"].any()
     assert all("~paste" in f and f.startswith("store-empty-") and "val" not in f for f in out["frame_id"])
     assert len({f.split("~")[0] for f in out["frame_id"]}) == 3  # every train empty once
-    empty = _rgb(members.filter(pl.col("frame_id") == "store-empty-0")["image_png"][0])
+    empty = decode_png(members.filter(pl.col("frame_id") == "store-empty-0")["image_png"][0])
     for row in out.iter_rows(named=True):
         x1, y1, x2, y2 = (int(v) for v in row["item_box"])
         assert (x2 - x1, y2 - y1) == (60, 80) and 0 <= x1 and x2 <= W and 0 <= y1 and y2 <= H
-        img = _rgb(row["image_png"])
+        img = decode_png(row["image_png"])
         inside = img[y1:y2, x1:x2].reshape(-1, 3).mean(0)
         lab = (200, 40, 40) if row["label"] == "4006381333931" else (40, 200, 40)
         # the lab item in the store's light: the channels scaled by store mean / lab mean
